@@ -1,0 +1,408 @@
+//! The plan file (SPEC §4): its shape, canonical JSON, digest and approvals.
+//!
+//! A plan read from disk is untrusted until [`load`] has checked its format,
+//! shape and digest. The digest covers everything but `digest` and
+//! `approvals`, so approving never changes what was approved.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{Error, Result};
+use crate::sync::{Change, Finding, Op, SyncOptions, SyncResult};
+
+pub const FORMAT: &str = "sync-access/plan/v1";
+
+/// Plans larger than this are refused before parsing (a hostile or broken
+/// file must not exhaust memory). A million bindings take about 400 MiB.
+pub const MAX_PLAN_BYTES: u64 = 2 << 30;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub format: String,
+    pub tool_version: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub source: Source,
+    pub tenant: String,
+    /// Absent in plans written by hand from SPEC §4's example: defaults.
+    #[serde(default)]
+    pub options: Options,
+    pub summary: Summary,
+    pub changes: Vec<Change>,
+    pub skipped: Vec<Finding>,
+    pub conflicts: Vec<Finding>,
+    pub applyable: bool,
+    pub digest: String,
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub backend: String,
+    /// The URL with any password removed.
+    pub database: String,
+    pub identity: String,
+}
+
+/// The sync options besides the tenant, so that `apply` re-derives exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub create_tenant: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_name: Option<String>,
+    pub skip_conflicts: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub create_tenant: usize,
+    pub add_role: usize,
+    pub add_group: usize,
+    pub add_membership: usize,
+    pub add_binding: usize,
+    pub present: usize,
+    pub skipped: usize,
+    pub conflicts: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Summary {
+    pub fn of(result: &SyncResult) -> Self {
+        Summary {
+            create_tenant: result.count(Op::CreateTenant),
+            add_role: result.count(Op::AddRole),
+            add_group: result.count(Op::AddGroup),
+            add_membership: result.count(Op::AddMembership),
+            add_binding: result.count(Op::AddBinding),
+            present: result.present_total(),
+            skipped: result.skipped.len(),
+            conflicts: result.conflicts.len(),
+        }
+    }
+
+    pub fn changes(&self) -> usize {
+        self.create_tenant + self.add_role + self.add_group + self.add_membership + self.add_binding
+    }
+
+    pub fn count(&self, op: Op) -> usize {
+        match op {
+            Op::CreateTenant => self.create_tenant,
+            Op::AddRole => self.add_role,
+            Op::AddGroup => self.add_group,
+            Op::AddMembership => self.add_membership,
+            Op::AddBinding => self.add_binding,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    pub by: String,
+    pub at: String,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// Who and when, from the environment, so that commands stay testable.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub created_at: String,
+    pub created_by: String,
+}
+
+impl Plan {
+    /// Builds a plan from a sync result and seals it with its digest.
+    pub fn new(result: SyncResult, options: &SyncOptions, source: Source, provenance: Provenance) -> Self {
+        let summary = Summary::of(&result);
+        let mut plan = Plan {
+            format: FORMAT.to_string(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            created_at: provenance.created_at,
+            created_by: provenance.created_by,
+            source,
+            tenant: options.tenant.clone(),
+            options: Options {
+                create_tenant: options.create_tenant,
+                tenant_name: options.tenant_name.clone(),
+                skip_conflicts: options.skip_conflicts,
+            },
+            summary,
+            applyable: result.conflicts.is_empty(),
+            changes: result.changes,
+            skipped: result.skipped,
+            conflicts: result.conflicts,
+            digest: String::new(),
+            approvals: Vec::new(),
+        };
+        plan.digest = digest_of(&plan.to_value());
+        plan
+    }
+
+    pub fn sync_options(&self) -> SyncOptions {
+        SyncOptions {
+            tenant: self.tenant.clone(),
+            create_tenant: self.options.create_tenant,
+            tenant_name: self.options.tenant_name.clone(),
+            skip_conflicts: self.options.skip_conflicts,
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        serde_json::to_value(self).expect("a plan always serialises")
+    }
+
+    /// The file's bytes: pretty JSON with a final newline.
+    pub fn to_pretty_json(&self) -> Vec<u8> {
+        let mut bytes = serde_json::to_vec_pretty(self).expect("a plan always serialises");
+        bytes.push(b'\n');
+        bytes
+    }
+
+    pub fn short_digest(&self) -> &str {
+        let hex = self.digest.strip_prefix("sha256:").unwrap_or(&self.digest);
+        &hex[..hex.len().min(12)]
+    }
+
+    /// The approvals whose digest is this plan's.
+    pub fn matching_approvals(&self) -> impl Iterator<Item = &Approval> {
+        self.approvals.iter().filter(move |a| a.digest == self.digest)
+    }
+}
+
+/// Canonical JSON of SPEC §4: object keys sorted by their UTF-8 bytes, no
+/// insignificant whitespace, serde_json's minimal string escaping.
+pub fn canonical_json(value: &Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            out.push(b'{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                serde_json::to_writer(&mut *out, key).expect("writing to a Vec cannot fail");
+                out.push(b':');
+                write_canonical(value, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        scalar => serde_json::to_writer(&mut *out, scalar).expect("writing to a Vec cannot fail"),
+    }
+}
+
+/// `sha256:<hex>` of the canonical JSON of `plan` without `digest` and
+/// `approvals`.
+pub fn digest_of(plan: &Value) -> String {
+    let mut hasher = Sha256::new();
+    match plan {
+        Value::Object(map) => {
+            let mut sealed = map.clone();
+            sealed.remove("digest");
+            sealed.remove("approvals");
+            hasher.update(canonical_json(&Value::Object(sealed)));
+        }
+        other => hasher.update(canonical_json(other)),
+    }
+    let hash = hasher.finalize();
+    let mut hex = String::with_capacity(7 + 64);
+    hex.push_str("sha256:");
+    for byte in hash {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
+}
+
+/// A plan read from a file, with what its validation found.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub plan: Plan,
+    /// The file's JSON as read: the digest and `apply`'s comparison use this,
+    /// never a re-serialisation of `plan`.
+    pub raw: Value,
+    /// The digest recomputed from the content; differs from `plan.digest`
+    /// when the file was altered after it was made.
+    pub computed_digest: String,
+}
+
+impl Loaded {
+    pub fn digest_matches(&self) -> bool {
+        self.computed_digest == self.plan.digest
+    }
+
+    /// Refuses (exit 4) a plan whose content does not match its digest.
+    pub fn require_intact(&self, path: &Path) -> Result<()> {
+        if self.digest_matches() {
+            Ok(())
+        } else {
+            Err(Error::Refused(format!(
+                "{}: digest mismatch: the plan says {} but its content hashes to {}; it was altered after it was made",
+                path.display(),
+                self.plan.digest,
+                self.computed_digest
+            )))
+        }
+    }
+}
+
+/// Reads and validates a plan file: size, JSON, format and shape. The digest
+/// is recomputed but not enforced here (`show` displays altered plans with a
+/// warning); see [`Loaded::require_intact`].
+pub fn load(path: &Path) -> Result<Loaded> {
+    let refuse = |msg: String| Error::Refused(format!("{}: {msg}", path.display()));
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.len() > MAX_PLAN_BYTES {
+        return Err(refuse(format!(
+            "not a valid plan: {} bytes is over the limit of {MAX_PLAN_BYTES} bytes",
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse(&bytes).map_err(refuse)
+}
+
+/// Validates plan bytes; the error is a sentence without the path.
+pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
+    let raw: Value = serde_json::from_slice(bytes).map_err(|e| format!("not a valid plan: not JSON ({e})"))?;
+    match raw.get("format") {
+        Some(Value::String(f)) if f == FORMAT => {}
+        Some(Value::String(f)) => return Err(format!("not a valid plan: format `{f}` is not `{FORMAT}`")),
+        _ => return Err(format!("not a valid plan: no `format` field (expected `{FORMAT}`)")),
+    }
+    let plan: Plan = Plan::deserialize(&raw).map_err(|e| format!("not a valid {FORMAT} plan: {e}"))?;
+    check_consistency(&plan)?;
+    let computed_digest = digest_of(&raw);
+    Ok(Loaded {
+        plan,
+        raw,
+        computed_digest,
+    })
+}
+
+/// What the shape alone cannot say: a plan must be internally coherent, so
+/// that a reviewer reading its summary reads the truth about its changes.
+fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
+    let bad = |msg: String| Err(format!("not a valid plan: {msg}"));
+    for op in Op::ALL {
+        let actual = plan.changes.iter().filter(|c| c.op() == op).count();
+        if plan.summary.count(op) != actual {
+            return bad(format!(
+                "summary says {} {} but the plan has {actual}",
+                plan.summary.count(op),
+                op.as_str()
+            ));
+        }
+    }
+    if plan.summary.skipped != plan.skipped.len() || plan.summary.conflicts != plan.conflicts.len() {
+        return bad("summary counts of skipped or conflicts do not match the lists".into());
+    }
+    if plan.applyable && !plan.conflicts.is_empty() {
+        return bad("marked applyable but it has conflicts".into());
+    }
+    if plan.tenant.is_empty() {
+        return bad("`tenant` is empty".into());
+    }
+    for pair in plan.changes.windows(2) {
+        if pair[0].sort_key() >= pair[1].sort_key() {
+            return bad(format!(
+                "changes are not in order or repeat a change (`{}` {} then `{}` {})",
+                pair[0].op().as_str(),
+                pair[0].key(),
+                pair[1].op().as_str(),
+                pair[1].key()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// RFC 3339 in UTC, to the second; `SOURCE_DATE_EPOCH` fixes it for
+/// reproducible output.
+pub fn now_rfc3339() -> Result<String> {
+    let time = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(raw) => {
+            let secs: u64 = raw
+                .trim()
+                .parse()
+                .map_err(|_| Error::usage(format!("SOURCE_DATE_EPOCH `{raw}` is not a number of seconds")))?;
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+        }
+        Err(_) => std::time::SystemTime::now(),
+    };
+    Ok(humantime::format_rfc3339_seconds(time).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../tests/fixtures/example-plan.json");
+
+    #[test]
+    fn the_spec_example_digest_is_reproduced() {
+        let raw: Value = serde_json::from_str(EXAMPLE).unwrap();
+        assert_eq!(
+            digest_of(&raw),
+            raw["digest"].as_str().unwrap(),
+            "canonical JSON must match SPEC §4's test vector"
+        );
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_by_bytes_and_escapes_minimally() {
+        let value: Value = serde_json::from_str(r#"{"b":1,"a":{"é":"x\u0001\"","Z":[true,null,1.5]}}"#).unwrap();
+        assert_eq!(
+            String::from_utf8(canonical_json(&value)).unwrap(),
+            r#"{"a":{"Z":[true,null,1.5],"é":"x\u0001\""},"b":1}"#
+        );
+    }
+
+    #[test]
+    fn a_changed_byte_changes_the_digest_and_approvals_do_not() {
+        let mut raw: Value = serde_json::from_str(EXAMPLE).unwrap();
+        let before = digest_of(&raw);
+        raw["approvals"] = Value::Array(vec![]);
+        assert_eq!(digest_of(&raw), before);
+        raw["changes"][0]["value"]["name"] = Value::String("Admin ".into());
+        assert_ne!(digest_of(&raw), before);
+    }
+
+    #[test]
+    fn garbage_is_refused_with_a_sentence() {
+        assert!(parse(b"not json").unwrap_err().contains("not JSON"));
+        assert!(parse(b"{\"format\":\"other\"}").unwrap_err().contains("format `other`"));
+        assert!(parse(b"[]").unwrap_err().contains("no `format`"));
+    }
+}
