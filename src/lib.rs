@@ -1,8 +1,69 @@
 //! sync-access: plan, review, approve and apply the migration of a Kestra
 //! store's legacy global access into a tenant.
+//!
+//! Flow: the store reads a consistent snapshot, the pure [`sync::sync`]
+//! turns it into changes, [`plan`] seals them, [`render`] shows them; apply
+//! goes plan file -> validation -> store under lock -> the same sync ->
+//! comparison -> writes.
 
+pub mod cli;
+pub mod commands;
+pub mod connect;
+pub mod demo;
 pub mod error;
+pub mod plan;
+pub mod render;
+pub mod store;
 pub mod sync;
 
 pub use error::{Error, ExitStatus, Result};
-pub mod plan;
+
+use cli::{Cli, Command, LogLevel};
+
+/// Runs a parsed command line; the caller maps the result to an exit code.
+pub fn run(cli: Cli) -> Result<ExitStatus> {
+    init_logging(&cli.global);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Io(format!("starting the runtime: {e}")))?;
+    let global = &cli.global;
+    runtime.block_on(async {
+        match &cli.command {
+            Command::Plan(args) => commands::plan::run(global, args).await,
+            Command::Show(args) => commands::show::run(args),
+            Command::Approve(args) => commands::approve::run(args),
+            Command::Apply(args) => commands::apply::run(global, args).await,
+            Command::Verify(args) => commands::verify::run(global, args).await,
+            Command::History(args) => commands::history::run(global, args).await,
+            Command::Demo(args) => commands::demo::run(global, args).await,
+        }
+    })
+}
+
+/// Logs go to stderr: `-l` sets the level, each `-v` raises it; the driver's
+/// own logs only with `--internal-log`.
+fn init_logging(global: &cli::GlobalArgs) {
+    let base = match global.log_level {
+        Some(LogLevel::Trace) => 4,
+        Some(LogLevel::Debug) => 3,
+        Some(LogLevel::Info) => 2,
+        Some(LogLevel::Warn) | None => 1,
+        Some(LogLevel::Error) => 0,
+    };
+    let level = match (base + global.verbose as usize).min(4) {
+        0 => "error",
+        1 => "warn",
+        2 => "info",
+        3 => "debug",
+        _ => "trace",
+    };
+    let driver = if global.internal_log { level } else { "off" };
+    let filter =
+        tracing_subscriber::EnvFilter::new(format!("warn,sync_access={level},sqlx={driver}"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}

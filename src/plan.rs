@@ -128,7 +128,12 @@ pub struct Provenance {
 
 impl Plan {
     /// Builds a plan from a sync result and seals it with its digest.
-    pub fn new(result: SyncResult, options: &SyncOptions, source: Source, provenance: Provenance) -> Self {
+    pub fn new(
+        result: SyncResult,
+        options: &SyncOptions,
+        source: Source,
+        provenance: Provenance,
+    ) -> Self {
         let summary = Summary::of(&result);
         let mut plan = Plan {
             format: FORMAT.to_string(),
@@ -181,7 +186,9 @@ impl Plan {
 
     /// The approvals whose digest is this plan's.
     pub fn matching_approvals(&self) -> impl Iterator<Item = &Approval> {
-        self.approvals.iter().filter(move |a| a.digest == self.digest)
+        self.approvals
+            .iter()
+            .filter(move |a| a.digest == self.digest)
     }
 }
 
@@ -295,13 +302,21 @@ pub fn load(path: &Path) -> Result<Loaded> {
 
 /// Validates plan bytes; the error is a sentence without the path.
 pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
-    let raw: Value = serde_json::from_slice(bytes).map_err(|e| format!("not a valid plan: not JSON ({e})"))?;
+    let raw: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a valid plan: not JSON ({e})"))?;
     match raw.get("format") {
         Some(Value::String(f)) if f == FORMAT => {}
-        Some(Value::String(f)) => return Err(format!("not a valid plan: format `{f}` is not `{FORMAT}`")),
-        _ => return Err(format!("not a valid plan: no `format` field (expected `{FORMAT}`)")),
+        Some(Value::String(f)) => {
+            return Err(format!("not a valid plan: format `{f}` is not `{FORMAT}`"))
+        }
+        _ => {
+            return Err(format!(
+                "not a valid plan: no `format` field (expected `{FORMAT}`)"
+            ))
+        }
     }
-    let plan: Plan = Plan::deserialize(&raw).map_err(|e| format!("not a valid {FORMAT} plan: {e}"))?;
+    let plan: Plan =
+        Plan::deserialize(&raw).map_err(|e| format!("not a valid {FORMAT} plan: {e}"))?;
     check_consistency(&plan)?;
     let computed_digest = digest_of(&raw);
     Ok(Loaded {
@@ -325,7 +340,8 @@ fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
             ));
         }
     }
-    if plan.summary.skipped != plan.skipped.len() || plan.summary.conflicts != plan.conflicts.len() {
+    if plan.summary.skipped != plan.skipped.len() || plan.summary.conflicts != plan.conflicts.len()
+    {
         return bad("summary counts of skipped or conflicts do not match the lists".into());
     }
     if plan.applyable && !plan.conflicts.is_empty() {
@@ -353,10 +369,11 @@ fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
 pub fn now_rfc3339() -> Result<String> {
     let time = match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(raw) => {
-            let secs: u64 = raw
-                .trim()
-                .parse()
-                .map_err(|_| Error::usage(format!("SOURCE_DATE_EPOCH `{raw}` is not a number of seconds")))?;
+            let secs: u64 = raw.trim().parse().map_err(|_| {
+                Error::usage(format!(
+                    "SOURCE_DATE_EPOCH `{raw}` is not a number of seconds"
+                ))
+            })?;
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
         }
         Err(_) => std::time::SystemTime::now(),
@@ -382,7 +399,8 @@ mod tests {
 
     #[test]
     fn canonical_json_sorts_keys_by_bytes_and_escapes_minimally() {
-        let value: Value = serde_json::from_str(r#"{"b":1,"a":{"é":"x\u0001\"","Z":[true,null,1.5]}}"#).unwrap();
+        let value: Value =
+            serde_json::from_str(r#"{"b":1,"a":{"é":"x\u0001\"","Z":[true,null,1.5]}}"#).unwrap();
         assert_eq!(
             String::from_utf8(canonical_json(&value)).unwrap(),
             r#"{"a":{"Z":[true,null,1.5],"é":"x\u0001\""},"b":1}"#
@@ -402,7 +420,9 @@ mod tests {
     #[test]
     fn garbage_is_refused_with_a_sentence() {
         assert!(parse(b"not json").unwrap_err().contains("not JSON"));
-        assert!(parse(b"{\"format\":\"other\"}").unwrap_err().contains("format `other`"));
+        assert!(parse(b"{\"format\":\"other\"}")
+            .unwrap_err()
+            .contains("format `other`"));
         assert!(parse(b"[]").unwrap_err().contains("no `format`"));
     }
 }

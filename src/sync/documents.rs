@@ -35,7 +35,9 @@ pub struct Header {
     pub deleted: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Membership {
     Member,
@@ -51,7 +53,9 @@ impl Membership {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum SubjectType {
     User,
@@ -179,7 +183,10 @@ fn parse_object(raw: &RawDoc) -> Result<Map<String, Value>, Malformed> {
 /// Reads the shared fields. `id` must be a non-empty string, `tenantId` a
 /// string or null/absent, `deleted` a boolean (absent means false, as Kestra's
 /// own entities default it).
-fn parse_header<'a>(raw: &'a RawDoc, obj: &'a Map<String, Value>) -> Result<(Header, Fields<'a>), Malformed> {
+fn parse_header<'a>(
+    raw: &'a RawDoc,
+    obj: &'a Map<String, Value>,
+) -> Result<(Header, Fields<'a>), Malformed> {
     let mut fields = Fields {
         key: &raw.key,
         obj,
@@ -227,7 +234,10 @@ fn parse_membership(fields: &Fields<'_>, value: Option<&Value>) -> Result<Member
     match value {
         Some(Value::String(s)) if s == "MEMBER" => Ok(Membership::Member),
         Some(Value::String(s)) if s == "OWNER" => Ok(Membership::Owner),
-        Some(_) => Err(fields.malformed("a `groupList` entry has a `membership` other than MEMBER or OWNER")),
+        Some(_) => {
+            Err(fields
+                .malformed("a `groupList` entry has a `membership` other than MEMBER or OWNER"))
+        }
         None => Err(fields.malformed("a `groupList` entry has no `membership`")),
     }
 }
@@ -243,7 +253,9 @@ pub fn parse_user(raw: &RawDoc) -> Parsed<User> {
         Some(Value::Array(ids)) => {
             for id in ids {
                 let Value::String(id) = id else {
-                    return Err(fields.malformed("field `groups` holds a value that is not a string"));
+                    return Err(
+                        fields.malformed("field `groups` holds a value that is not a string")
+                    );
                 };
                 legacy_memberships.insert(id.clone(), Membership::Member);
             }
@@ -255,11 +267,15 @@ pub fn parse_user(raw: &RawDoc) -> Parsed<User> {
         Some(Value::Array(entries)) => {
             for entry in entries {
                 let Value::Object(entry) = entry else {
-                    return Err(fields.malformed("field `groupList` holds a value that is not an object"));
+                    return Err(
+                        fields.malformed("field `groupList` holds a value that is not an object")
+                    );
                 };
                 let group_id = match entry.get("groupId") {
                     Some(Value::String(s)) => s.clone(),
-                    _ => return Err(fields.malformed("a `groupList` entry has no string `groupId`")),
+                    _ => {
+                        return Err(fields.malformed("a `groupList` entry has no string `groupId`"))
+                    }
                 };
                 let membership = parse_membership(&fields, entry.get("membership"))?;
                 match entry.get("tenantId") {
@@ -270,7 +286,9 @@ pub fn parse_user(raw: &RawDoc) -> Parsed<User> {
                         tenant_memberships.insert((tenant.clone(), group_id), membership);
                     }
                     Some(_) => {
-                        return Err(fields.malformed("a `groupList` entry has a `tenantId` that is not a string"))
+                        return Err(fields.malformed(
+                            "a `groupList` entry has a `tenantId` that is not a string",
+                        ))
                     }
                 }
             }
@@ -290,7 +308,11 @@ pub fn parse_group(raw: &RawDoc) -> Parsed<Group> {
     let (header, fields) = parse_header(raw, &obj)?;
     let name = fields.string("name")?;
     fields.optional_string("description")?;
-    Ok(Group { header, name, doc: obj })
+    Ok(Group {
+        header,
+        name,
+        doc: obj,
+    })
 }
 
 pub fn parse_role(raw: &RawDoc) -> Parsed<Role> {
@@ -302,12 +324,16 @@ pub fn parse_role(raw: &RawDoc) -> Parsed<Role> {
         Some(Value::Object(map)) => {
             for (permission, actions) in map {
                 let Value::Array(actions) = actions else {
-                    return Err(fields.malformed(format!("permission `{permission}` is not an array of actions")));
+                    return Err(fields.malformed(format!(
+                        "permission `{permission}` is not an array of actions"
+                    )));
                 };
                 let mut set = BTreeSet::new();
                 for action in actions {
                     let Value::String(action) = action else {
-                        return Err(fields.malformed(format!("permission `{permission}` holds an action that is not a string")));
+                        return Err(fields.malformed(format!(
+                            "permission `{permission}` holds an action that is not a string"
+                        )));
                     };
                     set.insert(action.clone());
                 }

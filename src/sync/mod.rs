@@ -13,9 +13,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-pub use documents::{Membership, RawDoc, SubjectType};
 use documents::{Binding, Grant, Group, Malformed, Parsed, Role, User};
-pub use writes::{applied, writes_for, MissingUser, Writes};
+pub use documents::{Membership, RawDoc, SubjectType};
+pub use writes::{applied, unmet_changes, writes_for, MissingUser, Unmet, Writes};
 
 /// The rows `sync` needs, read in one consistent snapshot. Each table holds
 /// at least every legacy document, every document of the target tenant and
@@ -103,7 +103,13 @@ pub enum Op {
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [Op::CreateTenant, Op::AddRole, Op::AddGroup, Op::AddMembership, Op::AddBinding];
+    pub const ALL: [Op; 5] = [
+        Op::CreateTenant,
+        Op::AddRole,
+        Op::AddGroup,
+        Op::AddMembership,
+        Op::AddBinding,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -146,7 +152,11 @@ impl Change {
 
     /// SPEC §4 order: op, then key, then group id, strings by UTF-8 bytes.
     pub fn sort_key(&self) -> (Op, &[u8], &[u8]) {
-        (self.op(), self.key().as_bytes(), self.group_id().unwrap_or("").as_bytes())
+        (
+            self.op(),
+            self.key().as_bytes(),
+            self.group_id().unwrap_or("").as_bytes(),
+        )
     }
 }
 
@@ -190,7 +200,11 @@ pub struct Finding {
 
 impl Finding {
     fn sort_key(&self) -> (Kind, &[u8], &[u8]) {
-        (self.kind, self.key.as_bytes(), self.group_id.as_deref().unwrap_or("").as_bytes())
+        (
+            self.kind,
+            self.key.as_bytes(),
+            self.group_id.as_deref().unwrap_or("").as_bytes(),
+        )
     }
 }
 
@@ -241,16 +255,38 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
     }
 
     let users = UserIndex::new(snapshot, &mut out);
-    let roles = Scope::new(&snapshot.roles, documents::parse_role, tenant, Kind::Role, &mut out);
-    let groups = Scope::new(&snapshot.groups, documents::parse_group, tenant, Kind::Group, &mut out);
-    let bindings = Scope::new(&snapshot.bindings, documents::parse_binding, tenant, Kind::Binding, &mut out);
+    let roles = Scope::new(
+        &snapshot.roles,
+        documents::parse_role,
+        tenant,
+        Kind::Role,
+        &mut out,
+    );
+    let groups = Scope::new(
+        &snapshot.groups,
+        documents::parse_group,
+        tenant,
+        Kind::Group,
+        &mut out,
+    );
+    let bindings = Scope::new(
+        &snapshot.bindings,
+        documents::parse_binding,
+        tenant,
+        Kind::Binding,
+        &mut out,
+    );
 
     let role_outcomes = copy_documents(&roles, tenant, Kind::Role, &mut out, |legacy, existing| {
         legacy.name == existing.name && legacy.permissions == existing.permissions
     });
-    let group_outcomes = copy_documents(&groups, tenant, Kind::Group, &mut out, |legacy, existing| {
-        legacy.name == existing.name
-    });
+    let group_outcomes = copy_documents(
+        &groups,
+        tenant,
+        Kind::Group,
+        &mut out,
+        |legacy, existing| legacy.name == existing.name,
+    );
     let deps = Dependencies {
         users: &users,
         roles: &roles,
@@ -269,7 +305,8 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
     }
     out.changes.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     out.skipped.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    out.conflicts.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    out.conflicts
+        .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     Ok(out)
 }
 
@@ -279,7 +316,12 @@ fn tenant_change(snapshot: &Snapshot, options: &SyncOptions) -> Result<Option<Ch
     for raw in snapshot.tenants.iter().filter(|raw| &raw.key == tenant) {
         let obj = match serde_json::from_str::<Value>(&raw.value) {
             Ok(Value::Object(obj)) => obj,
-            _ => return Err(SyncError::TenantMalformed(tenant.clone(), "not a JSON object".into())),
+            _ => {
+                return Err(SyncError::TenantMalformed(
+                    tenant.clone(),
+                    "not a JSON object".into(),
+                ))
+            }
         };
         let deleted = match obj.get("deleted") {
             None => false,
@@ -297,7 +339,10 @@ fn tenant_change(snapshot: &Snapshot, options: &SyncOptions) -> Result<Option<Ch
         Some(false) => Ok(None),
         Some(true) => Err(SyncError::TenantDeleted(tenant.clone())),
         None if options.create_tenant => {
-            let name = options.tenant_name.clone().unwrap_or_else(|| tenant.clone());
+            let name = options
+                .tenant_name
+                .clone()
+                .unwrap_or_else(|| tenant.clone());
             let mut value = Map::new();
             value.insert("id".into(), Value::String(tenant.clone()));
             value.insert("name".into(), Value::String(name));
@@ -452,7 +497,13 @@ impl Document for Binding {
 }
 
 impl<T: Document + Clone> Scope<T> {
-    fn new(rows: &[RawDoc], parse: fn(&RawDoc) -> Parsed<T>, tenant: &str, kind: Kind, out: &mut SyncResult) -> Self {
+    fn new(
+        rows: &[RawDoc],
+        parse: fn(&RawDoc) -> Parsed<T>,
+        tenant: &str,
+        kind: Kind,
+        out: &mut SyncResult,
+    ) -> Self {
         let mut scope: Scope<T> = Scope {
             legacy: Vec::new(),
             duplicates: HashSet::new(),
@@ -465,7 +516,11 @@ impl<T: Document + Clone> Scope<T> {
             match parse(raw) {
                 Ok(doc) => {
                     let header = doc.header();
-                    let holder = if header.deleted { Holder::Deleted } else { Holder::Live };
+                    let holder = if header.deleted {
+                        Holder::Deleted
+                    } else {
+                        Holder::Live
+                    };
                     scope.holders.insert(header.key.clone(), holder);
                     match header.tenant_id.as_deref() {
                         None if header.deleted => {
@@ -484,7 +539,8 @@ impl<T: Document + Clone> Scope<T> {
                                 Some(existing) => {
                                     header.key == canonical
                                         || (existing.header().key != canonical
-                                            && header.key.as_bytes() < existing.header().key.as_bytes())
+                                            && header.key.as_bytes()
+                                                < existing.header().key.as_bytes())
                                 }
                             };
                             if replace {
@@ -521,7 +577,10 @@ impl<T: Document + Clone> Scope<T> {
                     kind,
                     key: doc.header().key.clone(),
                     group_id: None,
-                    reason: format!("id `{id}` is used by several legacy documents ({})", keys.join(", ")),
+                    reason: format!(
+                        "id `{id}` is used by several legacy documents ({})",
+                        keys.join(", ")
+                    ),
                     detail: None,
                 });
             }
@@ -537,9 +596,17 @@ impl<T: Document + Clone> Scope<T> {
     /// A conflict when the target key is held by anything but `equal_key`.
     fn key_conflict(&self, key: &str, kind: Kind) -> Option<String> {
         match self.holders.get(key)? {
-            Holder::Live => Some(format!("key `{key}` is already held by another {}", kind.as_str())),
-            Holder::Deleted => Some(format!("key `{key}` is already held by a deleted {}", kind.as_str())),
-            Holder::Malformed => Some(format!("key `{key}` is already held by a malformed document")),
+            Holder::Live => Some(format!(
+                "key `{key}` is already held by another {}",
+                kind.as_str()
+            )),
+            Holder::Deleted => Some(format!(
+                "key `{key}` is already held by a deleted {}",
+                kind.as_str()
+            )),
+            Holder::Malformed => Some(format!(
+                "key `{key}` is already held by a malformed document"
+            )),
         }
     }
 }
@@ -657,7 +724,12 @@ struct Dependencies<'a> {
 }
 
 /// SPEC §3.4.
-fn plan_memberships(users: &UserIndex, deps: &Dependencies<'_>, tenant: &str, out: &mut SyncResult) {
+fn plan_memberships(
+    users: &UserIndex,
+    deps: &Dependencies<'_>,
+    tenant: &str,
+    out: &mut SyncResult,
+) {
     let group_names: HashMap<&str, &str> = deps
         .groups
         .legacy
@@ -689,10 +761,14 @@ fn plan_memberships(users: &UserIndex, deps: &Dependencies<'_>, tenant: &str, ou
                 continue;
             }
             if deps.group_outcomes.get(group_id) == Some(&Outcome::Conflict) {
-                out.conflicts.push(finding(format!("group `{group_id}` is in conflict")));
+                out.conflicts
+                    .push(finding(format!("group `{group_id}` is in conflict")));
                 continue;
             }
-            match user.tenant_memberships.get(&(tenant.to_string(), group_id.clone())) {
+            match user
+                .tenant_memberships
+                .get(&(tenant.to_string(), group_id.clone()))
+            {
                 Some(&existing) if existing == membership => {
                     *out.present.entry(Kind::Membership).or_default() += 1;
                 }
@@ -705,7 +781,10 @@ fn plan_memberships(users: &UserIndex, deps: &Dependencies<'_>, tenant: &str, ou
                     user_id: user.header.id.clone(),
                     username: user.username.clone(),
                     group_id: group_id.clone(),
-                    group_name: group_names.get(group_id.as_str()).map(|s| s.to_string()).unwrap_or_default(),
+                    group_name: group_names
+                        .get(group_id.as_str())
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
                     membership,
                 }),
             }
@@ -714,7 +793,12 @@ fn plan_memberships(users: &UserIndex, deps: &Dependencies<'_>, tenant: &str, ou
 }
 
 /// SPEC §3.5.
-fn plan_bindings(bindings: &Scope<Binding>, deps: &Dependencies<'_>, tenant: &str, out: &mut SyncResult) {
+fn plan_bindings(
+    bindings: &Scope<Binding>,
+    deps: &Dependencies<'_>,
+    tenant: &str,
+    out: &mut SyncResult,
+) {
     let tenant_grants: HashSet<&Grant> = bindings.tenant_by_id.values().map(|b| &b.grant).collect();
     let role_names: HashMap<&str, &str> = deps
         .roles
@@ -738,22 +822,38 @@ fn plan_bindings(bindings: &Scope<Binding>, deps: &Dependencies<'_>, tenant: &st
             detail: None,
         };
         let subject = match grant.subject_type {
-            SubjectType::User => deps.users.ids.availability(&grant.external_id).reason(Kind::User),
-            SubjectType::Group => deps.groups.ids.availability(&grant.external_id).reason(Kind::Group),
+            SubjectType::User => deps
+                .users
+                .ids
+                .availability(&grant.external_id)
+                .reason(Kind::User),
+            SubjectType::Group => deps
+                .groups
+                .ids
+                .availability(&grant.external_id)
+                .reason(Kind::Group),
         };
-        let role = deps.roles.ids.availability(&grant.role_id).reason(Kind::Role);
+        let role = deps
+            .roles
+            .ids
+            .availability(&grant.role_id)
+            .reason(Kind::Role);
         if let Some(reason) = subject.or(role) {
             out.skipped.push(finding(reason));
             continue;
         }
         if deps.role_outcomes.get(&grant.role_id) == Some(&Outcome::Conflict) {
-            out.conflicts.push(finding(format!("role `{}` is in conflict", grant.role_id)));
+            out.conflicts
+                .push(finding(format!("role `{}` is in conflict", grant.role_id)));
             continue;
         }
         if grant.subject_type == SubjectType::Group
             && deps.group_outcomes.get(&grant.external_id) == Some(&Outcome::Conflict)
         {
-            out.conflicts.push(finding(format!("group `{}` is in conflict", grant.external_id)));
+            out.conflicts.push(finding(format!(
+                "group `{}` is in conflict",
+                grant.external_id
+            )));
             continue;
         }
         if tenant_grants.contains(grant) {
@@ -775,18 +875,28 @@ fn plan_bindings(bindings: &Scope<Binding>, deps: &Dependencies<'_>, tenant: &st
         let subject = match grant.subject_type {
             SubjectType::User => format!(
                 "user {}",
-                deps.users.live.get(&grant.external_id).map(|u| u.username.as_str()).unwrap_or_default()
+                deps.users
+                    .live
+                    .get(&grant.external_id)
+                    .map(|u| u.username.as_str())
+                    .unwrap_or_default()
             ),
             SubjectType::Group => format!(
                 "group {}",
-                group_names.get(grant.external_id.as_str()).copied().unwrap_or_default()
+                group_names
+                    .get(grant.external_id.as_str())
+                    .copied()
+                    .unwrap_or_default()
             ),
         };
         out.changes.push(Change::AddBinding {
             key,
             value: documents::with_tenant(&binding.doc, tenant),
             subject,
-            role: role_names.get(grant.role_id.as_str()).map(|s| s.to_string()).unwrap_or_default(),
+            role: role_names
+                .get(grant.role_id.as_str())
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
         });
     }
 }

@@ -22,7 +22,11 @@ pub struct Writes {
 
 impl Writes {
     pub fn len(&self) -> usize {
-        self.tenants.len() + self.roles.len() + self.groups.len() + self.bindings.len() + self.users.len()
+        self.tenants.len()
+            + self.roles.len()
+            + self.groups.len()
+            + self.bindings.len()
+            + self.users.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -38,7 +42,11 @@ pub struct MissingUser(pub String);
 
 /// Derives the writes of `changes` against `snapshot` (the snapshot the
 /// changes were derived from).
-pub fn writes_for(snapshot: &Snapshot, tenant: &str, changes: &[Change]) -> Result<Writes, MissingUser> {
+pub fn writes_for(
+    snapshot: &Snapshot,
+    tenant: &str,
+    changes: &[Change],
+) -> Result<Writes, MissingUser> {
     let mut writes = Writes::default();
     let mut memberships: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
     for change in changes {
@@ -56,8 +64,14 @@ pub fn writes_for(snapshot: &Snapshot, tenant: &str, changes: &[Change]) -> Resu
                 let mut entry = Map::new();
                 entry.insert("tenantId".into(), Value::String(tenant.to_string()));
                 entry.insert("groupId".into(), Value::String(group_id.clone()));
-                entry.insert("membership".into(), Value::String(membership.as_str().to_string()));
-                memberships.entry(key.as_str()).or_default().push(Value::Object(entry));
+                entry.insert(
+                    "membership".into(),
+                    Value::String(membership.as_str().to_string()),
+                );
+                memberships
+                    .entry(key.as_str())
+                    .or_default()
+                    .push(Value::Object(entry));
             }
         }
     }
@@ -80,7 +94,9 @@ pub fn writes_for(snapshot: &Snapshot, tenant: &str, changes: &[Change]) -> Resu
                     doc.insert("groupList".into(), Value::Array(entries));
                 }
             }
-            writes.users.push(RawDoc::new(key, Value::Object(doc).to_string()));
+            writes
+                .users
+                .push(RawDoc::new(key, Value::Object(doc).to_string()));
         }
     }
     for rows in [
@@ -96,7 +112,10 @@ pub fn writes_for(snapshot: &Snapshot, tenant: &str, changes: &[Change]) -> Resu
 }
 
 fn row(key: &str, value: &Map<String, Value>) -> RawDoc {
-    RawDoc::new(key, serde_json::to_string(value).expect("a JSON map always serialises"))
+    RawDoc::new(
+        key,
+        serde_json::to_string(value).expect("a JSON map always serialises"),
+    )
 }
 
 /// The snapshot as it will be once `writes` are committed: for tests and for
@@ -107,11 +126,96 @@ pub fn applied(snapshot: &Snapshot, writes: &Writes) -> Snapshot {
     next.roles.extend(writes.roles.iter().cloned());
     next.groups.extend(writes.groups.iter().cloned());
     next.bindings.extend(writes.bindings.iter().cloned());
-    let updated: BTreeMap<&str, &RawDoc> = writes.users.iter().map(|u| (u.key.as_str(), u)).collect();
+    let updated: BTreeMap<&str, &RawDoc> =
+        writes.users.iter().map(|u| (u.key.as_str(), u)).collect();
     for user in &mut next.users {
         if let Some(new) = updated.get(user.key.as_str()) {
             user.value = new.value.clone();
         }
     }
     next
+}
+
+/// Why a change of a plan is not (or no longer) in a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unmet {
+    /// Nothing at the change's key (or no such membership).
+    Missing,
+    /// A document is at the key, but not the planned one.
+    Differs,
+}
+
+/// The changes of a plan that `snapshot` does not hold: what `verify` reports.
+pub fn unmet_changes<'a>(
+    snapshot: &Snapshot,
+    tenant: &str,
+    changes: &'a [Change],
+) -> Vec<(&'a Change, Unmet)> {
+    let tables: [(&[RawDoc], fn(&Change) -> bool); 4] = [
+        (&snapshot.tenants, |c| {
+            matches!(c, Change::CreateTenant { .. })
+        }),
+        (&snapshot.roles, |c| matches!(c, Change::AddRole { .. })),
+        (&snapshot.groups, |c| matches!(c, Change::AddGroup { .. })),
+        (&snapshot.bindings, |c| {
+            matches!(c, Change::AddBinding { .. })
+        }),
+    ];
+    let keyed: Vec<BTreeMap<&str, &str>> = tables
+        .iter()
+        .map(|(rows, _)| {
+            rows.iter()
+                .map(|r| (r.key.as_str(), r.value.as_str()))
+                .collect()
+        })
+        .collect();
+    let users: BTreeMap<&str, &str> = snapshot
+        .users
+        .iter()
+        .map(|r| (r.key.as_str(), r.value.as_str()))
+        .collect();
+    let mut unmet = Vec::new();
+    for change in changes {
+        let status = match change {
+            Change::AddMembership {
+                key,
+                group_id,
+                membership,
+                ..
+            } => match users
+                .get(key.as_str())
+                .and_then(|v| super::documents::parse_user(&RawDoc::new(key.as_str(), *v)).ok())
+            {
+                None => Some(Unmet::Missing),
+                Some(user) => match user
+                    .tenant_memberships
+                    .get(&(tenant.to_string(), group_id.clone()))
+                {
+                    Some(m) if m == membership => None,
+                    Some(_) => Some(Unmet::Differs),
+                    None => Some(Unmet::Missing),
+                },
+            },
+            Change::CreateTenant { key, value }
+            | Change::AddRole { key, value }
+            | Change::AddGroup { key, value }
+            | Change::AddBinding { key, value, .. } => {
+                let table = tables
+                    .iter()
+                    .position(|(_, is)| is(change))
+                    .expect("every keyed op has a table");
+                match keyed[table].get(key.as_str()) {
+                    None => Some(Unmet::Missing),
+                    Some(text) => match serde_json::from_str::<Value>(text) {
+                        Ok(Value::Object(found)) if &found == value => None,
+                        _ => Some(Unmet::Differs),
+                    },
+                }
+            }
+        };
+        if let Some(status) = status {
+            unmet.push((change, status));
+        }
+    }
+    unmet
 }

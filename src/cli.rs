@@ -1,0 +1,197 @@
+//! The command line, as clap derive types only; behaviour lives in
+//! `commands`.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:sync-access-demo.db";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "sync-access",
+    version,
+    about = "Mirror a Kestra store's legacy global access into a tenant: plan, show, approve, apply",
+    long_about = None,
+    disable_version_flag = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Database URL: sqlite:PATH, postgres://..., mysql://...
+    /// [default: sqlite:sync-access-demo.db]
+    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Kestra config.yml whose datasources.<name> gives the database
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Which datasource of the Kestra config, when it has several
+    #[arg(long, global = true, value_name = "NAME")]
+    pub datasource: Option<String>,
+    /// Seconds to wait for the database connection
+    #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
+    pub connect_timeout: u64,
+    /// Log level
+    #[arg(short = 'l', long = "log-level", global = true, value_enum)]
+    pub log_level: Option<LogLevel>,
+    /// More logs (-v info, -vv debug, -vvv trace)
+    #[arg(short = 'v', long = "verbose", global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+    /// Also log the database driver's own messages
+    #[arg(long, global = true)]
+    pub internal_log: bool,
+    /// Print the version
+    #[arg(short = 'V', long = "version", action = ArgAction::Version)]
+    pub version: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "UPPER")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Read the store and write the plan (read-only)
+    Plan(PlanArgs),
+    /// Render a plan for review
+    Show(ShowArgs),
+    /// Append an approval bound to the plan's digest
+    Approve(ApproveArgs),
+    /// Execute an approved plan, atomically
+    Apply(ApplyArgs),
+    /// Check that every change of a plan is in the database
+    Verify(VerifyArgs),
+    /// List the applied plans, newest first
+    History(HistoryArgs),
+    /// Create a demo store (or a large synthetic one with --users)
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The target tenant
+    #[arg(long, default_value = "default")]
+    pub tenant: String,
+    /// Plan the creation of the tenant when it does not exist
+    #[arg(long)]
+    pub create_tenant: bool,
+    /// Name of the tenant to create [default: its id]
+    #[arg(long, requires = "create_tenant")]
+    pub tenant_name: Option<String>,
+    /// Move conflicts to `skipped`, making the plan applyable
+    #[arg(long)]
+    pub skip_conflicts: bool,
+    /// Write the plan to FILE instead of stdout
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 2 when the plan has changes
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Who makes the plan [default: $USER]
+    #[arg(long, env = "SYNC_ACCESS_USER")]
+    pub created_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShowFormat {
+    Table,
+    Markdown,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The plan file
+    pub plan: PathBuf,
+    /// Output format
+    #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
+    pub format: ShowFormat,
+    /// Show each affected user's access before and after, as a diff
+    #[arg(long)]
+    pub diff: bool,
+    /// Rows per table at most (0: all)
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+    /// Only changes that concern this user (id or username)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only changes that concern this role (id or name)
+    #[arg(long)]
+    pub role: Option<String>,
+    /// Only bindings in this namespace
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// Only changes of this op (add_role, add_group, add_membership, add_binding, create_tenant)
+    #[arg(long)]
+    pub op: Option<String>,
+    /// Render for this many columns (default: the terminal's, or no wrapping when piped)
+    #[arg(long)]
+    pub width: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The plan file, rewritten in place with the approval appended
+    pub plan: PathBuf,
+    /// Who approves (an email or a name)
+    #[arg(long)]
+    pub by: String,
+    /// A comment, such as a change ticket
+    #[arg(long)]
+    pub comment: Option<String>,
+    /// Do not ask for confirmation
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The approved plan file
+    pub plan: PathBuf,
+    /// Seconds to wait for another apply's lock before giving up (exit 6)
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    pub lock_timeout: u64,
+    /// Who applies [default: $USER]
+    #[arg(long, env = "SYNC_ACCESS_USER")]
+    pub applied_by: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The plan file
+    pub plan: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Generate a large synthetic store with this many users instead
+    #[arg(long)]
+    pub users: Option<usize>,
+    /// Legacy bindings per user in the synthetic store
+    #[arg(long, default_value_t = 10)]
+    pub bindings_per_user: usize,
+    /// Legacy group memberships per user in the synthetic store
+    #[arg(long, default_value_t = 3)]
+    pub memberships_per_user: usize,
+    /// Seed of the synthetic store
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Drop the IAM tables first if they exist (destroys their data)
+    #[arg(long)]
+    pub reset: bool,
+}

@@ -1,0 +1,80 @@
+//! `approve`: bind an approval to the plan's digest and rewrite the file
+//! atomically.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use serde_json::Value;
+
+use crate::cli::ApproveArgs;
+use crate::error::{Error, ExitStatus, Result};
+use crate::plan::{self, Approval};
+use crate::render;
+
+pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
+    let path = args.plan.as_path();
+    let loaded = plan::load(path)?;
+    loaded.require_intact(path)?;
+    let plan = &loaded.plan;
+    if !plan.applyable {
+        return Err(Error::NotApplyable(format!(
+            "{}: not applyable: it has {} conflict(s); it cannot be approved",
+            path.display(),
+            plan.conflicts.len()
+        )));
+    }
+    let by = args.by.trim();
+    if by.is_empty() {
+        return Err(Error::usage("--by must name the approver"));
+    }
+    eprint!("{}", render::plan_summary_for_stderr(plan));
+    if plan.matching_approvals().any(|a| a.by == by) {
+        eprintln!(
+            "{}: already approved by {by}; nothing written.",
+            path.display()
+        );
+        return Ok(ExitStatus::Success);
+    }
+    if !args.yes && std::io::stdin().is_terminal() && !confirm(by)? {
+        return Err(Error::usage("approval cancelled; nothing written"));
+    }
+    let approval = Approval {
+        by: by.to_string(),
+        at: plan::now_rfc3339()?,
+        digest: plan.digest.clone(),
+        comment: args.comment.clone().filter(|c| !c.is_empty()),
+        signature: None,
+    };
+    // Rewrite from the file's own JSON, so nothing the digest covers moves.
+    let mut raw = loaded.raw.clone();
+    let approvals = raw
+        .as_object_mut()
+        .expect("a loaded plan is an object")
+        .entry("approvals")
+        .or_insert_with(|| Value::Array(Vec::new()));
+    match approvals {
+        Value::Array(list) => {
+            list.push(serde_json::to_value(&approval).expect("an approval serialises"))
+        }
+        _ => unreachable!("a loaded plan's approvals are a list"),
+    }
+    let mut bytes = serde_json::to_vec_pretty(&raw).expect("JSON always serialises");
+    bytes.push(b'\n');
+    super::write_atomically(path, &bytes)?;
+    eprintln!(
+        "{}: approved by {by} (digest {}).",
+        path.display(),
+        plan.digest
+    );
+    Ok(ExitStatus::Success)
+}
+
+fn confirm(by: &str) -> Result<bool> {
+    eprint!("Approve this plan as {by}? [y/N] ");
+    std::io::stderr().flush().ok();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Error::Io(format!("stdin: {e}")))?;
+    Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}

@@ -1,0 +1,44 @@
+//! `demo`: create a demo store, or a large synthetic one for benchmarks.
+
+use crate::cli::{DemoArgs, GlobalArgs};
+use crate::demo;
+use crate::error::{Error, ExitStatus, Result};
+use crate::store::{Access, Store, Table};
+
+pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitStatus> {
+    let target = super::target(global)?;
+    let timeout = std::time::Duration::from_secs(global.connect_timeout);
+    let mut store = Store::connect(&target, Access::Create, timeout).await?;
+    if args.reset {
+        store.drop_all().await?;
+    } else if store.check_schema().await.is_ok() {
+        return Err(Error::usage(format!(
+            "{} already holds an IAM store; pass --reset to replace it (its data is lost)",
+            target.display()
+        )));
+    }
+    store.create_iam_tables().await?;
+    let counts = match args.users {
+        None => demo::load(&mut store, demo::small()).await?,
+        Some(users) => {
+            let shape = demo::Shape {
+                users,
+                bindings_per_user: args.bindings_per_user,
+                memberships_per_user: args.memberships_per_user,
+                seed: args.seed,
+            };
+            demo::load_synthetic(&mut store, &shape).await?
+        }
+    };
+    eprintln!(
+        "Created a demo store at {}: {} tenant(s), {} user(s), {} group(s), {} role(s), {} binding(s).",
+        target.display(),
+        counts[0],
+        counts[1],
+        counts[2],
+        counts[3],
+        counts[4]
+    );
+    let _ = Table::ALL;
+    Ok(ExitStatus::Success)
+}

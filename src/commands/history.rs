@@ -1,0 +1,13 @@
+//! `history`: the applied plans, newest first.
+
+use crate::cli::{GlobalArgs, HistoryArgs};
+use crate::error::{ExitStatus, Result};
+use crate::render;
+use crate::store::Access;
+
+pub async fn run(global: &GlobalArgs, _args: &HistoryArgs) -> Result<ExitStatus> {
+    let (_target, mut store) = super::open_store(global, Access::ReadOnly).await?;
+    let records = store.history().await?;
+    super::print_stdout(render::history_table(&records).as_bytes())?;
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,85 @@
+//! One file per subcommand, gluing store, sync, plan and render together.
+
+pub mod apply;
+pub mod approve;
+pub mod demo;
+pub mod history;
+pub mod plan;
+pub mod show;
+pub mod verify;
+
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cli::{GlobalArgs, DEFAULT_DATABASE_URL};
+use crate::connect::{self, Target};
+use crate::error::{Error, Result};
+use crate::store::{Access, Store};
+
+/// The database named by `-c`, `--database-url`/`DATABASE_URL`, or the demo
+/// default, in that order of precedence.
+pub fn target(global: &GlobalArgs) -> Result<Target> {
+    match (&global.config, &global.database_url) {
+        (Some(config), _) => connect::from_kestra_config(config, global.datasource.as_deref()),
+        (None, Some(url)) => Target::parse(url),
+        (None, None) => Target::parse(DEFAULT_DATABASE_URL),
+    }
+}
+
+/// Connects and checks that the database is an IAM store.
+pub async fn open_store(global: &GlobalArgs, access: Access) -> Result<(Target, Store)> {
+    let target = target(global)?;
+    tracing::info!(database = %target.display(), "connecting");
+    let mut store =
+        Store::connect(&target, access, Duration::from_secs(global.connect_timeout)).await?;
+    store.check_schema().await?;
+    Ok((target, store))
+}
+
+/// Who runs the command: the flag, else `$USER`/`$LOGNAME`.
+pub fn whoami(flag: Option<&str>) -> String {
+    flag.map(str::to_string)
+        .or_else(|| std::env::var("USER").ok())
+        .or_else(|| std::env::var("LOGNAME").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string())
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file beside it, synced,
+/// then renamed over it, so a reader never sees half a plan.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::usage(format!("{}: not a file path", path.display())))?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = (|| {
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(path, e));
+    }
+    Ok(())
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+pub fn print_stdout(bytes: &[u8]) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::Io(format!("stdout: {e}"))),
+    }
+}

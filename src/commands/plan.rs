@@ -1,0 +1,53 @@
+//! `plan`: read a snapshot, run the sync rules, write the plan.
+
+use crate::cli::{GlobalArgs, PlanArgs};
+use crate::error::{Error, ExitStatus, Result};
+use crate::plan::{now_rfc3339, Plan, Provenance, Source};
+use crate::store::{Access, ReadMode};
+use crate::sync::{sync, SyncOptions};
+
+pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<ExitStatus> {
+    let options = SyncOptions {
+        tenant: args.tenant.clone(),
+        create_tenant: args.create_tenant,
+        tenant_name: args.tenant_name.clone(),
+        skip_conflicts: args.skip_conflicts,
+    };
+    let provenance = Provenance {
+        created_at: now_rfc3339()?,
+        created_by: super::whoami(args.created_by.as_deref()),
+    };
+    let (target, mut store) = super::open_store(global, Access::ReadOnly).await?;
+    let identity = store.identity().await?;
+    let snapshot = store
+        .read_snapshot(&options.tenant, ReadMode::ReadOnly)
+        .await?;
+    tracing::info!(
+        users = snapshot.users.len(),
+        groups = snapshot.groups.len(),
+        roles = snapshot.roles.len(),
+        bindings = snapshot.bindings.len(),
+        "read snapshot"
+    );
+    let result = sync(&snapshot, &options).map_err(|e| Error::Usage(e.to_string()))?;
+    drop(snapshot);
+    let source = Source {
+        backend: store.backend().as_str().to_string(),
+        database: target.display(),
+        identity,
+    };
+    let plan = Plan::new(result, &options, source, provenance);
+    let bytes = plan.to_pretty_json();
+    match &args.out {
+        Some(path) => super::write_atomically(path, &bytes)?,
+        None => super::print_stdout(&bytes)?,
+    }
+    eprint!("{}", crate::render::plan_summary_for_stderr(&plan));
+    Ok(if !plan.applyable {
+        ExitStatus::Conflicts
+    } else if args.detailed_exitcode && !plan.changes.is_empty() {
+        ExitStatus::ChangesPlanned
+    } else {
+        ExitStatus::Success
+    })
+}

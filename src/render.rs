@@ -1,0 +1,139 @@
+//! Rendering: text for humans, from plans and records. Pure functions that
+//! return strings, so that every output can be snapshot-tested.
+
+use comfy_table::{presets, ContentArrangement, Table};
+use serde_json::Value;
+
+use crate::plan::Plan;
+use crate::store::HistoryRecord;
+
+/// Most lines of a stale diff printed before "... and N more".
+const MAX_DIFF_LINES: usize = 400;
+
+/// The few lines `plan` and `approve` print on stderr.
+pub fn plan_summary_for_stderr(plan: &Plan) -> String {
+    let s = &plan.summary;
+    let mut out = format!(
+        "Plan {} for tenant `{}` on {}:\n  {} change(s): {}{} role(s), {} group(s), {} membership(s), {} binding(s)\n  {} already present, {} skipped, {} conflict(s)\n",
+        plan.short_digest(),
+        plan.tenant,
+        plan.source.database,
+        s.changes(),
+        if s.create_tenant > 0 { "create the tenant, " } else { "" },
+        s.add_role,
+        s.add_group,
+        s.add_membership,
+        s.add_binding,
+        s.present,
+        s.skipped,
+        s.conflicts,
+    );
+    if !plan.applyable {
+        out.push_str(
+            "  NOT APPLYABLE: resolve the conflicts, or plan again with --skip-conflicts\n",
+        );
+    }
+    out
+}
+
+/// `a@x (at ...), b@y (at ...)` from the history's approvers JSON.
+pub fn approvers_text(approvers_json: &str) -> String {
+    match serde_json::from_str::<Value>(approvers_json) {
+        Ok(Value::Array(list)) if !list.is_empty() => list
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} at {}",
+                    a["by"].as_str().unwrap_or("?"),
+                    a["at"].as_str().unwrap_or("?")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "nobody recorded".to_string(),
+    }
+}
+
+/// One line per change, for diffs: the change's canonical JSON, so that any
+/// difference, however small, shows.
+fn change_lines(changes: &Value) -> String {
+    let mut out = String::new();
+    if let Value::Array(list) = changes {
+        for change in list {
+            out.push_str(&String::from_utf8_lossy(&crate::plan::canonical_json(
+                change,
+            )));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// A unified diff between the approved changes and those needed now.
+pub fn changes_diff(approved: &Value, needed: &Value) -> String {
+    let old = change_lines(approved);
+    let new = change_lines(needed);
+    let diff = similar::TextDiff::from_lines(&old, &new);
+    let text = diff.unified_diff().context_radius(1).to_string();
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= MAX_DIFF_LINES {
+        return text;
+    }
+    let mut out = lines[..MAX_DIFF_LINES].join("\n");
+    out.push_str(&format!(
+        "\n... and {} more line(s)\n",
+        lines.len() - MAX_DIFF_LINES
+    ));
+    out
+}
+
+pub fn history_table(records: &[HistoryRecord]) -> String {
+    if records.is_empty() {
+        return "No plan has been applied to this database.\n".to_string();
+    }
+    let mut table = Table::new();
+    table
+        .load_preset(presets::UTF8_FULL_CONDENSED)
+        .set_content_arrangement(ContentArrangement::Disabled)
+        .set_header([
+            "applied at",
+            "tenant",
+            "digest",
+            "applied by",
+            "approved by",
+            "changes",
+        ]);
+    for r in records {
+        let changes = serde_json::from_str::<Value>(&r.summary)
+            .ok()
+            .and_then(|s| {
+                let o = s.as_object()?.clone();
+                Some(
+                    [
+                        "create_tenant",
+                        "add_role",
+                        "add_group",
+                        "add_membership",
+                        "add_binding",
+                    ]
+                    .iter()
+                    .filter_map(|k| o.get(*k).and_then(Value::as_u64).map(|n| (k, n)))
+                    .filter(|(_, n)| *n > 0)
+                    .map(|(k, n)| format!("{k} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                )
+            })
+            .unwrap_or_default();
+        let digest = r.digest.strip_prefix("sha256:").unwrap_or(&r.digest);
+        table.add_row([
+            r.applied_at.as_str(),
+            r.tenant.as_str(),
+            &digest[..digest.len().min(12)],
+            r.applied_by.as_str(),
+            &approvers_text(&r.approvers),
+            if changes.is_empty() { "none" } else { &changes },
+        ]);
+    }
+    format!("{table}\n")
+}

@@ -1,0 +1,321 @@
+//! PostgreSQL: one connection. `plan` reads in a `REPEATABLE READ, READ ONLY`
+//! transaction; `apply` takes `pg_advisory_xact_lock` (one apply at a time)
+//! and a `SHARE ROW EXCLUSIVE` lock on the IAM tables (nobody writes them
+//! between its re-read and its writes), then writes with `UNNEST`, one
+//! statement per table and batch.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures_util::TryStreamExt;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Connection, Executor, Row};
+
+use super::{
+    batches, db_error, ddl_statements, history_record, Access, HistoryRecord, ReadMode, Table,
+    HISTORY_TABLE,
+};
+use crate::connect::Target;
+use crate::error::{Error, Result};
+use crate::sync::{RawDoc, Snapshot};
+
+/// The advisory lock every sync-access apply takes: "syncacce" in ASCII.
+const LOCK_KEY: i64 = 0x7379_6e63_6163_6365;
+/// Rows per UNNEST statement: bounds the size of one request.
+const BATCH_ROWS: usize = 50_000;
+const BATCH_BYTES: usize = 64 << 20;
+
+pub struct PgStore {
+    conn: PgConnection,
+    access: Access,
+}
+
+fn quoted(table: Table) -> String {
+    format!("\"{}\"", table.name())
+}
+
+impl PgStore {
+    pub async fn connect(target: &Target, access: Access) -> Result<Self> {
+        let options = PgConnectOptions::from_str(target.url())
+            .map_err(|e| Error::usage(format!("database URL `{}`: {e}", target.display())))?
+            .application_name("sync-access");
+        let conn = PgConnection::connect_with(&options).await.map_err(|e| {
+            Error::Connection(format!("could not connect to {}: {}", target.display(), e))
+        })?;
+        Ok(PgStore { conn, access })
+    }
+
+    pub async fn identity(&mut self) -> Result<String> {
+        // pg_control_system() may be denied to non-superusers: fall back to
+        // the server address.
+        let system: std::result::Result<(String, String), _> = sqlx::query_as(
+            "SELECT system_identifier::text, current_database()::text FROM pg_control_system()",
+        )
+        .fetch_one(&mut self.conn)
+        .await;
+        match system {
+            Ok((id, db)) => Ok(format!("postgres:{id}/{db}")),
+            Err(_) => {
+                let (addr, db): (String, String) = sqlx::query_as(
+                    "SELECT coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port()::text, ''), \
+                     current_database()::text",
+                )
+                .fetch_one(&mut self.conn)
+                .await
+                .map_err(|e| db_error("reading the server identity", e))?;
+                Ok(format!("postgres:{addr}/{db}"))
+            }
+        }
+    }
+
+    pub async fn table_names(&mut self) -> Result<Vec<String>> {
+        // Tables visible through the search path, as unqualified names resolve.
+        sqlx::query_scalar(
+            "SELECT c.relname::text FROM pg_class c \
+             WHERE c.relkind IN ('r', 'p', 'v') AND pg_table_is_visible(c.oid)",
+        )
+        .fetch_all(&mut self.conn)
+        .await
+        .map_err(|e| db_error("listing tables", e))
+    }
+
+    async fn execute(&mut self, sql: &str, doing: &str) -> Result<()> {
+        self.conn
+            .execute(sql)
+            .await
+            .map(|_| ())
+            .map_err(|e| db_error(doing, e))
+    }
+
+    async fn fetch_docs(&mut self, sql: &str, tenant: &str, doing: &str) -> Result<Vec<RawDoc>> {
+        let prefix = format!("{tenant}_");
+        let mut rows = sqlx::query(sql)
+            .bind(tenant)
+            .bind(&prefix)
+            .fetch(&mut self.conn);
+        let mut docs = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(|e| db_error(doing, e))? {
+            docs.push(RawDoc {
+                key: row.try_get(0).map_err(|e| db_error(doing, e))?,
+                value: row.try_get(1).map_err(|e| db_error(doing, e))?,
+            });
+        }
+        Ok(docs)
+    }
+
+    pub async fn read_snapshot(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot> {
+        if mode == ReadMode::ReadOnly {
+            self.execute(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+                "starting the read transaction",
+            )
+            .await?;
+        }
+        let scoped = |table: &str| {
+            format!(
+                "SELECT \"key\"::text, \"value\"::text FROM \"{table}\" \
+                 WHERE \"tenant_id\" IS NULL OR \"tenant_id\" = $1 OR starts_with(\"key\", $2)"
+            )
+        };
+        let snapshot = Snapshot {
+            tenants: self
+                .fetch_docs(
+                    "SELECT \"key\"::text, \"value\"::text FROM \"tenants\" WHERE \"key\" = $1 AND $2::text IS NOT NULL",
+                    tenant,
+                    "reading tenants",
+                )
+                .await?,
+            users: self
+                .fetch_docs(
+                    "SELECT \"key\"::text, \"value\"::text FROM \"users\" WHERE $1::text IS NOT NULL AND $2::text IS NOT NULL",
+                    tenant,
+                    "reading users",
+                )
+                .await?,
+            groups: self.fetch_docs(&scoped("groups"), tenant, "reading groups").await?,
+            roles: self.fetch_docs(&scoped("roles"), tenant, "reading roles").await?,
+            bindings: self.fetch_docs(&scoped("bindings"), tenant, "reading bindings").await?,
+        };
+        if mode == ReadMode::ReadOnly {
+            self.execute("COMMIT", "ending the read transaction")
+                .await?;
+        }
+        Ok(snapshot)
+    }
+
+    pub async fn begin_apply(&mut self, lock_timeout: Duration) -> Result<()> {
+        if self.access == Access::ReadOnly {
+            return Err(Error::usage("internal: apply on a read-only connection"));
+        }
+        self.execute("BEGIN", "starting the apply transaction")
+            .await?;
+        self.execute(
+            &format!(
+                "SET LOCAL lock_timeout = '{}ms'",
+                lock_timeout.as_millis().max(1)
+            ),
+            "setting the lock timeout",
+        )
+        .await?;
+        let locked = sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(LOCK_KEY)
+            .execute(&mut self.conn)
+            .await;
+        match locked {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+                return Err(Error::Locked(format!(
+                    "another sync-access apply holds the lock on this database (waited {}s)",
+                    lock_timeout.as_secs()
+                )))
+            }
+            Err(e) => return Err(db_error("taking the apply lock", e)),
+        }
+        self.create_history_table().await?;
+        // Writers other than sync-access (Kestra itself) wait until commit;
+        // readers do not.
+        match self
+            .conn
+            .execute("LOCK TABLE \"tenants\", \"users\", \"groups\", \"roles\", \"bindings\" IN SHARE ROW EXCLUSIVE MODE")
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Err(Error::Locked(format!(
+                "another session is writing the IAM tables (waited {}s)",
+                lock_timeout.as_secs()
+            ))),
+            Err(e) => Err(db_error("locking the IAM tables", e)),
+        }
+    }
+
+    pub async fn create_history_table(&mut self) -> Result<()> {
+        self.execute(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (\
+                 digest VARCHAR(80) NOT NULL PRIMARY KEY, tenant VARCHAR(250) NOT NULL, \
+                 plan_created_at VARCHAR(40) NOT NULL, plan_created_by VARCHAR(250) NOT NULL, \
+                 approvers TEXT NOT NULL, applied_at VARCHAR(40) NOT NULL, applied_by VARCHAR(250) NOT NULL, \
+                 summary TEXT NOT NULL)"
+            ),
+            "creating the history table",
+        )
+        .await
+    }
+
+    async fn history_rows(&mut self, digest: Option<&str>) -> Result<Vec<HistoryRecord>> {
+        let sql = format!(
+            "SELECT digest::text, tenant::text, plan_created_at::text, plan_created_by::text, approvers, \
+             applied_at::text, applied_by::text, summary \
+             FROM {HISTORY_TABLE} WHERE $1::text IS NULL OR digest = $1 ORDER BY applied_at DESC, digest"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(digest)
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(|e| db_error("reading the history", e))?;
+        rows.iter()
+            .map(|row| history_record(row).map_err(|e| db_error("reading the history", e)))
+            .collect()
+    }
+
+    pub async fn find_applied(&mut self, digest: &str) -> Result<Option<HistoryRecord>> {
+        Ok(self.history_rows(Some(digest)).await?.into_iter().next())
+    }
+
+    pub async fn history(&mut self) -> Result<Vec<HistoryRecord>> {
+        self.history_rows(None).await
+    }
+
+    fn columns(rows: &[RawDoc]) -> (Vec<&str>, Vec<&str>) {
+        rows.iter()
+            .map(|r| (r.key.as_str(), r.value.as_str()))
+            .unzip()
+    }
+
+    pub async fn insert(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
+        let doing = format!("inserting into {}", table.name());
+        let sql = format!(
+            "INSERT INTO {} (\"key\", \"value\") SELECT k, v::jsonb FROM UNNEST($1::text[], $2::text[]) AS u(k, v)",
+            quoted(table)
+        );
+        for batch in batches(rows, BATCH_ROWS, BATCH_BYTES) {
+            let (keys, values) = Self::columns(batch);
+            sqlx::query(&sql)
+                .bind(keys)
+                .bind(values)
+                .execute(&mut self.conn)
+                .await
+                .map_err(|e| db_error(&doing, e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn update_users(&mut self, users: &[RawDoc]) -> Result<()> {
+        let sql = "UPDATE \"users\" SET \"value\" = u.v::jsonb FROM UNNEST($1::text[], $2::text[]) AS u(k, v) \
+                   WHERE \"users\".\"key\" = u.k";
+        for batch in batches(users, BATCH_ROWS, BATCH_BYTES) {
+            let (keys, values) = Self::columns(batch);
+            let done = sqlx::query(sql)
+                .bind(keys)
+                .bind(values)
+                .execute(&mut self.conn)
+                .await
+                .map_err(|e| db_error("updating users", e))?;
+            if done.rows_affected() != batch.len() as u64 {
+                return Err(Error::Stale("a user vanished during apply".into()));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn record(&mut self, r: &HistoryRecord) -> Result<()> {
+        sqlx::query(&format!(
+            "INSERT INTO {HISTORY_TABLE} (digest, tenant, plan_created_at, plan_created_by, approvers, applied_at, applied_by, summary) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        ))
+        .bind(&r.digest)
+        .bind(&r.tenant)
+        .bind(&r.plan_created_at)
+        .bind(&r.plan_created_by)
+        .bind(&r.approvers)
+        .bind(&r.applied_at)
+        .bind(&r.applied_by)
+        .bind(&r.summary)
+        .execute(&mut self.conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| db_error("recording the plan in the history", e))
+    }
+
+    pub async fn commit(&mut self) -> Result<()> {
+        self.execute("COMMIT", "committing").await
+    }
+
+    pub async fn rollback(&mut self) -> Result<()> {
+        self.execute("ROLLBACK", "rolling back").await
+    }
+
+    pub async fn create_iam_tables(&mut self) -> Result<()> {
+        for statement in ddl_statements(include_str!("ddl/postgres.sql")) {
+            self.execute(&statement, "creating the IAM tables").await?;
+        }
+        Ok(())
+    }
+
+    pub async fn load(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
+        self.execute("BEGIN", "loading rows").await?;
+        self.insert(table, rows).await?;
+        self.commit().await
+    }
+
+    pub async fn drop_all(&mut self) -> Result<()> {
+        for table in Table::ALL.iter().map(|t| t.name()).chain([HISTORY_TABLE]) {
+            self.execute(
+                &format!("DROP TABLE IF EXISTS \"{table}\""),
+                "dropping tables",
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
