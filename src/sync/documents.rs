@@ -377,26 +377,31 @@ pub fn parse_binding(raw: &RawDoc) -> Parsed<Binding> {
     })
 }
 
-/// The document with `tenantId` set to `tenant`, every other field kept in
-/// its place; a new `tenantId` goes right after `id`, where Kestra writes it.
+/// The document with `tenantId` set to `tenant`, every other field kept.
+/// Keys are sorted (recursively): PostgreSQL's `jsonb` and MySQL's `JSON`
+/// reorder keys, so only a canonical order makes plans of the same data
+/// byte-identical on every backend.
 pub fn with_tenant(doc: &Map<String, Value>, tenant: &str) -> Map<String, Value> {
-    let tenant = Value::String(tenant.to_string());
-    if doc.contains_key("tenantId") {
-        let mut copy = doc.clone();
-        copy.insert("tenantId".to_string(), tenant);
-        return copy;
+    let mut copy = doc.clone();
+    copy.insert("tenantId".to_string(), Value::String(tenant.to_string()));
+    sorted_map(&copy)
+}
+
+/// A copy of `map` with its keys, and those of every nested object, sorted
+/// by their UTF-8 bytes.
+pub fn sorted_map(map: &Map<String, Value>) -> Map<String, Value> {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    entries
+        .into_iter()
+        .map(|(k, v)| (k.clone(), sorted(v)))
+        .collect()
+}
+
+fn sorted(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(sorted_map(map)),
+        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+        other => other.clone(),
     }
-    let mut copy = Map::with_capacity(doc.len() + 1);
-    let mut placed = false;
-    for (field, value) in doc {
-        copy.insert(field.clone(), value.clone());
-        if field == "id" {
-            copy.insert("tenantId".to_string(), tenant.clone());
-            placed = true;
-        }
-    }
-    if !placed {
-        copy.insert("tenantId".to_string(), tenant);
-    }
-    copy
 }

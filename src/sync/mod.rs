@@ -344,9 +344,9 @@ fn tenant_change(snapshot: &Snapshot, options: &SyncOptions) -> Result<Option<Ch
                 .clone()
                 .unwrap_or_else(|| tenant.clone());
             let mut value = Map::new();
+            value.insert("deleted".into(), Value::Bool(false));
             value.insert("id".into(), Value::String(tenant.clone()));
             value.insert("name".into(), Value::String(name));
-            value.insert("deleted".into(), Value::Bool(false));
             Ok(Some(Change::CreateTenant {
                 key: tenant.clone(),
                 value,

@@ -1,0 +1,34 @@
+//! The one integration-test binary: runs the real `sync-access` against
+//! SQLite always, and PostgreSQL and MariaDB/MySQL when configured.
+
+mod fixtures;
+mod plan;
+mod support;
+
+use libtest_mimic::{Arguments, Trial};
+use support::{Kind, Scenario};
+
+fn main() {
+    let args = Arguments::from_args();
+    let scenarios: Vec<&Scenario> = plan::SCENARIOS.iter().collect();
+    let mut trials = Vec::new();
+    for kind in Kind::ALL {
+        let configured = kind.admin_url();
+        if let Err(reason) = &configured {
+            eprintln!("note: {} tests are skipped: {reason}", kind.name());
+        }
+        for scenario in &scenarios {
+            let run = scenario.run;
+            let trial = Trial::test(format!("{}::{}", kind.name(), scenario.name), move || {
+                run(kind);
+                Ok(())
+            });
+            trials.push(match &configured {
+                Ok(_) => trial,
+                Err(_) => trial.with_ignored_flag(true),
+            });
+        }
+    }
+    trials.extend(plan::single_trials());
+    libtest_mimic::run(&args, trials).exit();
+}
