@@ -295,6 +295,26 @@ pub(crate) fn db_error(doing: &str, err: sqlx::Error) -> Error {
     }
 }
 
+/// A planned row that collides with a row already in the table by the time
+/// of the write (put there by a trigger, say): the database changed, so the
+/// plan is stale.
+pub(crate) fn key_taken(table: Table, key: &str) -> Error {
+    Error::Stale(format!(
+        "inserting into {}: `{key}` collides with a row that is already there",
+        table.name()
+    ))
+}
+
+/// The first row of `batch` whose key is not among the `inserted` ones.
+pub(crate) fn first_not_inserted<'a>(batch: &'a [RawDoc], inserted: &[String]) -> &'a str {
+    let inserted: std::collections::HashSet<&str> = inserted.iter().map(String::as_str).collect();
+    batch
+        .iter()
+        .map(|row| row.key.as_str())
+        .find(|key| !inserted.contains(key))
+        .unwrap_or("?")
+}
+
 /// Reads a history row selected as the eight columns in table order.
 pub(crate) fn history_record<R: Row>(row: &R) -> std::result::Result<HistoryRecord, sqlx::Error>
 where

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError};
 use sqlx::{Connection, Executor, MySql, QueryBuilder, Row};
 
 use super::{
@@ -28,6 +28,24 @@ const LOCK_NAME: &str = "LEFT(CONCAT('sync-access:', DATABASE()), 64)";
 pub struct MySqlStore {
     conn: MySqlConnection,
     holds_lock: bool,
+}
+
+/// A locking read that waited `innodb_lock_wait_timeout` for another
+/// session's row locks is refused as locked (exit 6), as on the other
+/// backends.
+fn read_error(doing: &str, err: sqlx::Error) -> Error {
+    const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+    match &err {
+        sqlx::Error::Database(e)
+            if e.try_downcast_ref::<MySqlDatabaseError>()
+                .is_some_and(|e| e.number() == ER_LOCK_WAIT_TIMEOUT) =>
+        {
+            Error::Locked(format!(
+                "{doing}: another session is writing the IAM tables and did not finish within the lock timeout"
+            ))
+        }
+        _ => db_error(doing, err),
+    }
 }
 
 fn quoted(table: Table) -> String {
@@ -101,7 +119,7 @@ impl MySqlStore {
             .bind(&prefix)
             .fetch(&mut self.conn);
         let mut docs = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(|e| db_error(doing, e))? {
+        while let Some(row) = rows.try_next().await.map_err(|e| read_error(doing, e))? {
             docs.push(RawDoc {
                 key: row.try_get(0).map_err(|e| db_error(doing, e))?,
                 value: row.try_get(1).map_err(|e| db_error(doing, e))?,
@@ -265,11 +283,17 @@ impl MySqlStore {
             query.push_values(batch, |mut b, row| {
                 b.push_bind(&row.key).push_bind(&row.value);
             });
-            query
-                .build()
-                .execute(&mut self.conn)
-                .await
-                .map_err(|e| db_error(&doing, e))?;
+            match query.build().execute(&mut self.conn).await {
+                Ok(_) => {}
+                // ER_DUP_ENTRY: its message names the key.
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                    return Err(Error::Stale(format!(
+                        "{doing}: a planned row collides with a row that is already there: {}",
+                        e.message()
+                    )))
+                }
+                Err(e) => return Err(db_error(&doing, e)),
+            }
         }
         Ok(())
     }

@@ -12,8 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Executor, Row};
 
 use super::{
-    batches, db_error, ddl_statements, history_record, Access, HistoryRecord, ReadMode, Table,
-    HISTORY_TABLE,
+    batches, db_error, ddl_statements, first_not_inserted, history_record, key_taken, Access,
+    HistoryRecord, ReadMode, Table, HISTORY_TABLE,
 };
 use crate::connect::Target;
 use crate::error::{Error, Result};
@@ -171,7 +171,11 @@ impl PgStore {
             }
             Err(e) => return Err(db_error("taking the apply lock", e)),
         }
-        self.create_history_table().await?;
+        // Even with IF NOT EXISTS, CREATE TABLE needs the CREATE privilege
+        // on the schema: ask only when the table is really missing.
+        if !self.table_names().await?.iter().any(|t| t == HISTORY_TABLE) {
+            self.create_history_table().await?;
+        }
         // Writers other than sync-access (Kestra itself) wait until commit;
         // readers do not.
         match self
@@ -235,17 +239,23 @@ impl PgStore {
     pub async fn insert(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
         let doing = format!("inserting into {}", table.name());
         let sql = format!(
-            "INSERT INTO {} (\"key\", \"value\") SELECT k, v::jsonb FROM UNNEST($1::text[], $2::text[]) AS u(k, v)",
+            "INSERT INTO {} (\"key\", \"value\") SELECT k, v::jsonb FROM UNNEST($1::text[], $2::text[]) AS u(k, v) \
+             ON CONFLICT DO NOTHING RETURNING \"key\"::text",
             quoted(table)
         );
         for batch in batches(rows, BATCH_ROWS, BATCH_BYTES) {
             let (keys, values) = Self::columns(batch);
-            sqlx::query(&sql)
+            // A collision is reported by key rather than as a bare
+            // constraint error.
+            let inserted: Vec<String> = sqlx::query_scalar(&sql)
                 .bind(keys)
                 .bind(values)
-                .execute(&mut self.conn)
+                .fetch_all(&mut self.conn)
                 .await
                 .map_err(|e| db_error(&doing, e))?;
+            if inserted.len() != batch.len() {
+                return Err(key_taken(table, first_not_inserted(batch, &inserted)));
+            }
         }
         Ok(())
     }

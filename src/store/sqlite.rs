@@ -9,8 +9,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Executor, QueryBuilder, Row, Sqlite};
 
 use super::{
-    batches, db_error, ddl_statements, history_record, Access, HistoryRecord, ReadMode, Table,
-    HISTORY_TABLE,
+    batches, db_error, ddl_statements, first_not_inserted, history_record, key_taken, Access,
+    HistoryRecord, ReadMode, Table, HISTORY_TABLE,
 };
 use crate::connect::Target;
 use crate::error::{Error, Result};
@@ -202,11 +202,17 @@ impl SqliteStore {
             query.push_values(batch, |mut b, row| {
                 b.push_bind(&row.key).push_bind(&row.value);
             });
-            query
-                .build()
-                .execute(&mut self.conn)
+            // A collision is reported by key rather than as a bare
+            // constraint error.
+            query.push(" ON CONFLICT DO NOTHING RETURNING \"key\"");
+            let inserted: Vec<String> = query
+                .build_query_scalar()
+                .fetch_all(&mut self.conn)
                 .await
                 .map_err(|e| db_error(&doing, e))?;
+            if inserted.len() != batch.len() {
+                return Err(key_taken(table, first_not_inserted(batch, &inserted)));
+            }
         }
         Ok(())
     }
