@@ -8,7 +8,7 @@ use crate::cli::{ApplyArgs, GlobalArgs};
 use crate::error::{Error, ExitStatus, Result};
 use crate::plan::{self, Loaded};
 use crate::render;
-use crate::store::{Access, HistoryRecord, ReadMode, Store};
+use crate::store::{Access, HistoryRecord, ReadMode, Store, HISTORY_TABLE};
 use crate::sync::{sync, writes_for};
 
 enum Attempt {
@@ -28,20 +28,25 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     let (target, mut store) = super::open_store(global, Access::ReadWrite).await?;
     let identity = store.identity().await?;
     if identity != plan.source.identity {
-        return Err(Error::Stale(format!(
-            "{}: made against another database ({} at {}); this is {} at {}",
-            path.display(),
-            plan.source.identity,
-            plan.source.database,
-            identity,
-            target.display()
-        )));
+        return Err(not_applied(
+            path,
+            Error::Stale(format!(
+                "made against another database ({} at {}); this is {} at {}",
+                plan.source.identity,
+                plan.source.database,
+                identity,
+                target.display()
+            )),
+        ));
     }
     let applied_by = super::whoami(args.applied_by.as_deref());
+    let not_applied = |e: Error| not_applied(path, e);
+    let mut history_created = false;
     loop {
         store
             .begin_apply(Duration::from_secs(args.lock_timeout))
-            .await?;
+            .await
+            .map_err(not_applied)?;
         let attempt = attempt(&mut store, &loaded, path, &applied_by).await;
         match attempt {
             Ok(Attempt::Applied { rows }) => {
@@ -60,7 +65,7 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
                 return Ok(ExitStatus::Success);
             }
             Ok(Attempt::AlreadyApplied(record)) => {
-                store.rollback().await?;
+                store.rollback().await.map_err(not_applied)?;
                 println!(
                     "Plan {} was already applied at {} by {} (approved by {}); nothing to do.",
                     record.digest,
@@ -70,9 +75,16 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
                 );
                 return Ok(ExitStatus::Success);
             }
+            Ok(Attempt::NeedHistoryTable) if !history_created => {
+                store.rollback().await.map_err(not_applied)?;
+                store.create_history_table().await.map_err(not_applied)?;
+                history_created = true;
+            }
             Ok(Attempt::NeedHistoryTable) => {
-                store.rollback().await?;
-                store.create_history_table().await?;
+                let _ = store.rollback().await;
+                return Err(not_applied(Error::Store(format!(
+                    "the table `{HISTORY_TABLE}` is still missing after it was created"
+                ))));
             }
             Err(e) => {
                 // The transaction is rolled back; on a lost connection the
@@ -84,22 +96,47 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     }
 }
 
-/// The checks that need no database: intact, approved, applyable.
+/// The plan file first, then why: the exit code of `err` is kept.
+fn not_applied(path: &Path, err: Error) -> Error {
+    reworded(err, |why| {
+        format!(
+            "{}: not applied, nothing was written: {why}",
+            path.display()
+        )
+    })
+}
+
+/// `err` with its message rewritten; its kind, hence its exit code, kept.
+fn reworded(err: Error, f: impl FnOnce(String) -> String) -> Error {
+    match err {
+        Error::Usage(m) => Error::Usage(f(m)),
+        Error::Connection(m) => Error::Connection(f(m)),
+        Error::Io(m) => Error::Io(f(m)),
+        Error::Store(m) => Error::Store(f(m)),
+        Error::NotApplyable(m) => Error::NotApplyable(f(m)),
+        Error::Refused(m) => Error::Refused(f(m)),
+        Error::Stale(m) => Error::Stale(f(m)),
+        Error::Locked(m) => Error::Locked(f(m)),
+    }
+}
+
+/// The checks that need no database: intact, applyable, approved. A plan
+/// with conflicts can never be approved, so that is what it is told.
 fn validate<'a>(loaded: &'a Loaded, path: &Path) -> Result<&'a plan::Plan> {
     loaded.require_intact(path)?;
     let plan = &loaded.plan;
-    if plan.matching_approvals().next().is_none() {
-        return Err(Error::Refused(format!(
-            "{}: not approved: no approval matches its digest {} (run `sync-access approve`)",
-            path.display(),
-            plan.digest
-        )));
-    }
     if !plan.applyable {
         return Err(Error::NotApplyable(format!(
             "{}: not applyable: it has {} conflict(s); resolve them and plan again, or plan with --skip-conflicts",
             path.display(),
             plan.conflicts.len()
+        )));
+    }
+    if plan.matching_approvals().next().is_none() {
+        return Err(Error::Refused(format!(
+            "{}: not approved: no approval matches its digest {} (run `sync-access approve`)",
+            path.display(),
+            plan.digest
         )));
     }
     Ok(plan)
@@ -112,44 +149,59 @@ async fn attempt(
     applied_by: &str,
 ) -> Result<Attempt> {
     let plan = &loaded.plan;
-    if let Some(record) = store.find_applied(&plan.digest).await? {
+    let not_applied = |e: Error| not_applied(path, e);
+    let stale = |why: String| not_applied(Error::Stale(format!("stale: {why}")));
+    if let Some(record) = store
+        .find_applied(&plan.digest)
+        .await
+        .map_err(not_applied)?
+    {
         return Ok(Attempt::AlreadyApplied(record));
     }
-    let snapshot = store.read_snapshot(&plan.tenant, ReadMode::InApply).await?;
-    let stale = |why: String| Error::Stale(format!("{}: stale: {why}", path.display()));
+    let snapshot = store
+        .read_snapshot(&plan.tenant, ReadMode::InApply)
+        .await
+        .map_err(not_applied)?;
     let now = sync(&snapshot, &plan.sync_options()).map_err(|e| stale(e.to_string()))?;
     let needed = serde_json::to_value(&now.changes).expect("changes always serialise");
     let approved = &loaded.raw["changes"];
     if &needed != approved {
         let diff = render::changes_diff(approved, &needed);
         return Err(stale(format!(
-            "the database no longer needs exactly the approved changes; nothing was written.\n\
-             --- approved\n+++ needed now\n{diff}"
+            "the database no longer needs exactly the approved changes; plan, review and approve again\n\
+             --- approved\n+++ needed now\n{}",
+            diff.trim_end()
         )));
     }
-    if !store.history_ready().await? {
+    if !store.history_ready().await.map_err(not_applied)? {
         return Ok(Attempt::NeedHistoryTable);
     }
     let writes =
         writes_for(&snapshot, &plan.tenant, &now.changes).map_err(|e| stale(e.to_string()))?;
     drop(snapshot);
-    store.write(&writes).await?;
     let approvers: Vec<serde_json::Value> = plan
         .matching_approvals()
         .map(|a| serde_json::json!({"by": a.by, "at": a.at}))
         .collect();
-    store
-        .record(&HistoryRecord {
-            digest: plan.digest.clone(),
-            tenant: plan.tenant.clone(),
-            plan_created_at: plan.created_at.clone(),
-            plan_created_by: plan.created_by.clone(),
-            approvers: serde_json::Value::Array(approvers).to_string(),
-            applied_at: plan::now_rfc3339()?,
-            applied_by: applied_by.to_string(),
-            summary: serde_json::to_string(&plan.summary).expect("a summary always serialises"),
+    let record = HistoryRecord {
+        digest: plan.digest.clone(),
+        tenant: plan.tenant.clone(),
+        plan_created_at: plan.created_at.clone(),
+        plan_created_by: plan.created_by.clone(),
+        approvers: serde_json::Value::Array(approvers).to_string(),
+        applied_at: plan::now_rfc3339().map_err(not_applied)?,
+        applied_by: applied_by.to_string(),
+        summary: serde_json::to_string(&plan.summary).expect("a summary always serialises"),
+    };
+    store.write(&writes).await.map_err(not_applied)?;
+    store.record(&record).await.map_err(not_applied)?;
+    store.commit().await.map_err(|e| {
+        reworded(e, |why| {
+            format!(
+                "{}: the commit failed, so the plan is most likely not applied; `sync-access history` tells for sure: {why}",
+                path.display()
+            )
         })
-        .await?;
-    store.commit().await?;
+    })?;
     Ok(Attempt::Applied { rows: writes.len() })
 }

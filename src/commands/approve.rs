@@ -35,7 +35,10 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
         return Ok(ExitStatus::Success);
     }
     if !args.yes && std::io::stdin().is_terminal() && !confirm(by)? {
-        return Err(Error::usage("approval cancelled; nothing written"));
+        return Err(Error::usage(format!(
+            "{}: approval cancelled; nothing written",
+            path.display()
+        )));
     }
     let approval = Approval {
         by: by.to_string(),

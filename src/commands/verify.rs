@@ -11,7 +11,19 @@ pub async fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus> {
     let loaded = plan::load(path)?;
     loaded.require_intact(path)?;
     let plan = &loaded.plan;
-    let (_target, mut store) = super::open_store(global, Access::ReadOnly).await?;
+    let (target, mut store) = super::open_store(global, Access::ReadOnly).await?;
+    let identity = store.identity().await?;
+    if identity != plan.source.identity {
+        // Not a refusal: checking a restored copy is a fair use of verify.
+        tracing::warn!(
+            "{} was made against another database ({} at {}); this is {} at {}",
+            path.display(),
+            plan.source.identity,
+            plan.source.database,
+            identity,
+            target.display()
+        );
+    }
     let snapshot = store
         .read_snapshot(&plan.tenant, ReadMode::ReadOnly)
         .await?;
