@@ -3,7 +3,10 @@
 //! ("apply, then plan again: nothing to do") share one definition.
 
 use std::collections::BTreeMap;
+use std::fmt;
 
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::{Change, RawDoc, Snapshot};
@@ -84,19 +87,9 @@ pub fn writes_for(
             .collect();
         for (key, entries) in memberships {
             let raw = users.get(key).ok_or_else(|| MissingUser(key.to_string()))?;
-            let Ok(Value::Object(mut doc)) = serde_json::from_str::<Value>(&raw.value) else {
-                return Err(MissingUser(key.to_string()));
-            };
-            match doc.get_mut("groupList") {
-                Some(Value::Array(list)) => list.extend(entries),
-                // Absent or null: created, in place when it was null.
-                _ => {
-                    doc.insert("groupList".into(), Value::Array(entries));
-                }
-            }
-            writes
-                .users
-                .push(RawDoc::new(key, Value::Object(doc).to_string()));
+            let value = with_memberships(&raw.value, entries)
+                .ok_or_else(|| MissingUser(key.to_string()))?;
+            writes.users.push(RawDoc::new(key, value));
         }
     }
     for rows in [
@@ -109,6 +102,85 @@ pub fn writes_for(
         rows.sort_by(|a, b| a.key.cmp(&b.key));
     }
     Ok(writes)
+}
+
+/// A JSON object's members in document order, each value as its exact text.
+struct Members(Vec<(String, Box<RawValue>)>);
+
+impl<'de> Deserialize<'de> for Members {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Members;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Members, A::Error> {
+                let mut members = Vec::new();
+                while let Some(member) = map.next_entry::<String, Box<RawValue>>()? {
+                    members.push(member);
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// The user document `doc` with `entries` appended to its `groupList`
+/// (created, last, when absent or null). Every other member, and every
+/// entry already in the list, is kept as its exact text: parsing and
+/// re-serialising would round numbers beyond 64 bits, drop trailing zeros
+/// and rewrite escapes, in `auths` as anywhere. `None`: not a JSON object.
+fn with_memberships(doc: &str, entries: Vec<Value>) -> Option<String> {
+    let Members(members) = serde_json::from_str(doc).ok()?;
+    // The list as a parser reads it: on a repeated member, the last one.
+    // `null`, or anything but a list (which sync never plans for): a new list.
+    let kept: Vec<Box<RawValue>> = members
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "groupList")
+        .and_then(|(_, list)| serde_json::from_str(list.get()).ok())
+        .unwrap_or_default();
+    let mut list = String::from("[");
+    let new = entries.iter().map(|e| e.to_string());
+    for (i, item) in kept
+        .iter()
+        .map(|r| r.get().to_string())
+        .chain(new)
+        .enumerate()
+    {
+        if i > 0 {
+            list.push(',');
+        }
+        list.push_str(&item);
+    }
+    list.push(']');
+    let mut out = String::with_capacity(doc.len() + list.len() + 16);
+    out.push('{');
+    let mut replaced = false;
+    for (i, (name, value)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&Value::String(name.clone()).to_string());
+        out.push(':');
+        if name == "groupList" {
+            out.push_str(&list);
+            replaced = true;
+        } else {
+            out.push_str(value.get());
+        }
+    }
+    if !replaced {
+        if !members.is_empty() {
+            out.push(',');
+        }
+        out.push_str("\"groupList\":");
+        out.push_str(&list);
+    }
+    out.push('}');
+    Some(out)
 }
 
 fn row(key: &str, value: &Map<String, Value>) -> RawDoc {
@@ -151,7 +223,8 @@ pub fn unmet_changes<'a>(
     tenant: &str,
     changes: &'a [Change],
 ) -> Vec<(&'a Change, Unmet)> {
-    let tables: [(&[RawDoc], fn(&Change) -> bool); 4] = [
+    type IsOp = fn(&Change) -> bool;
+    let tables: [(&[RawDoc], IsOp); 4] = [
         (&snapshot.tenants, |c| {
             matches!(c, Change::CreateTenant { .. })
         }),
@@ -218,4 +291,47 @@ pub fn unmet_changes<'a>(
         }
     }
     unmet
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::with_memberships;
+
+    fn entry(group: &str) -> serde_json::Value {
+        json!({"tenantId": "t", "groupId": group, "membership": "MEMBER"})
+    }
+
+    #[test]
+    fn every_other_member_is_kept_as_its_exact_text() {
+        let doc = r#"{"id": "u1", "auths": [{"n": 123456789012345678901234567890, "r": 1.10, "s": "caf\u00e9"}], "groupList": [ {"groupId": "g0", "membership": "OWNER", "x": 1.0} ], "deleted": false}"#;
+        assert_eq!(
+            with_memberships(doc, vec![entry("g1")]).unwrap(),
+            r#"{"id":"u1","auths":[{"n": 123456789012345678901234567890, "r": 1.10, "s": "caf\u00e9"}],"groupList":[{"groupId": "g0", "membership": "OWNER", "x": 1.0},{"tenantId":"t","groupId":"g1","membership":"MEMBER"}],"deleted":false}"#
+        );
+    }
+
+    #[test]
+    fn a_missing_list_is_created_last_and_a_null_one_in_place() {
+        assert_eq!(
+            with_memberships(r#"{"id":"u1"}"#, vec![entry("g1"), entry("g2")]).unwrap(),
+            r#"{"id":"u1","groupList":[{"tenantId":"t","groupId":"g1","membership":"MEMBER"},{"tenantId":"t","groupId":"g2","membership":"MEMBER"}]}"#
+        );
+        assert_eq!(
+            with_memberships(r#"{"groupList":null,"id":"u1"}"#, vec![entry("g1")]).unwrap(),
+            r#"{"groupList":[{"tenantId":"t","groupId":"g1","membership":"MEMBER"}],"id":"u1"}"#
+        );
+        assert_eq!(
+            with_memberships("{}", vec![entry("g1")]).unwrap(),
+            r#"{"groupList":[{"tenantId":"t","groupId":"g1","membership":"MEMBER"}]}"#
+        );
+    }
+
+    #[test]
+    fn what_is_not_an_object_is_refused() {
+        assert_eq!(with_memberships("[]", vec![entry("g1")]), None);
+        assert_eq!(with_memberships("{\"id\":", vec![entry("g1")]), None);
+        assert_eq!(with_memberships("{} x", vec![entry("g1")]), None);
+    }
 }
