@@ -1,6 +1,7 @@
 //! The one integration-test binary: runs the real `sync-access` against
 //! SQLite always, and PostgreSQL and MariaDB/MySQL when configured.
 
+mod apply;
 mod fixtures;
 mod plan;
 mod support;
@@ -10,7 +11,10 @@ use support::{Kind, Scenario};
 
 fn main() {
     let args = Arguments::from_args();
-    let scenarios: Vec<&Scenario> = plan::SCENARIOS.iter().collect();
+    let scenarios: Vec<&Scenario> = plan::SCENARIOS
+        .iter()
+        .chain(apply::SCENARIOS)
+        .collect();
     let mut trials = Vec::new();
     for kind in Kind::ALL {
         let configured = kind.admin_url();

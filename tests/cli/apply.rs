@@ -1,0 +1,840 @@
+//! `approve`, `apply`, `verify` and `history` through the real binary, on
+//! every backend: what runs is exactly what was approved, all of it or none
+//! of it; otherwise the command refuses, changes nothing and says why.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+
+use serde_json::{json, Value};
+use sqlx::{Connection, Executor};
+
+use crate::fixtures;
+use crate::support::{
+    approved_plan, read_json, runtime, write_json, Kind, Scenario, TestDb, SOURCE_DATE_EPOCH,
+};
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "apply_refuses_unapproved_tampered_and_conflicted_plans",
+        run: refusals,
+    },
+    Scenario {
+        name: "apply_refuses_a_plan_made_against_another_database",
+        run: another_database,
+    },
+    Scenario {
+        name: "apply_writes_once_then_verify_history_and_replan_agree",
+        run: apply_verify_history,
+    },
+    Scenario {
+        name: "apply_refuses_drift_that_touches_the_plan_and_ignores_the_rest",
+        run: drift,
+    },
+    Scenario {
+        name: "apply_waits_for_the_lock_and_only_one_of_two_writes",
+        run: locking,
+    },
+    Scenario {
+        name: "apply_failing_mid_write_leaves_the_database_as_it_was",
+        run: failure_mid_write,
+    },
+];
+
+const APPROVER: &str = "security@example.com";
+
+/// What one run of the binary said.
+#[derive(Debug)]
+struct Ran {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl From<Output> for Ran {
+    fn from(out: Output) -> Self {
+        Ran {
+            code: out.status.code().expect("the binary exited, not killed"),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+impl Ran {
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "unexpected exit code: {self:#?}");
+        self
+    }
+
+    /// A refusal: `code`, nothing on stdout, one line on stderr that names
+    /// the plan file and says `why`.
+    fn refused(&self, code: i32, file: &str, why: &str) {
+        self.expect_code(code);
+        assert_eq!(self.stdout, "", "a refusal prints nothing on stdout");
+        assert_eq!(self.stderr.lines().count(), 1, "one line: {}", self.stderr);
+        assert!(
+            self.stderr.contains(file) && self.stderr.contains(why),
+            "expected `{file}` and `{why}` in: {}",
+            self.stderr
+        );
+    }
+}
+
+fn run(db: &TestDb, args: &[&str], plan: &Path) -> Ran {
+    db.cmd().args(args).arg(plan).output().unwrap().into()
+}
+
+fn apply(db: &TestDb, plan: &Path) -> Ran {
+    run(db, &["apply"], plan)
+}
+
+fn approve(db: &TestDb, plan: &Path) -> Ran {
+    run(db, &["approve", "--yes", "--by", APPROVER], plan)
+}
+
+/// Plans into `name` in the test's directory and checks the exit code.
+fn plan_to(db: &TestDb, name: &str, args: &[&str], code: i32) -> PathBuf {
+    let path = db.path(name);
+    db.cmd()
+        .arg("plan")
+        .args(args)
+        .arg("-o")
+        .arg(&path)
+        .assert()
+        .code(code);
+    path
+}
+
+/// The rules fixture with its conflicts skipped, approved: roles, groups,
+/// memberships (with and without an existing `groupList`) and bindings.
+fn approved_rules_plan(db: &TestDb) -> PathBuf {
+    approved_plan(db, &["--skip-conflicts"])
+}
+
+/// Quotes an identifier for `kind`.
+fn ident(kind: Kind, name: &str) -> String {
+    match kind {
+        Kind::MySql => format!("`{name}`"),
+        _ => format!("\"{name}\""),
+    }
+}
+
+/// A string literal for `kind` (MySQL also treats backslashes as escapes).
+fn literal(kind: Kind, text: &str) -> String {
+    let text = match kind {
+        Kind::MySql => text.replace('\\', "\\\\"),
+        _ => text.to_string(),
+    };
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+fn insert_sql(kind: Kind, table: &str, key: &str, value: &Value) -> String {
+    format!(
+        "INSERT INTO {} ({}, {}) VALUES ({}, {})",
+        ident(kind, table),
+        ident(kind, "key"),
+        ident(kind, "value"),
+        literal(kind, key),
+        literal(kind, &value.to_string())
+    )
+}
+
+fn delete_sql(kind: Kind, table: &str, key: &str) -> String {
+    format!(
+        "DELETE FROM {} WHERE {} = {}",
+        ident(kind, table),
+        ident(kind, "key"),
+        literal(kind, key)
+    )
+}
+
+fn update_sql(kind: Kind, table: &str, key: &str, value: &Value) -> String {
+    format!(
+        "UPDATE {} SET {} = {} WHERE {} = {}",
+        ident(kind, table),
+        ident(kind, "value"),
+        literal(kind, &value.to_string()),
+        ident(kind, "key"),
+        literal(kind, key)
+    )
+}
+
+fn doc(db: &TestDb, table: &str, key: &str) -> Value {
+    db.dump()
+        .remove(&(table.to_string(), key.to_string()))
+        .unwrap_or_else(|| panic!("no {table} row `{key}`"))
+}
+
+/// The rows that `after` adds to or changes in `before`; nothing may vanish.
+fn difference(
+    before: &BTreeMap<(String, String), Value>,
+    after: &BTreeMap<(String, String), Value>,
+) -> BTreeMap<(String, String), Value> {
+    for key in before.keys() {
+        assert!(after.contains_key(key), "{key:?} vanished");
+    }
+    after
+        .iter()
+        .filter(|(k, v)| before.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+fn refusals(kind: Kind) {
+    let db = TestDb::with_rows(kind, fixtures::rules());
+    let before = db.dump();
+
+    // Not a plan at all, and a v1 plan missing most of its fields.
+    std::fs::write(db.path("notes.txt"), "apply everything, thanks").unwrap();
+    apply(&db, &db.path("notes.txt")).refused(4, "notes.txt", "not a valid plan");
+    std::fs::write(
+        db.path("empty.json"),
+        r#"{"format": "sync-access/plan/v1"}"#,
+    )
+    .unwrap();
+    apply(&db, &db.path("empty.json")).refused(4, "empty.json", "not a valid");
+
+    // Not approved.
+    let unapproved = plan_to(&db, "unapproved.json", &["--skip-conflicts"], 0);
+    apply(&db, &unapproved).refused(4, "unapproved.json", "not approved");
+
+    // Approving appends an approval bound to the digest and moves nothing
+    // the digest covers; approving twice as the same person adds nothing.
+    let approved = db.path("plan.json");
+    std::fs::copy(&unapproved, &approved).unwrap();
+    let ran = approve(&db, &approved);
+    ran.expect_code(0);
+    assert_eq!(ran.stdout, "", "approve writes the file, not stdout");
+    let mut raw = read_json(&approved);
+    let mut original = read_json(&unapproved);
+    assert_eq!(original["approvals"], json!([]));
+    original.as_object_mut().unwrap().remove("approvals");
+    let approvals = raw.as_object_mut().unwrap().remove("approvals").unwrap();
+    assert_eq!(raw, original, "approving changed the plan");
+    assert_eq!(approvals.as_array().unwrap().len(), 1);
+    assert_eq!(approvals[0]["by"], APPROVER);
+    assert_eq!(approvals[0]["digest"], original["digest"]);
+    approve(&db, &approved).expect_code(0);
+    assert_eq!(read_json(&approved)["approvals"], approvals);
+
+    // One byte changed in a change, the digest left as it was.
+    let text = std::fs::read_to_string(&approved).unwrap();
+    assert!(text.contains("\"company.data\""));
+    let tampered = db.path("tampered.json");
+    std::fs::write(
+        &tampered,
+        text.replacen("\"company.data\"", "\"company.dat4\"", 1),
+    )
+    .unwrap();
+    let mut altered = read_json(&tampered);
+    assert_ne!(altered["changes"], original["changes"]);
+    altered["changes"] = original["changes"].clone();
+    altered.as_object_mut().unwrap().remove("approvals");
+    assert_eq!(altered, original, "only a change was altered");
+    apply(&db, &tampered).refused(4, "tampered.json", "digest mismatch");
+    approve(&db, &tampered).refused(4, "tampered.json", "digest mismatch");
+
+    // Another plan carrying the approval of the first: another digest.
+    let other = plan_to(
+        &db,
+        "other.json",
+        &["--skip-conflicts", "--created-by", "mallory@example.com"],
+        0,
+    );
+    let mut forged = read_json(&other);
+    assert_ne!(forged["digest"], original["digest"]);
+    forged["approvals"] = approvals.clone();
+    write_json(&other, &forged);
+    apply(&db, &other).refused(4, "other.json", "not approved");
+
+    // Conflicts: approve and apply refuse with 3, even when an approval
+    // with the right digest was added by hand.
+    let conflicted = plan_to(&db, "conflicted.json", &[], 3);
+    approve(&db, &conflicted).refused(3, "conflicted.json", "not applyable");
+    assert!(read_json(&conflicted)
+        .get("approvals")
+        .map_or(true, |a| a == &json!([])));
+    apply(&db, &conflicted).refused(3, "conflicted.json", "not applyable");
+    let mut forged = read_json(&conflicted);
+    forged["approvals"] =
+        json!([{"by": APPROVER, "at": "2026-11-27T12:00:00Z", "digest": forged["digest"]}]);
+    write_json(&conflicted, &forged);
+    apply(&db, &conflicted).refused(3, "conflicted.json", "not applyable");
+    run(&db, &["verify"], &tampered).refused(4, "tampered.json", "digest mismatch");
+
+    assert_eq!(db.dump(), before, "a refused apply changed the database");
+    assert_eq!(db.history_rows(), 0);
+    // The approved plan itself was good all along.
+    apply(&db, &approved).expect_code(0);
+}
+
+fn another_database(kind: Kind) {
+    let planned = TestDb::with_rows(kind, fixtures::rules());
+    let path = approved_rules_plan(&planned);
+    let other = TestDb::with_rows(kind, fixtures::rules());
+    let before = other.dump();
+    let ran: Ran = planned
+        .cmd()
+        .env("DATABASE_URL", &other.url)
+        .arg("apply")
+        .arg(&path)
+        .output()
+        .unwrap()
+        .into();
+    ran.refused(5, "plan.json", "another database");
+    assert_eq!(other.dump(), before);
+    assert_eq!(other.history_rows(), 0);
+    assert_eq!(planned.history_rows(), 0);
+}
+
+/// Members that parsing and re-serialising would alter: a number beyond
+/// 64 bits, a trailing zero, an escape.
+const EXACT: [&str; 3] = ["123456789012345678901234567890", "1.10", "caf\\u00e9"];
+
+/// The stored text of one document, as the database returns it.
+fn raw_text(db: &TestDb, table: &str, key: &str) -> String {
+    let sql = match db.kind {
+        Kind::Sqlite => format!("SELECT \"value\" FROM \"{table}\" WHERE \"key\" = $1"),
+        Kind::Postgres => format!("SELECT \"value\"::text FROM \"{table}\" WHERE \"key\" = $1"),
+        Kind::MySql => format!("SELECT CAST(`value` AS CHAR) FROM `{table}` WHERE `key` = ?"),
+    };
+    runtime().block_on(async {
+        match db.kind {
+            Kind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+                sqlx::query_scalar(&sql)
+                    .bind(key)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
+            }
+            Kind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+                sqlx::query_scalar(&sql)
+                    .bind(key)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
+            }
+            Kind::MySql => {
+                let mut c = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+                sqlx::query_scalar(&sql)
+                    .bind(key)
+                    .fetch_one(&mut c)
+                    .await
+                    .unwrap()
+            }
+        }
+    })
+}
+
+fn apply_verify_history(kind: Kind) {
+    let db = TestDb::with_rows(kind, fixtures::rules());
+    // Alice's auths get members that only a byte-exact rewrite keeps.
+    let alice = doc(&db, "users", "alice").to_string();
+    assert!(alice.contains("\"auths\":["));
+    let alice = alice.replacen(
+        "\"auths\":[",
+        &format!(
+            "\"auths\":[{{\"type\":\"TOTP\",\"counter\":{},\"ratio\":{},\"label\":\"{}\"}},",
+            EXACT[0], EXACT[1], EXACT[2]
+        ),
+        1,
+    );
+    db.exec(&format!(
+        "UPDATE {} SET {} = {} WHERE {} = 'alice'",
+        ident(kind, "users"),
+        ident(kind, "value"),
+        literal(kind, &alice),
+        ident(kind, "key")
+    ));
+    let alice_before = raw_text(&db, "users", "alice");
+    let path = approved_rules_plan(&db);
+    let plan = read_json(&path);
+    let before = db.dump();
+
+    // Before: verify lists what is missing; the history is empty.
+    let ran = run(&db, &["verify"], &path);
+    ran.expect_code(5);
+    assert!(ran.stderr.lines().next().unwrap().contains("plan.json"));
+    for line in [
+        "missing: add_role default_admin",
+        "missing: add_membership alice group data",
+        "missing: add_binding default_b-plan-user",
+    ] {
+        assert!(ran.stderr.contains(line), "`{line}` in {}", ran.stderr);
+    }
+    let ran: Ran = db.cmd().arg("history").output().unwrap().into();
+    ran.expect_code(0);
+    assert!(ran.stdout.contains("No plan has been applied"), "{ran:?}");
+
+    // Apply.
+    let ran = apply(&db, &path);
+    ran.expect_code(0);
+    assert!(ran.stdout.starts_with("Applied plan"), "{ran:?}");
+    let after = db.dump();
+    assert_eq!(db.history_rows(), 1);
+
+    // Exactly the planned rows were written, as planned.
+    let changed = difference(&before, &after);
+    let mut expected = BTreeMap::new();
+    for change in plan["changes"].as_array().unwrap() {
+        let key = change["key"].as_str().unwrap().to_string();
+        let table = match change["op"].as_str().unwrap() {
+            "add_role" => "roles",
+            "add_group" => "groups",
+            "add_binding" => "bindings",
+            "add_membership" => "users",
+            op => panic!("unexpected op {op}"),
+        };
+        if table != "users" {
+            expected.insert((table.to_string(), key), change["value"].clone());
+        }
+    }
+    for ((table, key), value) in &changed {
+        if table == "users" {
+            continue;
+        }
+        assert_eq!(expected.get(&(table.clone(), key.clone())), Some(value));
+    }
+    assert_eq!(
+        changed.keys().filter(|(t, _)| t != "users").count(),
+        expected.len()
+    );
+
+    // Users: every field but groupList exactly as before (auths included),
+    // and groupList is the old list plus the planned entries, in order.
+    let mut appended: BTreeMap<String, Vec<Value>> = BTreeMap::new();
+    for change in plan["changes"].as_array().unwrap() {
+        if change["op"] == "add_membership" {
+            appended
+                .entry(change["key"].as_str().unwrap().to_string())
+                .or_default()
+                .push(json!({"tenantId": "default", "groupId": change["group_id"], "membership": change["membership"]}));
+        }
+    }
+    let changed_users: Vec<&String> = changed
+        .keys()
+        .filter(|(t, _)| t == "users")
+        .map(|(_, k)| k)
+        .collect();
+    assert_eq!(
+        changed_users,
+        appended.keys().collect::<Vec<_>>(),
+        "only users with new memberships are rewritten"
+    );
+    for (user, entries) in &appended {
+        let key = ("users".to_string(), user.clone());
+        let mut old = before[&key].as_object().unwrap().clone();
+        let mut new = after[&key].as_object().unwrap().clone();
+        let old_list = old.remove("groupList");
+        let new_list = new.remove("groupList").expect("groupList written");
+        assert_eq!(new, old, "{user}: a field other than groupList changed");
+        assert!(old.contains_key("auths"), "{user} has auths");
+        let mut expected_list = match old_list {
+            Some(Value::Array(list)) => list,
+            None | Some(Value::Null) => Vec::new(),
+            Some(other) => panic!("unexpected groupList {other}"),
+        };
+        expected_list.extend(entries.iter().cloned());
+        assert_eq!(new_list, Value::Array(expected_list), "{user}: groupList");
+    }
+    // Both shapes were exercised: a groupList extended and one created.
+    assert!(before[&("users".into(), "alice".into())]
+        .get("groupList")
+        .is_some());
+    assert!(before[&("users".into(), "carol".into())]
+        .get("groupList")
+        .is_none());
+    assert!(appended.contains_key("alice") && appended.contains_key("carol"));
+    // Byte for byte, as far as the database kept the bytes itself.
+    let alice_after = raw_text(&db, "users", "alice");
+    for exact in EXACT {
+        if alice_before.contains(exact) {
+            assert!(
+                alice_after.contains(exact),
+                "`{exact}` was rewritten: {alice_before} became {alice_after}"
+            );
+        }
+    }
+    assert!(
+        !ran.stdout.contains(fixtures::SECRET_HASH) && !ran.stderr.contains(fixtures::SECRET_HASH)
+    );
+
+    // verify: everything is there now.
+    let ran = run(&db, &["verify"], &path);
+    ran.expect_code(0);
+    assert!(ran.stdout.contains("are in the database"), "{ran:?}");
+
+    // Re-apply: nothing written, says when and by whom.
+    let ran = apply(&db, &path);
+    ran.expect_code(0);
+    assert!(ran.stdout.contains("already applied"), "{ran:?}");
+    assert!(ran.stdout.contains("2026-11-27T12:00:00Z"), "{ran:?}");
+    assert!(ran.stdout.contains("tester@example.com"), "{ran:?}");
+    assert!(ran.stdout.contains(APPROVER), "{ran:?}");
+    assert_eq!(db.dump(), after);
+    assert_eq!(db.history_rows(), 1);
+
+    // Planning again: no changes, exit 0 even with --detailed-exitcode.
+    let replanned = plan_to(
+        &db,
+        "again.json",
+        &["--skip-conflicts", "--detailed-exitcode"],
+        0,
+    );
+    assert_eq!(read_json(&replanned)["changes"], json!([]));
+
+    // history: the one applied plan.
+    let ran: Ran = db.cmd().arg("history").output().unwrap().into();
+    ran.expect_code(0);
+    let digest = plan["digest"].as_str().unwrap();
+    let short = &digest["sha256:".len()..][..12];
+    for needle in [short, "default", "tester@example.com", APPROVER] {
+        assert!(ran.stdout.contains(needle), "`{needle}` in {}", ran.stdout);
+    }
+    assert_eq!(db.dump(), after, "verify, plan and history wrote nothing");
+}
+
+fn drift(kind: Kind) {
+    let db = TestDb::with_rows(kind, fixtures::rules());
+    let path = approved_rules_plan(&db);
+
+    // A new legacy group: the database needs one more change than approved.
+    db.exec(&insert_sql(
+        kind,
+        "groups",
+        "ml",
+        &json!({"id": "ml", "name": "Machine learning", "deleted": false}),
+    ));
+    let before = db.dump();
+    let ran = apply(&db, &path);
+    ran.expect_code(5);
+    assert_eq!(ran.stdout, "");
+    let first = ran.stderr.lines().next().unwrap();
+    assert!(
+        first.contains("plan.json") && first.contains("stale"),
+        "{first}"
+    );
+    let added: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with('+') && !l.starts_with("+++"))
+        .collect();
+    assert_eq!(added.len(), 1, "{}", ran.stderr);
+    assert!(added[0].contains("default_ml"), "{}", ran.stderr);
+    assert!(!ran
+        .stderr
+        .lines()
+        .any(|l| l.starts_with('-') && !l.starts_with("---")));
+    assert_eq!(db.dump(), before, "a stale apply wrote");
+    assert_eq!(db.history_rows(), 0);
+    db.exec(&delete_sql(kind, "groups", "ml"));
+
+    // A planned document already written by someone: one change fewer.
+    let plan = read_json(&path);
+    let planned_group = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["key"] == "default_data")
+        .unwrap()["value"]
+        .clone();
+    db.exec(&insert_sql(kind, "groups", "default_data", &planned_group));
+    let before = db.dump();
+    let ran = apply(&db, &path);
+    ran.expect_code(5);
+    let removed: Vec<&str> = ran
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with('-') && !l.starts_with("---"))
+        .collect();
+    assert_eq!(removed.len(), 1, "{}", ran.stderr);
+    assert!(removed[0].contains("default_data"), "{}", ran.stderr);
+    assert_eq!(db.dump(), before, "a stale apply wrote");
+    db.exec(&delete_sql(kind, "groups", "default_data"));
+
+    // Drift that the plan does not depend on: alice's email changes, a
+    // deleted legacy role and another tenant's role appear.
+    let mut alice = doc(&db, "users", "alice");
+    alice["email"] = json!("alice@new.example.com");
+    db.exec(&update_sql(kind, "users", "alice", &alice));
+    db.exec(&insert_sql(
+        kind,
+        "roles",
+        "gone-role",
+        &json!({"id": "gone-role", "name": "Gone", "permissions": {}, "deleted": true}),
+    ));
+    db.exec(&insert_sql(
+        kind,
+        "roles",
+        "other_new",
+        &json!({"id": "new", "tenantId": "other", "name": "New", "permissions": {}, "deleted": false}),
+    ));
+    let ran = apply(&db, &path);
+    ran.expect_code(0);
+    assert!(ran.stdout.starts_with("Applied plan"), "{ran:?}");
+    // The membership was appended to the document as it is now.
+    let now = doc(&db, "users", "alice");
+    assert_eq!(now["email"], "alice@new.example.com");
+    assert_eq!(
+        now["groupList"].as_array().unwrap().len(),
+        alice["groupList"].as_array().unwrap().len() + 2
+    );
+    assert_eq!(db.history_rows(), 1);
+    run(&db, &["verify"], &path).expect_code(0);
+}
+
+/// A session of the test's own that holds what an apply must wait for.
+enum Holder {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+    MySql(sqlx::MySqlConnection),
+}
+
+/// The advisory lock key of src/store/postgres.rs ("syncacce").
+const PG_LOCK_KEY: i64 = 0x7379_6e63_6163_6365;
+
+async fn hold_lock(db: &TestDb) -> Holder {
+    match db.kind {
+        Kind::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            c.execute("BEGIN IMMEDIATE").await.unwrap();
+            Holder::Sqlite(c)
+        }
+        Kind::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(PG_LOCK_KEY)
+                .execute(&mut c)
+                .await
+                .unwrap();
+            Holder::Postgres(c)
+        }
+        Kind::MySql => {
+            let mut c = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+            let got: Option<i64> = sqlx::query_scalar(
+                "SELECT GET_LOCK(LEFT(CONCAT('sync-access:', DATABASE()), 64), 0)",
+            )
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+            assert_eq!(got, Some(1));
+            Holder::MySql(c)
+        }
+    }
+}
+
+/// A writer other than sync-access (Kestra itself, say) in the middle of a
+/// transaction on the IAM tables.
+async fn hold_rows(db: &TestDb) -> Holder {
+    let touch = format!(
+        "UPDATE {} SET {} = {} WHERE {} = 'alice'",
+        ident(db.kind, "users"),
+        ident(db.kind, "value"),
+        ident(db.kind, "value"),
+        ident(db.kind, "key")
+    );
+    match db.kind {
+        Kind::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+            c.execute("BEGIN IMMEDIATE").await.unwrap();
+            c.execute(touch.as_str()).await.unwrap();
+            Holder::Sqlite(c)
+        }
+        Kind::Postgres => {
+            let mut c = sqlx::PgConnection::connect(&db.url).await.unwrap();
+            c.execute("BEGIN").await.unwrap();
+            c.execute(touch.as_str()).await.unwrap();
+            Holder::Postgres(c)
+        }
+        Kind::MySql => {
+            let mut c = sqlx::MySqlConnection::connect(&db.url).await.unwrap();
+            c.execute("START TRANSACTION").await.unwrap();
+            c.execute(touch.as_str()).await.unwrap();
+            Holder::MySql(c)
+        }
+    }
+}
+
+async fn release(holder: Holder) {
+    match holder {
+        Holder::Sqlite(mut c) => {
+            c.execute("ROLLBACK").await.unwrap();
+            c.close().await.unwrap();
+        }
+        Holder::Postgres(c) => c.close().await.unwrap(),
+        Holder::MySql(c) => c.close().await.unwrap(),
+    }
+}
+
+/// `apply` as a child process, started without waiting for it.
+fn spawn_apply(db: &TestDb, plan: &Path) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_sync-access"))
+        .env("DATABASE_URL", &db.url)
+        .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
+        .env("SYNC_ACCESS_USER", "tester@example.com")
+        .env_remove("RUST_LOG")
+        .current_dir(db.dir.path())
+        .args(["apply", "--lock-timeout", "60"])
+        .arg(plan)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn locking(kind: Kind) {
+    let db = TestDb::with_rows(kind, fixtures::rules());
+    let path = approved_rules_plan(&db);
+    let before = db.dump();
+
+    // Another apply holds the lock: give up after --lock-timeout, exit 6.
+    let rt = runtime();
+    let holder = rt.block_on(hold_lock(&db));
+    let ran = run(&db, &["apply", "--lock-timeout", "1"], &path);
+    rt.block_on(release(holder));
+    ran.refused(6, "plan.json", "lock");
+    assert_eq!(db.dump(), before);
+    assert_eq!(db.history_rows(), 0);
+
+    // Someone else is writing the IAM tables: the same bounded wait.
+    let holder = rt.block_on(hold_rows(&db));
+    let ran = run(&db, &["apply", "--lock-timeout", "1"], &path);
+    rt.block_on(release(holder));
+    ran.refused(6, "plan.json", "another");
+    assert_eq!(db.dump(), before);
+    assert_eq!(db.history_rows(), 0);
+
+    // Two applies of the same plan at once: exactly one writes.
+    let first = spawn_apply(&db, &path);
+    let second = spawn_apply(&db, &path);
+    let runs: Vec<Ran> = [first, second]
+        .into_iter()
+        .map(|child| child.wait_with_output().unwrap().into())
+        .collect();
+    let applied = runs
+        .iter()
+        .filter(|r| r.code == 0 && r.stdout.starts_with("Applied plan"))
+        .count();
+    assert_eq!(applied, 1, "exactly one applies: {runs:#?}");
+    let other = runs
+        .iter()
+        .find(|r| !r.stdout.starts_with("Applied plan"))
+        .unwrap();
+    assert!(
+        (other.code == 0 && other.stdout.contains("already applied")) || other.code == 6,
+        "the other one says it was already applied, or that it is locked out: {other:#?}"
+    );
+    assert_eq!(db.history_rows(), 1);
+    run(&db, &["verify"], &path).expect_code(0);
+}
+
+/// SQL creating a trigger that plants a row at a planned binding key when
+/// the first role is inserted, so that the binding insert fails after the
+/// role and group inserts succeeded.
+fn planting_trigger(kind: Kind) -> Vec<String> {
+    let planted = json!({"id": "planted", "tenantId": "default", "type": "USER",
+        "externalId": "mallory", "roleId": "admin", "deleted": false})
+    .to_string();
+    let planted = literal(kind, &planted);
+    match kind {
+        Kind::Sqlite => vec![format!(
+            "CREATE TRIGGER sa_planted AFTER INSERT ON roles BEGIN \
+             INSERT OR IGNORE INTO bindings (\"key\", \"value\") VALUES ('default_b-plan-user', {planted}); END"
+        )],
+        Kind::Postgres => vec![
+            format!(
+                "CREATE FUNCTION sa_planted() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 INSERT INTO bindings (\"key\", \"value\") VALUES ('default_b-plan-user', {planted}) \
+                 ON CONFLICT DO NOTHING; RETURN NULL; END $$"
+            ),
+            "CREATE TRIGGER sa_planted AFTER INSERT ON roles FOR EACH ROW EXECUTE FUNCTION sa_planted()"
+                .into(),
+        ],
+        Kind::MySql => vec![format!(
+            "CREATE TRIGGER sa_planted AFTER INSERT ON roles FOR EACH ROW \
+             INSERT IGNORE INTO bindings (`key`, `value`) VALUES ('default_b-plan-user', {planted})"
+        )],
+    }
+}
+
+/// SQL creating a trigger that fails every update of a user: the last
+/// writes of an apply.
+fn failing_trigger(kind: Kind) -> Vec<String> {
+    match kind {
+        Kind::Sqlite => vec![
+            "CREATE TRIGGER sa_refuse BEFORE UPDATE ON users BEGIN SELECT RAISE(ABORT, 'refused by the test trigger'); END"
+                .into(),
+        ],
+        Kind::Postgres => vec![
+            "CREATE FUNCTION sa_refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+             RAISE EXCEPTION 'refused by the test trigger'; END $$"
+                .into(),
+            "CREATE TRIGGER sa_refuse BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION sa_refuse()"
+                .into(),
+        ],
+        Kind::MySql => vec![
+            "CREATE TRIGGER sa_refuse BEFORE UPDATE ON users FOR EACH ROW \
+             SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'refused by the test trigger'"
+                .into(),
+        ],
+    }
+}
+
+fn drop_trigger(kind: Kind, name: &str, table: &str) -> String {
+    match kind {
+        Kind::Postgres => format!("DROP TRIGGER {name} ON {table}"),
+        _ => format!("DROP TRIGGER {name}"),
+    }
+}
+
+fn failure_mid_write(kind: Kind) {
+    let db = TestDb::with_rows(kind, fixtures::rules());
+    let path = approved_rules_plan(&db);
+    let before = db.dump();
+
+    // A planned key taken in the middle of the writes.
+    for sql in planting_trigger(kind) {
+        db.exec(&sql);
+    }
+    let ran = apply(&db, &path);
+    ran.expect_code(5);
+    assert_eq!(ran.stdout, "");
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("plan.json")
+            && ran.stderr.contains("default_b-plan-user")
+            && ran.stderr.contains("nothing was written"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(db.dump(), before, "a failed apply left rows behind");
+    assert_eq!(db.history_rows(), 0);
+    db.exec(&drop_trigger(kind, "sa_planted", "roles"));
+
+    // The very last write fails.
+    for sql in failing_trigger(kind) {
+        db.exec(&sql);
+    }
+    let ran = apply(&db, &path);
+    ran.expect_code(1);
+    assert_eq!(ran.stderr.lines().count(), 1, "{}", ran.stderr);
+    assert!(
+        ran.stderr.contains("plan.json")
+            && ran.stderr.contains("refused by the test trigger")
+            && ran.stderr.contains("nothing was written"),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(db.dump(), before, "a failed apply left rows behind");
+    assert_eq!(db.history_rows(), 0);
+    db.exec(&drop_trigger(kind, "sa_refuse", "users"));
+
+    // Once the sabotage is gone, the same plan applies.
+    apply(&db, &path).expect_code(0);
+    assert_eq!(db.history_rows(), 1);
+    run(&db, &["verify"], &path).expect_code(0);
+}
