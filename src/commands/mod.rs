@@ -63,6 +63,10 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     ));
     let written = (|| {
         let mut file = std::fs::File::create(&tmp)?;
+        // A file rewritten in place (approve) keeps its permissions.
+        if let Ok(existing) = std::fs::metadata(path) {
+            file.set_permissions(existing.permissions())?;
+        }
         file.write_all(bytes)?;
         file.sync_all()?;
         std::fs::rename(&tmp, path)
