@@ -203,7 +203,21 @@ fn refusals(kind: Kind) {
     // the digest covers; approving twice as the same person adds nothing.
     let approved = db.path("plan.json");
     std::fs::copy(&unapproved, &approved).unwrap();
+    #[cfg(unix)]
+    let mode = {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&approved, std::fs::Permissions::from_mode(0o640)).unwrap();
+        || {
+            std::fs::metadata(db.path("plan.json"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777
+        }
+    };
     let ran = approve(&db, &approved);
+    #[cfg(unix)]
+    assert_eq!(mode(), 0o640, "approve kept the file's permissions");
     ran.expect_code(0);
     assert_eq!(ran.stdout, "", "approve writes the file, not stdout");
     let mut raw = read_json(&approved);
@@ -495,6 +509,49 @@ fn apply_verify_history(kind: Kind) {
         assert!(ran.stdout.contains(needle), "`{needle}` in {}", ran.stdout);
     }
     assert_eq!(db.dump(), after, "verify, plan and history wrote nothing");
+
+    // A plan that creates its tenant: the tenant row is written too.
+    let args = ["--tenant", "acme", "--create-tenant", "--skip-conflicts"];
+    let acme = plan_to(&db, "acme.json", &args, 0);
+    approve(&db, &acme).expect_code(0);
+    // An hour later, so that the history has a newest.
+    let ran: Ran = db
+        .cmd()
+        .env("SOURCE_DATE_EPOCH", "1795784400")
+        .arg("apply")
+        .arg(&acme)
+        .output()
+        .unwrap()
+        .into();
+    ran.expect_code(0);
+    assert!(ran.stdout.contains("the tenant created"), "{ran:?}");
+    assert_eq!(
+        doc(&db, "tenants", "acme"),
+        json!({"id": "acme", "name": "acme", "deleted": false})
+    );
+    run(&db, &["verify"], &acme).expect_code(0);
+    let again = plan_to(
+        &db,
+        "acme-again.json",
+        &["--tenant", "acme", "--skip-conflicts"],
+        0,
+    );
+    assert_eq!(read_json(&again)["changes"], json!([]));
+    assert_eq!(db.history_rows(), 2);
+    let ran: Ran = db.cmd().arg("history").output().unwrap().into();
+    ran.expect_code(0);
+    let line = |needle: &str| {
+        ran.stdout
+            .lines()
+            .position(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("`{needle}` in {}", ran.stdout))
+    };
+    assert!(
+        line("2026-11-27T13:00:00Z") < line("default"),
+        "newest first: {}",
+        ran.stdout
+    );
+    assert_eq!(line("acme"), line("2026-11-27T13:00:00Z"));
 }
 
 fn drift(kind: Kind) {

@@ -11,10 +11,7 @@ use support::{Kind, Scenario};
 
 fn main() {
     let args = Arguments::from_args();
-    let scenarios: Vec<&Scenario> = plan::SCENARIOS
-        .iter()
-        .chain(apply::SCENARIOS)
-        .collect();
+    let scenarios: Vec<&Scenario> = plan::SCENARIOS.iter().chain(apply::SCENARIOS).collect();
     let mut trials = Vec::new();
     for kind in Kind::ALL {
         let configured = kind.admin_url();
