@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
+use libtest_mimic::Trial;
 use serde_json::{json, Value};
 use sqlx::{Connection, Executor};
 
@@ -894,4 +895,50 @@ fn failure_mid_write(kind: Kind) {
     apply(&db, &path).expect_code(0);
     assert_eq!(db.history_rows(), 1);
     run(&db, &["verify"], &path).expect_code(0);
+}
+
+/// Checks that need no database server.
+pub fn single_trials() -> Vec<Trial> {
+    vec![
+        Trial::test(
+            "approve::never_waits_for_input_when_stdin_is_not_a_terminal",
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("plan.json");
+                let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/demo-plan.json");
+                std::fs::copy(golden, &path).unwrap();
+                // A pipe that stays open and says nothing: were approve to
+                // ask, it would read end of file when the pipe closes and
+                // cancel; it must approve without asking.
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_sync-access"))
+                    .current_dir(dir.path())
+                    .args(["approve", "--by", APPROVER, "plan.json"])
+                    .stdin(Stdio::piped())
+                    .output()
+                    .unwrap();
+                let ran = Ran::from(out);
+                ran.expect_code(0);
+                assert!(!ran.stderr.contains("[y/N]"), "{ran:?}");
+                assert_eq!(read_json(&path)["approvals"][0]["by"], APPROVER);
+                Ok(())
+            },
+        ),
+        Trial::test("apply::a_missing_plan_file_is_named", || {
+            let dir = tempfile::tempdir().unwrap();
+            for command in ["apply", "approve", "verify"] {
+                let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sync-access"));
+                cmd.current_dir(dir.path()).arg(command);
+                if command == "approve" {
+                    cmd.args(["--by", APPROVER]);
+                }
+                let ran = Ran::from(cmd.arg("missing.json").output().unwrap());
+                ran.expect_code(1);
+                assert!(
+                    ran.stderr.contains("missing.json") && ran.stderr.lines().count() == 1,
+                    "{command}: {ran:?}"
+                );
+            }
+            Ok(())
+        }),
+    ]
 }

@@ -31,5 +31,6 @@ fn main() {
         }
     }
     trials.extend(plan::single_trials());
+    trials.extend(apply::single_trials());
     libtest_mimic::run(&args, trials).exit();
 }
