@@ -350,6 +350,11 @@ fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
     if plan.tenant.is_empty() {
         return bad("`tenant` is empty".into());
     }
+    for change in &plan.changes {
+        if let Some(problem) = change_mismatch(change, &plan.tenant) {
+            return bad(format!("change `{} {}`: {problem}", change.op().as_str(), change.key()));
+        }
+    }
     for pair in plan.changes.windows(2) {
         if pair[0].sort_key() >= pair[1].sort_key() {
             return bad(format!(
@@ -362,6 +367,38 @@ fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Whether a change says what it does: its key is where its document goes,
+/// in the plan's tenant. A reviewer reads keys and names; apply writes
+/// documents: they must agree.
+fn change_mismatch(change: &Change, tenant: &str) -> Option<String> {
+    let document = |value: &serde_json::Map<String, Value>, key: &str, expected_tenant: bool| {
+        let id = value.get("id").and_then(Value::as_str)?;
+        if expected_tenant {
+            if value.get("tenantId").and_then(Value::as_str) != Some(tenant) {
+                return Some(format!("its document is not in tenant `{tenant}`"));
+            }
+            if key != format!("{tenant}_{id}") {
+                return Some(format!("its key is not `{tenant}_{id}`"));
+            }
+        } else if key != id || id != tenant {
+            return Some(format!("it does not create tenant `{tenant}`"));
+        }
+        None
+    };
+    let no_id = || Some("its document has no string `id`".to_string());
+    match change {
+        Change::CreateTenant { key, value } => {
+            value.get("id").and_then(Value::as_str).map_or_else(no_id, |_| document(value, key, false))
+        }
+        Change::AddRole { key, value } | Change::AddGroup { key, value } | Change::AddBinding { key, value, .. } => {
+            value.get("id").and_then(Value::as_str).map_or_else(no_id, |_| document(value, key, true))
+        }
+        // A user's key is its id in SPEC §2, but the plan names the key the
+        // store really has: nothing to cross-check.
+        Change::AddMembership { .. } => None,
+    }
 }
 
 /// RFC 3339 in UTC, to the second; `SOURCE_DATE_EPOCH` fixes it for
@@ -415,6 +452,135 @@ mod tests {
         assert_eq!(digest_of(&raw), before);
         raw["changes"][0]["value"]["name"] = Value::String("Admin ".into());
         assert_ne!(digest_of(&raw), before);
+    }
+
+    /// A small valid plan, built by the real sync function.
+    fn sample_plan() -> Vec<u8> {
+        use crate::sync::{sync, RawDoc, Snapshot};
+        let snapshot = Snapshot {
+            tenants: vec![RawDoc::new("default", r#"{"id":"default","name":"Default","deleted":false}"#)],
+            users: vec![RawDoc::new(
+                "alice",
+                r#"{"id":"alice","username":"alice@example.com","groups":["data"],"deleted":false}"#,
+            )],
+            groups: vec![RawDoc::new("data", r#"{"id":"data","name":"Data","deleted":false}"#)],
+            roles: vec![RawDoc::new(
+                "admin",
+                r#"{"id":"admin","name":"Admin","permissions":{"FLOW":["READ"]},"deleted":false}"#,
+            )],
+            bindings: vec![
+                RawDoc::new(
+                    "b-1",
+                    r#"{"id":"b-1","type":"GROUP","externalId":"data","roleId":"admin","namespaceId":"company.é","deleted":false}"#,
+                ),
+                RawDoc::new("b-2", r#"{"id":"b-2","type":"USER","externalId":"ghost","roleId":"admin","deleted":false}"#),
+            ],
+        };
+        let options = SyncOptions::new("default");
+        let result = sync(&snapshot, &options).unwrap();
+        let source = Source {
+            backend: "sqlite".into(),
+            database: "sqlite:x.db".into(),
+            identity: "sqlite:/x.db".into(),
+        };
+        let provenance = Provenance {
+            created_at: "2026-11-27T12:00:00Z".into(),
+            created_by: "ops".into(),
+        };
+        Plan::new(result, &options, source, provenance).to_pretty_json()
+    }
+
+    /// The content a digest vouches for: everything but digest and approvals.
+    fn sealed_content(raw: &Value) -> Vec<u8> {
+        let mut map = raw.as_object().unwrap().clone();
+        map.remove("digest");
+        map.remove("approvals");
+        canonical_json(&Value::Object(map))
+    }
+
+    #[test]
+    fn the_sample_plan_is_valid_and_intact() {
+        let loaded = parse(&sample_plan()).unwrap();
+        assert!(loaded.digest_matches());
+        assert_eq!(loaded.plan.changes.len(), 4);
+    }
+
+    fn mutate_value(raw: &mut Value, which: u8, text: &str) {
+        let changes = raw["changes"].as_array_mut().unwrap();
+        match which % 9 {
+            0 => {
+                let first = changes[0].clone();
+                changes.push(first);
+            }
+            1 => changes.reverse(),
+            2 => changes[1]["key"] = Value::String(format!("default_{text}")),
+            3 => changes[1]["value"]["tenantId"] = Value::String("other".into()),
+            4 => changes[2]["unexpected"] = Value::String(text.into()),
+            5 => raw["tenant"] = Value::String(text.into()),
+            6 => changes[0]["value"]["name"] = Value::String(text.repeat(1000)),
+            7 => raw["summary"]["add_role"] = Value::from(7),
+            _ => {
+                let mut deep = Value::String(text.into());
+                for _ in 0..200 {
+                    deep = Value::Array(vec![deep]);
+                }
+                changes[0]["value"]["nested"] = deep;
+            }
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Flipped bytes and truncations: never a panic, and a plan that
+        /// still parses and passes its digest check says exactly what the
+        /// original said.
+        #[test]
+        fn corrupted_bytes_never_pass_as_the_original(
+            flips in proptest::collection::vec((0usize..100_000, 0u8..=255), 0..4),
+            cut in proptest::option::of(0usize..100_000),
+        ) {
+            let original = sample_plan();
+            let original_content = sealed_content(&serde_json::from_slice(&original).unwrap());
+            let mut bytes = original.clone();
+            for (at, byte) in flips {
+                let at = at % bytes.len();
+                bytes[at] = byte;
+            }
+            if let Some(cut) = cut {
+                bytes.truncate(cut % (bytes.len() + 1));
+            }
+            if let Ok(loaded) = parse(&bytes) {
+                if loaded.digest_matches() {
+                    proptest::prop_assert_eq!(sealed_content(&loaded.raw), original_content);
+                }
+            }
+        }
+
+        /// Structural edits (duplicated or reordered changes, a key that
+        /// does not match its document, another tenant, unknown fields, huge
+        /// strings, deep nesting, a lying summary) are refused outright or
+        /// fail the digest check.
+        #[test]
+        fn structural_edits_are_refused(which in 0u8..9, text in "[a-zA-Z0-9_%'\\\"é]{1,12}") {
+            let mut raw: Value = serde_json::from_slice(&sample_plan()).unwrap();
+            let before = sealed_content(&raw);
+            mutate_value(&mut raw, which, &text);
+            proptest::prop_assume!(sealed_content(&raw) != before);
+            let bytes = serde_json::to_vec_pretty(&raw).unwrap();
+            match parse(&bytes) {
+                Err(_) => {}
+                Ok(loaded) => proptest::prop_assert!(!loaded.digest_matches()),
+            }
+            // Even an attacker who recomputes the digest cannot make an
+            // incoherent plan load.
+            let mut resealed = raw.clone();
+            resealed["digest"] = Value::String(digest_of(&raw));
+            if matches!(which % 9, 0..=3 | 5 | 7) {
+                let bytes = serde_json::to_vec(&resealed).unwrap();
+                proptest::prop_assert!(parse(&bytes).is_err(), "edit {} loaded", which % 9);
+            }
+        }
     }
 
     #[test]

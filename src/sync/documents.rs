@@ -130,10 +130,13 @@ pub struct Malformed {
 
 pub type Parsed<T> = Result<T, Malformed>;
 
+/// What could be read of `id`, `tenantId` and `deleted` before a failure.
+type PartialHeader = (Option<String>, Option<Option<String>>, Option<bool>);
+
 struct Fields<'a> {
     key: &'a str,
     obj: &'a Map<String, Value>,
-    header: Option<(Option<String>, Option<Option<String>>, Option<bool>)>,
+    header: Option<PartialHeader>,
 }
 
 impl<'a> Fields<'a> {
