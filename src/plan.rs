@@ -13,6 +13,9 @@ use sha2::{Digest as _, Sha256};
 use crate::error::{Error, Result};
 use crate::sync::{Change, Finding, Op, SyncOptions, SyncResult};
 
+mod review;
+pub use review::{digest_of_bytes, load_for_review, parse_for_review, Reviewed};
+
 pub const FORMAT: &str = "sync-access/plan/v1";
 
 /// Plans larger than this are refused before parsing (a hostile or broken
