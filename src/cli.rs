@@ -111,33 +111,46 @@ pub enum ShowFormat {
     Json,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum OpArg {
+    CreateTenant,
+    AddRole,
+    AddGroup,
+    AddMembership,
+    AddBinding,
+}
+
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// The plan file
     pub plan: PathBuf,
-    /// Output format
+    /// Output format: tables for a terminal, markdown for a pull request,
+    /// json for tools (one object per line)
     #[arg(long, value_enum, default_value_t = ShowFormat::Table)]
     pub format: ShowFormat,
-    /// Show each affected user's access before and after, as a diff
+    /// Show the access each user gains as unified diffs
     #[arg(long)]
     pub diff: bool,
-    /// Rows per table at most (0: all)
-    #[arg(long, default_value_t = 50)]
-    pub limit: usize,
-    /// Only changes that concern this user (id or username)
+    /// Rows per table at most, 0 for all [default: 50; json: all]
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Only what concerns this user (id or username): memberships, groups
+    /// joined, bindings that reach them
     #[arg(long)]
     pub user: Option<String>,
-    /// Only changes that concern this role (id or name)
+    /// Only bindings of this role, and the role (id or name)
     #[arg(long)]
     pub role: Option<String>,
-    /// Only bindings in this namespace
+    /// Only bindings in this namespace or its children
     #[arg(long)]
     pub namespace: Option<String>,
-    /// Only changes of this op (add_role, add_group, add_membership, add_binding, create_tenant)
-    #[arg(long)]
-    pub op: Option<String>,
-    /// Render for this many columns (default: the terminal's, or no wrapping when piped)
-    #[arg(long)]
+    /// Only changes of this op
+    #[arg(long, value_enum)]
+    pub op: Option<OpArg>,
+    /// Wrap tables to this many columns [default: the terminal's; no
+    /// wrapping when piped]
+    #[arg(long, value_name = "COLUMNS")]
     pub width: Option<u16>,
 }
 

@@ -1,8 +1,23 @@
 //! Rendering: text for humans, from plans and records. Pure functions that
 //! return strings, so that every output can be snapshot-tested.
+//!
+//! `show` is built in layers: [`model`] reads a plan's changes as readable
+//! rows, [`access`] derives what each user gains, [`show`] arranges both in
+//! a [`doc::Doc`], and [`doc`] prints that for a terminal or as markdown
+//! ([`json`] writes rows for tools instead).
+
+mod access;
+mod doc;
+mod json;
+mod model;
+mod show;
 
 use comfy_table::{presets, ContentArrangement, Table};
 use serde_json::Value;
+
+pub use doc::Style;
+pub use model::Filter;
+pub use show::{show, Format, ShowOptions};
 
 use crate::plan::Plan;
 use crate::store::HistoryRecord;
@@ -34,6 +49,12 @@ pub fn plan_summary_for_stderr(plan: &Plan) -> String {
         );
     }
     out
+}
+
+/// What `plan` prints on stderr when it is a terminal: the header and the
+/// summary table of `show`.
+pub fn plan_summary_table(plan: &Plan, style: Style) -> String {
+    show::summary(plan, style)
 }
 
 /// `a@x (at ...), b@y (at ...)` from the history's approvers JSON.

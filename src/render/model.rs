@@ -1,0 +1,554 @@
+//! What a plan's changes mean, in the reviewer's words: users, groups, roles
+//! and namespaces rather than keys and documents. No formatting here; the
+//! table, markdown and JSON printers all read these rows.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use crate::plan::Plan;
+use crate::sync::{Change, Finding, Kind, Membership, Op};
+
+/// An identifier with its readable name, when the plan records one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Named<'a> {
+    pub id: &'a str,
+    pub name: Option<&'a str>,
+}
+
+impl<'a> Named<'a> {
+    pub fn new(id: &'a str, name: Option<&'a str>) -> Self {
+        Named {
+            id,
+            name: name.filter(|n| !n.is_empty() && *n != id),
+        }
+    }
+
+    /// The name when there is one, else the id: what a reviewer reads first.
+    pub fn label(&self) -> &'a str {
+        self.name.unwrap_or(self.id)
+    }
+}
+
+/// One action set granted on several permissions: `READ CREATE on FLOW, KV`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant<'a> {
+    pub actions: Vec<&'a str>,
+    pub permissions: Vec<&'a str>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BindingRow<'a> {
+    pub key: &'a str,
+    /// `USER` or `GROUP` (as written in the document).
+    pub subject_type: &'a str,
+    pub subject: Named<'a>,
+    pub role: Named<'a>,
+    /// `None`: all namespaces.
+    pub namespace: Option<&'a str>,
+}
+
+impl BindingRow<'_> {
+    pub fn is_user(&self) -> bool {
+        self.subject_type == "USER"
+    }
+
+    pub fn is_group(&self) -> bool {
+        self.subject_type == "GROUP"
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MembershipRow<'a> {
+    /// The user document's key.
+    pub key: &'a str,
+    pub user: Named<'a>,
+    pub group: Named<'a>,
+    pub membership: Membership,
+}
+
+/// One change, readable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Row<'a> {
+    Tenant {
+        key: &'a str,
+        name: Option<&'a str>,
+    },
+    Role {
+        key: &'a str,
+        role: Named<'a>,
+        description: Option<&'a str>,
+        grants: Vec<Grant<'a>>,
+    },
+    Group {
+        key: &'a str,
+        group: Named<'a>,
+        description: Option<&'a str>,
+    },
+    Membership(MembershipRow<'a>),
+    Binding(BindingRow<'a>),
+}
+
+/// The string fields `names` of a document, in one pass over its members:
+/// documents are small, and a million lookups by hash cost more.
+fn fields<'a, const N: usize>(
+    value: &'a Map<String, Value>,
+    names: [&str; N],
+) -> [Option<&'a str>; N] {
+    let mut out = [None; N];
+    for (key, v) in value {
+        if let Some(i) = names.iter().position(|n| n == key) {
+            out[i] = v.as_str();
+        }
+    }
+    out
+}
+
+/// `user alice@example.com` -> `alice@example.com`: the plan's readable
+/// subject without its type.
+fn subject_name(subject: &str) -> Option<&str> {
+    subject
+        .split_once(' ')
+        .map(|(_, name)| name)
+        .filter(|n| !n.is_empty())
+}
+
+/// The order a reviewer expects actions in; others follow alphabetically.
+fn action_rank(action: &str) -> (usize, &str) {
+    let rank = ["READ", "CREATE", "UPDATE", "DELETE"]
+        .iter()
+        .position(|a| *a == action)
+        .unwrap_or(4);
+    (rank, action)
+}
+
+/// Permissions grouped by identical action sets, the widest set first; a
+/// permission without actions is absent (SPEC §3.2).
+pub fn grants(permissions: Option<&Value>) -> Vec<Grant<'_>> {
+    let Some(Value::Object(permissions)) = permissions else {
+        return Vec::new();
+    };
+    let mut by_actions: BTreeMap<Vec<&str>, Vec<&str>> = BTreeMap::new();
+    for (permission, actions) in permissions {
+        let mut actions: Vec<&str> = match actions {
+            Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
+            _ => Vec::new(),
+        };
+        actions.sort_by_key(|a| action_rank(a));
+        actions.dedup();
+        if actions.is_empty() {
+            continue;
+        }
+        by_actions.entry(actions).or_default().push(permission);
+    }
+    let mut grants: Vec<Grant> = by_actions
+        .into_iter()
+        .map(|(actions, mut permissions)| {
+            permissions.sort_unstable();
+            Grant {
+                actions,
+                permissions,
+            }
+        })
+        .collect();
+    grants.sort_by(|a, b| {
+        b.actions.len().cmp(&a.actions.len()).then_with(|| {
+            let ra: Vec<_> = a.actions.iter().map(|x| action_rank(x)).collect();
+            let rb: Vec<_> = b.actions.iter().map(|x| action_rank(x)).collect();
+            ra.cmp(&rb)
+        })
+    });
+    grants
+}
+
+impl<'a> Row<'a> {
+    pub fn of(change: &'a Change) -> Row<'a> {
+        match change {
+            Change::CreateTenant { key, value } => {
+                let [name] = fields(value, ["name"]);
+                Row::Tenant { key, name }
+            }
+            Change::AddRole { key, value } => {
+                let [id, name, description] = fields(value, ["id", "name", "description"]);
+                Row::Role {
+                    key,
+                    role: Named::new(id.unwrap_or(key), name),
+                    description: description.filter(|d| !d.is_empty()),
+                    grants: grants(value.get("permissions")),
+                }
+            }
+            Change::AddGroup { key, value } => {
+                let [id, name, description] = fields(value, ["id", "name", "description"]);
+                Row::Group {
+                    key,
+                    group: Named::new(id.unwrap_or(key), name),
+                    description: description.filter(|d| !d.is_empty()),
+                }
+            }
+            Change::AddMembership {
+                key,
+                user_id,
+                username,
+                group_id,
+                group_name,
+                membership,
+            } => Row::Membership(MembershipRow {
+                key,
+                user: Named::new(user_id, Some(username)),
+                group: Named::new(group_id, Some(group_name)),
+                membership: *membership,
+            }),
+            Change::AddBinding {
+                key,
+                value,
+                subject,
+                role,
+            } => {
+                let [subject_type, external_id, role_id, namespace] =
+                    fields(value, ["type", "externalId", "roleId", "namespaceId"]);
+                Row::Binding(BindingRow {
+                    key,
+                    subject_type: subject_type.unwrap_or("?"),
+                    subject: Named::new(external_id.unwrap_or("?"), subject_name(subject)),
+                    role: Named::new(role_id.unwrap_or("?"), Some(role)),
+                    namespace,
+                })
+            }
+        }
+    }
+}
+
+/// `--user`, `--role`, `--namespace`, `--op`: all that are given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// A user id, username or user key.
+    pub user: Option<String>,
+    /// A role id or name.
+    pub role: Option<String>,
+    /// A namespace; its child namespaces match too.
+    pub namespace: Option<String>,
+    pub op: Option<Op>,
+}
+
+impl Filter {
+    pub fn is_empty(&self) -> bool {
+        *self == Filter::default()
+    }
+
+    /// The filter as the flags that set it.
+    pub fn flags(&self) -> Vec<(&'static str, &str)> {
+        let mut out = Vec::new();
+        if let Some(u) = &self.user {
+            out.push(("--user", u.as_str()));
+        }
+        if let Some(r) = &self.role {
+            out.push(("--role", r.as_str()));
+        }
+        if let Some(n) = &self.namespace {
+            out.push(("--namespace", n.as_str()));
+        }
+        if let Some(op) = self.op {
+            out.push(("--op", op.as_str()));
+        }
+        out
+    }
+
+    pub fn namespace_matches(&self, namespace: Option<&str>) -> bool {
+        match (&self.namespace, namespace) {
+            (None, _) => true,
+            (Some(_), None) => false,
+            (Some(want), Some(ns)) => {
+                ns == want
+                    || (ns.len() > want.len()
+                        && ns.starts_with(want.as_str())
+                        && ns.as_bytes()[want.len()] == b'.')
+            }
+        }
+    }
+
+    pub fn role_matches(&self, role: &Named) -> bool {
+        match &self.role {
+            None => true,
+            Some(want) => role.id == want || role.name == Some(want.as_str()),
+        }
+    }
+}
+
+/// What `--user` resolves to in this plan: the keys that name the user and
+/// the groups the plan makes them join.
+#[derive(Debug, Default)]
+pub struct UserScope<'a> {
+    pub ids: HashSet<&'a str>,
+    pub keys: HashSet<&'a str>,
+    pub groups: HashSet<&'a str>,
+}
+
+impl<'a> UserScope<'a> {
+    pub fn resolve(plan: &'a Plan, user: &'a str) -> Self {
+        let mut scope = UserScope::default();
+        scope.ids.insert(user);
+        scope.keys.insert(user);
+        for change in &plan.changes {
+            if let Change::AddMembership {
+                key,
+                user_id,
+                username,
+                group_id,
+                ..
+            } = change
+            {
+                if user_id == user || username == user || key == user {
+                    scope.ids.insert(user_id);
+                    scope.keys.insert(key);
+                    scope.groups.insert(group_id);
+                }
+            }
+        }
+        scope
+    }
+
+    pub fn names_user(&self, user: &Named) -> bool {
+        self.ids.contains(user.id) || user.name.is_some_and(|n| self.ids.contains(n))
+    }
+}
+
+/// The filter applied to a plan: which rows and findings are shown.
+pub struct Selector<'a> {
+    pub filter: &'a Filter,
+    user: Option<UserScope<'a>>,
+}
+
+impl<'a> Selector<'a> {
+    pub fn new(plan: &'a Plan, filter: &'a Filter) -> Self {
+        Selector {
+            filter,
+            user: filter.user.as_deref().map(|u| UserScope::resolve(plan, u)),
+        }
+    }
+
+    pub fn user(&self) -> Option<&UserScope<'a>> {
+        self.user.as_ref()
+    }
+
+    /// Whether a change is shown. `--user` keeps the user's memberships,
+    /// the groups they join, and the bindings that reach them (direct, or to
+    /// a group they join in this plan); `--role` and `--namespace` keep
+    /// bindings (and, for `--role`, the role itself).
+    pub fn matches(&self, row: &Row) -> bool {
+        let f = self.filter;
+        match row {
+            Row::Tenant { .. } => f.user.is_none() && f.role.is_none() && f.namespace.is_none(),
+            Row::Role { role, .. } => {
+                f.user.is_none() && f.namespace.is_none() && f.role_matches(role)
+            }
+            Row::Group { group, .. } => {
+                f.role.is_none()
+                    && f.namespace.is_none()
+                    && self
+                        .user
+                        .as_ref()
+                        .map_or(true, |u| u.groups.contains(group.id))
+            }
+            Row::Membership(m) => {
+                f.role.is_none()
+                    && f.namespace.is_none()
+                    && self
+                        .user
+                        .as_ref()
+                        .map_or(true, |u| u.keys.contains(m.key) || u.names_user(&m.user))
+            }
+            Row::Binding(b) => {
+                f.role_matches(&b.role)
+                    && f.namespace_matches(b.namespace)
+                    && self.user.as_ref().map_or(true, |u| {
+                        (b.is_user() && u.names_user(&b.subject))
+                            || (b.is_group() && u.groups.contains(b.subject.id))
+                    })
+            }
+        }
+    }
+
+    /// Whether a change of this op is shown, before reading its row.
+    pub fn op_matches(&self, op: Op) -> bool {
+        self.filter.op.map_or(true, |want| want == op)
+    }
+
+    /// Findings name only a key: they are shown under a filter when that key
+    /// is what the filter names (the user, the role) and their kind is the
+    /// op's; `--namespace` matches none.
+    pub fn matches_finding(&self, finding: &Finding) -> bool {
+        let f = self.filter;
+        if f.namespace.is_some() {
+            return false;
+        }
+        if let Some(op) = f.op {
+            let kind = match op {
+                Op::CreateTenant => return false,
+                Op::AddRole => Kind::Role,
+                Op::AddGroup => Kind::Group,
+                Op::AddMembership => Kind::Membership,
+                Op::AddBinding => Kind::Binding,
+            };
+            if finding.kind != kind {
+                return false;
+            }
+        }
+        if let Some(user) = &self.user {
+            if !matches!(finding.kind, Kind::User | Kind::Membership)
+                || !user.keys.contains(finding.key.as_str())
+            {
+                return false;
+            }
+        }
+        if let Some(role) = &f.role {
+            if finding.kind != Kind::Role || finding.key != *role {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The changes shown, per op: how many match, and the first `limit` rows.
+#[derive(Debug, Default)]
+pub struct Section<'a> {
+    pub total: usize,
+    pub rows: Vec<Row<'a>>,
+}
+
+/// Bindings counted by role and by namespace.
+#[derive(Debug, Default)]
+pub struct Spread<'a> {
+    /// role id -> (role, bindings to users, bindings to groups)
+    pub by_role: HashMap<&'a str, (Named<'a>, usize, usize)>,
+    /// namespace (`None`: all namespaces) -> bindings
+    pub by_namespace: HashMap<Option<&'a str>, usize>,
+}
+
+impl<'a> Spread<'a> {
+    fn add(&mut self, b: &BindingRow<'a>) {
+        let entry = self.by_role.entry(b.role.id).or_insert((b.role, 0, 0));
+        if b.is_group() {
+            entry.2 += 1;
+        } else {
+            entry.1 += 1;
+        }
+        *self.by_namespace.entry(b.namespace).or_default() += 1;
+    }
+
+    /// Roles by number of bindings, most first.
+    pub fn roles(&self) -> Vec<(Named<'a>, usize, usize)> {
+        let mut out: Vec<_> = self.by_role.values().copied().collect();
+        out.sort_by(|a, b| (b.1 + b.2).cmp(&(a.1 + a.2)).then(a.0.cmp(&b.0)));
+        out
+    }
+
+    /// Namespaces by number of bindings, most first.
+    pub fn namespaces(&self) -> Vec<(Option<&'a str>, usize)> {
+        let mut out: Vec<_> = self.by_namespace.iter().map(|(k, v)| (*k, *v)).collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        out
+    }
+}
+
+/// One pass over the plan: the sections shown and the spread of bindings.
+#[derive(Debug, Default)]
+pub struct Selection<'a> {
+    pub sections: BTreeMap<Op, Section<'a>>,
+    pub spread: Spread<'a>,
+    /// Changes that match the filter.
+    pub matched: usize,
+}
+
+impl<'a> Selection<'a> {
+    pub fn of(plan: &'a Plan, selector: &Selector<'a>, limit: Option<usize>) -> Self {
+        let mut out = Selection::default();
+        for change in &plan.changes {
+            let op = change.op();
+            if !selector.op_matches(op) {
+                continue;
+            }
+            let row = Row::of(change);
+            if !selector.matches(&row) {
+                continue;
+            }
+            out.matched += 1;
+            if let Row::Binding(b) = &row {
+                out.spread.add(b);
+            }
+            let section = out.sections.entry(op).or_default();
+            section.total += 1;
+            if limit.map_or(true, |l| section.rows.len() < l) {
+                section.rows.push(row);
+            }
+        }
+        out
+    }
+
+    pub fn bindings(&self) -> usize {
+        self.sections.get(&Op::AddBinding).map_or(0, |s| s.total)
+    }
+}
+
+/// Findings counted by reason, most frequent first.
+pub fn by_reason(findings: &[Finding]) -> Vec<(&str, usize)> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for f in findings {
+        *counts.entry(f.reason.as_str()).or_default() += 1;
+    }
+    let mut out: Vec<_> = counts.into_iter().collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn permissions_are_grouped_by_action_set_in_reading_order() {
+        let perms = json!({
+            "FLOW": ["DELETE", "READ", "UPDATE", "CREATE"],
+            "NAMESPACE": ["READ"],
+            "SECRET": ["READ"],
+            "KVSTORE": ["CREATE", "READ", "UPDATE", "DELETE"],
+            "AUDITLOG": [],
+        });
+        let g = grants(Some(&perms));
+        assert_eq!(
+            g,
+            vec![
+                Grant {
+                    actions: vec!["READ", "CREATE", "UPDATE", "DELETE"],
+                    permissions: vec!["FLOW", "KVSTORE"],
+                },
+                Grant {
+                    actions: vec!["READ"],
+                    permissions: vec!["NAMESPACE", "SECRET"],
+                },
+            ]
+        );
+        assert!(grants(Some(&json!("nonsense"))).is_empty());
+    }
+
+    #[test]
+    fn a_namespace_filter_matches_the_namespace_and_its_children_only() {
+        let f = Filter {
+            namespace: Some("company.data".into()),
+            ..Filter::default()
+        };
+        assert!(f.namespace_matches(Some("company.data")));
+        assert!(f.namespace_matches(Some("company.data.raw")));
+        assert!(!f.namespace_matches(Some("company.database")));
+        assert!(!f.namespace_matches(Some("company")));
+        assert!(!f.namespace_matches(None));
+    }
+
+    #[test]
+    fn a_name_equal_to_its_id_is_not_repeated() {
+        assert_eq!(Named::new("ci-bot", Some("ci-bot")).name, None);
+        assert_eq!(Named::new("g", Some("")).label(), "g");
+        assert_eq!(Named::new("g", Some("Group")).label(), "Group");
+    }
+}
