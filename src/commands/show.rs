@@ -88,8 +88,17 @@ pub fn terminal_style(width: Option<u16>, stream: Stream) -> Style {
         }
         probe.width()
     };
+    // A pseudo-terminal may report no size (0 columns): do not squeeze
+    // tables into nothing.
+    let usable = |w: &u16| *w >= 20;
     Style {
-        width: width.or_else(|| if is_terminal { detected() } else { None }),
+        width: width.map(|w| w.max(20)).or_else(|| {
+            if is_terminal {
+                detected().filter(usable)
+            } else {
+                None
+            }
+        }),
         color: is_terminal && !no_color,
     }
 }
