@@ -1,5 +1,7 @@
 //! `plan`: read a snapshot, run the sync rules, write the plan.
 
+use std::io::IsTerminal;
+
 use crate::cli::{GlobalArgs, PlanArgs};
 use crate::error::{Error, ExitStatus, Result};
 use crate::plan::{now_rfc3339, Plan, Provenance, Source};
@@ -42,7 +44,12 @@ pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<ExitStatus> {
         Some(path) => super::write_atomically(path, &bytes)?,
         None => super::print_stdout(&bytes)?,
     }
-    eprint!("{}", crate::render::plan_summary_for_stderr(&plan));
+    if std::io::stderr().is_terminal() {
+        let style = super::show::terminal_style(None, super::show::Stream::Stderr);
+        eprint!("{}", crate::render::plan_summary_table(&plan, style));
+    } else {
+        eprint!("{}", crate::render::plan_summary_for_stderr(&plan));
+    }
     Ok(if !plan.applyable {
         ExitStatus::Conflicts
     } else if args.detailed_exitcode && !plan.changes.is_empty() {
