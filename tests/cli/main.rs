@@ -4,6 +4,7 @@
 mod apply;
 mod fixtures;
 mod plan;
+mod show;
 mod support;
 
 use libtest_mimic::{Arguments, Trial};
@@ -31,6 +32,7 @@ fn main() {
         }
     }
     trials.extend(plan::single_trials());
+    trials.extend(show::single_trials());
     trials.extend(apply::single_trials());
     libtest_mimic::run(&args, trials).exit();
 }

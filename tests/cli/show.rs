@@ -1,0 +1,467 @@
+//! `show` through the real binary: no database, only plan files. What a
+//! reviewer reads is snapshot-tested (`tests/cli/snapshots/`); regenerate
+//! with `INSTA_UPDATE=always cargo test --test cli -- show` and review the
+//! `.snap` files before committing them.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use libtest_mimic::Trial;
+use serde_json::{json, Value};
+use sync_access::plan::{Plan, Provenance, Source};
+use sync_access::sync::{sync, RawDoc, Snapshot, SyncOptions};
+
+use crate::fixtures::SECRET_HASH;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn demo_plan() -> PathBuf {
+    repo("plans/demo-plan.json")
+}
+
+fn rules_plan() -> PathBuf {
+    repo("tests/golden/rules-plan.json")
+}
+
+/// The real binary, isolated from the caller's terminal settings.
+fn show() -> Command {
+    let mut cmd = Command::cargo_bin("sync-access").unwrap();
+    cmd.arg("show")
+        .env_remove("NO_COLOR")
+        .env_remove("RUST_LOG")
+        .env_remove("DATABASE_URL");
+    cmd
+}
+
+/// Runs `show` with `args`, asserts the exit code, returns stdout.
+fn run(args: &[&str], plan: &Path, code: i32) -> String {
+    let out = show().args(args).arg(plan).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "show {args:?} {}: {}",
+        plan.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn snapshot(name: &str, text: &str) {
+    insta::with_settings!({prepend_module_to_snapshot => false, snapshot_path => "snapshots"}, {
+        insta::assert_snapshot!(format!("show__{name}"), text);
+    });
+}
+
+fn doc(key: &str, value: Value) -> RawDoc {
+    RawDoc::new(key, value.to_string())
+}
+
+/// A sealed plan made by the real sync rules from a small store.
+fn plan_of(snapshot: Snapshot) -> Plan {
+    let options = SyncOptions::new("default");
+    let result = sync(&snapshot, &options).unwrap();
+    Plan::new(
+        result,
+        &options,
+        Source {
+            backend: "sqlite".into(),
+            database: "sqlite:test.db".into(),
+            identity: "sqlite:/test/test.db".into(),
+        },
+        Provenance {
+            created_at: "2026-11-27T12:00:00Z".into(),
+            created_by: "tester@example.com".into(),
+        },
+    )
+}
+
+fn write(dir: &Path, name: &str, plan: &Plan) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, plan.to_pretty_json()).unwrap();
+    path
+}
+
+fn tenant() -> RawDoc {
+    doc(
+        "default",
+        json!({"id": "default", "name": "Default", "deleted": false}),
+    )
+}
+
+/// 60 users in 3 groups, bound to 3 roles over 4 namespaces: more rows than
+/// a small limit shows.
+fn wide_store() -> Snapshot {
+    let mut s = Snapshot {
+        tenants: vec![tenant()],
+        ..Snapshot::default()
+    };
+    for (id, name) in [("admin", "Admin"), ("dev", "Developer"), ("ro", "Reader")] {
+        s.roles.push(doc(
+            id,
+            json!({"id": id, "name": name, "permissions": {"FLOW": ["READ"]}, "deleted": false}),
+        ));
+    }
+    for g in ["g0", "g1", "g2"] {
+        s.groups.push(doc(
+            g,
+            json!({"id": g, "name": format!("Group {g}"), "deleted": false}),
+        ));
+    }
+    let namespaces = [
+        Some("company"),
+        Some("company.data"),
+        Some("company.web"),
+        None,
+    ];
+    for i in 0..60 {
+        let id = format!("u{i:02}");
+        s.users.push(doc(
+            &id,
+            json!({"id": id, "username": format!("user{i:02}@example.com"),
+                   "groups": [format!("g{}", i % 3)], "deleted": false}),
+        ));
+        let role = ["admin", "dev", "ro"][i % 3];
+        let mut binding = json!({"id": format!("b{i:02}"), "type": "USER", "externalId": id,
+                                 "roleId": role, "deleted": false});
+        if let Some(ns) = namespaces[i % 4] {
+            binding["namespaceId"] = json!(ns);
+        }
+        s.bindings.push(doc(&format!("b{i:02}"), binding));
+    }
+    s.bindings.push(doc(
+        "bg",
+        json!({"id": "bg", "type": "GROUP", "externalId": "g1", "roleId": "dev",
+               "namespaceId": "company.data", "deleted": false}),
+    ));
+    s
+}
+
+/// Names and fields a hostile or careless store could hold: escape
+/// sequences, markdown, a credential-shaped field on a role.
+fn hostile_store() -> Snapshot {
+    Snapshot {
+        tenants: vec![tenant()],
+        users: vec![doc(
+            "mallory",
+            json!({"id": "mallory", "username": "mal\u{1b}[2Jlory | x",
+                   "groups": ["g"], "auths": [{"password": SECRET_HASH}], "deleted": false}),
+        )],
+        groups: vec![doc(
+            "g",
+            json!({"id": "g", "name": "[click](http://evil.example) @everyone", "deleted": false}),
+        )],
+        roles: vec![doc(
+            "r",
+            json!({"id": "r", "name": "Ro\u{202e}le`", "auths": SECRET_HASH,
+                   "permissions": {"FLOW": ["READ"]}, "deleted": false}),
+        )],
+        bindings: vec![doc(
+            "b",
+            json!({"id": "b", "type": "GROUP", "externalId": "g", "roleId": "r",
+                   "namespaceId": "ns|\ncompany", "deleted": false}),
+        )],
+    }
+}
+
+fn assert_no_credentials(text: &str) {
+    assert!(!text.contains("auths"), "`auths` in the output:\n{text}");
+    assert!(!text.contains("FAKEHASH"), "a hash in the output:\n{text}");
+}
+
+fn formats_of_the_demo_plan() {
+    let plan = demo_plan();
+    snapshot("demo_table", &run(&["--width", "100"], &plan, 0));
+    snapshot("demo_markdown", &run(&["--format", "markdown"], &plan, 0));
+    let json = run(&["--format", "json"], &plan, 0);
+    for line in json.lines() {
+        let row: Value = serde_json::from_str(line).expect("every line is a JSON object");
+        assert!(row["row"].is_string(), "{line}");
+    }
+    snapshot("demo_json", &json);
+}
+
+fn diff_of_the_demo_plan() {
+    let plan = demo_plan();
+    let diff = run(&["--diff", "--width", "100"], &plan, 0);
+    assert!(diff.contains(
+        "+role Admin (admin) on namespace company, through group Platform (platform) [binding default_b-02]"
+    ));
+    snapshot("demo_diff", &diff);
+    snapshot(
+        "demo_diff_markdown",
+        &run(&["--diff", "--format", "markdown"], &plan, 0),
+    );
+}
+
+fn conflicts_and_skipped() {
+    let plan = rules_plan();
+    let table = run(&["--width", "100"], &plan, 0);
+    let conflicts = table.find("Conflicts (9)").expect("a conflicts table");
+    let skipped = table.find("Skipped (14)").expect("a skipped table");
+    let changes = table.find("Roles to add").expect("changes");
+    assert!(conflicts < skipped && skipped < changes, "{table}");
+    assert!(table.contains("applyable  NO: 9 conflicts"));
+    snapshot("rules_table", &table);
+    snapshot("rules_markdown", &run(&["--format", "markdown"], &plan, 0));
+}
+
+fn filters() {
+    let plan = demo_plan();
+    let w = ["--width", "100"];
+    let user = run(&[&w[..], &["--user", "alice"]].concat(), &plan, 0);
+    assert!(user.contains("Filtered by --user alice: 7 of 23 changes shown"));
+    snapshot("filter_user", &user);
+    // A username names the same user.
+    let by_name = run(
+        &[&w[..], &["--user", "alice@example.com"]].concat(),
+        &plan,
+        0,
+    );
+    let changes = |text: &str| text[text.find("Groups to add").unwrap()..].to_string();
+    assert_eq!(changes(&by_name), changes(&user));
+    snapshot(
+        "filter_role",
+        &run(&[&w[..], &["--role", "Admin"]].concat(), &plan, 0),
+    );
+    snapshot(
+        "filter_namespace",
+        &run(&[&w[..], &["--namespace", "company"]].concat(), &plan, 0),
+    );
+    snapshot(
+        "filter_op",
+        &run(&[&w[..], &["--op", "add_membership"]].concat(), &plan, 0),
+    );
+    let rules = rules_plan();
+    snapshot(
+        "filter_rules_user_and_op",
+        &run(
+            &[&w[..], &["--user", "carol", "--op", "add_membership"]].concat(),
+            &rules,
+            0,
+        ),
+    );
+    let none = run(&[&w[..], &["--namespace", "nowhere"]].concat(), &plan, 0);
+    assert!(none.contains("No change matches the filter."));
+    show()
+        .args(["--op", "drop_everything"])
+        .arg(&plan)
+        .assert()
+        .failure()
+        .stdout("")
+        .stderr(predicates::str::contains("drop_everything"));
+}
+
+fn limits_for_big_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = write(dir.path(), "wide.json", &plan_of(wide_store()));
+    let limited = run(&["--limit", "5", "--width", "100"], &plan, 0);
+    assert!(
+        limited.contains("… and 56 more bindings to add"),
+        "{limited}"
+    );
+    assert!(limited.contains("Bindings to add by role (3)"));
+    assert!(limited.contains("Bindings to add by namespace (4)"));
+    snapshot("wide_limit_5", &limited);
+    let all = run(&["--limit", "0"], &plan, 0);
+    assert!(!all.contains("more bindings to add"));
+    assert!(
+        !all.contains("by role"),
+        "no spread when every row is shown"
+    );
+    let json = run(&["--format", "json"], &plan, 0);
+    assert_eq!(
+        json.lines()
+            .filter(|l| l.contains(r#""op":"add_binding""#))
+            .count(),
+        61,
+        "json shows every row by default"
+    );
+    let json = run(&["--format", "json", "--limit", "2"], &plan, 0);
+    assert!(json.contains(r#"{"row":"more","section":"add_binding","shown":2,"omitted":59}"#));
+}
+
+fn tampered_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tampered.json");
+    let text = std::fs::read_to_string(demo_plan()).unwrap();
+    std::fs::write(
+        &path,
+        text.replacen("\"company.finance\"", "\"company\"", 1),
+    )
+    .unwrap();
+    for format in ["table", "markdown", "json"] {
+        let out = show()
+            .args(["--format", format])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{format}");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("digest mismatch"), "{stderr}");
+        if format == "json" {
+            assert!(stdout.starts_with("{\"row\":\"plan\""));
+            assert!(stdout.contains("\"digest_matches\":false"));
+        } else {
+            assert!(
+                stdout.starts_with("!!!") || stdout.starts_with("> [!CAUTION]"),
+                "the warning comes first: {stdout}"
+            );
+            assert_eq!(
+                stdout.matches("DIGEST MISMATCH").count(),
+                2,
+                "top and bottom"
+            );
+        }
+    }
+}
+
+fn invalid_plans() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(&str, Vec<u8>); 4] = [
+        ("garbage.json", b"not json at all\n".to_vec()),
+        ("array.json", b"[]".to_vec()),
+        (
+            "lying.json",
+            std::fs::read_to_string(demo_plan())
+                .unwrap()
+                .replacen("\"add_role\": 4", "\"add_role\": 3", 1)
+                .into_bytes(),
+        ),
+        (
+            "truncated.json",
+            std::fs::read(demo_plan()).unwrap()[..500].to_vec(),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let out = show().arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(4), "{name}");
+        assert!(out.stdout.is_empty(), "{name}: nothing shown");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{name}: one line: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains("not a valid"),
+            "{stderr}"
+        );
+    }
+    show().arg(dir.path().join("missing.json")).assert().code(1);
+}
+
+fn no_credentials() {
+    for plan in [demo_plan(), rules_plan()] {
+        for format in ["markdown", "table", "json"] {
+            assert_no_credentials(&run(&["--format", format, "--diff"], &plan, 0));
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let plan = plan_of(hostile_store());
+    assert!(
+        String::from_utf8(plan.to_pretty_json())
+            .unwrap()
+            .contains(SECRET_HASH),
+        "the role's extra field is in the plan: the check below means something"
+    );
+    let path = write(dir.path(), "hostile.json", &plan);
+    for format in ["markdown", "table", "json"] {
+        assert_no_credentials(&run(&["--format", format, "--diff"], &path, 0));
+    }
+    // A plan written by hand, or by another tool, could hold a password.
+    let mut password_url = Plan {
+        source: Source {
+            backend: "postgres".into(),
+            database: "postgres://kestra:hunter2@db/kestra".into(),
+            identity: "postgres://kestra:hunter2@db/kestra?password=hunter2".into(),
+        },
+        ..plan_of(hostile_store())
+    };
+    password_url.digest = sync_access::plan::digest_of(&password_url.to_value());
+    let path = write(dir.path(), "password.json", &password_url);
+    for format in ["markdown", "table", "json"] {
+        let text = run(&["--format", format], &path, 0);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("postgres://kestra@db/kestra"), "{text}");
+    }
+}
+
+fn hostile_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write(dir.path(), "hostile.json", &plan_of(hostile_store()));
+    let table = run(&["--diff"], &path, 0);
+    assert!(
+        !table.contains('\u{1b}'),
+        "an escape sequence reached the terminal"
+    );
+    assert!(!table.contains('\u{202e}'));
+    assert!(table.contains("mal\\u{1b}[2Jlory | x"));
+    let markdown = run(&["--format", "markdown"], &path, 0);
+    assert!(!markdown.contains('\u{1b}'));
+    assert!(markdown.contains("`[click](http://evil.example) @everyone`"));
+    // Every row of a table has as many cells as its header.
+    let pipes = |l: &str| l.replace("\\|", "").matches('|').count();
+    let mut header = None;
+    for line in markdown.lines() {
+        match (line.starts_with('|'), header) {
+            (true, None) => header = Some(pipes(line)),
+            (true, Some(n)) => assert_eq!(pipes(line), n, "{line}"),
+            (false, _) => header = None,
+        }
+    }
+    assert!(markdown.contains("`mal\\u{1b}[2Jlory \\| x`"), "{markdown}");
+    snapshot("hostile_markdown", &markdown);
+}
+
+fn runs_through_the_binary() {
+    // Piped: no colour, no wrapping, whatever the terminal.
+    let out = show().arg(demo_plan()).output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(!stdout.contains('\u{1b}'));
+    assert!(stdout.contains("Bindings to add (8)"));
+    assert!(stdout.contains("Access gained in tenant default, per user (9 users, 21 gains)"));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // No line is wrapped: the longest cell stays on one line.
+    assert!(stdout.lines().any(|l| l.contains(
+        "READ CREATE UPDATE DELETE on AUDITLOG, BINDING, EXECUTION, FLOW, GROUP, KVSTORE, NAMESPACE, ROLE, SECRET, SETTING, TEMPLATE, USER"
+    )));
+}
+
+pub fn single_trials() -> Vec<Trial> {
+    let tests: [(&str, fn()); 10] = [
+        (
+            "show::runs_through_the_binary_on_the_demo_plan",
+            runs_through_the_binary,
+        ),
+        ("show::formats_of_the_demo_plan", formats_of_the_demo_plan),
+        ("show::diff_of_the_demo_plan", diff_of_the_demo_plan),
+        (
+            "show::conflicts_and_skipped_come_first",
+            conflicts_and_skipped,
+        ),
+        ("show::filters", filters),
+        ("show::limits_for_big_plans", limits_for_big_plans),
+        (
+            "show::tampered_plan_is_shown_with_a_warning_and_exits_4",
+            tampered_plan,
+        ),
+        ("show::invalid_plans_exit_4_with_one_line", invalid_plans),
+        ("show::no_credentials_in_any_format", no_credentials),
+        ("show::hostile_names_are_escaped", hostile_names),
+    ];
+    tests
+        .into_iter()
+        .map(|(name, test)| {
+            Trial::test(name, move || {
+                test();
+                Ok(())
+            })
+        })
+        .collect()
+}
