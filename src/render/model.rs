@@ -2,6 +2,7 @@
 //! and namespaces rather than keys and documents. No formatting here; the
 //! table, markdown and JSON printers all read these rows.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value};
@@ -490,14 +491,28 @@ impl<'a> Selection<'a> {
     }
 }
 
-/// Findings counted by reason, most frequent first.
-pub fn by_reason(findings: &[Finding]) -> Vec<(&str, usize)> {
-    let mut counts: HashMap<&str, usize> = HashMap::new();
+/// A reason without the identifiers it quotes: `group `sales` is in
+/// conflict` and `group `web` is in conflict` are one reason, `group `…` is
+/// in conflict`, so that a thousand conflicts summarise in a few lines.
+pub fn reason_class(reason: &str) -> Cow<'_, str> {
+    if !reason.contains('`') {
+        return Cow::Borrowed(reason);
+    }
+    let mut out = String::with_capacity(reason.len());
+    for (i, part) in reason.split('`').enumerate() {
+        out.push_str(if i % 2 == 1 { "`…`" } else { part });
+    }
+    Cow::Owned(out)
+}
+
+/// Findings counted by the class of their reason, most frequent first.
+pub fn by_reason(findings: &[Finding]) -> Vec<(Cow<'_, str>, usize)> {
+    let mut counts: HashMap<Cow<str>, usize> = HashMap::new();
     for f in findings {
-        *counts.entry(f.reason.as_str()).or_default() += 1;
+        *counts.entry(reason_class(&f.reason)).or_default() += 1;
     }
     let mut out: Vec<_> = counts.into_iter().collect();
-    out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     out
 }
 
@@ -543,6 +558,34 @@ mod tests {
         assert!(!f.namespace_matches(Some("company.database")));
         assert!(!f.namespace_matches(Some("company")));
         assert!(!f.namespace_matches(None));
+    }
+
+    #[test]
+    fn reasons_are_summarised_without_their_identifiers() {
+        assert_eq!(
+            reason_class("group `sales` is in conflict"),
+            "group `…` is in conflict"
+        );
+        assert_eq!(reason_class("user deleted"), "user deleted");
+        let finding = |reason: &str| Finding {
+            kind: Kind::Binding,
+            key: "k".into(),
+            group_id: None,
+            reason: reason.into(),
+            detail: None,
+        };
+        let findings = [
+            finding("role `a` is in conflict"),
+            finding("user missing"),
+            finding("role `b` is in conflict"),
+        ];
+        assert_eq!(
+            by_reason(&findings),
+            vec![
+                (Cow::Borrowed("role `…` is in conflict"), 2),
+                (Cow::Borrowed("user missing"), 1)
+            ]
+        );
     }
 
     #[test]

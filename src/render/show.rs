@@ -252,7 +252,10 @@ fn summary_table(plan: &Plan, limit: Option<usize>) -> Table {
         for (reason, n) in reasons.iter().take(shown) {
             t.row(
                 mark,
-                vec![Line::new().text("  · ").data(*reason), n.to_string().into()],
+                vec![
+                    Line::new().text("  · ").data(reason.as_ref()),
+                    n.to_string().into(),
+                ],
             );
         }
         if reasons.len() > shown {
@@ -290,7 +293,7 @@ fn filter_note(plan: &Plan, filter: &Filter, selection: &Selection) -> Line {
         line = line.text(format!(" {flag} ")).data(value);
     }
     line.text(format!(
-        ": {} of {} shown. The summary counts the whole plan; conflicts and skipped entries are shown when their key is the user or role filtered on.",
+        ": {} of {} shown. The summary counts the whole plan; conflicts and skipped entries are listed when their kind and key match the filter.",
         selection.matched,
         count(plan.changes.len(), "change", "changes")
     ))
