@@ -40,15 +40,19 @@ pub enum Gain<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserAccess<'a> {
     pub user: Named<'a>,
+    /// The gains listed: all of them, except when the first user alone has
+    /// more than the limit.
     pub gains: Vec<Gain<'a>>,
+    pub total: usize,
 }
 
 #[derive(Debug, Default)]
 pub struct Report<'a> {
-    /// The first users (by name), each with every gain.
+    /// The first users (by name) and their gains, up to the limit of gains.
     pub users: Vec<UserAccess<'a>>,
     pub total_users: usize,
     pub total_gains: usize,
+    pub shown_gains: usize,
     /// Groups gaining bindings that exist in the tenant already: their
     /// current members, not in the plan, gain these bindings too.
     pub existing_groups: Vec<Named<'a>>,
@@ -61,8 +65,8 @@ struct PerUser<'a> {
     joins: Vec<MembershipRow<'a>>,
 }
 
-/// The access each user gains, for the first `limit` users; the counts
-/// cover every user the filter keeps.
+/// The access each user gains, in order of users, as many whole users as
+/// fit in `limit` gains; the counts cover every user the filter keeps.
 pub fn report<'a>(plan: &'a Plan, selector: &Selector<'a>, limit: Option<usize>) -> Report<'a> {
     let filter = selector.filter;
     let (show_joins, show_roles) = match filter.op {
@@ -131,17 +135,23 @@ pub fn report<'a>(plan: &'a Plan, selector: &Selector<'a>, limit: Option<usize>)
         total_gains: listed.iter().map(|(_, _, n)| n).sum(),
         ..Report::default()
     };
-    for (user, per_user, _) in listed.into_iter().take(limit.unwrap_or(usize::MAX)) {
-        report.users.push(UserAccess {
-            user,
-            gains: gains_of(
-                per_user,
-                &group_bindings,
-                &new_groups,
-                show_joins,
-                show_roles,
-            ),
-        });
+    let budget = limit.unwrap_or(usize::MAX);
+    for (user, per_user, total) in listed {
+        // Whole users only, so that no list or diff looks complete when it
+        // is not; but the first user, however many gains, is shown in part.
+        if report.shown_gains > 0 && report.shown_gains + total > budget {
+            break;
+        }
+        let mut gains = gains_of(
+            per_user,
+            &group_bindings,
+            &new_groups,
+            show_joins,
+            show_roles,
+        );
+        gains.truncate(budget - report.shown_gains);
+        report.shown_gains += gains.len();
+        report.users.push(UserAccess { user, gains, total });
     }
     let mut existing: Vec<Named> = group_bindings
         .iter()
@@ -269,10 +279,18 @@ mod tests {
         let filter = Filter::default();
         let selector = Selector::new(&plan, &filter);
         let all = report(&plan, &selector, None);
-        let two = report(&plan, &selector, Some(2));
-        assert_eq!(two.users.len(), 2);
-        assert_eq!(two.total_users, all.total_users);
-        assert_eq!(two.total_gains, all.total_gains);
+        let seven = report(&plan, &selector, Some(7));
+        assert_eq!(
+            seven.shown_gains, 5,
+            "alice's five; bob's three would overflow"
+        );
+        assert_eq!(seven.users.len(), 1);
+        let three = report(&plan, &selector, Some(3));
+        assert_eq!(three.users[0].gains.len(), 3, "the first user is cut");
+        assert_eq!(three.users[0].total, 5);
+        assert_eq!(seven.total_users, all.total_users);
+        assert_eq!(seven.total_gains, all.total_gains);
+        assert_eq!(all.shown_gains, all.total_gains);
         assert_eq!(
             all.total_gains,
             all.users.iter().map(|u| u.gains.len()).sum::<usize>()

@@ -186,7 +186,7 @@ pub fn rows(plan: &Plan, computed_digest: &str, options: &ShowOptions) -> String
                 push(&mut out, row);
             }
         }
-        more(&mut out, "access", report.users.len(), report.total_users);
+        more(&mut out, "access", report.shown_gains, report.total_gains);
     }
     out
 }

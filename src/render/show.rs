@@ -583,7 +583,19 @@ fn access_section(plan: &Plan, report: &Report, diff: bool, out: &mut Doc) {
         }
         out.push(Block::Table(t));
     }
-    more(report.users.len(), report.total_users, "users", out);
+    if report.total_gains > report.shown_gains {
+        let cut = report.users.first().filter(|u| u.total > u.gains.len());
+        let users = report.total_users - report.users.len();
+        let what = match cut {
+            Some(u) => format!(
+                "gains, {} of them for {}",
+                u.total - u.gains.len(),
+                plain_named(&u.user)
+            ),
+            None => format!("gains, of {}", count(users, "more user", "more users")),
+        };
+        more(report.shown_gains, report.total_gains, &what, out);
+    }
     if !report.existing_groups.is_empty() {
         let mut line = Line::new().text(
             "Groups that already exist in the tenant gain bindings here; their current members, not named in this plan, gain them too: ",
