@@ -414,6 +414,37 @@ fn hostile_names() {
     snapshot("hostile_markdown", &markdown);
 }
 
+fn approvals_in_the_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.json");
+    std::fs::copy(demo_plan(), &path).unwrap();
+    Command::cargo_bin("sync-access")
+        .unwrap()
+        .env("SOURCE_DATE_EPOCH", "1795780800")
+        .args(["approve", "--yes", "--by", "security@example.com"])
+        .args(["--comment", "CHG-42"])
+        .arg(&path)
+        .assert()
+        .success();
+    let table = run(&[], &path, 0);
+    assert!(
+        table.contains("approvals  security@example.com at 2026-11-27T12:00:00Z (CHG-42)\n"),
+        "{table}"
+    );
+    // An approval of other content is listed, and said not to count.
+    let mut plan: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    plan["approvals"][0]["digest"] = json!("sha256:0000");
+    std::fs::write(&path, serde_json::to_vec_pretty(&plan).unwrap()).unwrap();
+    let table = run(&[], &path, 0);
+    assert!(
+        table.contains("(CHG-42) [for another digest: does not count]"),
+        "{table}"
+    );
+    let json = run(&["--format", "json"], &path, 0);
+    assert!(json.contains(r#""approvals":[{"at":"2026-11-27T12:00:00Z","by":"security@example.com","comment":"CHG-42","counts":false}]"#)
+        || json.contains(r#""counts":false"#), "{json}");
+}
+
 fn runs_through_the_binary() {
     // Piped: no colour, no wrapping, whatever the terminal.
     let out = show().arg(demo_plan()).output().unwrap();
@@ -434,7 +465,7 @@ fn runs_through_the_binary() {
 }
 
 pub fn single_trials() -> Vec<Trial> {
-    let tests: [(&str, fn()); 10] = [
+    let tests: [(&str, fn()); 11] = [
         (
             "show::runs_through_the_binary_on_the_demo_plan",
             runs_through_the_binary,
@@ -446,6 +477,7 @@ pub fn single_trials() -> Vec<Trial> {
             conflicts_and_skipped,
         ),
         ("show::filters", filters),
+        ("show::approvals_in_the_header", approvals_in_the_header),
         ("show::limits_for_big_plans", limits_for_big_plans),
         (
             "show::tampered_plan_is_shown_with_a_warning_and_exits_4",
