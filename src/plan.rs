@@ -4,6 +4,7 @@
 //! shape and digest. The digest covers everything but `digest` and
 //! `approvals`, so approving never changes what was approved.
 
+use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -12,9 +13,6 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use crate::sync::{Change, Finding, Op, SyncOptions, SyncResult};
-
-mod review;
-pub use review::{digest_of_bytes, load_for_review, parse_for_review, Reviewed};
 
 pub const FORMAT: &str = "sync-access/plan/v1";
 
@@ -31,8 +29,6 @@ pub struct Plan {
     pub created_by: String,
     pub source: Source,
     pub tenant: String,
-    /// Absent in plans written by hand from SPEC §4's example: defaults.
-    #[serde(default)]
     pub options: Options,
     pub summary: Summary,
     pub changes: Vec<Change>,
@@ -158,7 +154,7 @@ impl Plan {
             digest: String::new(),
             approvals: Vec::new(),
         };
-        plan.digest = digest_of(&plan.to_value());
+        plan.digest = digest_of_plan(&plan);
         plan
     }
 
@@ -171,14 +167,20 @@ impl Plan {
         }
     }
 
-    pub fn to_value(&self) -> Value {
-        serde_json::to_value(self).expect("a plan always serialises")
+    /// Writes the plan file: pretty JSON (each document on one line, in its
+    /// canonical form) and a final newline, streamed.
+    pub fn write_pretty(&self, out: impl std::io::Write) -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
+        serde_json::to_writer_pretty(&mut out, self).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")?;
+        out.flush()
     }
 
-    /// The file's bytes: pretty JSON with a final newline.
+    /// The plan file's bytes (small plans and tests).
     pub fn to_pretty_json(&self) -> Vec<u8> {
-        let mut bytes = serde_json::to_vec_pretty(self).expect("a plan always serialises");
-        bytes.push(b'\n');
+        let mut bytes = Vec::new();
+        self.write_pretty(&mut bytes)
+            .expect("writing to a Vec cannot fail");
         bytes
     }
 
@@ -196,45 +198,15 @@ impl Plan {
 }
 
 /// Canonical JSON of SPEC §4: object keys sorted by their UTF-8 bytes, no
-/// insignificant whitespace, serde_json's minimal string escaping.
+/// insignificant whitespace, serde_json's minimal string escaping. (Without
+/// serde_json's `preserve_order`, a `Value`'s keys are sorted: its compact
+/// form is canonical.)
 pub fn canonical_json(value: &Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_canonical(value, &mut out);
-    out
+    serde_json::to_vec(value).expect("a Value always serialises")
 }
 
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            out.push(b'{');
-            for (i, (key, value)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                serde_json::to_writer(&mut *out, key).expect("writing to a Vec cannot fail");
-                out.push(b':');
-                write_canonical(value, out);
-            }
-            out.push(b'}');
-        }
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        scalar => serde_json::to_writer(&mut *out, scalar).expect("writing to a Vec cannot fail"),
-    }
-}
-
-/// `sha256:<hex>` of the canonical JSON of `plan` without `digest` and
-/// `approvals`.
+/// `sha256:<hex>` of the canonical JSON of `plan` (a plan as JSON) without
+/// `digest` and `approvals`: what any third party computes.
 pub fn digest_of(plan: &Value) -> String {
     let mut hasher = Sha256::new();
     match plan {
@@ -246,6 +218,10 @@ pub fn digest_of(plan: &Value) -> String {
         }
         other => hasher.update(canonical_json(other)),
     }
+    hex_digest(hasher)
+}
+
+fn hex_digest(hasher: Sha256) -> String {
     let hash = hasher.finalize();
     let mut hex = String::with_capacity(7 + 64);
     hex.push_str("sha256:");
@@ -255,13 +231,76 @@ pub fn digest_of(plan: &Value) -> String {
     hex
 }
 
+/// The same digest as [`digest_of`], streamed from the typed plan: no
+/// `Value` of a million changes is ever built. Each top-level member is
+/// written in canonical key order; documents are already canonical text.
+pub fn digest_of_plan(plan: &Plan) -> String {
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.update(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    fn member<T: Serialize>(out: &mut impl Write, first: bool, name: &str, value: &T) {
+        if !first {
+            out.write_all(b",").expect("hashing cannot fail");
+        }
+        serde_json::to_writer(&mut *out, name).expect("hashing cannot fail");
+        out.write_all(b":").expect("hashing cannot fail");
+        // Small members go through Value, whose compact form is canonical.
+        let value = serde_json::to_value(value).expect("plan members serialise");
+        serde_json::to_writer(&mut *out, &value).expect("hashing cannot fail");
+    }
+    fn list<T>(out: &mut impl Write, name: &str, items: &[T], write: impl Fn(&mut dyn Write, &T)) {
+        out.write_all(b",").expect("hashing cannot fail");
+        serde_json::to_writer(&mut *out, name).expect("hashing cannot fail");
+        out.write_all(b":[").expect("hashing cannot fail");
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                out.write_all(b",").expect("hashing cannot fail");
+            }
+            write(&mut *out, item);
+        }
+        out.write_all(b"]").expect("hashing cannot fail");
+    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, Hashing(Sha256::new()));
+    out.write_all(b"{").expect("hashing cannot fail");
+    // Keys in byte order: applyable, changes, conflicts, created_at,
+    // created_by, format, options, skipped, source, summary, tenant,
+    // tool_version.
+    member(&mut out, true, "applyable", &plan.applyable);
+    list(&mut out, "changes", &plan.changes, |out, change| {
+        serde_json::to_writer(out, &change.canonical_record()).expect("hashing cannot fail")
+    });
+    let finding = |out: &mut dyn Write, finding: &Finding| {
+        let value = serde_json::to_value(finding).expect("findings serialise");
+        serde_json::to_writer(out, &value).expect("hashing cannot fail")
+    };
+    list(&mut out, "conflicts", &plan.conflicts, finding);
+    member(&mut out, false, "created_at", &plan.created_at);
+    member(&mut out, false, "created_by", &plan.created_by);
+    member(&mut out, false, "format", &plan.format);
+    member(&mut out, false, "options", &plan.options);
+    list(&mut out, "skipped", &plan.skipped, finding);
+    member(&mut out, false, "source", &plan.source);
+    member(&mut out, false, "summary", &plan.summary);
+    member(&mut out, false, "tenant", &plan.tenant);
+    member(&mut out, false, "tool_version", &plan.tool_version);
+    out.write_all(b"}").expect("hashing cannot fail");
+    let Ok(Hashing(hasher)) = out.into_inner() else {
+        unreachable!("hashing cannot fail")
+    };
+    hex_digest(hasher)
+}
+
 /// A plan read from a file, with what its validation found.
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub plan: Plan,
-    /// The file's JSON as read: the digest and `apply`'s comparison use this,
-    /// never a re-serialisation of `plan`.
-    pub raw: Value,
     /// The digest recomputed from the content; differs from `plan.digest`
     /// when the file was altered after it was made.
     pub computed_digest: String,
@@ -303,11 +342,23 @@ pub fn load(path: &Path) -> Result<Loaded> {
     parse(&bytes).map_err(refuse)
 }
 
-/// Validates plan bytes; the error is a sentence without the path.
+/// Validates plan bytes; the error is a sentence without the path. The plan
+/// is read straight into its types (no `Value` of the whole file), which
+/// keep every member the digest covers: unknown fields are refused, so the
+/// digest recomputed from the types is the file's own.
 pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
-    let raw: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a valid plan: not JSON ({e})"))?;
-    match raw.get("format") {
+    #[derive(Deserialize)]
+    struct Probe {
+        format: Option<Value>,
+    }
+    let probe: Probe = serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_data() {
+            "not a valid plan: not a JSON object".to_string()
+        } else {
+            format!("not a valid plan: not JSON ({e})")
+        }
+    })?;
+    match probe.format {
         Some(Value::String(f)) if f == FORMAT => {}
         Some(Value::String(f)) => {
             return Err(format!("not a valid plan: format `{f}` is not `{FORMAT}`"))
@@ -319,12 +370,11 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
         }
     }
     let plan: Plan =
-        Plan::deserialize(&raw).map_err(|e| format!("not a valid {FORMAT} plan: {e}"))?;
+        serde_json::from_slice(bytes).map_err(|e| format!("not a valid {FORMAT} plan: {e}"))?;
     check_consistency(&plan)?;
-    let computed_digest = digest_of(&raw);
+    let computed_digest = digest_of_plan(&plan);
     Ok(Loaded {
         plan,
-        raw,
         computed_digest,
     })
 }
@@ -355,7 +405,11 @@ fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
     }
     for change in &plan.changes {
         if let Some(problem) = change_mismatch(change, &plan.tenant) {
-            return bad(format!("change `{} {}`: {problem}", change.op().as_str(), change.key()));
+            return bad(format!(
+                "change `{} {}`: {problem}",
+                change.op().as_str(),
+                change.key()
+            ));
         }
     }
     for pair in plan.changes.windows(2) {
@@ -376,32 +430,41 @@ fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
 /// in the plan's tenant. A reviewer reads keys and names; apply writes
 /// documents: they must agree.
 fn change_mismatch(change: &Change, tenant: &str) -> Option<String> {
-    let document = |value: &serde_json::Map<String, Value>, key: &str, expected_tenant: bool| {
-        let id = value.get("id").and_then(Value::as_str)?;
-        if expected_tenant {
-            if value.get("tenantId").and_then(Value::as_str) != Some(tenant) {
-                return Some(format!("its document is not in tenant `{tenant}`"));
-            }
-            if key != format!("{tenant}_{id}") {
-                return Some(format!("its key is not `{tenant}_{id}`"));
-            }
-        } else if key != id || id != tenant {
-            return Some(format!("it does not create tenant `{tenant}`"));
-        }
-        None
-    };
-    let no_id = || Some("its document has no string `id`".to_string());
-    match change {
-        Change::CreateTenant { key, value } => {
-            value.get("id").and_then(Value::as_str).map_or_else(no_id, |_| document(value, key, false))
-        }
-        Change::AddRole { key, value } | Change::AddGroup { key, value } | Change::AddBinding { key, value, .. } => {
-            value.get("id").and_then(Value::as_str).map_or_else(no_id, |_| document(value, key, true))
-        }
+    let (key, value, in_tenant) = match change {
+        Change::CreateTenant { key, value } => (key, value, false),
+        Change::AddRole { key, value }
+        | Change::AddGroup { key, value }
+        | Change::AddBinding { key, value, .. } => (key, value, true),
         // A user's key is its id in SPEC §2, but the plan names the key the
         // store really has: nothing to cross-check.
-        Change::AddMembership { .. } => None,
+        Change::AddMembership { .. } => return None,
+    };
+    // Only two members are read: a borrowed view, not a whole Value.
+    #[derive(Deserialize)]
+    struct Placement<'a> {
+        #[serde(borrow, default)]
+        id: Option<std::borrow::Cow<'a, str>>,
+        #[serde(borrow, default, rename = "tenantId")]
+        tenant_id: Option<std::borrow::Cow<'a, str>>,
     }
+    let placement: Placement = serde_json::from_str(value.as_str()).unwrap_or(Placement {
+        id: None,
+        tenant_id: None,
+    });
+    let Some(id) = placement.id.as_deref() else {
+        return Some("its document has no string `id`".into());
+    };
+    if in_tenant {
+        if placement.tenant_id.as_deref() != Some(tenant) {
+            return Some(format!("its document is not in tenant `{tenant}`"));
+        }
+        if *key != format!("{tenant}_{id}") {
+            return Some(format!("its key is not `{tenant}_{id}`"));
+        }
+    } else if key != id || id != tenant {
+        return Some(format!("it does not create tenant `{tenant}`"));
+    }
+    None
 }
 
 /// RFC 3339 in UTC, to the second; `SOURCE_DATE_EPOCH` fixes it for
@@ -461,12 +524,18 @@ mod tests {
     fn sample_plan() -> Vec<u8> {
         use crate::sync::{sync, RawDoc, Snapshot};
         let snapshot = Snapshot {
-            tenants: vec![RawDoc::new("default", r#"{"id":"default","name":"Default","deleted":false}"#)],
+            tenants: vec![RawDoc::new(
+                "default",
+                r#"{"id":"default","name":"Default","deleted":false}"#,
+            )],
             users: vec![RawDoc::new(
                 "alice",
                 r#"{"id":"alice","username":"alice@example.com","groups":["data"],"deleted":false}"#,
             )],
-            groups: vec![RawDoc::new("data", r#"{"id":"data","name":"Data","deleted":false}"#)],
+            groups: vec![RawDoc::new(
+                "data",
+                r#"{"id":"data","name":"Data","deleted":false}"#,
+            )],
             roles: vec![RawDoc::new(
                 "admin",
                 r#"{"id":"admin","name":"Admin","permissions":{"FLOW":["READ"]},"deleted":false}"#,
@@ -476,7 +545,10 @@ mod tests {
                     "b-1",
                     r#"{"id":"b-1","type":"GROUP","externalId":"data","roleId":"admin","namespaceId":"company.é","deleted":false}"#,
                 ),
-                RawDoc::new("b-2", r#"{"id":"b-2","type":"USER","externalId":"ghost","roleId":"admin","deleted":false}"#),
+                RawDoc::new(
+                    "b-2",
+                    r#"{"id":"b-2","type":"USER","externalId":"ghost","roleId":"admin","deleted":false}"#,
+                ),
             ],
         };
         let options = SyncOptions::new("default");
@@ -555,7 +627,8 @@ mod tests {
             }
             if let Ok(loaded) = parse(&bytes) {
                 if loaded.digest_matches() {
-                    proptest::prop_assert_eq!(sealed_content(&loaded.raw), original_content);
+                    let reread = serde_json::to_value(&loaded.plan).unwrap();
+                    proptest::prop_assert_eq!(sealed_content(&reread), original_content);
                 }
             }
         }
@@ -592,6 +665,7 @@ mod tests {
         assert!(parse(b"{\"format\":\"other\"}")
             .unwrap_err()
             .contains("format `other`"));
-        assert!(parse(b"[]").unwrap_err().contains("no `format`"));
+        assert!(parse(b"[]").unwrap_err().contains("not a JSON object"));
+        assert!(parse(b"{}").unwrap_err().contains("no `format`"));
     }
 }

@@ -163,10 +163,9 @@ async fn attempt(
         .await
         .map_err(not_applied)?;
     let now = sync(&snapshot, &plan.sync_options()).map_err(|e| stale(e.to_string()))?;
-    let needed = serde_json::to_value(&now.changes).expect("changes always serialise");
-    let approved = &loaded.raw["changes"];
-    if &needed != approved {
-        let diff = render::changes_diff(approved, &needed);
+    // Documents are canonical text: equal changes are equal bytes.
+    if now.changes != plan.changes {
+        let diff = render::changes_diff(&plan.changes, &now.changes);
         return Err(stale(format!(
             "the database no longer needs exactly the approved changes; plan, review and approve again\n\
              --- approved\n+++ needed now\n{}",

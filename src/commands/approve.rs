@@ -3,8 +3,6 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use serde_json::Value;
-
 use crate::cli::ApproveArgs;
 use crate::error::{Error, ExitStatus, Result};
 use crate::plan::{self, Approval};
@@ -47,21 +45,12 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
         comment: args.comment.clone().filter(|c| !c.is_empty()),
         signature: None,
     };
-    // Rewrite from the file's own JSON, so nothing the digest covers moves.
-    let mut raw = loaded.raw.clone();
-    let approvals = raw
-        .as_object_mut()
-        .expect("a loaded plan is an object")
-        .entry("approvals")
-        .or_insert_with(|| Value::Array(Vec::new()));
-    match approvals {
-        Value::Array(list) => {
-            list.push(serde_json::to_value(&approval).expect("an approval serialises"))
-        }
-        _ => unreachable!("a loaded plan's approvals are a list"),
-    }
-    let mut bytes = serde_json::to_vec_pretty(&raw).expect("JSON always serialises");
-    bytes.push(b'\n');
+    // The typed plan keeps every member the digest covers (plan::parse
+    // refuses anything else): the rewritten file seals the same content.
+    let mut approved = loaded.plan.clone();
+    approved.approvals.push(approval);
+    debug_assert_eq!(plan::digest_of_plan(&approved), approved.digest);
+    let bytes = approved.to_pretty_json();
     super::write_atomically(path, &bytes)?;
     eprintln!(
         "{}: approved by {by} (digest {}).",

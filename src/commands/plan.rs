@@ -33,17 +33,19 @@ pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<ExitStatus> {
     );
     let result = sync(&snapshot, &options).map_err(|e| Error::Usage(e.to_string()))?;
     drop(snapshot);
+    tracing::info!(changes = result.changes.len(), "derived the changes");
     let source = Source {
         backend: store.backend().as_str().to_string(),
         database: target.display(),
         identity,
     };
     let plan = Plan::new(result, &options, source, provenance);
-    let bytes = plan.to_pretty_json();
+    tracing::info!(digest = %plan.digest, "sealed the plan");
     match &args.out {
-        Some(path) => super::write_atomically(path, &bytes)?,
-        None => super::print_stdout(&bytes)?,
+        Some(path) => super::write_atomically_with(path, |file| plan.write_pretty(file))?,
+        None => super::stream_stdout(|out| plan.write_pretty(out))?,
     }
+    tracing::info!("wrote the plan");
     if std::io::stderr().is_terminal() {
         let style = super::show::terminal_style(None, super::show::Stream::Stderr);
         eprint!("{}", crate::render::plan_summary_table(&plan, style));

@@ -14,7 +14,7 @@ const DEFAULT_LIMIT: usize = 50;
 pub fn run(args: &ShowArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
     let started = std::time::Instant::now();
-    let loaded = plan::load_for_review(path)?;
+    let loaded = plan::load(path)?;
     tracing::info!(elapsed = ?started.elapsed(), changes = loaded.plan.changes.len(), "plan loaded");
     let options = options(args);
     let text = render::show(&loaded.plan, &loaded.computed_digest, &options);

@@ -21,6 +21,7 @@ pub use show::{show, Format, ShowOptions};
 
 use crate::plan::Plan;
 use crate::store::HistoryRecord;
+use crate::sync::Change;
 
 /// Most lines of a stale diff printed before "... and N more".
 const MAX_DIFF_LINES: usize = 400;
@@ -77,21 +78,19 @@ pub fn approvers_text(approvers_json: &str) -> String {
 
 /// One line per change, for diffs: the change's canonical JSON, so that any
 /// difference, however small, shows.
-fn change_lines(changes: &Value) -> String {
+fn change_lines(changes: &[Change]) -> String {
     let mut out = String::new();
-    if let Value::Array(list) = changes {
-        for change in list {
-            out.push_str(&String::from_utf8_lossy(&crate::plan::canonical_json(
-                change,
-            )));
-            out.push('\n');
-        }
+    for change in changes {
+        out.push_str(
+            &serde_json::to_string(&change.canonical_record()).expect("changes serialise"),
+        );
+        out.push('\n');
     }
     out
 }
 
 /// A unified diff between the approved changes and those needed now.
-pub fn changes_diff(approved: &Value, needed: &Value) -> String {
+pub fn changes_diff(approved: &[Change], needed: &[Change]) -> String {
     let old = change_lines(approved);
     let new = change_lines(needed);
     let diff = similar::TextDiff::from_lines(&old, &new);

@@ -166,20 +166,20 @@ impl<'a> Row<'a> {
     pub fn of(change: &'a Change) -> Row<'a> {
         match change {
             Change::CreateTenant { key, value } => {
-                let [name] = fields(value, ["name"]);
+                let [name] = fields(value.map(), ["name"]);
                 Row::Tenant { key, name }
             }
             Change::AddRole { key, value } => {
-                let [id, name, description] = fields(value, ["id", "name", "description"]);
+                let [id, name, description] = fields(value.map(), ["id", "name", "description"]);
                 Row::Role {
                     key,
                     role: Named::new(id.unwrap_or(key), name),
                     description: description.filter(|d| !d.is_empty()),
-                    grants: grants(value.get("permissions")),
+                    grants: grants(value.map().get("permissions")),
                 }
             }
             Change::AddGroup { key, value } => {
-                let [id, name, description] = fields(value, ["id", "name", "description"]);
+                let [id, name, description] = fields(value.map(), ["id", "name", "description"]);
                 Row::Group {
                     key,
                     group: Named::new(id.unwrap_or(key), name),
@@ -206,7 +206,7 @@ impl<'a> Row<'a> {
                 role,
             } => {
                 let [subject_type, external_id, role_id, namespace] =
-                    fields(value, ["type", "externalId", "roleId", "namespaceId"]);
+                    fields(value.map(), ["type", "externalId", "roleId", "namespaceId"]);
                 Row::Binding(BindingRow {
                     key,
                     subject_type: subject_type.unwrap_or("?"),

@@ -1,12 +1,22 @@
 //! Typed views of the store's JSON documents (SPEC §2).
 //!
-//! Parsing is lenient about fields the tool does not read (they are kept
-//! untouched in `doc`) and strict about the ones it does: a document whose
-//! read fields are missing or of the wrong type is `Malformed`, with a detail
-//! that names the field but never quotes the document (it may hold `auths`).
+//! Views borrow from the snapshot's text, so a million bindings cost no copy
+//! of their strings. Parsing is lenient about fields the tool does not read
+//! (they stay in the text, untouched) and strict about the ones it does: a
+//! document whose read fields are missing or of the wrong type is
+//! [`Malformed`], with a detail that names the field but never quotes the
+//! document (it may hold `auths`).
+//!
+//! Two paths read a document: a fast one, serde's derive over borrowed
+//! views, and a slow one over [`serde_json::Value`] that runs only when the
+//! fast one fails, to say precisely what is wrong (or to accept what the fast
+//! path cannot borrow, such as a repeated member). Both accept the same
+//! documents: property tests hold them to it.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// A row as read from the store: its key and its `value` text.
@@ -27,16 +37,16 @@ impl RawDoc {
 
 /// The fields every document shares.
 #[derive(Debug, Clone)]
-pub struct Header {
-    pub key: String,
-    pub id: String,
+pub struct Header<'a> {
+    pub key: &'a str,
+    pub id: Cow<'a, str>,
     /// `None` for the legacy scope (absent or JSON null).
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<Cow<'a, str>>,
     pub deleted: bool,
 }
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, Deserialize,
 )]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Membership {
@@ -54,7 +64,7 @@ impl Membership {
 }
 
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, Deserialize,
 )]
 #[serde(rename_all = "UPPERCASE")]
 pub enum SubjectType {
@@ -72,48 +82,49 @@ impl SubjectType {
 }
 
 #[derive(Debug, Clone)]
-pub struct User {
-    pub header: Header,
-    pub username: String,
+pub struct User<'a> {
+    pub header: Header<'a>,
+    pub username: Cow<'a, str>,
     /// Legacy memberships, by group id: `groups` (MEMBER) overridden by
     /// `groupList` entries without a tenant.
-    pub legacy_memberships: BTreeMap<String, Membership>,
-    /// `groupList` entries per tenant: (tenant, group) -> membership.
-    pub tenant_memberships: BTreeMap<(String, String), Membership>,
+    pub legacy_memberships: BTreeMap<Cow<'a, str>, Membership>,
+    /// `groupList` entries with a tenant: (tenant, group) -> membership.
+    pub tenant_memberships: BTreeMap<(Cow<'a, str>, Cow<'a, str>), Membership>,
 }
 
 #[derive(Debug, Clone)]
-pub struct Group {
-    pub header: Header,
-    pub name: String,
-    pub doc: Map<String, Value>,
+pub struct Group<'a> {
+    pub header: Header<'a>,
+    pub name: Cow<'a, str>,
+    /// The document's text: what is copied into the tenant.
+    pub raw: &'a str,
 }
 
 /// Permission name -> set of actions; permissions without actions are absent.
-pub type Permissions = BTreeMap<String, BTreeSet<String>>;
+pub type Permissions<'a> = BTreeMap<Cow<'a, str>, BTreeSet<Cow<'a, str>>>;
 
 #[derive(Debug, Clone)]
-pub struct Role {
-    pub header: Header,
-    pub name: String,
-    pub permissions: Permissions,
-    pub doc: Map<String, Value>,
+pub struct Role<'a> {
+    pub header: Header<'a>,
+    pub name: Cow<'a, str>,
+    pub permissions: Permissions<'a>,
+    pub raw: &'a str,
 }
 
 /// The four fields that make two bindings the same grant.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Grant {
+pub struct Grant<'a> {
     pub subject_type: SubjectType,
-    pub external_id: String,
-    pub role_id: String,
-    pub namespace_id: Option<String>,
+    pub external_id: Cow<'a, str>,
+    pub role_id: Cow<'a, str>,
+    pub namespace_id: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug, Clone)]
-pub struct Binding {
-    pub header: Header,
-    pub grant: Grant,
-    pub doc: Map<String, Value>,
+pub struct Binding<'a> {
+    pub header: Header<'a>,
+    pub grant: Grant<'a>,
+    pub raw: &'a str,
 }
 
 /// Why a document could not be read. `id` and `tenant_id` are filled in when
@@ -130,281 +141,671 @@ pub struct Malformed {
 
 pub type Parsed<T> = Result<T, Malformed>;
 
-/// What could be read of `id`, `tenantId` and `deleted` before a failure.
-type PartialHeader = (Option<String>, Option<Option<String>>, Option<bool>);
+/// The fast path's views: what serde reads when the document is as expected.
+mod fast {
+    use std::borrow::Cow;
+    use std::collections::BTreeMap;
 
-struct Fields<'a> {
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct User<'a> {
+        #[serde(borrow)]
+        pub id: Cow<'a, str>,
+        #[serde(borrow, default, rename = "tenantId")]
+        pub tenant_id: Option<Cow<'a, str>>,
+        #[serde(default)]
+        pub deleted: Option<bool>,
+        #[serde(borrow)]
+        pub username: Cow<'a, str>,
+        #[serde(borrow, default)]
+        pub groups: Option<Vec<Cow<'a, str>>>,
+        #[serde(borrow, default, rename = "groupList")]
+        pub group_list: Option<Vec<GroupEntry<'a>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct GroupEntry<'a> {
+        #[serde(borrow, rename = "groupId")]
+        pub group_id: Cow<'a, str>,
+        pub membership: super::Membership,
+        #[serde(borrow, default, rename = "tenantId")]
+        pub tenant_id: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Group<'a> {
+        #[serde(borrow)]
+        pub id: Cow<'a, str>,
+        #[serde(borrow, default, rename = "tenantId")]
+        pub tenant_id: Option<Cow<'a, str>>,
+        #[serde(default)]
+        pub deleted: Option<bool>,
+        #[serde(borrow)]
+        pub name: Cow<'a, str>,
+        /// Read only to check it is a string: a group's description is
+        /// copied, never interpreted.
+        #[serde(borrow, default)]
+        #[allow(dead_code)]
+        pub description: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Role<'a> {
+        #[serde(borrow)]
+        pub id: Cow<'a, str>,
+        #[serde(borrow, default, rename = "tenantId")]
+        pub tenant_id: Option<Cow<'a, str>>,
+        #[serde(default)]
+        pub deleted: Option<bool>,
+        #[serde(borrow)]
+        pub name: Cow<'a, str>,
+        #[serde(borrow)]
+        pub permissions: BTreeMap<Cow<'a, str>, Vec<Cow<'a, str>>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Binding<'a> {
+        #[serde(borrow)]
+        pub id: Cow<'a, str>,
+        #[serde(borrow, default, rename = "tenantId")]
+        pub tenant_id: Option<Cow<'a, str>>,
+        #[serde(default)]
+        pub deleted: Option<bool>,
+        #[serde(rename = "type")]
+        pub subject_type: super::SubjectType,
+        #[serde(borrow, rename = "externalId")]
+        pub external_id: Cow<'a, str>,
+        #[serde(borrow, rename = "roleId")]
+        pub role_id: Cow<'a, str>,
+        #[serde(borrow, default, rename = "namespaceId")]
+        pub namespace_id: Option<Cow<'a, str>>,
+    }
+}
+
+fn header<'a>(
     key: &'a str,
-    obj: &'a Map<String, Value>,
-    header: Option<PartialHeader>,
-}
-
-impl<'a> Fields<'a> {
-    fn malformed(&self, detail: impl Into<String>) -> Malformed {
-        let (id, tenant_id, deleted) = self.header.clone().unwrap_or((None, None, None));
-        Malformed {
-            key: self.key.to_string(),
-            id,
-            tenant_id,
-            deleted,
-            detail: detail.into(),
-        }
-    }
-
-    fn string(&self, field: &str) -> Result<String, Malformed> {
-        match self.obj.get(field) {
-            Some(Value::String(s)) => Ok(s.clone()),
-            Some(_) => Err(self.malformed(format!("field `{field}` is not a string"))),
-            None => Err(self.malformed(format!("field `{field}` is missing"))),
-        }
-    }
-
-    fn optional_string(&self, field: &str) -> Result<Option<String>, Malformed> {
-        match self.obj.get(field) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(self.malformed(format!("field `{field}` is not a string"))),
-        }
-    }
-}
-
-fn parse_object(raw: &RawDoc) -> Result<Map<String, Value>, Malformed> {
-    let bare = |detail: &str| Malformed {
-        key: raw.key.clone(),
-        id: None,
-        tenant_id: None,
-        deleted: None,
-        detail: detail.to_string(),
-    };
-    match serde_json::from_str::<Value>(&raw.value) {
-        Ok(Value::Object(obj)) => Ok(obj),
-        Ok(_) => Err(bare("document is not a JSON object")),
-        Err(_) => Err(bare("document is not valid JSON")),
-    }
-}
-
-/// Reads the shared fields. `id` must be a non-empty string, `tenantId` a
-/// string or null/absent, `deleted` a boolean (absent means false, as Kestra's
-/// own entities default it).
-fn parse_header<'a>(
-    raw: &'a RawDoc,
-    obj: &'a Map<String, Value>,
-) -> Result<(Header, Fields<'a>), Malformed> {
-    let mut fields = Fields {
-        key: &raw.key,
-        obj,
-        header: None,
-    };
-    // Gather what can be read first, so a malformed document still resolves
-    // references ("role malformed" rather than "role missing").
-    let id = match obj.get("id") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        _ => None,
-    };
-    let tenant_id = match obj.get("tenantId") {
-        None | Some(Value::Null) => Some(None),
-        Some(Value::String(s)) => Some(Some(s.clone())),
-        Some(_) => None,
-    };
-    let deleted = match obj.get("deleted") {
-        None => Some(false),
-        Some(Value::Bool(b)) => Some(*b),
-        Some(_) => None,
-    };
-    fields.header = Some((id.clone(), tenant_id.clone(), deleted));
-    let id = match (id, obj.get("id")) {
-        (Some(id), _) => id,
-        (None, Some(Value::String(_))) => return Err(fields.malformed("field `id` is empty")),
-        (None, Some(_)) => return Err(fields.malformed("field `id` is not a string")),
-        (None, None) => return Err(fields.malformed("field `id` is missing")),
-    };
-    let Some(tenant_id) = tenant_id else {
-        return Err(fields.malformed("field `tenantId` is not a string"));
-    };
-    let Some(deleted) = deleted else {
-        return Err(fields.malformed("field `deleted` is not a boolean"));
-    };
-    let header = Header {
-        key: raw.key.clone(),
+    id: Cow<'a, str>,
+    tenant_id: Option<Cow<'a, str>>,
+    deleted: Option<bool>,
+) -> Option<Header<'a>> {
+    // An empty id is malformed: the slow path says so.
+    (!id.is_empty()).then_some(Header {
+        key,
         id,
         tenant_id,
-        deleted,
-    };
-    Ok((header, fields))
+        deleted: deleted.unwrap_or(false),
+    })
 }
 
-fn parse_membership(fields: &Fields<'_>, value: Option<&Value>) -> Result<Membership, Malformed> {
-    match value {
-        Some(Value::String(s)) if s == "MEMBER" => Ok(Membership::Member),
-        Some(Value::String(s)) if s == "OWNER" => Ok(Membership::Owner),
-        Some(_) => {
-            Err(fields
-                .malformed("a `groupList` entry has a `membership` other than MEMBER or OWNER"))
-        }
-        None => Err(fields.malformed("a `groupList` entry has no `membership`")),
-    }
-}
-
-pub fn parse_user(raw: &RawDoc) -> Parsed<User> {
-    let obj = parse_object(raw)?;
-    let (header, fields) = parse_header(raw, &obj)?;
-    let username = fields.string("username")?;
-    let mut legacy_memberships = BTreeMap::new();
-    let mut tenant_memberships = BTreeMap::new();
-    match obj.get("groups") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(ids)) => {
-            for id in ids {
-                let Value::String(id) = id else {
-                    return Err(
-                        fields.malformed("field `groups` holds a value that is not a string")
-                    );
+pub fn parse_user(raw: &RawDoc) -> Parsed<User<'_>> {
+    if let Ok(v) = serde_json::from_str::<fast::User>(&raw.value) {
+        if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
+            let mut legacy_memberships = BTreeMap::new();
+            let mut tenant_memberships = BTreeMap::new();
+            for group in v.groups.unwrap_or_default() {
+                legacy_memberships.insert(group, Membership::Member);
+            }
+            for entry in v.group_list.unwrap_or_default() {
+                match entry.tenant_id {
+                    None => legacy_memberships.insert(entry.group_id, entry.membership),
+                    Some(t) => tenant_memberships.insert((t, entry.group_id), entry.membership),
                 };
-                legacy_memberships.insert(id.clone(), Membership::Member);
+            }
+            return Ok(User {
+                header,
+                username: v.username,
+                legacy_memberships,
+                tenant_memberships,
+            });
+        }
+    }
+    slow::user(raw)
+}
+
+pub fn parse_group(raw: &RawDoc) -> Parsed<Group<'_>> {
+    if let Ok(v) = serde_json::from_str::<fast::Group>(&raw.value) {
+        if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
+            return Ok(Group {
+                header,
+                name: v.name,
+                raw: &raw.value,
+            });
+        }
+    }
+    slow::group(raw)
+}
+
+pub fn parse_role(raw: &RawDoc) -> Parsed<Role<'_>> {
+    if let Ok(v) = serde_json::from_str::<fast::Role>(&raw.value) {
+        if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
+            let permissions = v
+                .permissions
+                .into_iter()
+                .map(|(p, actions)| (p, actions.into_iter().collect::<BTreeSet<_>>()))
+                .filter(|(_, actions)| !actions.is_empty())
+                .collect();
+            return Ok(Role {
+                header,
+                name: v.name,
+                permissions,
+                raw: &raw.value,
+            });
+        }
+    }
+    slow::role(raw)
+}
+
+pub fn parse_binding(raw: &RawDoc) -> Parsed<Binding<'_>> {
+    if let Ok(v) = serde_json::from_str::<fast::Binding>(&raw.value) {
+        if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
+            return Ok(Binding {
+                header,
+                grant: Grant {
+                    subject_type: v.subject_type,
+                    external_id: v.external_id,
+                    role_id: v.role_id,
+                    namespace_id: v.namespace_id,
+                },
+                raw: &raw.value,
+            });
+        }
+    }
+    slow::binding(raw)
+}
+
+/// The slow path over `Value`: precise about what is wrong.
+mod slow {
+    use std::borrow::Cow;
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use serde_json::{Map, Value};
+
+    use super::*;
+
+    /// What could be read of `id`, `tenantId` and `deleted` before a failure.
+    type PartialHeader = (Option<String>, Option<Option<String>>, Option<bool>);
+
+    struct Fields<'a> {
+        key: &'a str,
+        obj: &'a Map<String, Value>,
+        header: Option<PartialHeader>,
+    }
+
+    impl Fields<'_> {
+        fn malformed(&self, detail: impl Into<String>) -> Malformed {
+            let (id, tenant_id, deleted) = self.header.clone().unwrap_or((None, None, None));
+            Malformed {
+                key: self.key.to_string(),
+                id,
+                tenant_id,
+                deleted,
+                detail: detail.into(),
             }
         }
-        Some(_) => return Err(fields.malformed("field `groups` is not an array")),
+
+        fn string<'v>(&self, field: &str) -> Result<Cow<'v, str>, Malformed> {
+            match self.obj.get(field) {
+                Some(Value::String(s)) => Ok(Cow::Owned(s.clone())),
+                Some(_) => Err(self.malformed(format!("field `{field}` is not a string"))),
+                None => Err(self.malformed(format!("field `{field}` is missing"))),
+            }
+        }
+
+        fn optional_string<'v>(&self, field: &str) -> Result<Option<Cow<'v, str>>, Malformed> {
+            match self.obj.get(field) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(Cow::Owned(s.clone()))),
+                Some(_) => Err(self.malformed(format!("field `{field}` is not a string"))),
+            }
+        }
     }
-    match obj.get("groupList") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(entries)) => {
-            for entry in entries {
-                let Value::Object(entry) = entry else {
-                    return Err(
-                        fields.malformed("field `groupList` holds a value that is not an object")
-                    );
-                };
-                let group_id = match entry.get("groupId") {
-                    Some(Value::String(s)) => s.clone(),
-                    _ => {
-                        return Err(fields.malformed("a `groupList` entry has no string `groupId`"))
-                    }
-                };
-                let membership = parse_membership(&fields, entry.get("membership"))?;
-                match entry.get("tenantId") {
-                    None | Some(Value::Null) => {
-                        legacy_memberships.insert(group_id, membership);
-                    }
-                    Some(Value::String(tenant)) => {
-                        tenant_memberships.insert((tenant.clone(), group_id), membership);
-                    }
-                    Some(_) => {
-                        return Err(fields.malformed(
-                            "a `groupList` entry has a `tenantId` that is not a string",
-                        ))
+
+    fn parse_object(raw: &RawDoc) -> Result<Map<String, Value>, Malformed> {
+        let bare = |detail: &str| Malformed {
+            key: raw.key.clone(),
+            id: None,
+            tenant_id: None,
+            deleted: None,
+            detail: detail.to_string(),
+        };
+        match serde_json::from_str::<Value>(&raw.value) {
+            Ok(Value::Object(obj)) => Ok(obj),
+            Ok(_) => Err(bare("document is not a JSON object")),
+            Err(_) => Err(bare("document is not valid JSON")),
+        }
+    }
+
+    /// Reads the shared fields. `id` must be a non-empty string, `tenantId`
+    /// a string or null/absent, `deleted` a boolean (absent or null means
+    /// false, as Kestra's own entities default it).
+    fn parse_header<'r, 'o>(
+        raw: &'r RawDoc,
+        obj: &'o Map<String, Value>,
+    ) -> Result<(Header<'r>, Fields<'o>), Malformed>
+    where
+        'r: 'o,
+    {
+        let mut fields = Fields {
+            key: &raw.key,
+            obj,
+            header: None,
+        };
+        // Gather what can be read first, so a malformed document still
+        // resolves references ("role malformed" rather than "role missing").
+        let id = match obj.get("id") {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        let tenant_id = match obj.get("tenantId") {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::String(s)) => Some(Some(s.clone())),
+            Some(_) => None,
+        };
+        let deleted = match obj.get("deleted") {
+            None | Some(Value::Null) => Some(false),
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => None,
+        };
+        fields.header = Some((id.clone(), tenant_id.clone(), deleted));
+        let id = match (id, obj.get("id")) {
+            (Some(id), _) => id,
+            (None, Some(Value::String(_))) => return Err(fields.malformed("field `id` is empty")),
+            (None, Some(_)) => return Err(fields.malformed("field `id` is not a string")),
+            (None, None) => return Err(fields.malformed("field `id` is missing")),
+        };
+        let Some(tenant_id) = tenant_id else {
+            return Err(fields.malformed("field `tenantId` is not a string"));
+        };
+        let Some(deleted) = deleted else {
+            return Err(fields.malformed("field `deleted` is not a boolean"));
+        };
+        let header = Header {
+            key: &raw.key,
+            id: Cow::Owned(id),
+            tenant_id: tenant_id.map(Cow::Owned),
+            deleted,
+        };
+        Ok((header, fields))
+    }
+
+    fn parse_membership(
+        fields: &Fields<'_>,
+        value: Option<&Value>,
+    ) -> Result<Membership, Malformed> {
+        match value {
+            Some(Value::String(s)) if s == "MEMBER" => Ok(Membership::Member),
+            Some(Value::String(s)) if s == "OWNER" => Ok(Membership::Owner),
+            Some(_) => Err(fields
+                .malformed("a `groupList` entry has a `membership` other than MEMBER or OWNER")),
+            None => Err(fields.malformed("a `groupList` entry has no `membership`")),
+        }
+    }
+
+    pub fn user(raw: &RawDoc) -> Parsed<User<'_>> {
+        let obj = parse_object(raw)?;
+        let (header, fields) = parse_header(raw, &obj)?;
+        let username = fields.string("username")?;
+        let mut legacy_memberships = BTreeMap::new();
+        let mut tenant_memberships = BTreeMap::new();
+        match obj.get("groups") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(ids)) => {
+                for id in ids {
+                    let Value::String(id) = id else {
+                        return Err(
+                            fields.malformed("field `groups` holds a value that is not a string")
+                        );
+                    };
+                    legacy_memberships.insert(Cow::Owned(id.clone()), Membership::Member);
+                }
+            }
+            Some(_) => return Err(fields.malformed("field `groups` is not an array")),
+        }
+        match obj.get("groupList") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(entries)) => {
+                for entry in entries {
+                    let Value::Object(entry) = entry else {
+                        return Err(fields
+                            .malformed("field `groupList` holds a value that is not an object"));
+                    };
+                    let group_id = match entry.get("groupId") {
+                        Some(Value::String(s)) => Cow::Owned(s.clone()),
+                        _ => {
+                            return Err(
+                                fields.malformed("a `groupList` entry has no string `groupId`")
+                            )
+                        }
+                    };
+                    let membership = parse_membership(&fields, entry.get("membership"))?;
+                    match entry.get("tenantId") {
+                        None | Some(Value::Null) => {
+                            legacy_memberships.insert(group_id, membership);
+                        }
+                        Some(Value::String(tenant)) => {
+                            tenant_memberships
+                                .insert((Cow::Owned(tenant.clone()), group_id), membership);
+                        }
+                        Some(_) => {
+                            return Err(fields.malformed(
+                                "a `groupList` entry has a `tenantId` that is not a string",
+                            ))
+                        }
                     }
                 }
             }
+            Some(_) => return Err(fields.malformed("field `groupList` is not an array")),
         }
-        Some(_) => return Err(fields.malformed("field `groupList` is not an array")),
+        Ok(User {
+            header,
+            username,
+            legacy_memberships,
+            tenant_memberships,
+        })
     }
-    Ok(User {
-        header,
-        username,
-        legacy_memberships,
-        tenant_memberships,
-    })
-}
 
-pub fn parse_group(raw: &RawDoc) -> Parsed<Group> {
-    let obj = parse_object(raw)?;
-    let (header, fields) = parse_header(raw, &obj)?;
-    let name = fields.string("name")?;
-    fields.optional_string("description")?;
-    Ok(Group {
-        header,
-        name,
-        doc: obj,
-    })
-}
+    pub fn group(raw: &RawDoc) -> Parsed<Group<'_>> {
+        let obj = parse_object(raw)?;
+        let (header, fields) = parse_header(raw, &obj)?;
+        let name = fields.string("name")?;
+        fields.optional_string("description")?;
+        Ok(Group {
+            header,
+            name,
+            raw: &raw.value,
+        })
+    }
 
-pub fn parse_role(raw: &RawDoc) -> Parsed<Role> {
-    let obj = parse_object(raw)?;
-    let (header, fields) = parse_header(raw, &obj)?;
-    let name = fields.string("name")?;
-    let mut permissions = Permissions::new();
-    match obj.get("permissions") {
-        Some(Value::Object(map)) => {
-            for (permission, actions) in map {
-                let Value::Array(actions) = actions else {
-                    return Err(fields.malformed(format!(
-                        "permission `{permission}` is not an array of actions"
-                    )));
-                };
-                let mut set = BTreeSet::new();
-                for action in actions {
-                    let Value::String(action) = action else {
+    pub fn role(raw: &RawDoc) -> Parsed<Role<'_>> {
+        let obj = parse_object(raw)?;
+        let (header, fields) = parse_header(raw, &obj)?;
+        let name = fields.string("name")?;
+        let mut permissions = Permissions::new();
+        match obj.get("permissions") {
+            Some(Value::Object(map)) => {
+                for (permission, actions) in map {
+                    let Value::Array(actions) = actions else {
                         return Err(fields.malformed(format!(
-                            "permission `{permission}` holds an action that is not a string"
+                            "permission `{permission}` is not an array of actions"
                         )));
                     };
-                    set.insert(action.clone());
-                }
-                if !set.is_empty() {
-                    permissions.insert(permission.clone(), set);
+                    let mut set = BTreeSet::new();
+                    for action in actions {
+                        let Value::String(action) = action else {
+                            return Err(fields.malformed(format!(
+                                "permission `{permission}` holds an action that is not a string"
+                            )));
+                        };
+                        set.insert(Cow::Owned(action.clone()));
+                    }
+                    if !set.is_empty() {
+                        permissions.insert(Cow::Owned(permission.clone()), set);
+                    }
                 }
             }
+            Some(_) => return Err(fields.malformed("field `permissions` is not an object")),
+            None => return Err(fields.malformed("field `permissions` is missing")),
         }
-        Some(_) => return Err(fields.malformed("field `permissions` is not an object")),
-        None => return Err(fields.malformed("field `permissions` is missing")),
+        Ok(Role {
+            header,
+            name,
+            permissions,
+            raw: &raw.value,
+        })
     }
-    Ok(Role {
-        header,
-        name,
-        permissions,
-        doc: obj,
-    })
+
+    pub fn binding(raw: &RawDoc) -> Parsed<Binding<'_>> {
+        let obj = parse_object(raw)?;
+        let (header, fields) = parse_header(raw, &obj)?;
+        let subject_type = match obj.get("type") {
+            Some(Value::String(s)) if s == "USER" => SubjectType::User,
+            Some(Value::String(s)) if s == "GROUP" => SubjectType::Group,
+            Some(_) => return Err(fields.malformed("field `type` is neither USER nor GROUP")),
+            None => return Err(fields.malformed("field `type` is missing")),
+        };
+        let external_id = fields.string("externalId")?;
+        let role_id = fields.string("roleId")?;
+        let namespace_id = fields.optional_string("namespaceId")?;
+        Ok(Binding {
+            header,
+            grant: Grant {
+                subject_type,
+                external_id,
+                role_id,
+                namespace_id,
+            },
+            raw: &raw.value,
+        })
+    }
 }
 
-pub fn parse_binding(raw: &RawDoc) -> Parsed<Binding> {
-    let obj = parse_object(raw)?;
-    let (header, fields) = parse_header(raw, &obj)?;
-    let subject_type = match obj.get("type") {
-        Some(Value::String(s)) if s == "USER" => SubjectType::User,
-        Some(Value::String(s)) if s == "GROUP" => SubjectType::Group,
-        Some(_) => return Err(fields.malformed("field `type` is neither USER nor GROUP")),
-        None => return Err(fields.malformed("field `type` is missing")),
-    };
-    let external_id = fields.string("externalId")?;
-    let role_id = fields.string("roleId")?;
-    let namespace_id = fields.optional_string("namespaceId")?;
-    Ok(Binding {
-        header,
-        grant: Grant {
-            subject_type,
-            external_id,
-            role_id,
-            namespace_id,
-        },
-        doc: obj,
-    })
+/// A JSON object in canonical form: keys sorted by their UTF-8 bytes at
+/// every depth, no whitespace, serde_json's escaping and number format. It is
+/// what a change writes, and exactly the bytes the digest covers, so the
+/// same document plans to the same bytes on every backend (PostgreSQL's
+/// `jsonb` and MySQL's `JSON` reorder keys).
+pub struct Document {
+    text: Box<serde_json::value::RawValue>,
+    /// Parsed on first use, for readers of its fields (`show`).
+    parsed: std::sync::OnceLock<Map<String, Value>>,
 }
 
-/// The document with `tenantId` set to `tenant`, every other field kept.
-/// Keys are sorted (recursively): PostgreSQL's `jsonb` and MySQL's `JSON`
-/// reorder keys, so only a canonical order makes plans of the same data
-/// byte-identical on every backend.
-pub fn with_tenant(doc: &Map<String, Value>, tenant: &str) -> Map<String, Value> {
-    let mut copy = doc.clone();
-    copy.insert("tenantId".to_string(), Value::String(tenant.to_string()));
-    sorted_map(&copy)
+impl Clone for Document {
+    fn clone(&self) -> Self {
+        Document::from_text(self.text.clone())
+    }
 }
 
-/// A copy of `map` with its keys, and those of every nested object, sorted
-/// by their UTF-8 bytes.
-pub fn sorted_map(map: &Map<String, Value>) -> Map<String, Value> {
-    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    entries
-        .into_iter()
-        .map(|(k, v)| (k.clone(), sorted(v)))
-        .collect()
+impl Document {
+    /// The canonical form of a JSON object.
+    pub fn from_map(map: &Map<String, Value>) -> Document {
+        // Without serde_json's preserve_order, a Map is sorted by key and
+        // serialises canonically.
+        let text = serde_json::to_string(map).expect("a JSON map always serialises");
+        Document::from_text(
+            serde_json::value::RawValue::from_string(text).expect("serde_json wrote valid JSON"),
+        )
+    }
+
+    fn from_text(text: Box<serde_json::value::RawValue>) -> Document {
+        Document {
+            text,
+            parsed: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The document's members, parsed once and kept.
+    pub fn map(&self) -> &Map<String, Value> {
+        self.parsed.get_or_init(|| self.to_map())
+    }
+
+    /// The document `raw` (a JSON object's text) with `tenantId` set to
+    /// `tenant`, every other member kept, in canonical form. `None` when
+    /// `raw` is not a JSON object.
+    pub fn copy_to_tenant(raw: &str, tenant: &str) -> Option<Document> {
+        let text = canonical::with_member(raw, "tenantId", tenant)?;
+        Some(Document::from_text(
+            serde_json::value::RawValue::from_string(text).ok()?,
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.text.get()
+    }
+
+    /// The document as a map, for reading its fields.
+    pub fn to_map(&self) -> Map<String, Value> {
+        serde_json::from_str(self.as_str()).expect("a document is a JSON object")
+    }
+
+    /// A string member of the document.
+    pub fn str_field(&self, name: &str) -> Option<String> {
+        match self.to_map().remove(name) {
+            Some(Value::String(s)) => Some(s),
+            _ => None,
+        }
+    }
 }
 
-fn sorted(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => Value::Object(sorted_map(map)),
-        Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
-        other => other.clone(),
+impl PartialEq for Document {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Document {}
+
+impl std::fmt::Debug for Document {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Document {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.text.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Document {
+    /// A plan's document is taken as its text and brought to canonical form
+    /// (without a `Value` when it is flat, as plans write them).
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        let text = canonical::object(raw.get())
+            .ok_or_else(|| serde::de::Error::custom("a document must be a JSON object"))?;
+        let text =
+            serde_json::value::RawValue::from_string(text).map_err(serde::de::Error::custom)?;
+        Ok(Document::from_text(text))
+    }
+}
+
+/// Canonical JSON text without building a `Value` for flat documents.
+mod canonical {
+    use std::collections::BTreeMap;
+
+    use serde_json::value::RawValue;
+    use serde_json::Value;
+
+    /// `raw`, a JSON object, in canonical form.
+    pub fn object(raw: &str) -> Option<String> {
+        let Ok(members) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw) else {
+            return match serde_json::from_str::<Value>(raw).ok()? {
+                Value::Object(map) => Some(Value::Object(map).to_string()),
+                _ => None,
+            };
+        };
+        write_members(&members, raw.len())
+    }
+
+    fn write_members(members: &BTreeMap<&str, &RawValue>, size: usize) -> Option<String> {
+        let mut out = String::with_capacity(size + 2);
+        out.push('{');
+        for (i, (key, member)) in members.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            // A key borrowed from JSON text has no escapes: verbatim is canonical.
+            out.push('"');
+            out.push_str(key);
+            out.push_str("\":");
+            canonical_value(member.get(), &mut out)?;
+        }
+        out.push('}');
+        Some(out)
+    }
+
+    /// `raw` with member `name` set to the string `value`, canonical.
+    pub fn with_member(raw: &str, name: &str, value: &str) -> Option<String> {
+        let encoded = serde_json::to_string(value).expect("a string always serialises");
+        // Borrowed keys fail on escapes: the slow path handles those.
+        let Ok(mut members) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw) else {
+            return slow(raw, name, value);
+        };
+        let encoded_raw: Box<RawValue> = RawValue::from_string(encoded).ok()?;
+        members.insert(name, &encoded_raw);
+        write_members(&members, raw.len() + name.len() + value.len() + 8)
+    }
+
+    /// Appends the canonical text of one JSON value.
+    fn canonical_value(text: &str, out: &mut String) -> Option<()> {
+        let bytes = text.as_bytes();
+        let plain_integer = || {
+            let digits = text.strip_prefix('-').unwrap_or(text);
+            !digits.is_empty()
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && (digits == "0" || !digits.starts_with('0'))
+                && text != "-0"
+                && (text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok())
+        };
+        match bytes.first()? {
+            // No escapes: serde_json would write the same bytes.
+            b'"' if !text.contains('\\') => out.push_str(text),
+            b't' | b'f' | b'n' => out.push_str(text),
+            b'-' | b'0'..=b'9' if plain_integer() => out.push_str(text),
+            _ => {
+                let value: Value = serde_json::from_str(text).ok()?;
+                out.push_str(&value.to_string());
+            }
+        }
+        Some(())
+    }
+
+    fn slow(raw: &str, name: &str, value: &str) -> Option<String> {
+        let Value::Object(mut map) = serde_json::from_str::<Value>(raw).ok()? else {
+            return None;
+        };
+        map.insert(name.to_string(), Value::String(value.to_string()));
+        Some(Value::Object(map).to_string())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn reference(raw: &str) -> String {
+            let Value::Object(mut map) = serde_json::from_str::<Value>(raw).unwrap() else {
+                panic!()
+            };
+            map.insert("tenantId".into(), Value::String("t\"é".into()));
+            Value::Object(map).to_string()
+        }
+
+        proptest::proptest! {
+            #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+            /// The fast canonical form is serde_json's, whatever the document.
+            #[test]
+            fn fast_canonical_form_is_serde_jsons(
+                members in proptest::collection::btree_map(
+                    "[a-zA-Z\\\\\"é ]{0,6}",
+                    proptest::prop_oneof![
+                        proptest::strategy::Just("null".to_string()),
+                        proptest::strategy::Just("true".to_string()),
+                        proptest::num::i64::ANY.prop_map(|n| n.to_string()),
+                        proptest::num::u64::ANY.prop_map(|n| n.to_string()),
+                        proptest::num::f64::NORMAL.prop_map(|n| n.to_string()),
+                        proptest::strategy::Just("1.10".to_string()),
+                        proptest::strategy::Just("-0".to_string()),
+                        proptest::strategy::Just("1e3".to_string()),
+                        proptest::strategy::Just("123456789012345678901234567890".to_string()),
+                        "[a-zA-Z0-9 é\\\\\"/\\n\\u{1}]{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+                        proptest::strategy::Just("\"\\u00e9\\/\"".to_string()),
+                        proptest::strategy::Just("{\"b\": [1, {\"z\": 1, \"a\": 2}], \"a\": null}".to_string()),
+                    ],
+                    0..8,
+                ),
+                spaced in proptest::bool::ANY,
+            ) {
+                let sep = if spaced { ", " } else { "," };
+                let body: Vec<String> = members
+                    .iter()
+                    .map(|(k, v)| format!("{}{}{}", serde_json::to_string(k).unwrap(), if spaced { ": " } else { ":" }, v))
+                    .collect();
+                let raw = format!("{{{}}}", body.join(sep));
+                proptest::prop_assert_eq!(with_member(&raw, "tenantId", "t\"é").unwrap(), reference(&raw));
+            }
+        }
     }
 }

@@ -8,13 +8,14 @@ pub mod documents;
 mod tests;
 pub mod writes;
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use documents::{Binding, Grant, Group, Malformed, Parsed, Role, User};
-pub use documents::{Membership, RawDoc, SubjectType};
+pub use documents::{Document, Membership, RawDoc, SubjectType};
 pub use writes::{applied, unmet_changes, writes_for, MissingUser, Unmet, Writes};
 
 /// The rows `sync` needs, read in one consistent snapshot. Each table holds
@@ -54,21 +55,21 @@ impl SyncOptions {
     }
 }
 
-/// One write of the plan. Field names are the plan format (SPEC §4).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+/// One write of the plan. Field names are the plan format (SPEC §4); see
+/// [`ChangeRecord`] for how it is read and written.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     CreateTenant {
         key: String,
-        value: Map<String, Value>,
+        value: Document,
     },
     AddRole {
         key: String,
-        value: Map<String, Value>,
+        value: Document,
     },
     AddGroup {
         key: String,
-        value: Map<String, Value>,
+        value: Document,
     },
     /// Appends `{tenantId, groupId, membership}` to the `groupList` of the
     /// user whose key is `key`.
@@ -78,18 +79,208 @@ pub enum Change {
         username: String,
         group_id: String,
         /// Readable context for review.
-        #[serde(default, skip_serializing_if = "String::is_empty")]
         group_name: String,
         membership: Membership,
     },
     AddBinding {
         key: String,
-        value: Map<String, Value>,
+        value: Document,
         /// Readable context for review: `user <username>` or `group <name>`.
         subject: String,
         /// The role's name.
         role: String,
     },
+}
+
+/// A change as the plan file spells it: one flat object whose `op` says
+/// which fields it has. (serde's internally tagged enums buffer their
+/// content, which a `Document` cannot go through.)
+#[derive(Serialize, Deserialize)]
+#[serde(
+    deny_unknown_fields,
+    bound(deserialize = "S: Deserialize<'de>, D: Deserialize<'de>")
+)]
+struct ChangeRecord<S, D> {
+    op: Op,
+    key: S,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    value: Option<D>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_id: Option<S>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    username: Option<S>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group_id: Option<S>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    group_name: Option<S>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    membership: Option<Membership>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    subject: Option<S>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    role: Option<S>,
+}
+
+/// A change's members in canonical (byte) order: what the digest covers.
+#[derive(Serialize)]
+pub struct CanonicalChange<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    group_name: Option<&'a str>,
+    key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    membership: Option<Membership>,
+    op: Op,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subject: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a Document>,
+}
+
+impl Change {
+    fn record(&self) -> ChangeRecord<&str, &Document> {
+        let mut record: ChangeRecord<&str, &Document> = ChangeRecord {
+            op: self.op(),
+            key: self.key(),
+            value: None,
+            user_id: None,
+            username: None,
+            group_id: None,
+            group_name: None,
+            membership: None,
+            subject: None,
+            role: None,
+        };
+        match self {
+            Change::CreateTenant { value, .. }
+            | Change::AddRole { value, .. }
+            | Change::AddGroup { value, .. } => record.value = Some(value),
+            Change::AddMembership {
+                user_id,
+                username,
+                group_id,
+                group_name,
+                membership,
+                ..
+            } => {
+                record.user_id = Some(user_id);
+                record.username = Some(username);
+                record.group_id = Some(group_id);
+                record.group_name = Some(group_name);
+                record.membership = Some(*membership);
+            }
+            Change::AddBinding {
+                value,
+                subject,
+                role,
+                ..
+            } => {
+                record.value = Some(value);
+                record.subject = Some(subject);
+                record.role = Some(role);
+            }
+        }
+        record
+    }
+
+    /// The change with its members in canonical order, for the digest.
+    pub fn canonical_record(&self) -> CanonicalChange<'_> {
+        let r = self.record();
+        CanonicalChange {
+            group_id: r.group_id,
+            group_name: r.group_name,
+            key: r.key,
+            membership: r.membership,
+            op: r.op,
+            role: r.role,
+            subject: r.subject,
+            user_id: r.user_id,
+            username: r.username,
+            value: r.value,
+        }
+    }
+}
+
+impl Serialize for Change {
+    fn serialize<Ser: serde::Serializer>(&self, serializer: Ser) -> Result<Ser::Ok, Ser::Error> {
+        self.record().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Change {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let r = ChangeRecord::<String, Document>::deserialize(deserializer)?;
+        let op = r.op.as_str();
+        let need = |field: Option<String>, name: &str| {
+            field.ok_or_else(|| D::Error::custom(format!("`{op}` needs `{name}`")))
+        };
+        let none = |present: bool, name: &str| {
+            if present {
+                Err(D::Error::custom(format!("`{op}` has no `{name}`")))
+            } else {
+                Ok(())
+            }
+        };
+        let document_op = matches!(
+            r.op,
+            Op::CreateTenant | Op::AddRole | Op::AddGroup | Op::AddBinding
+        );
+        none(!document_op && r.value.is_some(), "value")?;
+        if r.op != Op::AddMembership {
+            none(r.user_id.is_some(), "user_id")?;
+            none(r.username.is_some(), "username")?;
+            none(r.group_id.is_some(), "group_id")?;
+            none(r.group_name.is_some(), "group_name")?;
+            none(r.membership.is_some(), "membership")?;
+        }
+        if r.op != Op::AddBinding {
+            none(r.subject.is_some(), "subject")?;
+            none(r.role.is_some(), "role")?;
+        }
+        let value = || {
+            r.value
+                .clone()
+                .ok_or_else(|| D::Error::custom(format!("`{op}` needs `value`")))
+        };
+        Ok(match r.op {
+            Op::CreateTenant => Change::CreateTenant {
+                value: value()?,
+                key: r.key,
+            },
+            Op::AddRole => Change::AddRole {
+                value: value()?,
+                key: r.key,
+            },
+            Op::AddGroup => Change::AddGroup {
+                value: value()?,
+                key: r.key,
+            },
+            Op::AddBinding => Change::AddBinding {
+                value: value()?,
+                key: r.key,
+                subject: need(r.subject, "subject")?,
+                role: need(r.role, "role")?,
+            },
+            Op::AddMembership => Change::AddMembership {
+                key: r.key,
+                user_id: need(r.user_id, "user_id")?,
+                username: need(r.username, "username")?,
+                group_id: need(r.group_id, "group_id")?,
+                group_name: need(r.group_name, "group_name")?,
+                membership: r
+                    .membership
+                    .ok_or_else(|| D::Error::custom("`add_membership` needs `membership`"))?,
+            },
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -242,7 +433,8 @@ pub enum SyncError {
 }
 
 /// Computes the plan of SPEC §3 for `snapshot`. The result is independent of
-/// the order of the snapshot's rows.
+/// the order of the snapshot's rows. Linear in the snapshot: every lookup is
+/// a hash map, and documents are read in place, not copied.
 pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, SyncError> {
     let tenant = options.tenant.as_str();
     if tenant.is_empty() {
@@ -277,6 +469,12 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
         &mut out,
     );
 
+    // At most one change per legacy document and membership: reserving it
+    // up front keeps a million changes from doubling the vector's memory.
+    let memberships: usize = users.live.iter().map(|u| u.legacy_memberships.len()).sum();
+    out.changes.reserve_exact(
+        1 + roles.legacy.len() + groups.legacy.len() + bindings.legacy.len() + memberships,
+    );
     let role_outcomes = copy_documents(&roles, tenant, Kind::Role, &mut out, |legacy, existing| {
         legacy.name == existing.name && legacy.permissions == existing.permissions
     });
@@ -303,7 +501,8 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
             out.skipped.push(finding);
         }
     }
-    out.changes.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    out.changes
+        .sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     out.skipped.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     out.conflicts
         .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
@@ -324,7 +523,7 @@ fn tenant_change(snapshot: &Snapshot, options: &SyncOptions) -> Result<Option<Ch
             }
         };
         let deleted = match obj.get("deleted") {
-            None => false,
+            None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
                 return Err(SyncError::TenantMalformed(
@@ -349,7 +548,7 @@ fn tenant_change(snapshot: &Snapshot, options: &SyncOptions) -> Result<Option<Ch
             value.insert("name".into(), Value::String(name));
             Ok(Some(Change::CreateTenant {
                 key: tenant.clone(),
-                value,
+                value: Document::from_map(&value),
             }))
         }
         None => Err(SyncError::TenantMissing(tenant.clone())),
@@ -389,13 +588,13 @@ impl Availability {
 
 /// Legacy availability of ids, from every legacy row of a table.
 #[derive(Default)]
-struct Ids {
-    live: HashSet<String>,
-    deleted: HashSet<String>,
-    malformed: HashSet<String>,
+struct Ids<'a> {
+    live: HashSet<Cow<'a, str>>,
+    deleted: HashSet<Cow<'a, str>>,
+    malformed: HashSet<Cow<'a, str>>,
 }
 
-impl Ids {
+impl Ids<'_> {
     fn availability(&self, id: &str) -> Availability {
         if self.live.contains(id) {
             Availability::Available
@@ -413,18 +612,22 @@ fn is_legacy_or_unknown(m: &Malformed) -> bool {
     matches!(m.tenant_id, None | Some(None))
 }
 
-struct UserIndex {
-    /// Non-deleted, readable users by id.
-    live: HashMap<String, User>,
-    ids: Ids,
-    /// Memberships of deleted users, to report them as skipped.
-    deleted: Vec<User>,
+struct UserIndex<'a> {
+    /// Non-deleted, readable users (two documents may share an id: both
+    /// have their memberships judged).
+    live: Vec<User<'a>>,
+    /// Index into `live` by id: the smallest key wins, for stable context.
+    by_id: HashMap<Cow<'a, str>, usize>,
+    ids: Ids<'a>,
+    /// Deleted users, to report their memberships as skipped.
+    deleted: Vec<User<'a>>,
 }
 
-impl UserIndex {
-    fn new(snapshot: &Snapshot, out: &mut SyncResult) -> Self {
+impl<'a> UserIndex<'a> {
+    fn new(snapshot: &'a Snapshot, out: &mut SyncResult) -> Self {
         let mut index = UserIndex {
-            live: HashMap::new(),
+            live: Vec::with_capacity(snapshot.users.len()),
+            by_id: HashMap::with_capacity(snapshot.users.len()),
             ids: Ids::default(),
             deleted: Vec::new(),
         };
@@ -436,19 +639,30 @@ impl UserIndex {
                 }
                 Ok(user) => {
                     index.ids.live.insert(user.header.id.clone());
-                    index.live.insert(user.header.id.clone(), user);
+                    let at = index.live.len();
+                    let live = &index.live;
+                    index
+                        .by_id
+                        .entry(user.header.id.clone())
+                        .and_modify(|i| {
+                            if user.header.key.as_bytes() < live[*i].header.key.as_bytes() {
+                                *i = at
+                            }
+                        })
+                        .or_insert(at);
+                    index.live.push(user);
                 }
                 Err(m) => {
                     if m.deleted == Some(true) {
-                        if let Some(id) = &m.id {
-                            index.ids.deleted.insert(id.clone());
+                        if let Some(id) = m.id {
+                            index.ids.deleted.insert(Cow::Owned(id));
                         }
                         continue;
                     }
-                    if let Some(id) = &m.id {
-                        index.ids.malformed.insert(id.clone());
-                    }
                     out.skipped.push(malformed_finding(Kind::User, &m));
+                    if let Some(id) = m.id {
+                        index.ids.malformed.insert(Cow::Owned(id));
+                    }
                 }
             }
         }
@@ -457,16 +671,19 @@ impl UserIndex {
 }
 
 /// One table's legacy scope and target-tenant scope.
-struct Scope<T> {
+struct Scope<'a, T> {
     /// Non-deleted, readable legacy documents whose id is unique among them.
     legacy: Vec<T>,
     /// Ids held by several non-deleted legacy documents (all in conflict).
-    duplicates: HashSet<String>,
-    ids: Ids,
-    /// Non-deleted target-tenant documents by id.
-    tenant_by_id: HashMap<String, T>,
+    duplicates: HashSet<Cow<'a, str>>,
+    ids: Ids<'a>,
+    /// Non-deleted target-tenant documents, and the one per id that is
+    /// compared with a legacy document of that id (the one at the canonical
+    /// key, else the smallest key).
+    tenant_docs: Vec<T>,
+    tenant_by_id: HashMap<Cow<'a, str>, usize>,
     /// Every row by key, whatever its scope or state: who holds a key.
-    holders: HashMap<String, Holder>,
+    holders: HashMap<&'a str, Holder>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -476,42 +693,45 @@ enum Holder {
     Malformed,
 }
 
-trait Document {
-    fn header(&self) -> &documents::Header;
+trait Scoped<'a> {
+    fn header(&self) -> &documents::Header<'a>;
 }
 
-impl Document for Role {
-    fn header(&self) -> &documents::Header {
+impl<'a> Scoped<'a> for Role<'a> {
+    fn header(&self) -> &documents::Header<'a> {
         &self.header
     }
 }
-impl Document for Group {
-    fn header(&self) -> &documents::Header {
+impl<'a> Scoped<'a> for Group<'a> {
+    fn header(&self) -> &documents::Header<'a> {
         &self.header
     }
 }
-impl Document for Binding {
-    fn header(&self) -> &documents::Header {
+impl<'a> Scoped<'a> for Binding<'a> {
+    fn header(&self) -> &documents::Header<'a> {
         &self.header
     }
 }
 
-impl<T: Document + Clone> Scope<T> {
+impl<'a, T: Scoped<'a>> Scope<'a, T> {
     fn new(
-        rows: &[RawDoc],
-        parse: fn(&RawDoc) -> Parsed<T>,
+        rows: &'a [RawDoc],
+        parse: fn(&'a RawDoc) -> Parsed<T>,
         tenant: &str,
         kind: Kind,
         out: &mut SyncResult,
     ) -> Self {
-        let mut scope: Scope<T> = Scope {
-            legacy: Vec::new(),
+        let mut scope: Scope<'a, T> = Scope {
+            legacy: Vec::with_capacity(rows.len()),
             duplicates: HashSet::new(),
             ids: Ids::default(),
+            tenant_docs: Vec::new(),
             tenant_by_id: HashMap::new(),
             holders: HashMap::with_capacity(rows.len()),
         };
-        let mut legacy_by_id: BTreeMap<String, Vec<T>> = BTreeMap::new();
+        // Bindings are referenced by nobody: their ids need no index.
+        let track_ids = kind != Kind::Binding;
+        let mut seen: HashMap<Cow<'a, str>, usize> = HashMap::with_capacity(rows.len());
         for raw in rows {
             match parse(raw) {
                 Ok(doc) => {
@@ -521,79 +741,99 @@ impl<T: Document + Clone> Scope<T> {
                     } else {
                         Holder::Live
                     };
-                    scope.holders.insert(header.key.clone(), holder);
+                    scope.holders.insert(raw.key.as_str(), holder);
                     match header.tenant_id.as_deref() {
                         None if header.deleted => {
-                            scope.ids.deleted.insert(header.id.clone());
+                            if track_ids {
+                                scope.ids.deleted.insert(header.id.clone());
+                            }
                         }
                         None => {
-                            scope.ids.live.insert(header.id.clone());
-                            legacy_by_id.entry(header.id.clone()).or_default().push(doc);
+                            if track_ids {
+                                scope.ids.live.insert(header.id.clone());
+                            }
+                            *seen.entry(header.id.clone()).or_default() += 1;
+                            scope.legacy.push(doc);
                         }
                         Some(t) if t == tenant && !header.deleted => {
                             // Several live tenant documents with one id: keep
                             // the one at the canonical key, for stable results.
-                            let canonical = format!("{tenant}_{}", header.id);
                             let replace = match scope.tenant_by_id.get(&header.id) {
                                 None => true,
-                                Some(existing) => {
+                                Some(&i) => {
+                                    let existing = scope.tenant_docs[i].header();
+                                    let canonical = target_key(tenant, &header.id);
                                     header.key == canonical
-                                        || (existing.header().key != canonical
-                                            && header.key.as_bytes()
-                                                < existing.header().key.as_bytes())
+                                        || (existing.key != canonical
+                                            && header.key.as_bytes() < existing.key.as_bytes())
                                 }
                             };
                             if replace {
-                                scope.tenant_by_id.insert(header.id.clone(), doc);
+                                scope
+                                    .tenant_by_id
+                                    .insert(header.id.clone(), scope.tenant_docs.len());
                             }
+                            scope.tenant_docs.push(doc);
                         }
                         Some(_) => {}
                     }
                 }
                 Err(m) => {
-                    scope.holders.insert(m.key.clone(), Holder::Malformed);
-                    if m.deleted == Some(true) || !is_legacy_or_unknown(&m) {
+                    scope.holders.insert(raw.key.as_str(), Holder::Malformed);
+                    if m.deleted == Some(true) {
+                        // Deleted, however broken: references to it say so.
+                        if let (Some(id), Some(None), true) = (&m.id, &m.tenant_id, track_ids) {
+                            scope.ids.deleted.insert(Cow::Owned(id.clone()));
+                        }
+                        continue;
+                    }
+                    if !is_legacy_or_unknown(&m) {
                         continue;
                     }
                     if let Some(id) = &m.id {
-                        if m.tenant_id == Some(None) {
-                            scope.ids.malformed.insert(id.clone());
+                        if m.tenant_id == Some(None) && track_ids {
+                            scope.ids.malformed.insert(Cow::Owned(id.clone()));
                         }
                     }
                     out.skipped.push(malformed_finding(kind, &m));
                 }
             }
         }
-        for (id, mut docs) in legacy_by_id {
-            if docs.len() == 1 {
-                scope.legacy.push(docs.pop().expect("one document"));
-                continue;
-            }
+        if seen.len() < scope.legacy.len() {
             // Two legacy documents would be copied to the same key: neither
             // can be chosen without a human.
-            let keys: Vec<&str> = docs.iter().map(|d| d.header().key.as_str()).collect();
-            for doc in &docs {
-                out.conflicts.push(Finding {
-                    kind,
-                    key: doc.header().key.clone(),
-                    group_id: None,
-                    reason: format!(
-                        "id `{id}` is used by several legacy documents ({})",
-                        keys.join(", ")
-                    ),
-                    detail: None,
-                });
+            let mut keys: HashMap<&str, Vec<&str>> = HashMap::new();
+            for doc in &scope.legacy {
+                let id = doc.header().id.as_ref();
+                if seen[id] > 1 {
+                    keys.entry(id).or_default().push(doc.header().key);
+                }
             }
-            scope.duplicates.insert(id);
+            for (id, mut list) in keys {
+                list.sort_unstable();
+                for key in &list {
+                    out.conflicts.push(Finding {
+                        kind,
+                        key: key.to_string(),
+                        group_id: None,
+                        reason: format!(
+                            "id `{id}` is used by several legacy documents ({})",
+                            list.join(", ")
+                        ),
+                        detail: None,
+                    });
+                }
+                scope.duplicates.insert(Cow::Owned(id.to_string()));
+            }
+            let duplicates = &scope.duplicates;
+            scope
+                .legacy
+                .retain(|doc| !duplicates.contains(doc.header().id.as_ref()));
         }
         scope
     }
 
-    fn target_key(tenant: &str, id: &str) -> String {
-        format!("{tenant}_{id}")
-    }
-
-    /// A conflict when the target key is held by anything but `equal_key`.
+    /// A conflict when the target key is held by any document.
     fn key_conflict(&self, key: &str, kind: Kind) -> Option<String> {
         match self.holders.get(key)? {
             Holder::Live => Some(format!(
@@ -611,6 +851,15 @@ impl<T: Document + Clone> Scope<T> {
     }
 }
 
+/// Where a legacy document's copy goes: `<tenant>_<id>`.
+fn target_key(tenant: &str, id: &str) -> String {
+    let mut key = String::with_capacity(tenant.len() + 1 + id.len());
+    key.push_str(tenant);
+    key.push('_');
+    key.push_str(id);
+    key
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Planned,
@@ -618,39 +867,39 @@ enum Outcome {
     Conflict,
 }
 
-trait Named {
+trait Named<'a>: Scoped<'a> {
     fn name(&self) -> &str;
-    fn doc(&self) -> &Map<String, Value>;
+    fn raw(&self) -> &'a str;
 }
-impl Named for Role {
+impl<'a> Named<'a> for Role<'a> {
     fn name(&self) -> &str {
         &self.name
     }
-    fn doc(&self) -> &Map<String, Value> {
-        &self.doc
+    fn raw(&self) -> &'a str {
+        self.raw
     }
 }
-impl Named for Group {
+impl<'a> Named<'a> for Group<'a> {
     fn name(&self) -> &str {
         &self.name
     }
-    fn doc(&self) -> &Map<String, Value> {
-        &self.doc
+    fn raw(&self) -> &'a str {
+        self.raw
     }
 }
 
 /// SPEC §3.2 and §3.3: roles and groups are copied by the same rules, with
 /// `same` deciding when an existing tenant document is the copy.
-fn copy_documents<T: Document + Named + Clone>(
-    scope: &Scope<T>,
+fn copy_documents<'a, T: Named<'a>>(
+    scope: &Scope<'a, T>,
     tenant: &str,
     kind: Kind,
     out: &mut SyncResult,
     same: impl Fn(&T, &T) -> bool,
 ) -> HashMap<String, Outcome> {
     let mut tenant_names: HashMap<&str, &str> = HashMap::new();
-    for doc in scope.tenant_by_id.values() {
-        let id = doc.header().id.as_str();
+    for doc in &scope.tenant_docs {
+        let id = doc.header().id.as_ref();
         // Keep the smallest id per name so the reason is stable.
         tenant_names
             .entry(doc.name())
@@ -663,50 +912,52 @@ fn copy_documents<T: Document + Named + Clone>(
     }
     let mut outcomes = HashMap::with_capacity(scope.legacy.len());
     for id in &scope.duplicates {
-        outcomes.insert(id.clone(), Outcome::Conflict);
+        outcomes.insert(id.to_string(), Outcome::Conflict);
     }
     for legacy in &scope.legacy {
-        let id = legacy.header().id.as_str();
-        let key = Scope::<T>::target_key(tenant, id);
+        let id = legacy.header().id.as_ref();
+        let key = target_key(tenant, id);
         let conflict = |reason: String| Finding {
             kind,
-            key: legacy.header().key.clone(),
+            key: legacy.header().key.to_string(),
             group_id: None,
             reason,
             detail: None,
         };
-        let outcome = if let Some(existing) = scope.tenant_by_id.get(id) {
-            if same(legacy, existing) {
-                Outcome::Present
-            } else {
-                let what = match kind {
-                    Kind::Role => "another name or other permissions",
-                    _ => "another name",
-                };
+        let outcome =
+            if let Some(existing) = scope.tenant_by_id.get(id).map(|&i| &scope.tenant_docs[i]) {
+                if same(legacy, existing) {
+                    Outcome::Present
+                } else {
+                    let what = match kind {
+                        Kind::Role => "another name or other permissions",
+                        _ => "another name",
+                    };
+                    out.conflicts.push(conflict(format!(
+                        "tenant `{tenant}` already has {} `{id}` with {what}",
+                        kind.as_str()
+                    )));
+                    Outcome::Conflict
+                }
+            } else if let Some(reason) = scope.key_conflict(&key, kind) {
+                out.conflicts.push(conflict(reason));
+                Outcome::Conflict
+            } else if let Some(other) = tenant_names.get(legacy.name()) {
                 out.conflicts.push(conflict(format!(
-                    "tenant `{tenant}` already has {} `{id}` with {what}",
-                    kind.as_str()
+                    "tenant `{tenant}` already has a {} named `{}` with id `{other}`",
+                    kind.as_str(),
+                    legacy.name()
                 )));
                 Outcome::Conflict
-            }
-        } else if let Some(reason) = scope.key_conflict(&key, kind) {
-            out.conflicts.push(conflict(reason));
-            Outcome::Conflict
-        } else if let Some(other) = tenant_names.get(legacy.name()) {
-            out.conflicts.push(conflict(format!(
-                "tenant `{tenant}` already has a {} named `{}` with id `{other}`",
-                kind.as_str(),
-                legacy.name()
-            )));
-            Outcome::Conflict
-        } else {
-            let value = documents::with_tenant(legacy.doc(), tenant);
-            out.changes.push(match kind {
-                Kind::Role => Change::AddRole { key, value },
-                _ => Change::AddGroup { key, value },
-            });
-            Outcome::Planned
-        };
+            } else {
+                let value = Document::copy_to_tenant(legacy.raw(), tenant)
+                    .expect("a parsed document is a JSON object");
+                out.changes.push(match kind {
+                    Kind::Role => Change::AddRole { key, value },
+                    _ => Change::AddGroup { key, value },
+                });
+                Outcome::Planned
+            };
         if outcome == Outcome::Present {
             *out.present.entry(kind).or_default() += 1;
         }
@@ -715,18 +966,18 @@ fn copy_documents<T: Document + Named + Clone>(
     outcomes
 }
 
-struct Dependencies<'a> {
-    users: &'a UserIndex,
-    roles: &'a Scope<Role>,
-    role_outcomes: &'a HashMap<String, Outcome>,
-    groups: &'a Scope<Group>,
-    group_outcomes: &'a HashMap<String, Outcome>,
+struct Dependencies<'r, 'a> {
+    users: &'r UserIndex<'a>,
+    roles: &'r Scope<'a, Role<'a>>,
+    role_outcomes: &'r HashMap<String, Outcome>,
+    groups: &'r Scope<'a, Group<'a>>,
+    group_outcomes: &'r HashMap<String, Outcome>,
 }
 
 /// SPEC §3.4.
 fn plan_memberships(
-    users: &UserIndex,
-    deps: &Dependencies<'_>,
+    users: &UserIndex<'_>,
+    deps: &Dependencies<'_, '_>,
     tenant: &str,
     out: &mut SyncResult,
 ) {
@@ -734,25 +985,26 @@ fn plan_memberships(
         .groups
         .legacy
         .iter()
-        .map(|g| (g.header.id.as_str(), g.name.as_str()))
+        .map(|g| (g.header.id.as_ref(), g.name.as_ref()))
         .collect();
     for user in &users.deleted {
         for group_id in user.legacy_memberships.keys() {
             out.skipped.push(Finding {
                 kind: Kind::Membership,
-                key: user.header.key.clone(),
-                group_id: Some(group_id.clone()),
+                key: user.header.key.to_string(),
+                group_id: Some(group_id.to_string()),
                 reason: "user deleted".into(),
                 detail: None,
             });
         }
     }
-    for user in users.live.values() {
+    for user in &users.live {
         for (group_id, &membership) in &user.legacy_memberships {
+            let group_id = group_id.as_ref();
             let finding = |reason: String| Finding {
                 kind: Kind::Membership,
-                key: user.header.key.clone(),
-                group_id: Some(group_id.clone()),
+                key: user.header.key.to_string(),
+                group_id: Some(group_id.to_string()),
                 reason,
                 detail: None,
             };
@@ -765,10 +1017,10 @@ fn plan_memberships(
                     .push(finding(format!("group `{group_id}` is in conflict")));
                 continue;
             }
-            match user
+            let in_tenant = user
                 .tenant_memberships
-                .get(&(tenant.to_string(), group_id.clone()))
-            {
+                .get(&(Cow::Borrowed(tenant), Cow::Borrowed(group_id)));
+            match in_tenant {
                 Some(&existing) if existing == membership => {
                     *out.present.entry(Kind::Membership).or_default() += 1;
                 }
@@ -777,12 +1029,12 @@ fn plan_memberships(
                     existing.as_str()
                 ))),
                 None => out.changes.push(Change::AddMembership {
-                    key: user.header.key.clone(),
-                    user_id: user.header.id.clone(),
-                    username: user.username.clone(),
-                    group_id: group_id.clone(),
+                    key: user.header.key.to_string(),
+                    user_id: user.header.id.to_string(),
+                    username: user.username.to_string(),
+                    group_id: group_id.to_string(),
                     group_name: group_names
-                        .get(group_id.as_str())
+                        .get(group_id)
                         .map(|s| s.to_string())
                         .unwrap_or_default(),
                     membership,
@@ -794,29 +1046,29 @@ fn plan_memberships(
 
 /// SPEC §3.5.
 fn plan_bindings(
-    bindings: &Scope<Binding>,
-    deps: &Dependencies<'_>,
+    bindings: &Scope<'_, Binding<'_>>,
+    deps: &Dependencies<'_, '_>,
     tenant: &str,
     out: &mut SyncResult,
 ) {
-    let tenant_grants: HashSet<&Grant> = bindings.tenant_by_id.values().map(|b| &b.grant).collect();
+    let tenant_grants: HashSet<&Grant> = bindings.tenant_docs.iter().map(|b| &b.grant).collect();
     let role_names: HashMap<&str, &str> = deps
         .roles
         .legacy
         .iter()
-        .map(|r| (r.header.id.as_str(), r.name.as_str()))
+        .map(|r| (r.header.id.as_ref(), r.name.as_ref()))
         .collect();
     let group_names: HashMap<&str, &str> = deps
         .groups
         .legacy
         .iter()
-        .map(|g| (g.header.id.as_str(), g.name.as_str()))
+        .map(|g| (g.header.id.as_ref(), g.name.as_ref()))
         .collect();
     for binding in &bindings.legacy {
         let grant = &binding.grant;
         let finding = |reason: String| Finding {
             kind: Kind::Binding,
-            key: binding.header.key.clone(),
+            key: binding.header.key.to_string(),
             group_id: None,
             reason,
             detail: None,
@@ -842,13 +1094,13 @@ fn plan_bindings(
             out.skipped.push(finding(reason));
             continue;
         }
-        if deps.role_outcomes.get(&grant.role_id) == Some(&Outcome::Conflict) {
+        if deps.role_outcomes.get(grant.role_id.as_ref()) == Some(&Outcome::Conflict) {
             out.conflicts
                 .push(finding(format!("role `{}` is in conflict", grant.role_id)));
             continue;
         }
         if grant.subject_type == SubjectType::Group
-            && deps.group_outcomes.get(&grant.external_id) == Some(&Outcome::Conflict)
+            && deps.group_outcomes.get(grant.external_id.as_ref()) == Some(&Outcome::Conflict)
         {
             out.conflicts.push(finding(format!(
                 "group `{}` is in conflict",
@@ -860,14 +1112,14 @@ fn plan_bindings(
             *out.present.entry(Kind::Binding).or_default() += 1;
             continue;
         }
-        let id = binding.header.id.as_str();
-        let key = Scope::<Binding>::target_key(tenant, id);
+        let id = binding.header.id.as_ref();
         if bindings.tenant_by_id.contains_key(id) {
             out.conflicts.push(finding(format!(
                 "tenant `{tenant}` already has binding `{id}` with another subject, role or namespace"
             )));
             continue;
         }
+        let key = target_key(tenant, id);
         if let Some(reason) = bindings.key_conflict(&key, Kind::Binding) {
             out.conflicts.push(finding(reason));
             continue;
@@ -876,25 +1128,26 @@ fn plan_bindings(
             SubjectType::User => format!(
                 "user {}",
                 deps.users
-                    .live
-                    .get(&grant.external_id)
-                    .map(|u| u.username.as_str())
+                    .by_id
+                    .get(grant.external_id.as_ref())
+                    .map(|&i| deps.users.live[i].username.as_ref())
                     .unwrap_or_default()
             ),
             SubjectType::Group => format!(
                 "group {}",
                 group_names
-                    .get(grant.external_id.as_str())
+                    .get(grant.external_id.as_ref())
                     .copied()
                     .unwrap_or_default()
             ),
         };
         out.changes.push(Change::AddBinding {
             key,
-            value: documents::with_tenant(&binding.doc, tenant),
+            value: Document::copy_to_tenant(binding.raw, tenant)
+                .expect("a parsed document is a JSON object"),
             subject,
             role: role_names
-                .get(grant.role_id.as_str())
+                .get(grant.role_id.as_ref())
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
         });

@@ -40,22 +40,23 @@ pub const SCENARIOS: &[Scenario] = &[
     },
 ];
 
-/// Replaces what depends on where the test database lives, and re-seals.
-fn normalise(mut plan: Value) -> Value {
-    plan["source"] = json!({
-        "backend": "sqlite",
-        "database": "sqlite:sync-access-demo.db",
-        "identity": "sqlite:/demo/sync-access-demo.db",
-    });
-    plan["digest"] = json!(sync_access::plan::digest_of(&plan));
-    plan
+/// Replaces what depends on where the test database lives, re-seals, and
+/// writes the plan as the tool writes it.
+fn normalise(plan: Value) -> Vec<u8> {
+    let bytes = serde_json::to_vec(&plan).unwrap();
+    let mut plan = sync_access::plan::parse(&bytes).expect("a valid plan").plan;
+    plan.source = sync_access::plan::Source {
+        backend: "sqlite".into(),
+        database: "sqlite:sync-access-demo.db".into(),
+        identity: "sqlite:/demo/sync-access-demo.db".into(),
+    };
+    plan.digest = sync_access::plan::digest_of_plan(&plan);
+    plan.to_pretty_json()
 }
 
 /// Compares with a golden file byte for byte; `UPDATE_GOLDEN=1` rewrites it.
 fn assert_golden(plan: Value, golden: &Path) {
-    let plan = normalise(plan);
-    let mut bytes = serde_json::to_vec_pretty(&plan).unwrap();
-    bytes.push(b'\n');
+    let bytes = normalise(plan);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(golden, &bytes).unwrap();
     }
