@@ -77,6 +77,8 @@ pub enum Command {
     History(HistoryArgs),
     /// Create a demo store (or a large synthetic one with --users)
     Demo(DemoArgs),
+    /// Make an Ed25519 key pair for signed approvals
+    Keygen(KeygenArgs),
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +169,16 @@ pub struct ApproveArgs {
     /// Do not ask for confirmation
     #[arg(long, short = 'y')]
     pub yes: bool,
+    /// Sign the approval with this secret key (from `keygen`)
+    #[arg(long, value_name = "FILE")]
+    pub signing_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Where to write the secret key; the public key goes to FILE.pub
+    #[arg(value_name = "FILE")]
+    pub out: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +191,15 @@ pub struct ApplyArgs {
     /// Who applies [default: $USER]
     #[arg(long, env = "SYNC_ACCESS_USER")]
     pub applied_by: Option<String>,
+    /// Count only approvals signed by this public key (repeatable; from `keygen`)
+    #[arg(long, value_name = "FILE")]
+    pub trusted_key: Vec<PathBuf>,
+    /// Distinct approvers needed
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub require_approvals: u16,
+    /// Do not count an approval by the plan's author (`created_by`)
+    #[arg(long)]
+    pub four_eyes: bool,
 }
 
 #[derive(Debug, Args)]

@@ -6,6 +6,7 @@
 //! goes plan file -> validation -> store under lock -> the same sync ->
 //! comparison -> writes.
 
+pub mod approvals;
 pub mod cli;
 pub mod commands;
 pub mod connect;
@@ -37,6 +38,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
             Command::Verify(args) => commands::verify::run(global, args).await,
             Command::History(args) => commands::history::run(global, args).await,
             Command::Demo(args) => commands::demo::run(global, args).await,
+            Command::Keygen(args) => commands::keygen::run(args),
         }
     })
 }

@@ -3,7 +3,16 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    let cli = sync_access::cli::Cli::parse();
+    let cli = match sync_access::cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        // Help and version are successes; a usage error exits 1 (SPEC §6),
+        // not clap's 2, which means "changes planned" here.
+        Err(err) if !err.use_stderr() => err.exit(),
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(sync_access::ExitStatus::Error.code());
+        }
+    };
     match sync_access::run(cli) {
         Ok(status) => ExitCode::from(status.code()),
         Err(err) => {

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::approvals;
 use crate::cli::{ApplyArgs, GlobalArgs};
 use crate::error::{Error, ExitStatus, Result};
 use crate::plan::{self, Loaded};
@@ -24,7 +25,16 @@ enum Attempt {
 pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
     let loaded = plan::load(path)?;
-    let plan = validate(&loaded, path)?;
+    let policy = approvals::Policy {
+        trusted: args
+            .trusted_key
+            .iter()
+            .map(|key| approvals::read_public_key(key))
+            .collect::<Result<_>>()?,
+        required: usize::from(args.require_approvals),
+        four_eyes: args.four_eyes,
+    };
+    let (plan, approvers) = validate(&loaded, path, &policy)?;
     let (target, mut store) = super::open_store(global, Access::ReadWrite).await?;
     let identity = store.identity().await?;
     if identity != plan.source.identity {
@@ -47,7 +57,7 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
             .begin_apply(Duration::from_secs(args.lock_timeout))
             .await
             .map_err(not_applied)?;
-        let attempt = attempt(&mut store, &loaded, path, &applied_by).await;
+        let attempt = attempt(&mut store, &loaded, path, &applied_by, &approvers).await;
         match attempt {
             Ok(Attempt::Applied { rows }) => {
                 let s = &plan.summary;
@@ -122,7 +132,12 @@ fn reworded(err: Error, f: impl FnOnce(String) -> String) -> Error {
 
 /// The checks that need no database: intact, applyable, approved. A plan
 /// with conflicts can never be approved, so that is what it is told.
-fn validate<'a>(loaded: &'a Loaded, path: &Path) -> Result<&'a plan::Plan> {
+/// The approvals that count are returned: they are what the history records.
+fn validate<'a>(
+    loaded: &'a Loaded,
+    path: &Path,
+    policy: &approvals::Policy,
+) -> Result<(&'a plan::Plan, Vec<&'a plan::Approval>)> {
     loaded.require_intact(path)?;
     let plan = &loaded.plan;
     if !plan.applyable {
@@ -132,14 +147,8 @@ fn validate<'a>(loaded: &'a Loaded, path: &Path) -> Result<&'a plan::Plan> {
             plan.conflicts.len()
         )));
     }
-    if plan.matching_approvals().next().is_none() {
-        return Err(Error::Refused(format!(
-            "{}: not approved: no approval matches its digest {} (run `sync-access approve`)",
-            path.display(),
-            plan.digest
-        )));
-    }
-    Ok(plan)
+    let counted = approvals::check(plan, policy, path)?;
+    Ok((plan, counted))
 }
 
 async fn attempt(
@@ -147,6 +156,7 @@ async fn attempt(
     loaded: &Loaded,
     path: &Path,
     applied_by: &str,
+    approvers: &[&plan::Approval],
 ) -> Result<Attempt> {
     let plan = &loaded.plan;
     let not_applied = |e: Error| not_applied(path, e);
@@ -178,9 +188,9 @@ async fn attempt(
     let writes =
         writes_for(&snapshot, &plan.tenant, &now.changes).map_err(|e| stale(e.to_string()))?;
     drop(snapshot);
-    let approvers: Vec<serde_json::Value> = plan
-        .matching_approvals()
-        .map(|a| serde_json::json!({"by": a.by, "at": a.at}))
+    let approvers: Vec<serde_json::Value> = approvers
+        .iter()
+        .map(|a| serde_json::json!({"by": a.by, "at": a.at, "signed": a.signature.is_some()}))
         .collect();
     let record = HistoryRecord {
         digest: plan.digest.clone(),

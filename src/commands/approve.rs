@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
+use crate::approvals;
 use crate::cli::ApproveArgs;
 use crate::error::{Error, ExitStatus, Result};
 use crate::plan::{self, Approval};
@@ -24,8 +25,16 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     if by.is_empty() {
         return Err(Error::usage("--by must name the approver"));
     }
+    let signing_key = args
+        .signing_key
+        .as_deref()
+        .map(approvals::read_signing_key)
+        .transpose()?;
     eprint!("{}", render::plan_summary_for_stderr(plan));
-    if plan.matching_approvals().any(|a| a.by == by) {
+    if plan
+        .matching_approvals()
+        .any(|a| a.by == by && (signing_key.is_none() || a.signature.is_some()))
+    {
         eprintln!(
             "{}: already approved by {by}; nothing written.",
             path.display()
@@ -38,13 +47,16 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
             path.display()
         )));
     }
-    let approval = Approval {
+    let mut approval = Approval {
         by: by.to_string(),
         at: plan::now_rfc3339()?,
         digest: plan.digest.clone(),
         comment: args.comment.clone().filter(|c| !c.is_empty()),
         signature: None,
     };
+    if let Some(key) = &signing_key {
+        approvals::sign(&mut approval, key);
+    }
     // The typed plan keeps every member the digest covers (plan::parse
     // refuses anything else): the rewritten file seals the same content.
     let mut approved = loaded.plan.clone();

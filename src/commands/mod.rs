@@ -4,6 +4,7 @@ pub mod apply;
 pub mod approve;
 pub mod demo;
 pub mod history;
+pub mod keygen;
 pub mod plan;
 pub mod show;
 pub mod verify;

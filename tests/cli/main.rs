@@ -5,6 +5,7 @@ mod apply;
 mod fixtures;
 mod plan;
 mod show;
+mod signing;
 mod support;
 
 use libtest_mimic::{Arguments, Trial};
@@ -34,5 +35,6 @@ fn main() {
     trials.extend(plan::single_trials());
     trials.extend(show::single_trials());
     trials.extend(apply::single_trials());
+    trials.extend(signing::single_trials());
     libtest_mimic::run(&args, trials).exit();
 }
