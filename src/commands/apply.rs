@@ -10,7 +10,7 @@ use crate::error::{Error, ExitStatus, Result};
 use crate::plan::{self, Loaded};
 use crate::render;
 use crate::store::{Access, HistoryRecord, ReadMode, Store, HISTORY_TABLE};
-use crate::sync::{sync, writes_for};
+use crate::sync::{into_writes, sync, Change};
 
 enum Attempt {
     Applied {
@@ -34,7 +34,15 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
         required: usize::from(args.require_approvals),
         four_eyes: args.four_eyes,
     };
-    let (plan, approvers) = validate(&loaded, path, &policy)?;
+    let approvers: Vec<plan::Approval> = validate(&loaded, path, &policy)?
+        .into_iter()
+        .cloned()
+        .collect();
+    // The approved changes are compared once, then freed: a million of them
+    // are not kept beside the million being written.
+    let mut loaded = loaded;
+    let mut approved = std::mem::take(&mut loaded.plan.changes);
+    let plan = &loaded.plan;
     let (target, mut store) = super::open_store(global, Access::ReadWrite).await?;
     let identity = store.identity().await?;
     if identity != plan.source.identity {
@@ -57,7 +65,15 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
             .begin_apply(Duration::from_secs(args.lock_timeout))
             .await
             .map_err(not_applied)?;
-        let attempt = attempt(&mut store, &loaded, path, &applied_by, &approvers).await;
+        let attempt = attempt(
+            &mut store,
+            plan,
+            &mut approved,
+            path,
+            &applied_by,
+            &approvers,
+        )
+        .await;
         match attempt {
             Ok(Attempt::Applied { rows }) => {
                 let s = &plan.summary;
@@ -137,7 +153,7 @@ fn validate<'a>(
     loaded: &'a Loaded,
     path: &Path,
     policy: &approvals::Policy,
-) -> Result<(&'a plan::Plan, Vec<&'a plan::Approval>)> {
+) -> Result<Vec<&'a plan::Approval>> {
     loaded.require_intact(path)?;
     let plan = &loaded.plan;
     if !plan.applyable {
@@ -147,18 +163,17 @@ fn validate<'a>(
             plan.conflicts.len()
         )));
     }
-    let counted = approvals::check(plan, policy, path)?;
-    Ok((plan, counted))
+    approvals::check(plan, policy, path)
 }
 
 async fn attempt(
     store: &mut Store,
-    loaded: &Loaded,
+    plan: &plan::Plan,
+    approved: &mut Vec<Change>,
     path: &Path,
     applied_by: &str,
-    approvers: &[&plan::Approval],
+    approvers: &[plan::Approval],
 ) -> Result<Attempt> {
-    let plan = &loaded.plan;
     let not_applied = |e: Error| not_applied(path, e);
     let stale = |why: String| not_applied(Error::Stale(format!("stale: {why}")));
     if let Some(record) = store
@@ -168,25 +183,26 @@ async fn attempt(
     {
         return Ok(Attempt::AlreadyApplied(record));
     }
+    if !store.history_ready().await.map_err(not_applied)? {
+        return Ok(Attempt::NeedHistoryTable);
+    }
     let snapshot = store
         .read_snapshot(&plan.tenant, ReadMode::InApply)
         .await
         .map_err(not_applied)?;
     let now = sync(&snapshot, &plan.sync_options()).map_err(|e| stale(e.to_string()))?;
     // Documents are canonical text: equal changes are equal bytes.
-    if now.changes != plan.changes {
-        let diff = render::changes_diff(&plan.changes, &now.changes);
+    if now.changes != *approved {
+        let diff = render::changes_diff(approved, &now.changes);
         return Err(stale(format!(
             "the database no longer needs exactly the approved changes; plan, review and approve again\n\
              --- approved\n+++ needed now\n{}",
             diff.trim_end()
         )));
     }
-    if !store.history_ready().await.map_err(not_applied)? {
-        return Ok(Attempt::NeedHistoryTable);
-    }
+    *approved = Vec::new();
     let writes =
-        writes_for(&snapshot, &plan.tenant, &now.changes).map_err(|e| stale(e.to_string()))?;
+        into_writes(&snapshot, &plan.tenant, now.changes).map_err(|e| stale(e.to_string()))?;
     drop(snapshot);
     let approvers: Vec<serde_json::Value> = approvers
         .iter()

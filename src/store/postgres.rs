@@ -12,8 +12,8 @@ use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{Connection, Executor, Row};
 
 use super::{
-    batches, db_error, ddl_statements, first_not_inserted, history_record, key_taken, Access,
-    HistoryRecord, ReadMode, Table, HISTORY_TABLE,
+    batches, db_error, ddl_statements, history_record, key_taken, Access, HistoryRecord, ReadMode,
+    Table, HISTORY_TABLE,
 };
 use crate::connect::Target;
 use crate::error::{Error, Result};
@@ -238,23 +238,34 @@ impl PgStore {
 
     pub async fn insert(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
         let doing = format!("inserting into {}", table.name());
+        // A plain INSERT: nothing comes back for a million rows, and a
+        // collision is a unique violation whose detail names the key.
         let sql = format!(
-            "INSERT INTO {} (\"key\", \"value\") SELECT k, v::jsonb FROM UNNEST($1::text[], $2::text[]) AS u(k, v) \
-             ON CONFLICT DO NOTHING RETURNING \"key\"::text",
+            "INSERT INTO {} (\"key\", \"value\") SELECT k, v::jsonb FROM UNNEST($1::text[], $2::text[]) AS u(k, v)",
             quoted(table)
         );
         for batch in batches(rows, BATCH_ROWS, BATCH_BYTES) {
             let (keys, values) = Self::columns(batch);
-            // A collision is reported by key rather than as a bare
-            // constraint error.
-            let inserted: Vec<String> = sqlx::query_scalar(&sql)
+            match sqlx::query(&sql)
                 .bind(keys)
                 .bind(values)
-                .fetch_all(&mut self.conn)
+                .execute(&mut self.conn)
                 .await
-                .map_err(|e| db_error(&doing, e))?;
-            if inserted.len() != batch.len() {
-                return Err(key_taken(table, first_not_inserted(batch, &inserted)));
+            {
+                Ok(_) => {}
+                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
+                    // "Key (key)=(default_b-1) already exists."
+                    let detail = e
+                        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                        .and_then(|pg| pg.detail())
+                        .unwrap_or("");
+                    let key = detail
+                        .split_once("=(")
+                        .and_then(|(_, rest)| rest.rsplit_once(") already exists"))
+                        .map_or("?", |(key, _)| key);
+                    return Err(key_taken(table, key));
+                }
+                Err(e) => return Err(db_error(&doing, e)),
             }
         }
         Ok(())

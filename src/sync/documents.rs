@@ -634,6 +634,12 @@ impl Document {
         self.text.get()
     }
 
+    /// The canonical text, without a copy.
+    pub fn into_string(self) -> String {
+        let text: Box<str> = self.text.into();
+        text.into()
+    }
+
     /// The document as a map, for reading its fields.
     pub fn to_map(&self) -> Map<String, Value> {
         serde_json::from_str(self.as_str()).expect("a document is a JSON object")

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use documents::{Binding, Grant, Group, Malformed, Parsed, Role, User};
 pub use documents::{Document, Membership, RawDoc, SubjectType};
-pub use writes::{applied, unmet_changes, writes_for, MissingUser, Unmet, Writes};
+pub use writes::{applied, into_writes, unmet_changes, writes_for, MissingUser, Unmet, Writes};
 
 /// The rows `sync` needs, read in one consistent snapshot. Each table holds
 /// at least every legacy document, every document of the target tenant and

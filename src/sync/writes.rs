@@ -51,8 +51,18 @@ pub fn writes_for(
     tenant: &str,
     changes: &[Change],
 ) -> Result<Writes, MissingUser> {
+    into_writes(snapshot, tenant, changes.to_vec())
+}
+
+/// [`writes_for`], consuming the changes: their documents become the rows
+/// without a copy (a million documents are hundreds of megabytes).
+pub fn into_writes(
+    snapshot: &Snapshot,
+    tenant: &str,
+    changes: Vec<Change>,
+) -> Result<Writes, MissingUser> {
     let mut writes = Writes::default();
-    let mut memberships: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    let mut memberships: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for change in changes {
         match change {
             Change::CreateTenant { key, value } => writes.tenants.push(row(key, value)),
@@ -73,7 +83,7 @@ pub fn writes_for(
                     Value::String(membership.as_str().to_string()),
                 );
                 memberships
-                    .entry(key.as_str())
+                    .entry(key)
                     .or_default()
                     .push(Value::Object(entry));
             }
@@ -87,7 +97,9 @@ pub fn writes_for(
             .map(|u| (u.key.as_str(), u))
             .collect();
         for (key, entries) in memberships {
-            let raw = users.get(key).ok_or_else(|| MissingUser(key.to_string()))?;
+            let raw = users
+                .get(key.as_str())
+                .ok_or_else(|| MissingUser(key.to_string()))?;
             let value = with_memberships(&raw.value, entries)
                 .ok_or_else(|| MissingUser(key.to_string()))?;
             writes.users.push(RawDoc::new(key, value));
@@ -184,8 +196,11 @@ fn with_memberships(doc: &str, entries: Vec<Value>) -> Option<String> {
     Some(out)
 }
 
-fn row(key: &str, value: &super::Document) -> RawDoc {
-    RawDoc::new(key, value.as_str())
+fn row(key: String, value: super::Document) -> RawDoc {
+    RawDoc {
+        key,
+        value: value.into_string(),
+    }
 }
 
 /// The snapshot as it will be once `writes` are committed: for tests and for
