@@ -92,14 +92,19 @@ impl Target {
 
 /// Removes the password from `scheme://user:password@host/...` and from
 /// `password=` query parameters.
+///
+/// The userinfo is taken to end at the *last* `@` of the URL, not at the
+/// last `@` before the first `/`, `?` or `#` as a URL parser would: a
+/// password with one of those characters left unencoded (`pa/ss`, `pa#ss`)
+/// makes the URL malformed, and its error message must not print it. A `@`
+/// in the path or query makes this remove more than the password, which is
+/// the safe side.
 pub fn redact(url: &str) -> String {
     let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
+    let scheme = out.split(':').next().unwrap_or("");
+    if let Some(scheme_end) = out.find("://").filter(|_| scheme != "sqlite") {
         let authority_start = scheme_end + 3;
-        let authority_end = out[authority_start..]
-            .find(['/', '?', '#'])
-            .map_or(out.len(), |i| authority_start + i);
-        if let Some(at) = out[authority_start..authority_end].rfind('@') {
+        if let Some(at) = out[authority_start..].rfind('@') {
             let userinfo = &out[authority_start..authority_start + at];
             if let Some(colon) = userinfo.find(':') {
                 out.replace_range(authority_start + colon..authority_start + at, "");
@@ -276,6 +281,22 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db?password=x"), "postgres://u@h/db");
         assert_eq!(redact("sqlite:/tmp/a.db"), "sqlite:/tmp/a.db");
+        assert_eq!(redact("sqlite:///tmp/u@x.db"), "sqlite:///tmp/u@x.db");
+    }
+
+    #[test]
+    fn unencoded_delimiters_in_a_password_are_redacted_too() {
+        for password in ["pa/ss", "pa#ss", "pa?ss", "p@ss/w@rd", "a:b/c?d#e@f"] {
+            let url = format!("postgres://kestra:{password}@db:5432/kestra?sslmode=disable");
+            let shown = redact(&url);
+            assert_eq!(shown, "postgres://kestra@db:5432/kestra?sslmode=disable");
+            assert_eq!(Target::parse(&url).unwrap().display(), shown);
+        }
+        // A `@` after the host: more than the password goes, never less.
+        assert_eq!(
+            redact("mysql://root:pw@h/db?application_name=me@corp"),
+            "mysql://root@corp"
+        );
     }
 
     #[test]
