@@ -223,6 +223,44 @@ mod fast {
     }
 }
 
+/// How deep serde_json nests arrays and objects before it gives up (its
+/// recursion limit). The fast path skips members it does not read without
+/// that limit; [`Document::to_map`] and the slow path have it.
+const MAX_NESTING: usize = 127;
+
+/// Whether the JSON `text` nests arrays and objects at most
+/// [`MAX_NESTING`] deep, so that serde_json can read it back as a `Value`.
+/// A document nested deeper would be accepted by the fast path and then
+/// fail where it is copied or shown; it is malformed instead.
+fn nesting_within_limit(text: &str) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
 fn header<'a>(
     key: &'a str,
     id: Cow<'a, str>,
@@ -239,7 +277,10 @@ fn header<'a>(
 }
 
 pub fn parse_user(raw: &RawDoc) -> Parsed<User<'_>> {
-    if let Ok(v) = serde_json::from_str::<fast::User>(&raw.value) {
+    if let Some(v) = serde_json::from_str::<fast::User>(&raw.value)
+        .ok()
+        .filter(|_| nesting_within_limit(&raw.value))
+    {
         if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
             let mut legacy_memberships = BTreeMap::new();
             let mut tenant_memberships = BTreeMap::new();
@@ -264,7 +305,10 @@ pub fn parse_user(raw: &RawDoc) -> Parsed<User<'_>> {
 }
 
 pub fn parse_group(raw: &RawDoc) -> Parsed<Group<'_>> {
-    if let Ok(v) = serde_json::from_str::<fast::Group>(&raw.value) {
+    if let Some(v) = serde_json::from_str::<fast::Group>(&raw.value)
+        .ok()
+        .filter(|_| nesting_within_limit(&raw.value))
+    {
         if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
             return Ok(Group {
                 header,
@@ -277,7 +321,10 @@ pub fn parse_group(raw: &RawDoc) -> Parsed<Group<'_>> {
 }
 
 pub fn parse_role(raw: &RawDoc) -> Parsed<Role<'_>> {
-    if let Ok(v) = serde_json::from_str::<fast::Role>(&raw.value) {
+    if let Some(v) = serde_json::from_str::<fast::Role>(&raw.value)
+        .ok()
+        .filter(|_| nesting_within_limit(&raw.value))
+    {
         if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
             let permissions = v
                 .permissions
@@ -297,7 +344,10 @@ pub fn parse_role(raw: &RawDoc) -> Parsed<Role<'_>> {
 }
 
 pub fn parse_binding(raw: &RawDoc) -> Parsed<Binding<'_>> {
-    if let Ok(v) = serde_json::from_str::<fast::Binding>(&raw.value) {
+    if let Some(v) = serde_json::from_str::<fast::Binding>(&raw.value)
+        .ok()
+        .filter(|_| nesting_within_limit(&raw.value))
+    {
         if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
             return Ok(Binding {
                 header,
@@ -372,6 +422,9 @@ mod slow {
         match serde_json::from_str::<Value>(&raw.value) {
             Ok(Value::Object(obj)) => Ok(obj),
             Ok(_) => Err(bare("document is not a JSON object")),
+            Err(e) if e.to_string().starts_with("recursion limit exceeded") => Err(bare(&format!(
+                "document is nested deeper than {MAX_NESTING} levels"
+            ))),
             Err(_) => Err(bare("document is not valid JSON")),
         }
     }
@@ -624,6 +677,9 @@ impl Document {
     /// `tenant`, every other member kept, in canonical form. `None` when
     /// `raw` is not a JSON object.
     pub fn copy_to_tenant(raw: &str, tenant: &str) -> Option<Document> {
+        if !nesting_within_limit(raw) {
+            return None;
+        }
         let text = canonical::with_member(raw, "tenantId", tenant)?;
         Some(Document::from_text(
             serde_json::value::RawValue::from_string(text).ok()?,
@@ -679,6 +735,11 @@ impl<'de> Deserialize<'de> for Document {
     /// (without a `Value` when it is flat, as plans write them).
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        if !nesting_within_limit(raw.get()) {
+            return Err(serde::de::Error::custom(format!(
+                "a document is nested deeper than {MAX_NESTING} levels"
+            )));
+        }
         let text = canonical::object(raw.get())
             .ok_or_else(|| serde::de::Error::custom("a document must be a JSON object"))?;
         let text =
@@ -811,6 +872,74 @@ mod canonical {
                     .collect();
                 let raw = format!("{{{}}}", body.join(sep));
                 proptest::prop_assert_eq!(with_member(&raw, "tenantId", "t\"é").unwrap(), reference(&raw));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod nesting_tests {
+    use super::*;
+
+    /// `{"id":"x",...,"extra":[[...["deep"]...]]}` with `depth` arrays.
+    fn nested(prefix: &str, depth: usize) -> String {
+        format!(
+            "{{{prefix}\"extra\":{}\"d[e{{e\\\"p\\\\\"{}}}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    }
+
+    #[test]
+    fn the_limit_is_serde_jsons() {
+        for depth in (0..140).chain([1000, 100_000]) {
+            let text = nested("\"s\":\"]]}}\\\"[[\",", depth);
+            assert_eq!(
+                nesting_within_limit(&text),
+                serde_json::from_str::<Value>(&text).is_ok(),
+                "depth {depth}"
+            );
+        }
+    }
+
+    /// A document nested too deep for serde_json is malformed, never
+    /// planned: it used to pass the fast path and panic where it was copied
+    /// (`plan`) or read back (`show`, `verify`).
+    #[test]
+    fn deeply_nested_documents_are_malformed_or_readable() {
+        let fields = [
+            ("group", "\"id\":\"g\",\"name\":\"G\",\"deleted\":false,"),
+            (
+                "role",
+                "\"id\":\"r\",\"name\":\"R\",\"permissions\":{\"FLOW\":[\"READ\"]},\"deleted\":false,",
+            ),
+            (
+                "binding",
+                "\"id\":\"b\",\"type\":\"USER\",\"externalId\":\"u\",\"roleId\":\"r\",\"deleted\":false,",
+            ),
+            ("user", "\"id\":\"u\",\"username\":\"u\",\"deleted\":false,"),
+        ];
+        for depth in (120..135).chain([5000]) {
+            for (kind, prefix) in fields {
+                let raw = RawDoc::new("k", nested(prefix, depth));
+                let copied = match kind {
+                    "group" => parse_group(&raw).map(|g| g.raw),
+                    "role" => parse_role(&raw).map(|r| r.raw),
+                    "binding" => parse_binding(&raw).map(|b| b.raw),
+                    _ => parse_user(&raw).map(|_| raw.value.as_str()),
+                };
+                match copied {
+                    Ok(text) => {
+                        let copy = Document::copy_to_tenant(text, "t").expect("copied");
+                        assert_eq!(copy.to_map()["tenantId"], "t", "{kind} at {depth}");
+                    }
+                    Err(m) => assert!(m.detail.contains("nested deeper"), "{kind}: {m:?}"),
+                }
+            }
+            let text = nested("\"id\":\"x\",", depth);
+            match serde_json::from_str::<Document>(&text) {
+                Ok(doc) => assert_eq!(doc.to_map()["id"], "x"),
+                Err(e) => assert!(e.to_string().contains("nested deeper"), "{e}"),
             }
         }
     }
