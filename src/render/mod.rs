@@ -26,12 +26,21 @@ use crate::sync::Change;
 /// Most lines of a stale diff printed before "... and N more".
 const MAX_DIFF_LINES: usize = 400;
 
+/// The first 12 hex digits of a digest, for display. A plan file's digest
+/// can be any string (a hostile or broken file is shown too, with a
+/// warning): cut on a character boundary, never inside one.
+pub(crate) fn short_digest(digest: &str) -> &str {
+    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
+    let end = hex.char_indices().nth(12).map_or(hex.len(), |(i, _)| i);
+    &hex[..end]
+}
+
 /// The few lines `plan` and `approve` print on stderr.
 pub fn plan_summary_for_stderr(plan: &Plan) -> String {
     let s = &plan.summary;
     let mut out = format!(
         "Plan {} for tenant `{}` on {}:\n  {} change(s): {}{} role(s), {} group(s), {} membership(s), {} binding(s)\n  {} already present, {} skipped, {} conflict(s)\n",
-        plan.short_digest(),
+        short_digest(&plan.digest),
         plan.tenant,
         plan.source.database,
         s.changes(),
@@ -145,15 +154,32 @@ pub fn history_table(records: &[HistoryRecord]) -> String {
                 )
             })
             .unwrap_or_default();
-        let digest = r.digest.strip_prefix("sha256:").unwrap_or(&r.digest);
         table.add_row([
             r.applied_at.as_str(),
             r.tenant.as_str(),
-            &digest[..digest.len().min(12)],
+            short_digest(&r.digest),
             r.applied_by.as_str(),
             &approvers_text(&r.approvers),
             if changes.is_empty() { "none" } else { &changes },
         ]);
     }
     format!("{table}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_digest;
+
+    #[test]
+    fn short_digests_cut_on_character_boundaries() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert_eq!(short_digest(&format!("sha256:{hex}")), "0123456789ab");
+        assert_eq!(short_digest("sha256:abc"), "abc");
+        // A hostile plan's digest: byte 12 falls inside a character.
+        assert_eq!(short_digest("sha256:a日日日日日日"), "a日日日日日日");
+        assert_eq!(
+            short_digest("sha256:a日日日日日日日日日日日日"),
+            "a日日日日日日日日日日日"
+        );
+    }
 }

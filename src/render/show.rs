@@ -123,7 +123,7 @@ fn header(plan: &Plan, computed_digest: &str, out: &mut Doc) {
     out.push(Block::Title(
         Line::new()
             .text("Plan ")
-            .data(plan.short_digest())
+            .data(super::short_digest(&plan.digest))
             .text(" for tenant ")
             .data(&plan.tenant),
     ));
@@ -153,7 +153,7 @@ fn header(plan: &Plan, computed_digest: &str, out: &mut Doc) {
             (
                 "digest",
                 Line::new()
-                    .data(plan.short_digest())
+                    .data(super::short_digest(&plan.digest))
                     .text(" (matches the content)"),
                 Mark::Plain,
             )
@@ -161,7 +161,7 @@ fn header(plan: &Plan, computed_digest: &str, out: &mut Doc) {
             (
                 "digest",
                 Line::new()
-                    .data(plan.short_digest())
+                    .data(super::short_digest(&plan.digest))
                     .text(" DOES NOT MATCH the content"),
                 Mark::Conflict,
             )
