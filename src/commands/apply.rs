@@ -25,6 +25,7 @@ enum Attempt {
 pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
     let loaded = plan::load(path)?;
+    tracing::info!(changes = loaded.plan.changes.len(), "loaded the plan");
     let policy = approvals::Policy {
         trusted: args
             .trusted_key
@@ -190,7 +191,9 @@ async fn attempt(
         .read_snapshot(&plan.tenant, ReadMode::InApply)
         .await
         .map_err(not_applied)?;
+    tracing::info!("read the snapshot under the lock");
     let now = sync(&snapshot, &plan.sync_options()).map_err(|e| stale(e.to_string()))?;
+    tracing::info!(changes = now.changes.len(), "re-derived the changes");
     // Documents are canonical text: equal changes are equal bytes.
     if now.changes != *approved {
         let diff = render::changes_diff(approved, &now.changes);
@@ -204,6 +207,8 @@ async fn attempt(
     let writes =
         into_writes(&snapshot, &plan.tenant, now.changes).map_err(|e| stale(e.to_string()))?;
     drop(snapshot);
+    store.write(&writes).await.map_err(not_applied)?;
+    tracing::info!(rows = writes.len(), "wrote the changes");
     let approvers: Vec<serde_json::Value> = approvers
         .iter()
         .map(|a| serde_json::json!({"by": a.by, "at": a.at, "signed": a.signature.is_some()}))
@@ -218,7 +223,6 @@ async fn attempt(
         applied_by: applied_by.to_string(),
         summary: serde_json::to_string(&plan.summary).expect("a summary always serialises"),
     };
-    store.write(&writes).await.map_err(not_applied)?;
     store.record(&record).await.map_err(not_applied)?;
     store.commit().await.map_err(|e| {
         reworded(e, |why| {
