@@ -1,0 +1,172 @@
+#!/usr/bin/env bash
+# Benchmarks sync-access against the baselines of issue 5, side by side, in
+# one run, on identical copies of each store:
+#   raw read  - the five tables' rows selected to /dev/null (the limit for plan)
+#   raw SQL   - hand-written set-based INSERT ... SELECT and UPDATE in one
+#               transaction (bench/raw-*.sql: the limit for apply)
+#   per row   - the same writes, one statement per row (bench/per_row.py)
+# and writes BENCHMARKS.md.
+#
+# Usage: bench/run.sh [--sizes 10000,100000,1000000] [--backends sqlite,postgres,mysql]
+# Sizes count legacy bindings (10 per user, 3 memberships per user).
+# Needs: a release build, /usr/bin/time, python3, psql, mariadb, sqlite3.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SIZES=10000,100000,1000000
+BACKENDS=sqlite,postgres,mysql
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sizes) SIZES=$2; shift 2 ;;
+    --backends) BACKENDS=$2; shift 2 ;;
+    *) echo "usage: $0 [--sizes N,N] [--backends sqlite,postgres,mysql]" >&2; exit 1 ;;
+  esac
+done
+
+cargo build --release --quiet
+BIN=$PWD/target/release/sync-access
+WORK=$(mktemp -d /tmp/sync-access-bench.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+RESULTS=$WORK/results.tsv
+: > "$RESULTS"
+PG="psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -q"
+MY="mariadb -h 127.0.0.1 -uroot"
+DB=sa_bench
+
+# timed LABEL CMD...: runs CMD under /usr/bin/time; sets SECS and RSS_MIB.
+timed() {
+  local log=$WORK/time.log
+  /usr/bin/time -v -o "$log" "$@"
+  SECS=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$log")
+  RSS_MIB=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$log")
+}
+
+# timed_fn FUNCTION ARGS...: a shell function of this script, timed.
+timed_fn() {
+  local fn=$1; shift
+  timed bash -c "$(declare -f "$fn"); WORK='$WORK' PG='$PG' MY='$MY' DB='$DB' $fn \"\$@\"" "$fn" "$@"
+}
+
+url_of() {
+  case "$1" in
+    sqlite) echo "sqlite:$WORK/store.db" ;;
+    postgres) echo "postgres://postgres@127.0.0.1:5432/$DB" ;;
+    mysql) echo "mysql://root@127.0.0.1:3306/$DB" ;;
+  esac
+}
+
+# fresh_store BACKEND USERS: a pristine synthetic store, analysed.
+fresh_store() {
+  local backend=$1 users=$2
+  case "$backend" in
+    sqlite)
+      if [ -f "$WORK/pristine.db" ]; then cp "$WORK/pristine.db" "$WORK/store.db"; return; fi
+      rm -f "$WORK/store.db"
+      "$BIN" --database-url "$(url_of sqlite)" demo --users "$users" 2>/dev/null
+      sqlite3 "$WORK/store.db" "ANALYZE;"
+      cp "$WORK/store.db" "$WORK/pristine.db" ;;
+    postgres)
+      $PG -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)"
+      if $PG -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = '${DB}_pristine'" | grep -q 1; then
+        $PG -d postgres -c "CREATE DATABASE $DB TEMPLATE ${DB}_pristine"; return
+      fi
+      $PG -d postgres -c "CREATE DATABASE $DB"
+      "$BIN" --database-url "$(url_of postgres)" demo --users "$users" 2>/dev/null
+      $PG -d $DB -c "VACUUM ANALYZE"
+      $PG -d postgres -c "CREATE DATABASE ${DB}_pristine TEMPLATE $DB" ;;
+    mysql)
+      $MY -e "DROP DATABASE IF EXISTS $DB; CREATE DATABASE $DB CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"
+      "$BIN" --database-url "$(url_of mysql)" demo --users "$users" 2>/dev/null
+      $MY $DB -e "ANALYZE TABLE tenants, users, \`groups\`, roles, bindings" >/dev/null ;;
+  esac
+}
+
+drop_pristine() {
+  rm -f "$WORK/pristine.db"
+  $PG -d postgres -c "DROP DATABASE IF EXISTS ${DB}_pristine WITH (FORCE)" 2>/dev/null || true
+}
+
+raw_read() {
+  case "$1" in
+    sqlite) for t in tenants users groups roles bindings; do sqlite3 "$WORK/store.db" "SELECT key, value FROM \"$t\""; done ;;
+    postgres) for t in tenants users groups roles bindings; do $PG -d $DB -c "COPY (SELECT key, value FROM \"$t\") TO STDOUT"; done ;;
+    mysql) for t in tenants users groups roles bindings; do $MY --quick $DB -e "SELECT \`key\`, \`value\` FROM \`$t\`"; done ;;
+  esac > /dev/null
+}
+
+run_sql_file() { # BACKEND FILE
+  case "$1" in
+    sqlite) sqlite3 "$WORK/store.db" < "$2" ;;
+    postgres) $PG -d $DB -f "$2" > /dev/null ;;
+    mysql) $MY $DB < "$2" ;;
+  esac
+}
+
+IFS=, read -ra size_list <<< "$SIZES"
+IFS=, read -ra backend_list <<< "$BACKENDS"
+for backend in "${backend_list[@]}"; do
+  for bindings in "${size_list[@]}"; do
+    users=$((bindings / 10))
+    echo "== $backend, $bindings legacy bindings ($users users)" >&2
+    drop_pristine
+    fresh_store "$backend" "$users"
+    export DATABASE_URL
+    DATABASE_URL=$(url_of "$backend")
+
+    timed_fn raw_read "$backend"
+    read_s=$SECS
+
+    timed "$BIN" plan --skip-conflicts -o "$WORK/plan.json"
+    plan_s=$SECS plan_rss=$RSS_MIB
+    plan_mib=$(awk -v b="$(stat -c %s "$WORK/plan.json")" 'BEGIN {printf "%.0f", b/1048576}')
+    changes=$(python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['summary']; print(sum(v for k,v in s.items() if k.startswith(('add_','create_'))))" "$WORK/plan.json")
+
+    timed "$BIN" show "$WORK/plan.json" > /dev/null
+    show_s=$SECS
+
+    "$BIN" approve --yes --by bench@example.com "$WORK/plan.json" 2>/dev/null
+    timed "$BIN" apply "$WORK/plan.json" > /dev/null
+    apply_s=$SECS apply_rss=$RSS_MIB
+
+    python3 bench/per_row.py "$WORK/plan.json" "$backend" > "$WORK/per-row.sql"
+    rm -f "$WORK/plan.json"
+
+    fresh_store "$backend" "$users"
+    timed_fn run_sql_file "$backend" "bench/raw-$backend.sql"
+    raw_s=$SECS
+
+    fresh_store "$backend" "$users"
+    timed_fn run_sql_file "$backend" "$WORK/per-row.sql"
+    per_row_s=$SECS
+    rm -f "$WORK/per-row.sql"
+
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$bindings" "$changes" \
+      "$read_s" "$plan_s" "$plan_rss" "$plan_mib" "$show_s" "$apply_s" "$apply_rss" "$raw_s" "$per_row_s" "$users" >> "$RESULTS"
+  done
+  drop_pristine
+done
+$PG -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" 2>/dev/null || true
+$MY -e "DROP DATABASE IF EXISTS $DB" 2>/dev/null || true
+
+python3 - "$RESULTS" "$0 $*" <<'PY' | tee BENCHMARKS.md
+import os, platform, subprocess, sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
+def f(x): return float(x)
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
+print("# Benchmarks\n")
+print("Produced by `bench/run.sh` (`%s`), in one run, on %s with %d cores and %.0f GiB;" % (
+    sys.argv[2].strip(), cpu, os.cpu_count(), int(mem) / 1048576))
+print("PostgreSQL, MariaDB and SQLite on this machine, over loopback. Every store is generated by")
+print("`sync-access demo --users N` (seed 42: 10 legacy bindings and 3 memberships per user) and")
+print("analysed; each baseline runs on an identical fresh copy.\n")
+print("- raw read: the five tables' rows selected to /dev/null (COPY on PostgreSQL): the limit for `plan`")
+print("- raw SQL: `bench/raw-<backend>.sql`, set-based INSERT ... SELECT and UPDATE in one transaction: the limit for `apply`")
+print("- per row: the same writes, one statement per row (`bench/per_row.py`), as a per-entity API tool sends them\n")
+print("| backend | legacy bindings | changes | raw read s | plan s | plan / raw read | plan peak MiB | plan file MiB | show s | apply s | apply / raw SQL | apply peak MiB | raw SQL s | per row s | per row / apply |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for b, n, ch, rd, pl, prss, pmib, sh, ap, arss, raw, per, users in rows:
+    print("| %s | %s | %s | %.2f | %.2f | %.1f× | %s | %s | %.2f | %.2f | %.2f× | %s | %.2f | %.2f | %.1f× |" % (
+        b, n, ch, f(rd), f(pl), f(pl) / max(f(rd), 0.01), prss, pmib, f(sh), f(ap), f(ap) / max(f(raw), 0.01),
+        arss, f(raw), f(per), f(per) / max(f(ap), 0.01)))
+PY
