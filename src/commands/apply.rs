@@ -24,6 +24,8 @@ enum Attempt {
 
 pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
+    let progress = super::Progress::on_terminal();
+    progress.phase("reading the plan");
     let loaded = plan::load(path)?;
     tracing::info!(changes = loaded.plan.changes.len(), "loaded the plan");
     let policy = approvals::Policy {
@@ -62,6 +64,7 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     let not_applied = |e: Error| not_applied(path, e);
     let mut history_created = false;
     loop {
+        progress.phase("waiting for the lock, re-reading and comparing; then writing");
         store
             .begin_apply(Duration::from_secs(args.lock_timeout))
             .await
@@ -75,6 +78,7 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
             &approvers,
         )
         .await;
+        progress.finish();
         match attempt {
             Ok(Attempt::Applied { rows }) => {
                 let s = &plan.summary;

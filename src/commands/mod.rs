@@ -107,3 +107,40 @@ pub fn print_stdout(bytes: &[u8]) -> Result<()> {
         Err(e) => Err(Error::Io(format!("stdout: {e}"))),
     }
 }
+
+/// Progress on stderr for long runs: a spinner naming the phase, only when
+/// stderr is a terminal (never in pipes, logs or CI).
+pub struct Progress(Option<indicatif::ProgressBar>);
+
+impl Progress {
+    /// A spinner on a terminal; nothing otherwise.
+    pub fn on_terminal() -> Progress {
+        use std::io::IsTerminal;
+        if !std::io::stderr().is_terminal() {
+            return Progress(None);
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Progress(Some(bar))
+    }
+
+    /// Names the phase now under way.
+    pub fn phase(&self, what: &str) {
+        if let Some(bar) = &self.0 {
+            bar.set_message(what.to_string());
+        }
+    }
+
+    /// Clears the spinner before the command prints its result.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.0 {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}

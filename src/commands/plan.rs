@@ -19,8 +19,11 @@ pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<ExitStatus> {
         created_at: now_rfc3339()?,
         created_by: super::whoami(args.created_by.as_deref()),
     };
+    let progress = super::Progress::on_terminal();
+    progress.phase("connecting");
     let (target, mut store) = super::open_store(global, Access::ReadOnly).await?;
     let identity = store.identity().await?;
+    progress.phase("reading the store");
     let snapshot = store
         .read_snapshot(&options.tenant, ReadMode::ReadOnly)
         .await?;
@@ -31,6 +34,7 @@ pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<ExitStatus> {
         bindings = snapshot.bindings.len(),
         "read snapshot"
     );
+    progress.phase("deriving the changes");
     let result = sync(&snapshot, &options).map_err(|e| Error::Usage(e.to_string()))?;
     drop(snapshot);
     tracing::info!(changes = result.changes.len(), "derived the changes");
@@ -39,12 +43,14 @@ pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<ExitStatus> {
         database: target.display(),
         identity,
     };
+    progress.phase("sealing and writing the plan");
     let plan = Plan::new(result, &options, source, provenance);
     tracing::info!(digest = %plan.digest, "sealed the plan");
     match &args.out {
         Some(path) => super::write_atomically_with(path, |file| plan.write_pretty(file))?,
         None => super::stream_stdout(|out| plan.write_pretty(out))?,
     }
+    progress.finish();
     tracing::info!("wrote the plan");
     if std::io::stderr().is_terminal() {
         let style = super::show::terminal_style(None, super::show::Stream::Stderr);

@@ -176,6 +176,36 @@ pub fn single_trials() -> Vec<Trial> {
                 Ok(())
             },
         ),
+        Trial::test("progress::plan_and_apply_are_silent_when_piped", || {
+            let db = TestDb::with_rows(Kind::Sqlite, fixtures::rules());
+            let out = db
+                .cmd()
+                .args(["plan", "--skip-conflicts", "-o"])
+                .arg(db.path("plan.json"))
+                .output()
+                .unwrap();
+            assert_eq!(out.status.code(), Some(0));
+            approve(&db, "reviewer@example.com", &[]);
+            let applied = db
+                .cmd()
+                .arg("apply")
+                .arg(db.path("plan.json"))
+                .output()
+                .unwrap();
+            assert_eq!(applied.status.code(), Some(0));
+            for stderr in [&out.stderr, &applied.stderr] {
+                let text = String::from_utf8_lossy(stderr);
+                assert!(
+                    !text.contains('\u{1b}') && !text.contains('\r'),
+                    "no terminal control when piped: {text:?}"
+                );
+                assert!(
+                    !text.contains("reading the store") && !text.contains("waiting for the lock"),
+                    "{text}"
+                );
+            }
+            Ok(())
+        }),
         Trial::test("cli::usage_errors_exit_1_not_2", || {
             let db = TestDb::empty(Kind::Sqlite);
             db.cmd().args(["plan", "--no-such-flag"]).assert().code(1);
