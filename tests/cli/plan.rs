@@ -38,6 +38,10 @@ pub const SCENARIOS: &[Scenario] = &[
         name: "plan_never_prints_auths",
         run: no_secrets_in_plan,
     },
+    Scenario {
+        name: "plan_reads_the_database_from_a_kestra_config",
+        run: kestra_config,
+    },
 ];
 
 /// Replaces what depends on where the test database lives, re-seals, and
@@ -241,6 +245,51 @@ fn no_secrets_in_plan(kind: Kind) {
     }
     // The verbose run did log something, so the check above means something.
     assert!(!out.stderr.is_empty());
+}
+
+/// A Kestra `config.yml` with a JDBC URL, a username and a `${ENV:default}`
+/// password reaches the same database as the URL. (SQLite has no JDBC form
+/// in Kestra: nothing to check there.)
+fn kestra_config(kind: Kind) {
+    if kind == Kind::Sqlite {
+        return;
+    }
+    let db = TestDb::with_rows(kind, fixtures::rules());
+    let by_url = plan(&db, &["--skip-conflicts"], 0);
+    // postgres://user@host:port/db -> jdbc:postgresql://host:port/db
+    let rest = db.url.split_once("://").unwrap().1;
+    let (user, host_db) = rest.split_once('@').unwrap();
+    let user = user.split(':').next().unwrap();
+    let scheme = if kind == Kind::Postgres {
+        "postgresql"
+    } else {
+        "mysql"
+    };
+    let config = db.path("application.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "datasources:\n  {kind}:\n    url: jdbc:{scheme}://{host_db}\n    username: {user}\n    password: ${{SYNC_ACCESS_TEST_UNSET:}}\n",
+            kind = kind.name()
+        ),
+    )
+    .unwrap();
+    let out = db.path("by-config.json");
+    db.cmd()
+        .env_remove("DATABASE_URL")
+        .env_remove("SYNC_ACCESS_TEST_UNSET")
+        .args(["plan", "--skip-conflicts", "-c"])
+        .arg(&config)
+        .arg("-o")
+        .arg(&out)
+        .assert()
+        .code(0);
+    let by_config = read_json(&out);
+    assert_eq!(
+        by_config["source"]["identity"],
+        by_url["source"]["identity"]
+    );
+    assert_eq!(by_config["changes"], by_url["changes"]);
 }
 
 /// Checks that need no database server.
