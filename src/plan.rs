@@ -205,6 +205,18 @@ pub fn canonical_json(value: &Value) -> Vec<u8> {
     serde_json::to_vec(value).expect("a Value always serialises")
 }
 
+/// `sha256:<hex>` of the canonical JSON of a list of changes: what `apply`
+/// compares, so that it need not keep the approved changes themselves.
+pub fn changes_digest(changes: &[Change]) -> String {
+    let mut hasher = Sha256::new();
+    for change in changes {
+        let record = serde_json::to_vec(&change.canonical_record()).expect("changes serialise");
+        hasher.update(&record);
+        hasher.update(b"\n");
+    }
+    hex_digest(hasher)
+}
+
 /// `sha256:<hex>` of the canonical JSON of `plan` (a plan as JSON) without
 /// `digest` and `approvals`: what any third party computes.
 pub fn digest_of(plan: &Value) -> String {

@@ -10,7 +10,7 @@ use crate::error::{Error, ExitStatus, Result};
 use crate::plan::{self, Loaded};
 use crate::render;
 use crate::store::{Access, HistoryRecord, ReadMode, Store, HISTORY_TABLE};
-use crate::sync::{into_writes, sync, Change};
+use crate::sync::{into_writes, sync};
 
 enum Attempt {
     Applied {
@@ -41,10 +41,12 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
         .into_iter()
         .cloned()
         .collect();
-    // The approved changes are compared once, then freed: a million of them
-    // are not kept beside the million being written.
+    // What apply compares is the digest of the approved changes: the
+    // changes themselves (a million of them are hundreds of megabytes) are
+    // freed before the store is read, and read again only to show a diff.
     let mut loaded = loaded;
-    let mut approved = std::mem::take(&mut loaded.plan.changes);
+    let approved = plan::changes_digest(&loaded.plan.changes);
+    loaded.plan.changes = Vec::new();
     let plan = &loaded.plan;
     let (target, mut store) = super::open_store(global, Access::ReadWrite).await?;
     let identity = store.identity().await?;
@@ -69,15 +71,7 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
             .begin_apply(Duration::from_secs(args.lock_timeout))
             .await
             .map_err(not_applied)?;
-        let attempt = attempt(
-            &mut store,
-            plan,
-            &mut approved,
-            path,
-            &applied_by,
-            &approvers,
-        )
-        .await;
+        let attempt = attempt(&mut store, plan, &approved, path, &applied_by, &approvers).await;
         progress.finish();
         match attempt {
             Ok(Attempt::Applied { rows }) => {
@@ -174,7 +168,7 @@ fn validate<'a>(
 async fn attempt(
     store: &mut Store,
     plan: &plan::Plan,
-    approved: &mut Vec<Change>,
+    approved: &str,
     path: &Path,
     applied_by: &str,
     approvers: &[plan::Approval],
@@ -199,15 +193,18 @@ async fn attempt(
     let now = sync(&snapshot, &plan.sync_options()).map_err(|e| stale(e.to_string()))?;
     tracing::info!(changes = now.changes.len(), "re-derived the changes");
     // Documents are canonical text: equal changes are equal bytes.
-    if now.changes != *approved {
-        let diff = render::changes_diff(approved, &now.changes);
+    if plan::changes_digest(&now.changes) != approved {
+        // The file passed its digest check: read its changes again for the
+        // diff (a changed file now is refused as altered).
+        let reread = plan::load(path)?;
+        reread.require_intact(path)?;
+        let diff = render::changes_diff(&reread.plan.changes, &now.changes);
         return Err(stale(format!(
             "the database no longer needs exactly the approved changes; plan, review and approve again\n\
              --- approved\n+++ needed now\n{}",
             diff.trim_end()
         )));
     }
-    *approved = Vec::new();
     let writes =
         into_writes(&snapshot, &plan.tenant, now.changes).map_err(|e| stale(e.to_string()))?;
     drop(snapshot);
