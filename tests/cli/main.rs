@@ -2,6 +2,7 @@
 //! SQLite always, and PostgreSQL and MariaDB/MySQL when configured.
 
 mod apply;
+mod crash;
 mod fixtures;
 mod plan;
 mod show;
@@ -13,7 +14,11 @@ use support::{Kind, Scenario};
 
 fn main() {
     let args = Arguments::from_args();
-    let scenarios: Vec<&Scenario> = plan::SCENARIOS.iter().chain(apply::SCENARIOS).collect();
+    let scenarios: Vec<&Scenario> = plan::SCENARIOS
+        .iter()
+        .chain(apply::SCENARIOS)
+        .chain(crash::SCENARIOS)
+        .collect();
     let mut trials = Vec::new();
     for kind in Kind::ALL {
         let configured = kind.admin_url();
