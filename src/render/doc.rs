@@ -134,8 +134,17 @@ impl Doc {
 }
 
 /// Escapes what could disturb a terminal or hide text: control characters
-/// and bidirectional overrides are written as `\u{..}`.
+/// and bidirectional overrides are written as `\u{..}`. Past
+/// [`MAX_DATA_CHARS`] characters, the rest is counted, not shown.
 pub fn clean(s: &str) -> Cow<'_, str> {
+    // A hostile plan may hold megabytes in one string; the table layout
+    // works harder than linearly on such lines (a 4 MB name took 20 s to
+    // show), and no reviewer reads that far. The json format has it all.
+    if let Some((cut, _)) = s.char_indices().nth(MAX_DATA_CHARS) {
+        let rest = s[cut..].chars().count();
+        let head = clean(&s[..cut]);
+        return Cow::Owned(format!("{head}… ({rest} more characters)"));
+    }
     let suspicious = |c: char| {
         c.is_control()
             || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
@@ -153,6 +162,10 @@ pub fn clean(s: &str) -> Cow<'_, str> {
     }
     Cow::Owned(out)
 }
+
+/// The characters of one value from the plan that a terminal or markdown
+/// rendering shows; the rest is counted. Identifiers are at most 250.
+const MAX_DATA_CHARS: usize = 2000;
 
 fn paint(text: &str, mark: Mark, color: bool) -> String {
     match (color, mark) {
@@ -420,6 +433,11 @@ mod tests {
     #[test]
     fn escape_sequences_and_bidi_overrides_are_made_visible() {
         assert_eq!(clean("plain é"), "plain é");
+        let long = format!("{}\u{1b}", "é".repeat(MAX_DATA_CHARS + 10));
+        assert_eq!(
+            clean(&long),
+            format!("{}… (11 more characters)", "é".repeat(MAX_DATA_CHARS))
+        );
         assert_eq!(clean("a\x1b[2Jb"), "a\\u{1b}[2Jb");
         assert_eq!(clean("x\u{202e}y\nz"), "x\\u{202e}y\\u{a}z");
     }
