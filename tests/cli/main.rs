@@ -4,6 +4,7 @@
 mod apply;
 mod crash;
 mod fixtures;
+mod hostile;
 mod plan;
 mod show;
 mod signing;
@@ -18,6 +19,7 @@ fn main() {
         .iter()
         .chain(apply::SCENARIOS)
         .chain(crash::SCENARIOS)
+        .chain(hostile::SCENARIOS)
         .collect();
     let mut trials = Vec::new();
     for kind in Kind::ALL {
@@ -40,6 +42,7 @@ fn main() {
     trials.extend(plan::single_trials());
     trials.extend(show::single_trials());
     trials.extend(apply::single_trials());
+    trials.extend(hostile::single_trials());
     trials.extend(signing::single_trials());
     libtest_mimic::run(&args, trials).exit();
 }
