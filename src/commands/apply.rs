@@ -225,13 +225,16 @@ async fn attempt(
         summary: serde_json::to_string(&plan.summary).expect("a summary always serialises"),
     };
     store.record(&record).await.map_err(not_applied)?;
-    store.commit().await.map_err(|e| {
-        reworded(e, |why| {
+    store.commit().await.map_err(|e| match e {
+        // Refused before anything was committed (SQLite readers that never
+        // let go): the transaction is rolled back next.
+        Error::Locked(_) => not_applied(e),
+        e => reworded(e, |why| {
             format!(
                 "{}: the commit failed, so the plan is most likely not applied; `sync-access history` tells for sure: {why}",
                 path.display()
             )
-        })
+        }),
     })?;
     Ok(Attempt::Applied { rows: writes.len() })
 }

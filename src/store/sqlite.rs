@@ -1,10 +1,17 @@
 //! SQLite: one connection; `BEGIN` for a read snapshot, `BEGIN IMMEDIATE`
 //! (the database's write lock, waited for up to the lock timeout) to apply.
+//!
+//! Once the apply holds the write lock, nothing waits but COMMIT, once, for
+//! the readers to finish (in rollback-journal mode a reader keeps a writer
+//! out of the database file): a busy timeout left in place would be waited
+//! afresh by every spill of the page cache, and a reader that never ends
+//! would hang a big apply for hours.
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
+use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Executor, QueryBuilder, Row, Sqlite};
 
@@ -19,6 +26,9 @@ use crate::sync::{RawDoc, Snapshot};
 pub struct SqliteStore {
     conn: SqliteConnection,
     path: String,
+    /// While an apply transaction is open: how long its COMMIT may wait for
+    /// readers.
+    commit_wait: Option<Duration>,
 }
 
 /// Rows per multi-row INSERT: two parameters each, well under SQLite's
@@ -28,6 +38,11 @@ const BATCH_BYTES: usize = 8 << 20;
 
 fn quoted(table: Table) -> String {
     format!("\"{}\"", table.name())
+}
+
+/// SQLITE_BUSY: another connection holds a lock this one needs.
+fn busy(e: &dyn DatabaseError) -> bool {
+    e.code().as_deref() == Some("5") || e.message().contains("locked")
 }
 
 impl SqliteStore {
@@ -50,7 +65,11 @@ impl SqliteStore {
         let conn = SqliteConnection::connect_with(&options)
             .await
             .map_err(|e| Error::Connection(format!("could not open {}: {e}", target.display())))?;
-        Ok(SqliteStore { conn, path })
+        Ok(SqliteStore {
+            conn,
+            path,
+            commit_wait: None,
+        })
     }
 
     pub async fn identity(&mut self) -> Result<String> {
@@ -142,9 +161,7 @@ impl SqliteStore {
         .await?;
         match self.conn.execute("BEGIN IMMEDIATE").await {
             Ok(_) => {}
-            Err(sqlx::Error::Database(e))
-                if e.code().as_deref() == Some("5") || e.message().contains("locked") =>
-            {
+            Err(sqlx::Error::Database(e)) if busy(e.as_ref()) => {
                 return Err(Error::Locked(format!(
                     "another writer holds the database lock (waited {}s)",
                     lock_timeout.as_secs()
@@ -152,6 +169,11 @@ impl SqliteStore {
             }
             Err(e) => return Err(db_error("taking the write lock", e)),
         }
+        self.commit_wait = Some(lock_timeout);
+        // A spill of the page cache that cannot have the database file
+        // (readers hold it) is skipped: the pages stay in memory until COMMIT.
+        self.execute("PRAGMA busy_timeout = 0", "setting the lock timeout")
+            .await?;
         self.create_history_table().await
     }
 
@@ -255,11 +277,32 @@ impl SqliteStore {
         .map_err(|e| db_error("recording the plan in the history", e))
     }
 
+    /// Commits, waiting for readers up to the apply's lock timeout: a
+    /// COMMIT refused as busy leaves the transaction open, to be retried.
     pub async fn commit(&mut self) -> Result<()> {
-        self.execute("COMMIT", "committing").await
+        let Some(wait) = self.commit_wait.take() else {
+            return self.execute("COMMIT", "committing").await;
+        };
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.conn.execute("COMMIT").await {
+                Ok(_) => return Ok(()),
+                Err(sqlx::Error::Database(e)) if busy(e.as_ref()) && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(sqlx::Error::Database(e)) if busy(e.as_ref()) => {
+                    return Err(Error::Locked(format!(
+                        "other connections hold read locks on the database and did not let go, so the changes could not be committed (waited {}s)",
+                        wait.as_secs()
+                    )))
+                }
+                Err(e) => return Err(db_error("committing", e)),
+            }
+        }
     }
 
     pub async fn rollback(&mut self) -> Result<()> {
+        self.commit_wait = None;
         self.execute("ROLLBACK", "rolling back").await
     }
 
