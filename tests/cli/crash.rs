@@ -603,6 +603,15 @@ fn sqlite_writer_pending(db: &TestDb, pid: u32) -> bool {
     })
 }
 
+/// `verify` finds every change of the big plan missing.
+fn assert_missing_everything(big: &Big) {
+    let ran = run(&big.db, &["verify", big.path.to_str().unwrap()]);
+    expect_code(&ran, 5);
+    let first = ran.stderr.lines().next().unwrap();
+    let missing = format!("{0} of {0} change(s) are not in the database", big.changes);
+    assert!(first.contains(&missing), "{first}");
+}
+
 #[cfg(not(target_os = "linux"))]
 fn sqlite_writer_pending(_: &TestDb, _: u32) -> bool {
     unreachable!("the SQLite crash scenario runs on Linux only")
@@ -629,6 +638,9 @@ fn sigkill_mid_write(kind: Kind) {
     if kind == Kind::Sqlite {
         // The journal that undoes its writes is there.
         assert!(db.path("store.db-journal").exists());
+    } else {
+        // Meanwhile, others see none of it.
+        assert_missing_everything(&big);
     }
     let ran = apply.kill();
     assert_eq!(ran.stdout, "", "killed before it said anything: {ran:#?}");
@@ -648,11 +660,7 @@ fn sigkill_mid_write(kind: Kind) {
         // (which cannot roll a journal back) still reads the database as it
         // was.
         assert!(db.path("store.db-journal").exists());
-        let ran = run(db, &["verify", path.to_str().unwrap()]);
-        expect_code(&ran, 5);
-        let first = ran.stderr.lines().next().unwrap();
-        let missing = format!("{0} of {0} change(s) are not in the database", big.changes);
-        assert!(first.contains(&missing), "{first}");
+        assert_missing_everything(&big);
     }
 
     assert_eq!(db.dump(), before, "a killed apply left changes behind");
