@@ -18,8 +18,8 @@ pub async fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus> {
         tracing::warn!(
             "{} was made against another database ({} at {}); this is {} at {}",
             path.display(),
-            plan.source.identity,
-            plan.source.database,
+            crate::connect::redact(&plan.source.identity),
+            crate::connect::redact(&plan.source.database),
             identity,
             target.display()
         );

@@ -42,7 +42,7 @@ pub fn plan_summary_for_stderr(plan: &Plan) -> String {
         "Plan {} for tenant `{}` on {}:\n  {} change(s): {}{} role(s), {} group(s), {} membership(s), {} binding(s)\n  {} already present, {} skipped, {} conflict(s)\n",
         short_digest(&plan.digest),
         plan.tenant,
-        plan.source.database,
+        crate::connect::redact(&plan.source.database),
         s.changes(),
         if s.create_tenant > 0 { "create the tenant, " } else { "" },
         s.add_role,
