@@ -40,6 +40,13 @@ pub fn single_trials() -> Vec<Trial> {
             },
         ),
         Trial::test(
+            "hostile::a_password_planted_in_a_plan_is_not_repeated",
+            || {
+                planted_password();
+                Ok(())
+            },
+        ),
+        Trial::test(
             "hostile::deeply_nested_store_documents_are_skipped_not_a_crash",
             || {
                 deeply_nested_documents();
@@ -1298,5 +1305,38 @@ fn deeply_nested_documents() {
         &["verify"],
     ] {
         Ran::of(db.cmd().args(args).arg(&path)).expect(0, &args.join(" "));
+    }
+}
+
+/// The tool never writes a password into a plan, but a plan is untrusted
+/// input: one whose `source` was edited to hold a URL with a password (and
+/// resealed) must not get it repeated on a reviewer's screen or in logs.
+fn planted_password() {
+    const PLANTED: &str = "Planted-pw-41c7";
+    let db = TestDb::with_rows(Kind::Sqlite, fixtures::rules());
+    let path = db.path("plan.json");
+    Ran::of(db.cmd().args(["plan", "--skip-conflicts", "-o"]).arg(&path)).expect(0, "plan");
+    let mut plan = read_json(&path);
+    plan["source"]["database"] = json!(format!("postgres://kestra:{PLANTED}@db/kestra"));
+    write_json(&path, &resealed(plan.clone()));
+    let mut elsewhere = plan;
+    elsewhere["source"]["identity"] = json!(format!("postgres://kestra:{PLANTED}@db/kestra"));
+    let other = db.path("elsewhere.json");
+    write_json(&other, &resealed(elsewhere));
+    let runs: Vec<(Vec<&str>, &Path, i32)> = vec![
+        (vec!["show"], &path, 0),
+        (vec!["show", "--format", "markdown"], &path, 0),
+        (vec!["show", "--format", "json"], &path, 0),
+        (vec!["-vv", "verify"], &other, 5),
+        (vec!["approve", "--yes", "--by", "x"], &path, 0),
+        (vec!["-vv", "apply"], &path, 0),
+    ];
+    for (args, file, code) in runs {
+        let ran = Ran::of(db.cmd().args(&args).arg(file));
+        ran.expect(code, &args.join(" "));
+        assert!(
+            !ran.stdout.contains(PLANTED) && !ran.stderr.contains(PLANTED),
+            "{args:?}: {ran:#?}"
+        );
     }
 }
