@@ -45,10 +45,10 @@ pub async fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus> {
         text.push_str(&format!(
             "  {what}: {} {}{}\n",
             change.op().as_str(),
-            change.key(),
+            crate::render::clean(change.key()),
             change
                 .group_id()
-                .map(|g| format!(" group {g}"))
+                .map(|g| format!(" group {}", crate::render::clean(g)))
                 .unwrap_or_default()
         ));
     }

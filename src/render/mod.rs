@@ -15,7 +15,7 @@ mod show;
 use comfy_table::{presets, ContentArrangement, Table};
 use serde_json::Value;
 
-pub use doc::Style;
+pub use doc::{clean, Style};
 pub use model::Filter;
 pub use show::{show, Format, ShowOptions};
 
@@ -154,12 +154,13 @@ pub fn history_table(records: &[HistoryRecord]) -> String {
                 )
             })
             .unwrap_or_default();
+        // The history holds what plan files said: escape it for a terminal.
         table.add_row([
-            r.applied_at.as_str(),
-            r.tenant.as_str(),
-            short_digest(&r.digest),
-            r.applied_by.as_str(),
-            &approvers_text(&r.approvers),
+            &*clean(&r.applied_at),
+            &clean(&r.tenant),
+            &clean(short_digest(&r.digest)),
+            &clean(&r.applied_by),
+            &clean(&approvers_text(&r.approvers)),
             if changes.is_empty() { "none" } else { &changes },
         ]);
     }
