@@ -534,6 +534,7 @@ const HOSTILE: &[&str] = &[
     "\u{2028}\u{2029}\u{feff}\u{200b}",
     " padded",
     "/* */ OR 1=1",
+    "esc\u{1b}[2J\u{1b}]0;pwned\u{7}",
 ];
 
 fn hostile_store() -> Rows {
@@ -641,20 +642,27 @@ fn round_trip(db: &TestDb, file: &str, tenant: &str, args: &[&str]) -> Value {
     expected.sort();
     assert_eq!(keys, expected);
 
-    // A reviewer can read it in every format.
+    // A reviewer can read it in every format, and no escape sequence
+    // reaches the terminal.
     for format in ["table", "markdown", "json"] {
-        Ran::of(
+        let ran = Ran::of(
             db.cmd()
                 .args(["show", "--diff", "--format", format])
                 .arg(&path),
-        )
-        .expect(0, format);
+        );
+        ran.expect(0, format);
+        assert!(!ran.stdout.contains('\u{1b}'), "{format}: {}", ran.stdout);
     }
+    // What verify lists as missing is escaped for a terminal.
+    let ran = Ran::of(db.cmd().arg("verify").arg(&path));
+    ran.expect(5, "verify before");
+    assert!(ran.stderr.contains("missing: add_role"), "{}", ran.stderr);
+    assert!(!ran.stderr.contains('\u{1b}'), "{}", ran.stderr);
 
     let before = db.dump();
     Ran::of(
         db.cmd()
-            .args(["approve", "--yes", "--by", "o'brien \"sec\" 日本"])
+            .args(["approve", "--yes", "--by", "o'brien \"sec\" 日本 \u{1b}[2J"])
             .arg(&path),
     )
     .expect(0, "approve");
@@ -763,7 +771,11 @@ fn injection(kind: Kind) {
         }
     }
     assert_eq!(db.history_rows(), 2);
-    Ran::of(db.cmd().arg("history")).expect(0, "history");
+    // The history repeats what plan files said: escaped for a terminal.
+    let ran = Ran::of(db.cmd().arg("history"));
+    ran.expect(0, "history");
+    assert!(ran.stdout.contains("o'brien"), "{}", ran.stdout);
+    assert!(!ran.stdout.contains('\u{1b}'), "{}", ran.stdout);
 }
 
 // ---------------------------------------------------------------------------
