@@ -40,9 +40,9 @@ pub fn plan_summary_for_stderr(plan: &Plan) -> String {
     let s = &plan.summary;
     let mut out = format!(
         "Plan {} for tenant `{}` on {}:\n  {} change(s): {}{} role(s), {} group(s), {} membership(s), {} binding(s)\n  {} already present, {} skipped, {} conflict(s)\n",
-        short_digest(&plan.digest),
-        plan.tenant,
-        crate::connect::redact(&plan.source.database),
+        clean(short_digest(&plan.digest)),
+        clean(&plan.tenant),
+        clean(&crate::connect::redact(&plan.source.database)),
         s.changes(),
         if s.create_tenant > 0 { "create the tenant, " } else { "" },
         s.add_role,
