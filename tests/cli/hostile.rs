@@ -1321,15 +1321,16 @@ fn deeply_nested_documents() {
 }
 
 /// The tool never writes a password into a plan, but a plan is untrusted
-/// input: one whose `source` was edited to hold a URL with a password (and
-/// resealed) must not get it repeated on a reviewer's screen or in logs.
+/// input: one whose `source` was edited to hold a URL with a password and
+/// an escape sequence (and resealed) must not get either repeated on a
+/// reviewer's screen or in logs.
 fn planted_password() {
     const PLANTED: &str = "Planted-pw-41c7";
     let db = TestDb::with_rows(Kind::Sqlite, fixtures::rules());
     let path = db.path("plan.json");
     Ran::of(db.cmd().args(["plan", "--skip-conflicts", "-o"]).arg(&path)).expect(0, "plan");
     let mut plan = read_json(&path);
-    plan["source"]["database"] = json!(format!("postgres://kestra:{PLANTED}@db/kestra"));
+    plan["source"]["database"] = json!(format!("postgres://kestra:{PLANTED}@db/kestra\u{1b}[2J"));
     write_json(&path, &resealed(plan.clone()));
     let mut elsewhere = plan;
     elsewhere["source"]["identity"] = json!(format!("postgres://kestra:{PLANTED}@db/kestra"));
@@ -1346,9 +1347,11 @@ fn planted_password() {
     for (args, file, code) in runs {
         let ran = Ran::of(db.cmd().args(&args).arg(file));
         ran.expect(code, &args.join(" "));
-        assert!(
-            !ran.stdout.contains(PLANTED) && !ran.stderr.contains(PLANTED),
-            "{args:?}: {ran:#?}"
-        );
+        for bad in [PLANTED, "\u{1b}"] {
+            assert!(
+                !ran.stdout.contains(bad) && !ran.stderr.contains(bad),
+                "{args:?}: {ran:#?}"
+            );
+        }
     }
 }
