@@ -86,11 +86,28 @@ const MY_GATE_NAME: &str = "CONCAT('sa-test-gate:', DATABASE())";
 // Processes
 
 /// What one run of the binary said; `code` is `None` when it was killed.
-#[derive(Debug)]
 struct Ran {
     code: Option<i32>,
     stdout: String,
     stderr: String,
+}
+
+/// The end of what it said: enough to see why, never megabytes of driver log.
+impl std::fmt::Debug for Ran {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn tail(text: &str) -> &str {
+            let mut start = text.len().saturating_sub(4000);
+            while !text.is_char_boundary(start) {
+                start += 1;
+            }
+            &text[start..]
+        }
+        f.debug_struct("Ran")
+            .field("code", &self.code)
+            .field("stdout", &tail(&self.stdout))
+            .field("stderr", &tail(&self.stderr))
+            .finish()
+    }
 }
 
 impl Ran {
@@ -984,23 +1001,20 @@ fn many_applies(db: &TestDb, plans: &[Planned], per_plan: usize) {
         Kind::Sqlite => &["-vv", "--internal-log"],
         _ => &[],
     };
-    let holder = LockHolder::take(db);
-    let mut holder = holder;
-    let mut applies = Vec::new();
-    for i in 0..per_plan {
-        for (p, plan) in plans.iter().enumerate() {
-            let label = format!("apply-{p}-{i}");
-            applies.push((p, Running::apply(db, &db.url, &label, &plan.path, extra)));
-        }
-    }
-    let mut running: Vec<Running> = applies.into_iter().map(|(_, a)| a).collect();
+    let mut holder = LockHolder::take(db);
+    // Interleaved: which plan each apply is of.
+    let of: Vec<usize> = (0..per_plan).flat_map(|_| 0..plans.len()).collect();
+    let mut running: Vec<Running> = of
+        .iter()
+        .enumerate()
+        .map(|(i, &p)| Running::apply(db, &db.url, &format!("apply-{i}"), &plans[p].path, extra))
+        .collect();
     holder.wait_for_waiters(kind, &mut running);
     holder.release();
     let ran: Vec<Ran> = running.into_iter().map(Running::finish).collect();
 
     let mut applied = vec![0; plans.len()];
-    for (i, ran) in ran.iter().enumerate() {
-        let p = i % plans.len();
+    for (ran, &p) in ran.iter().zip(&of) {
         let plan = &plans[p];
         ran.assert_no_panic();
         match ran.code {
