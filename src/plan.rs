@@ -186,7 +186,9 @@ impl Plan {
 
     pub fn short_digest(&self) -> &str {
         let hex = self.digest.strip_prefix("sha256:").unwrap_or(&self.digest);
-        &hex[..hex.len().min(12)]
+        // A hostile digest need not be ASCII: cut on a character boundary.
+        let end = hex.char_indices().nth(12).map_or(hex.len(), |(i, _)| i);
+        &hex[..end]
     }
 
     /// The approvals whose digest is this plan's.

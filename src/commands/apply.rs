@@ -55,8 +55,9 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
             path,
             Error::Stale(format!(
                 "made against another database ({} at {}); this is {} at {}",
-                plan.source.identity,
-                plan.source.database,
+                // What the file says is untrusted: no password, no escapes.
+                render::clean(&crate::connect::redact(&plan.source.identity)),
+                render::clean(&crate::connect::redact(&plan.source.database)),
                 identity,
                 target.display()
             )),
@@ -93,10 +94,10 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
                 store.rollback().await.map_err(not_applied)?;
                 println!(
                     "Plan {} was already applied at {} by {} (approved by {}); nothing to do.",
-                    record.digest,
-                    record.applied_at,
-                    record.applied_by,
-                    render::approvers_text(&record.approvers)
+                    render::clean(&record.digest),
+                    render::clean(&record.applied_at),
+                    render::clean(&record.applied_by),
+                    render::clean(&render::approvers_text(&record.approvers))
                 );
                 return Ok(ExitStatus::Success);
             }
