@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+COMMAND="bench/run.sh $*"
 SIZES=10000,100000,1000000
 BACKENDS=sqlite,postgres,mysql
 while [ $# -gt 0 ]; do
@@ -148,7 +149,7 @@ done
 $PG -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" 2>/dev/null || true
 $MY -e "DROP DATABASE IF EXISTS $DB" 2>/dev/null || true
 
-python3 - "$RESULTS" "$0 $*" <<'PY' | tee BENCHMARKS.md
+python3 - "$RESULTS" "$COMMAND" <<'PY' | tee BENCHMARKS.md
 import os, platform, subprocess, sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
 def f(x): return float(x)
