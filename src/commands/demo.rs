@@ -3,7 +3,7 @@
 use crate::cli::{DemoArgs, GlobalArgs};
 use crate::demo;
 use crate::error::{Error, ExitStatus, Result};
-use crate::store::{Access, Store, Table};
+use crate::store::{Access, Store};
 
 pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitStatus> {
     let target = super::target(global)?;
@@ -39,6 +39,5 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitStatus> {
         counts[3],
         counts[4]
     );
-    let _ = Table::ALL;
     Ok(ExitStatus::Success)
 }

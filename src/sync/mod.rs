@@ -488,8 +488,10 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
     let deps = Dependencies {
         users: &users,
         roles: &roles,
+        role_names: names(&roles),
         role_outcomes: &role_outcomes,
         groups: &groups,
+        group_names: names(&groups),
         group_outcomes: &group_outcomes,
     };
     plan_memberships(&users, &deps, tenant, &mut out);
@@ -969,9 +971,20 @@ fn copy_documents<'a, T: Named<'a>>(
 struct Dependencies<'r, 'a> {
     users: &'r UserIndex<'a>,
     roles: &'r Scope<'a, Role<'a>>,
+    /// Legacy role and group names by id: the readable context of changes.
+    role_names: HashMap<&'r str, &'r str>,
     role_outcomes: &'r HashMap<String, Outcome>,
     groups: &'r Scope<'a, Group<'a>>,
+    group_names: HashMap<&'r str, &'r str>,
     group_outcomes: &'r HashMap<String, Outcome>,
+}
+
+fn names<'r, 'a, T: Named<'a>>(scope: &'r Scope<'a, T>) -> HashMap<&'r str, &'r str> {
+    scope
+        .legacy
+        .iter()
+        .map(|doc| (doc.header().id.as_ref(), doc.name()))
+        .collect()
 }
 
 /// SPEC §3.4.
@@ -981,12 +994,6 @@ fn plan_memberships(
     tenant: &str,
     out: &mut SyncResult,
 ) {
-    let group_names: HashMap<&str, &str> = deps
-        .groups
-        .legacy
-        .iter()
-        .map(|g| (g.header.id.as_ref(), g.name.as_ref()))
-        .collect();
     for user in &users.deleted {
         for group_id in user.legacy_memberships.keys() {
             out.skipped.push(Finding {
@@ -1033,7 +1040,8 @@ fn plan_memberships(
                     user_id: user.header.id.to_string(),
                     username: user.username.to_string(),
                     group_id: group_id.to_string(),
-                    group_name: group_names
+                    group_name: deps
+                        .group_names
                         .get(group_id)
                         .map(|s| s.to_string())
                         .unwrap_or_default(),
@@ -1052,18 +1060,6 @@ fn plan_bindings(
     out: &mut SyncResult,
 ) {
     let tenant_grants: HashSet<&Grant> = bindings.tenant_docs.iter().map(|b| &b.grant).collect();
-    let role_names: HashMap<&str, &str> = deps
-        .roles
-        .legacy
-        .iter()
-        .map(|r| (r.header.id.as_ref(), r.name.as_ref()))
-        .collect();
-    let group_names: HashMap<&str, &str> = deps
-        .groups
-        .legacy
-        .iter()
-        .map(|g| (g.header.id.as_ref(), g.name.as_ref()))
-        .collect();
     for binding in &bindings.legacy {
         let grant = &binding.grant;
         let finding = |reason: String| Finding {
@@ -1135,7 +1131,7 @@ fn plan_bindings(
             ),
             SubjectType::Group => format!(
                 "group {}",
-                group_names
+                deps.group_names
                     .get(grant.external_id.as_ref())
                     .copied()
                     .unwrap_or_default()
@@ -1146,7 +1142,8 @@ fn plan_bindings(
             value: Document::copy_to_tenant(binding.raw, tenant)
                 .expect("a parsed document is a JSON object"),
             subject,
-            role: role_names
+            role: deps
+                .role_names
                 .get(grant.role_id.as_ref())
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
