@@ -231,35 +231,21 @@ pub enum Unmet {
 }
 
 /// The changes of a plan that `snapshot` does not hold: what `verify` reports.
-pub fn unmet_changes<'a>(
-    snapshot: &Snapshot,
+pub fn unmet_changes<'s, 'a>(
+    snapshot: &'s Snapshot,
     tenant: &str,
     changes: &'a [Change],
 ) -> Vec<(&'a Change, Unmet)> {
-    type IsOp = fn(&Change) -> bool;
-    let tables: [(&[RawDoc], IsOp); 4] = [
-        (&snapshot.tenants, |c| {
-            matches!(c, Change::CreateTenant { .. })
-        }),
-        (&snapshot.roles, |c| matches!(c, Change::AddRole { .. })),
-        (&snapshot.groups, |c| matches!(c, Change::AddGroup { .. })),
-        (&snapshot.bindings, |c| {
-            matches!(c, Change::AddBinding { .. })
-        }),
-    ];
-    let keyed: Vec<BTreeMap<&str, &str>> = tables
-        .iter()
-        .map(|(rows, _)| {
-            rows.iter()
-                .map(|r| (r.key.as_str(), r.value.as_str()))
-                .collect()
-        })
-        .collect();
-    let users: BTreeMap<&str, &str> = snapshot
-        .users
-        .iter()
-        .map(|r| (r.key.as_str(), r.value.as_str()))
-        .collect();
+    let by_key = |rows: &'s [RawDoc]| -> BTreeMap<&'s str, &'s RawDoc> {
+        rows.iter().map(|r| (r.key.as_str(), r)).collect()
+    };
+    let (tenants, roles, groups, bindings, users) = (
+        by_key(&snapshot.tenants),
+        by_key(&snapshot.roles),
+        by_key(&snapshot.groups),
+        by_key(&snapshot.bindings),
+        by_key(&snapshot.users),
+    );
     let mut unmet = Vec::new();
     for change in changes {
         let status = match change {
@@ -269,11 +255,8 @@ pub fn unmet_changes<'a>(
                 membership,
                 ..
             } => {
-                let raw = users
+                match users
                     .get(key.as_str())
-                    .map(|v| RawDoc::new(key.as_str(), *v));
-                match raw
-                    .as_ref()
                     .and_then(|raw| super::documents::parse_user(raw).ok())
                 {
                     None => Some(Unmet::Missing),
@@ -291,11 +274,13 @@ pub fn unmet_changes<'a>(
             | Change::AddRole { key, value }
             | Change::AddGroup { key, value }
             | Change::AddBinding { key, value, .. } => {
-                let table = tables
-                    .iter()
-                    .position(|(_, is)| is(change))
-                    .expect("every keyed op has a table");
-                match keyed[table].get(key.as_str()) {
+                let table = match change {
+                    Change::CreateTenant { .. } => &tenants,
+                    Change::AddRole { .. } => &roles,
+                    Change::AddGroup { .. } => &groups,
+                    _ => &bindings,
+                };
+                match table.get(key.as_str()).map(|raw| raw.value.as_str()) {
                     None => Some(Unmet::Missing),
                     Some(text) => match serde_json::from_str::<Value>(text) {
                         Ok(Value::Object(found)) if found == value.to_map() => None,
