@@ -87,7 +87,7 @@ pub fn signer(approval: &Approval) -> std::result::Result<Option<VerifyingKey>, 
 /// Checks the approvals of an intact plan against `policy`: `Ok` with the
 /// approvals that count, or a refusal (exit 4) that says what is missing.
 pub fn check<'p>(plan: &'p Plan, policy: &Policy, file: &Path) -> Result<Vec<&'p Approval>> {
-    let refuse = |why: String| Error::Refused(format!("{}: {why}", file.display()));
+    let refuse = |why: String| Error::refused(format!("{}: {why}", file.display()));
     let mut counted = Vec::new();
     let mut approvers = BTreeSet::new();
     let mut keys = BTreeSet::new();
@@ -154,7 +154,7 @@ pub fn keygen(path: &Path) -> Result<VerifyingKey> {
     let mut seed = [0u8; 32];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| f.read_exact(&mut seed))
-        .map_err(|e| Error::Io(format!("/dev/urandom: {e}")))?;
+        .map_err(|e| Error::io_on("/dev/urandom", e))?;
     let key = SigningKey::from_bytes(&seed);
     let public_path = public_path(path);
     for existing in [path, public_path.as_path()] {

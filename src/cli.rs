@@ -51,6 +51,18 @@ pub struct GlobalArgs {
     pub version: Option<bool>,
 }
 
+impl GlobalArgs {
+    /// Whether logs at info level or finer were asked for (`-v`, `-l INFO`):
+    /// then errors show their causes too.
+    pub fn is_verbose(&self) -> bool {
+        self.verbose > 0
+            || matches!(
+                self.log_level,
+                Some(LogLevel::Info | LogLevel::Debug | LogLevel::Trace)
+            )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 #[value(rename_all = "UPPER")]
 pub enum LogLevel {

@@ -27,7 +27,7 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Io(format!("starting the runtime: {e}")))?;
+        .map_err(|e| Error::io_on("starting the runtime", e))?;
     let global = &cli.global;
     runtime.block_on(async {
         match &cli.command {
@@ -41,6 +41,28 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
             Command::Keygen(args) => commands::keygen::run(args),
         }
     })
+}
+
+/// Prints an error on stderr: its message, and with `-v` the causes it
+/// came from (a driver's or the server's own words). Both may quote a plan
+/// file or the store, so both go through the escaping function.
+pub fn report(err: &Error, verbose: bool) {
+    use std::io::Write;
+    let mut stderr = std::io::stderr().lock();
+    // Messages may span lines (a stale plan's diff): each line is escaped
+    // on its own, so a line break survives and nothing else does.
+    let clean_lines = |text: &str| {
+        text.split('\n')
+            .map(|line| render::clean(line).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let _ = writeln!(stderr, "error: {}", clean_lines(err.message()));
+    if verbose {
+        for cause in err.causes() {
+            let _ = writeln!(stderr, "  caused by: {}", clean_lines(&cause));
+        }
+    }
 }
 
 /// Logs go to stderr: `-l` sets the level, each `-v` raises it; the driver's

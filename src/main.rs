@@ -13,10 +13,11 @@ fn main() -> ExitCode {
             return ExitCode::from(sync_access::ExitStatus::Error.code());
         }
     };
+    let verbose = cli.global.is_verbose();
     match sync_access::run(cli) {
         Ok(status) => ExitCode::from(status.code()),
         Err(err) => {
-            eprintln!("error: {err}");
+            sync_access::report(&err, verbose);
             ExitCode::from(err.exit_status().code())
         }
     }

@@ -330,7 +330,7 @@ impl Loaded {
         if self.digest_matches() {
             Ok(())
         } else {
-            Err(Error::Refused(format!(
+            Err(Error::refused(format!(
                 "{}: digest mismatch: the plan says {} but its content hashes to {}; it was altered after it was made",
                 path.display(),
                 self.plan.digest,
@@ -344,7 +344,7 @@ impl Loaded {
 /// is recomputed but not enforced here (`show` displays altered plans with a
 /// warning); see [`Loaded::require_intact`].
 pub fn load(path: &Path) -> Result<Loaded> {
-    let refuse = |msg: String| Error::Refused(format!("{}: {msg}", path.display()));
+    let refuse = |msg: String| Error::refused(format!("{}: {msg}", path.display()));
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.len() > MAX_PLAN_BYTES {
         return Err(refuse(format!(

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::approvals;
 use crate::cli::{ApplyArgs, GlobalArgs};
-use crate::error::{Error, ExitStatus, Result};
+use crate::error::{Error, ErrorKind, ExitStatus, Result};
 use crate::plan::{self, Loaded};
 use crate::render;
 use crate::store::{Access, HistoryRecord, ReadMode, Store, HISTORY_TABLE};
@@ -53,7 +53,7 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     if identity != plan.source.identity {
         return Err(not_applied(
             path,
-            Error::Stale(format!(
+            Error::stale(format!(
                 "made against another database ({} at {}); this is {} at {}",
                 // What the file says is untrusted: no password, no escapes.
                 render::clean(&crate::connect::redact(&plan.source.identity)),
@@ -108,7 +108,7 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
             }
             Ok(Attempt::NeedHistoryTable) => {
                 let _ = store.rollback().await;
-                return Err(not_applied(Error::Store(format!(
+                return Err(not_applied(Error::store(format!(
                     "the table `{HISTORY_TABLE}` is still missing after it was created"
                 ))));
             }
@@ -124,26 +124,12 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
 
 /// The plan file first, then why: the exit code of `err` is kept.
 fn not_applied(path: &Path, err: Error) -> Error {
-    reworded(err, |why| {
+    err.reworded(|why| {
         format!(
             "{}: not applied, nothing was written: {why}",
             path.display()
         )
     })
-}
-
-/// `err` with its message rewritten; its kind, hence its exit code, kept.
-fn reworded(err: Error, f: impl FnOnce(String) -> String) -> Error {
-    match err {
-        Error::Usage(m) => Error::Usage(f(m)),
-        Error::Connection(m) => Error::Connection(f(m)),
-        Error::Io(m) => Error::Io(f(m)),
-        Error::Store(m) => Error::Store(f(m)),
-        Error::NotApplyable(m) => Error::NotApplyable(f(m)),
-        Error::Refused(m) => Error::Refused(f(m)),
-        Error::Stale(m) => Error::Stale(f(m)),
-        Error::Locked(m) => Error::Locked(f(m)),
-    }
 }
 
 /// The checks that need no database: intact, applyable, approved. A plan
@@ -157,7 +143,7 @@ fn validate<'a>(
     loaded.require_intact(path)?;
     let plan = &loaded.plan;
     if !plan.applyable {
-        return Err(Error::NotApplyable(format!(
+        return Err(Error::not_applyable(format!(
             "{}: not applyable: it has {} conflict(s); resolve them and plan again, or plan with --skip-conflicts",
             path.display(),
             plan.conflicts.len()
@@ -175,7 +161,7 @@ async fn attempt(
     approvers: &[plan::Approval],
 ) -> Result<Attempt> {
     let not_applied = |e: Error| not_applied(path, e);
-    let stale = |why: String| not_applied(Error::Stale(format!("stale: {why}")));
+    let stale = |why: String| not_applied(Error::stale(format!("stale: {why}")));
     if let Some(record) = store
         .find_applied(&plan.digest)
         .await
@@ -226,11 +212,11 @@ async fn attempt(
         summary: serde_json::to_string(&plan.summary).expect("a summary always serialises"),
     };
     store.record(&record).await.map_err(not_applied)?;
-    store.commit().await.map_err(|e| match e {
+    store.commit().await.map_err(|e| match e.kind() {
         // Refused before anything was committed (SQLite readers that never
         // let go): the transaction is rolled back next.
-        Error::Locked(_) => not_applied(e),
-        e => reworded(e, |why| {
+        ErrorKind::Locked => not_applied(e),
+        _ => e.reworded(|why| {
             format!(
                 "{}: the commit failed, so the plan is most likely not applied; `sync-access history` tells for sure: {why}",
                 path.display()

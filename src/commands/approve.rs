@@ -15,7 +15,7 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     loaded.require_intact(path)?;
     let plan = &loaded.plan;
     if !plan.applyable {
-        return Err(Error::NotApplyable(format!(
+        return Err(Error::not_applyable(format!(
             "{}: not applyable: it has {} conflict(s); it cannot be approved",
             path.display(),
             plan.conflicts.len()
@@ -79,6 +79,6 @@ fn confirm(by: &str) -> Result<bool> {
     std::io::stdin()
         .lock()
         .read_line(&mut answer)
-        .map_err(|e| Error::Io(format!("stdin: {e}")))?;
+        .map_err(|e| Error::io_on("stdin", e))?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }

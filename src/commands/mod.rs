@@ -94,7 +94,7 @@ pub fn stream_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) 
     match write(&mut out).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::Io(format!("stdout: {e}"))),
+        Err(e) => Err(Error::io_on("stdout", e)),
     }
 }
 
@@ -104,7 +104,7 @@ pub fn print_stdout(bytes: &[u8]) -> Result<()> {
     match out.write_all(bytes).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::Io(format!("stdout: {e}"))),
+        Err(e) => Err(Error::io_on("stdout", e)),
     }
 }
 

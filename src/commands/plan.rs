@@ -35,7 +35,7 @@ pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<ExitStatus> {
         "read snapshot"
     );
     progress.phase("deriving the changes");
-    let result = sync(&snapshot, &options).map_err(|e| Error::Usage(e.to_string()))?;
+    let result = sync(&snapshot, &options).map_err(|e| Error::usage(e.to_string()))?;
     drop(snapshot);
     tracing::info!(changes = result.changes.len(), "derived the changes");
     let source = Source {

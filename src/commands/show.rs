@@ -21,7 +21,7 @@ pub fn run(args: &ShowArgs) -> Result<ExitStatus> {
     tracing::info!(elapsed = ?started.elapsed(), "plan rendered");
     super::print_stdout(text.as_bytes())?;
     if !loaded.digest_matches() {
-        return Err(Error::Refused(format!(
+        return Err(Error::refused(format!(
             "{}: WARNING: digest mismatch: this plan was altered after it was made; do not approve it",
             path.display()
         )));

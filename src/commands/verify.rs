@@ -52,7 +52,7 @@ pub async fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus> {
                 .unwrap_or_default()
         ));
     }
-    Err(Error::Stale(format!(
+    Err(Error::stale(format!(
         "{}: {} of {} change(s) are not in the database:\n{}",
         path.display(),
         unmet.len(),

@@ -113,7 +113,7 @@ impl Store {
         };
         match tokio::time::timeout(timeout, connecting).await {
             Ok(store) => store,
-            Err(_) => Err(Error::Connection(format!(
+            Err(_) => Err(Error::connection(format!(
                 "could not connect to {} within {}s",
                 target.display(),
                 timeout.as_secs()
@@ -139,7 +139,7 @@ impl Store {
         let present = dispatch!(self, s => s.table_names().await)?;
         for table in Table::ALL {
             if !present.iter().any(|t| t == table.name()) {
-                return Err(Error::Store(format!(
+                return Err(Error::store(format!(
                     "not an IAM store: table `{}` is missing",
                     table.name()
                 )));
@@ -280,26 +280,28 @@ pub(crate) fn ddl_statements(ddl: &str) -> Vec<String> {
 }
 
 /// Maps a driver error to ours, with what was being done; never includes the
-/// statement's arguments (they may hold user documents).
+/// statement's arguments (they may hold user documents). The driver's error
+/// is kept as the cause, for `-v`.
 pub(crate) fn db_error(doing: &str, err: sqlx::Error) -> Error {
-    match err {
-        sqlx::Error::Database(e) => Error::Store(format!("{doing}: {}", e.message())),
-        sqlx::Error::Io(e) => Error::Connection(format!("{doing}: connection lost: {e}")),
+    let error = match &err {
+        sqlx::Error::Database(e) => Error::store(format!("{doing}: {}", e.message())),
+        sqlx::Error::Io(e) => Error::connection(format!("{doing}: connection lost: {e}")),
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-            Error::Connection(format!("{doing}: connection lost"))
+            Error::connection(format!("{doing}: connection lost"))
         }
-        sqlx::Error::ColumnDecode { index, source } => Error::Store(format!(
+        sqlx::Error::ColumnDecode { index, source } => Error::store(format!(
             "{doing}: column {index} could not be read: {source}"
         )),
-        other => Error::Store(format!("{doing}: {other}")),
-    }
+        other => Error::store(format!("{doing}: {other}")),
+    };
+    error.with_source(err)
 }
 
 /// A planned row that collides with a row already in the table by the time
 /// of the write (put there by a trigger, say): the database changed, so the
 /// plan is stale.
 pub(crate) fn key_taken(table: Table, key: &str) -> Error {
-    Error::Stale(format!(
+    Error::stale(format!(
         "inserting into {}: `{key}` collides with a row that is already there",
         table.name()
     ))

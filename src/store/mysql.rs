@@ -40,7 +40,7 @@ fn read_error(doing: &str, err: sqlx::Error) -> Error {
             if e.try_downcast_ref::<MySqlDatabaseError>()
                 .is_some_and(|e| e.number() == ER_LOCK_WAIT_TIMEOUT) =>
         {
-            Error::Locked(format!(
+            Error::locked(format!(
                 "{doing}: another session is writing the IAM tables and did not finish within the lock timeout"
             ))
         }
@@ -58,7 +58,7 @@ impl MySqlStore {
             .map_err(|e| Error::usage(format!("database URL `{}`: {e}", target.display())))?
             .charset("utf8mb4");
         let mut conn = MySqlConnection::connect_with(&options).await.map_err(|e| {
-            Error::Connection(format!("could not connect to {}: {}", target.display(), e))
+            Error::connection(format!("could not connect to {}: {}", target.display(), e))
         })?;
         let db: Option<String> = sqlx::query_scalar("SELECT DATABASE()")
             .fetch_one(&mut conn)
@@ -198,7 +198,7 @@ impl MySqlStore {
             .await
             .map_err(|e| db_error("taking the apply lock", e))?;
         if got != Some(1) {
-            return Err(Error::Locked(format!(
+            return Err(Error::locked(format!(
                 "another sync-access apply holds the lock on this database (waited {secs}s)"
             )));
         }
@@ -287,7 +287,7 @@ impl MySqlStore {
                 Ok(_) => {}
                 // ER_DUP_ENTRY: its message names the key.
                 Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    return Err(Error::Stale(format!(
+                    return Err(Error::stale(format!(
                         "{doing}: a planned row collides with a row that is already there: {}",
                         e.message()
                     )))
@@ -320,8 +320,8 @@ impl MySqlStore {
                 .await
                 .map_err(|e| db_error("updating users", e))?;
             if done.rows_affected() != batch.len() as u64 {
-                return Err(Error::Stale(
-                    "a user vanished or did not change during apply".into(),
+                return Err(Error::stale(
+                    "a user vanished or did not change during apply",
                 ));
             }
         }

@@ -40,7 +40,7 @@ impl PgStore {
             .map_err(|e| Error::usage(format!("database URL `{}`: {e}", target.display())))?
             .application_name("sync-access");
         let conn = PgConnection::connect_with(&options).await.map_err(|e| {
-            Error::Connection(format!("could not connect to {}: {}", target.display(), e))
+            Error::connection(format!("could not connect to {}: {}", target.display(), e))
         })?;
         Ok(PgStore { conn, access })
     }
@@ -164,7 +164,7 @@ impl PgStore {
         match locked {
             Ok(_) => {}
             Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
-                return Err(Error::Locked(format!(
+                return Err(Error::locked(format!(
                     "another sync-access apply holds the lock on this database (waited {}s)",
                     lock_timeout.as_secs()
                 )))
@@ -184,7 +184,7 @@ impl PgStore {
             .await
         {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Err(Error::Locked(format!(
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Err(Error::locked(format!(
                 "another session is writing the IAM tables (waited {}s)",
                 lock_timeout.as_secs()
             ))),
@@ -283,7 +283,7 @@ impl PgStore {
                 .await
                 .map_err(|e| db_error("updating users", e))?;
             if done.rows_affected() != batch.len() as u64 {
-                return Err(Error::Stale("a user vanished during apply".into()));
+                return Err(Error::stale("a user vanished during apply"));
             }
         }
         Ok(())

@@ -54,7 +54,7 @@ impl SqliteStore {
             ));
         }
         if access != Access::Create && !Path::new(&path).exists() {
-            return Err(Error::Connection(format!("no SQLite database at `{path}`")));
+            return Err(Error::connection(format!("no SQLite database at `{path}`")));
         }
         let options = SqliteConnectOptions::new()
             .filename(&path)
@@ -64,7 +64,7 @@ impl SqliteStore {
             .foreign_keys(false);
         let conn = SqliteConnection::connect_with(&options)
             .await
-            .map_err(|e| Error::Connection(format!("could not open {}: {e}", target.display())))?;
+            .map_err(|e| Error::connection(format!("could not open {}: {e}", target.display())))?;
         Ok(SqliteStore {
             conn,
             path,
@@ -162,7 +162,7 @@ impl SqliteStore {
         match self.conn.execute("BEGIN IMMEDIATE").await {
             Ok(_) => {}
             Err(sqlx::Error::Database(e)) if busy(e.as_ref()) => {
-                return Err(Error::Locked(format!(
+                return Err(Error::locked(format!(
                     "another writer holds the database lock (waited {}s)",
                     lock_timeout.as_secs()
                 )))
@@ -249,7 +249,7 @@ impl SqliteStore {
                 .await
                 .map_err(|e| db_error("updating users", e))?;
             if done.rows_affected() != 1 {
-                return Err(Error::Stale(format!(
+                return Err(Error::stale(format!(
                     "user `{}` vanished during apply",
                     user.key
                 )));
@@ -291,7 +291,7 @@ impl SqliteStore {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(sqlx::Error::Database(e)) if busy(e.as_ref()) => {
-                    return Err(Error::Locked(format!(
+                    return Err(Error::locked(format!(
                         "other connections hold read locks on the database and did not let go, so the changes could not be committed (waited {}s)",
                         wait.as_secs()
                     )))
