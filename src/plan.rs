@@ -12,7 +12,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
-use crate::sync::{Change, Finding, Op, SyncOptions, SyncResult};
+use crate::sync::{Change, Context, Finding, Op, SyncOptions, SyncResult};
 
 pub const FORMAT: &str = "sync-access/plan/v1";
 
@@ -34,6 +34,10 @@ pub struct Plan {
     pub changes: Vec<Change>,
     pub skipped: Vec<Finding>,
     pub conflicts: Vec<Finding>,
+    /// Facts for the review that the changes do not carry (role
+    /// permissions, user types); absent when there are none.
+    #[serde(default, skip_serializing_if = "Context::is_empty")]
+    pub context: Context,
     pub applyable: bool,
     pub digest: String,
     #[serde(default)]
@@ -151,6 +155,7 @@ impl Plan {
             changes: result.changes,
             skipped: result.skipped,
             conflicts: result.conflicts,
+            context: result.context,
             digest: String::new(),
             approvals: Vec::new(),
         };
@@ -283,9 +288,10 @@ pub fn digest_of_plan(plan: &Plan) -> String {
     }
     let mut out = std::io::BufWriter::with_capacity(1 << 16, Hashing(Sha256::new()));
     out.write_all(b"{").expect("hashing cannot fail");
-    // Keys in byte order: applyable, changes, conflicts, created_at,
-    // created_by, format, options, skipped, source, summary, tenant,
-    // tool_version.
+    // Keys in byte order: applyable, changes, conflicts, context (only
+    // when there is one: a plan without it hashes as before it existed),
+    // created_at, created_by, format, options, skipped, source, summary,
+    // tenant, tool_version.
     member(&mut out, true, "applyable", &plan.applyable);
     list(&mut out, "changes", &plan.changes, |out, change| {
         serde_json::to_writer(out, &change.canonical_record()).expect("hashing cannot fail")
@@ -295,6 +301,9 @@ pub fn digest_of_plan(plan: &Plan) -> String {
         serde_json::to_writer(out, &value).expect("hashing cannot fail")
     };
     list(&mut out, "conflicts", &plan.conflicts, finding);
+    if !plan.context.is_empty() {
+        member(&mut out, false, "context", &plan.context);
+    }
     member(&mut out, false, "created_at", &plan.created_at);
     member(&mut out, false, "created_by", &plan.created_by);
     member(&mut out, false, "format", &plan.format);
@@ -354,6 +363,24 @@ pub fn load(path: &Path) -> Result<Loaded> {
     }
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     parse(&bytes).map_err(refuse)
+}
+
+/// Reads and validates a plan from stdin (`show -`), within the same size
+/// limit as a file.
+pub fn load_stdin() -> Result<Loaded> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_PLAN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io_on("stdin", e))?;
+    if bytes.len() as u64 > MAX_PLAN_BYTES {
+        return Err(Error::refused(format!(
+            "stdin: not a valid plan: over the limit of {MAX_PLAN_BYTES} bytes"
+        )));
+    }
+    parse(&bytes).map_err(|msg| Error::refused(format!("stdin: {msg}")))
 }
 
 /// Validates plan bytes; the error is a sentence without the path. The plan

@@ -3,6 +3,7 @@
 //! `plan` and `apply` both call [`sync`], so what is reviewed and what is
 //! re-derived under the lock can never disagree by construction.
 
+pub mod context;
 pub mod documents;
 #[cfg(test)]
 mod tests;
@@ -14,6 +15,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use context::{Context, Difference, RoleFacts};
 use documents::{Binding, Grant, Group, Malformed, Parsed, Role, User};
 pub use documents::{Document, Membership, RawDoc, SubjectType};
 pub use writes::{applied, into_writes, unmet_changes, writes_for, MissingUser, Unmet, Writes};
@@ -387,9 +389,60 @@ pub struct Finding {
     /// What exactly is wrong, when the reason alone does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    // Who and what the entry is about, for review; absent when unknown.
+    // A membership: the user and the group's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<Membership>,
+    // A binding: its subject, role and namespace (absent: all namespaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_type: Option<SubjectType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A role or group: its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A conflict with a document of the tenant: the fields that differ.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<Difference>,
 }
 
 impl Finding {
+    pub fn new(kind: Kind, key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Finding {
+            kind,
+            key: key.into(),
+            group_id: None,
+            reason: reason.into(),
+            detail: None,
+            user_id: None,
+            username: None,
+            group_name: None,
+            membership: None,
+            subject_type: None,
+            subject_id: None,
+            subject_name: None,
+            role_id: None,
+            role_name: None,
+            namespace: None,
+            name: None,
+            differences: Vec::new(),
+        }
+    }
+
     fn sort_key(&self) -> (Kind, &[u8], &[u8]) {
         (
             self.kind,
@@ -407,6 +460,8 @@ pub struct SyncResult {
     pub present: BTreeMap<Kind, usize>,
     pub skipped: Vec<Finding>,
     pub conflicts: Vec<Finding>,
+    /// What the review needs beside the changes.
+    pub context: Context,
 }
 
 impl SyncResult {
@@ -508,6 +563,16 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
     out.skipped.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     out.conflicts
         .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let user_types: HashMap<&str, &str> = users
+        .live
+        .iter()
+        .chain(&users.deleted)
+        .filter_map(|u| {
+            let t = u.user_type.as_deref()?;
+            (t != "STANDARD").then_some((u.header.id.as_ref(), t))
+        })
+        .collect();
+    out.context = context::context(&out, &roles.legacy, &user_types);
     Ok(out)
 }
 
@@ -559,11 +624,8 @@ fn tenant_change(snapshot: &Snapshot, options: &SyncOptions) -> Result<Option<Ch
 
 fn malformed_finding(kind: Kind, m: &Malformed) -> Finding {
     Finding {
-        kind,
-        key: m.key.clone(),
-        group_id: None,
-        reason: "malformed".into(),
         detail: Some(m.detail.clone()),
+        ..Finding::new(kind, m.key.clone(), "malformed")
     }
 }
 
@@ -814,16 +876,14 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
             for (id, mut list) in keys {
                 list.sort_unstable();
                 for key in &list {
-                    out.conflicts.push(Finding {
+                    out.conflicts.push(Finding::new(
                         kind,
-                        key: key.to_string(),
-                        group_id: None,
-                        reason: format!(
+                        key.to_string(),
+                        format!(
                             "id `{id}` is used by several legacy documents ({})",
                             list.join(", ")
                         ),
-                        detail: None,
-                    });
+                    ));
                 }
                 scope.duplicates.insert(Cow::Owned(id.to_string()));
             }
@@ -872,6 +932,8 @@ enum Outcome {
 trait Named<'a>: Scoped<'a> {
     fn name(&self) -> &str;
     fn raw(&self) -> &'a str;
+    /// What differs from `tenant`, the tenant's document it conflicts with.
+    fn differences(&self, tenant: &Self) -> Vec<Difference>;
 }
 impl<'a> Named<'a> for Role<'a> {
     fn name(&self) -> &str {
@@ -880,6 +942,9 @@ impl<'a> Named<'a> for Role<'a> {
     fn raw(&self) -> &'a str {
         self.raw
     }
+    fn differences(&self, tenant: &Self) -> Vec<Difference> {
+        context::role_differences(self, tenant)
+    }
 }
 impl<'a> Named<'a> for Group<'a> {
     fn name(&self) -> &str {
@@ -887,6 +952,20 @@ impl<'a> Named<'a> for Group<'a> {
     }
     fn raw(&self) -> &'a str {
         self.raw
+    }
+    fn differences(&self, tenant: &Self) -> Vec<Difference> {
+        let mut out = Vec::new();
+        if self.header.id != tenant.header.id {
+            out.push(context::difference(
+                "id",
+                &self.header.id,
+                &tenant.header.id,
+            ));
+        }
+        if self.name != tenant.name {
+            out.push(context::difference("name", &self.name, &tenant.name));
+        }
+        out
     }
 }
 
@@ -920,11 +999,8 @@ fn copy_documents<'a, T: Named<'a>>(
         let id = legacy.header().id.as_ref();
         let key = target_key(tenant, id);
         let conflict = |reason: String| Finding {
-            kind,
-            key: legacy.header().key.to_string(),
-            group_id: None,
-            reason,
-            detail: None,
+            name: Some(legacy.name().to_string()),
+            ..Finding::new(kind, legacy.header().key, reason)
         };
         let outcome =
             if let Some(existing) = scope.tenant_by_id.get(id).map(|&i| &scope.tenant_docs[i]) {
@@ -935,21 +1011,31 @@ fn copy_documents<'a, T: Named<'a>>(
                         Kind::Role => "another name or other permissions",
                         _ => "another name",
                     };
-                    out.conflicts.push(conflict(format!(
-                        "tenant `{tenant}` already has {} `{id}` with {what}",
-                        kind.as_str()
-                    )));
+                    out.conflicts.push(Finding {
+                        differences: legacy.differences(existing),
+                        ..conflict(format!(
+                            "tenant `{tenant}` already has {} `{id}` with {what}",
+                            kind.as_str()
+                        ))
+                    });
                     Outcome::Conflict
                 }
             } else if let Some(reason) = scope.key_conflict(&key, kind) {
                 out.conflicts.push(conflict(reason));
                 Outcome::Conflict
             } else if let Some(other) = tenant_names.get(legacy.name()) {
-                out.conflicts.push(conflict(format!(
-                    "tenant `{tenant}` already has a {} named `{}` with id `{other}`",
-                    kind.as_str(),
-                    legacy.name()
-                )));
+                let existing = scope
+                    .tenant_by_id
+                    .get(*other)
+                    .map(|&i| &scope.tenant_docs[i]);
+                out.conflicts.push(Finding {
+                    differences: existing.map_or_else(Vec::new, |e| legacy.differences(e)),
+                    ..conflict(format!(
+                        "tenant `{tenant}` already has a {} named `{}` with id `{other}`",
+                        kind.as_str(),
+                        legacy.name()
+                    ))
+                });
                 Outcome::Conflict
             } else {
                 let value = Document::copy_to_tenant(legacy.raw(), tenant)
@@ -994,27 +1080,29 @@ fn plan_memberships(
     tenant: &str,
     out: &mut SyncResult,
 ) {
+    let membership_finding =
+        |user: &User, group_id: &str, membership: Membership, reason: String| Finding {
+            group_id: Some(group_id.to_string()),
+            user_id: Some(user.header.id.to_string()),
+            username: Some(user.username.to_string()).filter(|u| !u.is_empty()),
+            group_name: deps.group_names.get(group_id).map(|n| n.to_string()),
+            membership: Some(membership),
+            ..Finding::new(Kind::Membership, user.header.key, reason)
+        };
     for user in &users.deleted {
-        for group_id in user.legacy_memberships.keys() {
-            out.skipped.push(Finding {
-                kind: Kind::Membership,
-                key: user.header.key.to_string(),
-                group_id: Some(group_id.to_string()),
-                reason: "user deleted".into(),
-                detail: None,
-            });
+        for (group_id, &membership) in &user.legacy_memberships {
+            out.skipped.push(membership_finding(
+                user,
+                group_id,
+                membership,
+                "user deleted".into(),
+            ));
         }
     }
     for user in &users.live {
         for (group_id, &membership) in &user.legacy_memberships {
             let group_id = group_id.as_ref();
-            let finding = |reason: String| Finding {
-                kind: Kind::Membership,
-                key: user.header.key.to_string(),
-                group_id: Some(group_id.to_string()),
-                reason,
-                detail: None,
-            };
+            let finding = |reason: String| membership_finding(user, group_id, membership, reason);
             if let Some(reason) = deps.groups.ids.availability(group_id).reason(Kind::Group) {
                 out.skipped.push(finding(reason));
                 continue;
@@ -1031,10 +1119,17 @@ fn plan_memberships(
                 Some(&existing) if existing == membership => {
                     *out.present.entry(Kind::Membership).or_default() += 1;
                 }
-                Some(&existing) => out.conflicts.push(finding(format!(
-                    "user is already {} of group `{group_id}` in tenant `{tenant}`",
-                    existing.as_str()
-                ))),
+                Some(&existing) => out.conflicts.push(Finding {
+                    differences: vec![context::difference(
+                        "membership",
+                        membership.as_str(),
+                        existing.as_str(),
+                    )],
+                    ..finding(format!(
+                        "user is already {} of group `{group_id}` in tenant `{tenant}`",
+                        existing.as_str()
+                    ))
+                }),
                 None => out.changes.push(Change::AddMembership {
                     key: user.header.key.to_string(),
                     user_id: user.header.id.to_string(),
@@ -1062,12 +1157,19 @@ fn plan_bindings(
     let tenant_grants: HashSet<&Grant> = bindings.tenant_docs.iter().map(|b| &b.grant).collect();
     for binding in &bindings.legacy {
         let grant = &binding.grant;
-        let finding = |reason: String| Finding {
-            kind: Kind::Binding,
-            key: binding.header.key.to_string(),
-            group_id: None,
-            reason,
-            detail: None,
+        let finding = |reason: String| {
+            let mut finding = Finding::new(Kind::Binding, binding.header.key, reason);
+            let subject_name = match grant.subject_type {
+                SubjectType::User => deps
+                    .users
+                    .by_id
+                    .get(grant.external_id.as_ref())
+                    .map(|&i| deps.users.live[i].username.as_ref()),
+                SubjectType::Group => deps.group_names.get(grant.external_id.as_ref()).copied(),
+            };
+            let role_name = deps.role_names.get(grant.role_id.as_ref()).copied();
+            context::describe_binding(&mut finding, grant, subject_name, role_name);
+            finding
         };
         let subject = match grant.subject_type {
             SubjectType::User => deps
@@ -1109,10 +1211,13 @@ fn plan_bindings(
             continue;
         }
         let id = binding.header.id.as_ref();
-        if bindings.tenant_by_id.contains_key(id) {
-            out.conflicts.push(finding(format!(
-                "tenant `{tenant}` already has binding `{id}` with another subject, role or namespace"
-            )));
+        if let Some(&i) = bindings.tenant_by_id.get(id) {
+            out.conflicts.push(Finding {
+                differences: context::grant_differences(grant, &bindings.tenant_docs[i].grant),
+                ..finding(format!(
+                    "tenant `{tenant}` already has binding `{id}` with another subject, role or namespace"
+                ))
+            });
             continue;
         }
         let key = target_key(tenant, id);
