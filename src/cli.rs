@@ -24,21 +24,14 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Database URL: sqlite:PATH, postgres://..., mysql://...
-    /// [default: sqlite:sync-access-demo.db]
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
-    pub database_url: Option<String>,
-    /// Kestra config.yml whose datasources.<name> gives the database
-    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Which datasource of the Kestra config, when it has several
-    #[arg(long, global = true, value_name = "NAME")]
-    pub datasource: Option<String>,
-    /// Seconds to wait for the database connection
-    #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
-    pub connect_timeout: u64,
-    /// Log level
-    #[arg(short = 'l', long = "log-level", global = true, value_enum)]
+    /// Log level (any case)
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        global = true,
+        value_enum,
+        ignore_case = true
+    )]
     pub log_level: Option<LogLevel>,
     /// More logs (-v info, -vv debug, -vvv trace)
     #[arg(short = 'v', long = "verbose", global = true, action = ArgAction::Count)]
@@ -49,6 +42,26 @@ pub struct GlobalArgs {
     /// Print the version
     #[arg(short = 'V', long = "version", action = ArgAction::Version)]
     pub version: Option<bool>,
+}
+
+/// Where the database is: only on the commands that connect. One group, so
+/// that connection options added later (TLS, schemas) land in one place.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Connection")]
+pub struct ConnectionArgs {
+    /// Database URL: sqlite:PATH, postgres://..., mysql://...
+    /// [default: sqlite:sync-access-demo.db]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Kestra config.yml whose datasources.<name> gives the database
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Which datasource of the Kestra config, when it has several
+    #[arg(long, value_name = "NAME")]
+    pub datasource: Option<String>,
+    /// Seconds to wait for the database connection
+    #[arg(long, default_value_t = 10, value_name = "SECS")]
+    pub connect_timeout: u64,
 }
 
 impl GlobalArgs {
@@ -91,10 +104,23 @@ pub enum Command {
     Demo(DemoArgs),
     /// Make an Ed25519 key pair for signed approvals
     Keygen(KeygenArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), as in `sync-access man | man -l -`
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell, as in `sync-access completions bash > /etc/bash_completion.d/sync-access`
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// The target tenant
     #[arg(long, default_value = "default")]
     pub tenant: String,
@@ -114,7 +140,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Who makes the plan [default: $USER]
-    #[arg(long, env = "SYNC_ACCESS_USER")]
+    #[arg(long, env = "SYNC_ACCESS_USER", hide_env_values = true)]
     pub created_by: Option<String>,
 }
 
@@ -137,7 +163,7 @@ pub enum OpArg {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The plan file
+    /// The plan file; `-` reads it from stdin
     pub plan: PathBuf,
     /// Output format: tables for a terminal, markdown for a pull request,
     /// json for tools (one object per line)
@@ -166,6 +192,13 @@ pub struct ShowArgs {
     /// wrapping when piped]
     #[arg(long, value_name = "COLUMNS")]
     pub width: Option<u16>,
+    /// Read each user's current access in the tenant from the database
+    /// (read-only) and show it as the "before" side, like `kubectl diff`
+    #[arg(long)]
+    pub live: bool,
+    /// The database, with --live
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -197,11 +230,13 @@ pub struct KeygenArgs {
 pub struct ApplyArgs {
     /// The approved plan file
     pub plan: PathBuf,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// Seconds to wait for another apply's lock before giving up (exit 6)
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub lock_timeout: u64,
     /// Who applies [default: $USER]
-    #[arg(long, env = "SYNC_ACCESS_USER")]
+    #[arg(long, env = "SYNC_ACCESS_USER", hide_env_values = true)]
     pub applied_by: Option<String>,
     /// Count only approvals signed by this public key (repeatable; from `keygen`)
     #[arg(long, value_name = "FILE")]
@@ -218,13 +253,42 @@ pub struct ApplyArgs {
 pub struct VerifyArgs {
     /// The plan file
     pub plan: PathBuf,
+    /// Output format: a sentence, or one JSON object for tools
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]
-pub struct HistoryArgs {}
+pub struct HistoryArgs {
+    /// Output format: a table, or one JSON object per line for tools
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
+    pub format: HistoryFormat,
+    /// Wrap the table to this many columns [default: the terminal's; no
+    /// wrapping when piped]
+    #[arg(long, value_name = "COLUMNS")]
+    pub width: Option<u16>,
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
+}
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
     /// Generate a large synthetic store with this many users instead
     #[arg(long)]
     pub users: Option<usize>,

@@ -13,6 +13,7 @@ pub mod connect;
 pub mod demo;
 pub mod error;
 pub mod plan;
+pub mod progress;
 pub mod render;
 pub mod store;
 pub mod sync;
@@ -28,17 +29,18 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         .enable_all()
         .build()
         .map_err(|e| Error::io_on("starting the runtime", e))?;
-    let global = &cli.global;
     runtime.block_on(async {
         match &cli.command {
-            Command::Plan(args) => commands::plan::run(global, args).await,
-            Command::Show(args) => commands::show::run(args),
+            Command::Plan(args) => commands::plan::run(args).await,
+            Command::Show(args) => commands::show::run(args).await,
             Command::Approve(args) => commands::approve::run(args),
-            Command::Apply(args) => commands::apply::run(global, args).await,
-            Command::Verify(args) => commands::verify::run(global, args).await,
-            Command::History(args) => commands::history::run(global, args).await,
-            Command::Demo(args) => commands::demo::run(global, args).await,
+            Command::Apply(args) => commands::apply::run(args).await,
+            Command::Verify(args) => commands::verify::run(args).await,
+            Command::History(args) => commands::history::run(args).await,
+            Command::Demo(args) => commands::demo::run(args).await,
             Command::Keygen(args) => commands::keygen::run(args),
+            Command::Completions(args) => commands::completions::run(args),
+            Command::Man => commands::man::run(),
         }
     })
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::approvals;
-use crate::cli::{ApplyArgs, GlobalArgs};
+use crate::cli::ApplyArgs;
 use crate::error::{Error, ErrorKind, ExitStatus, Result};
 use crate::plan::{self, Loaded};
 use crate::render;
@@ -13,7 +13,8 @@ use crate::store::{Access, HistoryRecord, ReadMode, Store, HISTORY_TABLE};
 use crate::sync::{into_writes, sync};
 
 enum Attempt {
-    Applied {
+    /// Written and recorded in the open transaction: only COMMIT is left.
+    Written {
         rows: usize,
     },
     AlreadyApplied(HistoryRecord),
@@ -22,8 +23,15 @@ enum Attempt {
     NeedHistoryTable,
 }
 
-pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
+/// How long an interrupted apply waits for its rollback before it closes
+/// the connection instead (the server then rolls back on its own).
+const ROLLBACK_WAIT: Duration = Duration::from_secs(2);
+
+pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
+    // From here on, Ctrl-C and SIGTERM end the apply cleanly: rolled back,
+    // and said so.
+    let mut signals = Signals::install()?;
     let progress = super::Progress::on_terminal();
     progress.phase("reading the plan");
     let loaded = plan::load(path)?;
@@ -48,7 +56,11 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     let approved = plan::changes_digest(&loaded.plan.changes);
     loaded.plan.changes = Vec::new();
     let plan = &loaded.plan;
-    let (target, mut store) = super::open_store(global, Access::ReadWrite).await?;
+    let (target, mut store) = tokio::select! {
+        biased;
+        kind = signals.recv() => return Err(interrupted(path, kind)),
+        opened = super::open_store(&args.connection, Access::ReadWrite) => opened?,
+    };
     let identity = store.identity().await?;
     if identity != plan.source.identity {
         return Err(not_applied(
@@ -67,38 +79,37 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     let not_applied = |e: Error| not_applied(path, e);
     let mut history_created = false;
     loop {
-        progress.phase("waiting for the lock, re-reading and comparing; then writing");
-        store
-            .begin_apply(Duration::from_secs(args.lock_timeout))
-            .await
-            .map_err(not_applied)?;
-        let attempt = attempt(&mut store, plan, &approved, path, &applied_by, &approvers).await;
-        progress.finish();
-        match attempt {
-            Ok(Attempt::Applied { rows }) => {
-                let s = &plan.summary;
-                println!(
-                    "Applied plan {} to tenant `{}` on {}: {} role(s), {} group(s), {} membership(s), {} binding(s){} ({rows} row(s) written).",
-                    plan.digest,
-                    plan.tenant,
-                    target.display(),
-                    s.add_role,
-                    s.add_group,
-                    s.add_membership,
-                    s.add_binding,
-                    if s.create_tenant > 0 { ", and the tenant created" } else { "" },
-                );
-                return Ok(ExitStatus::Success);
+        progress.phase("waiting for the lock");
+        let outcome = tokio::select! {
+            biased;
+            kind = signals.recv() => {
+                progress.finish();
+                roll_back_or_close(store).await;
+                return Err(interrupted(path, kind));
+            }
+            outcome = async {
+                store
+                    .begin_apply(Duration::from_secs(args.lock_timeout))
+                    .await
+                    .map_err(not_applied)?;
+                attempt(&mut store, plan, &approved, path, &applied_by, &approvers, &progress).await
+            } => outcome,
+        };
+        match outcome {
+            Ok(Attempt::Written { rows }) => {
+                progress.phase("committing");
+                return commit(store, &mut signals, plan, path, rows, &target, &progress).await;
             }
             Ok(Attempt::AlreadyApplied(record)) => {
+                progress.finish();
                 store.rollback().await.map_err(not_applied)?;
-                println!(
-                    "Plan {} was already applied at {} by {} (approved by {}); nothing to do.",
+                super::report_done(&format!(
+                    "Plan {} was already applied at {} by {} (approved by {}); nothing to do.\n",
                     render::clean(&record.digest),
                     render::clean(&record.applied_at),
                     render::clean(&record.applied_by),
                     render::clean(&render::approvers_text(&record.approvers))
-                );
+                ));
                 return Ok(ExitStatus::Success);
             }
             Ok(Attempt::NeedHistoryTable) if !history_created => {
@@ -113,11 +124,145 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
                 ))));
             }
             Err(e) => {
+                progress.finish();
                 // The transaction is rolled back; on a lost connection the
                 // server rolls it back itself.
                 let _ = store.rollback().await;
                 return Err(e);
             }
+        }
+    }
+}
+
+/// COMMIT, which a signal cannot stop half-way: once it is sent, the
+/// apply waits for its answer, and says what became of the plan.
+async fn commit(
+    mut store: Store,
+    signals: &mut Signals,
+    plan: &plan::Plan,
+    path: &Path,
+    rows: usize,
+    target: &crate::connect::Target,
+    progress: &super::Progress,
+) -> Result<ExitStatus> {
+    let mut signalled = None;
+    let committed = {
+        let commit = store.commit();
+        tokio::pin!(commit);
+        loop {
+            tokio::select! {
+                result = &mut commit => break result,
+                kind = signals.recv(), if signalled.is_none() => {
+                    signalled = Some(kind);
+                    crate::say!("interrupted during the commit: waiting for the database to finish it");
+                }
+            }
+        }
+    };
+    progress.finish();
+    match committed {
+        Ok(()) => {
+            let s = &plan.summary;
+            super::report_done(&format!(
+                "Applied plan {} to tenant `{}` on {}: {} role(s), {} group(s), {} membership(s), {} binding(s){} ({rows} row(s) written).\n",
+                plan.digest,
+                render::clean(&plan.tenant),
+                target.display(),
+                s.add_role,
+                s.add_group,
+                s.add_membership,
+                s.add_binding,
+                if s.create_tenant > 0 { ", and the tenant created" } else { "" },
+            ));
+            if signalled.is_some() {
+                crate::say!(
+                    "the interruption came after the commit had started: the plan IS applied"
+                );
+            }
+            crate::say!(
+                "next: sync-access verify {}; sync-access history",
+                path.display()
+            );
+            Ok(ExitStatus::Success)
+        }
+        Err(e) => {
+            let refused_before_commit = e.kind() == ErrorKind::Locked;
+            let _ = store.rollback().await;
+            match signalled {
+                Some(kind) if refused_before_commit => Err(interrupted(path, kind)),
+                _ if refused_before_commit => Err(not_applied(path, e)),
+                _ => Err(e.reworded(|why| {
+                    format!(
+                        "{}: the commit failed, so the plan is most likely not applied; `sync-access history` tells for sure: {why}",
+                        path.display()
+                    )
+                })),
+            }
+        }
+    }
+}
+
+/// Rolls the open transaction back, waiting a little; a connection busy
+/// with a statement that does not end is closed instead, and the server
+/// rolls back what it had not committed.
+async fn roll_back_or_close(mut store: Store) {
+    if tokio::time::timeout(ROLLBACK_WAIT, store.rollback())
+        .await
+        .is_err()
+    {
+        tracing::info!("the rollback did not answer in time: closing the connection");
+    }
+    drop(store);
+}
+
+fn interrupted(path: &Path, kind: ErrorKind) -> Error {
+    Error::new(
+        kind,
+        format!(
+            "{}: interrupted: rolled back, nothing written",
+            path.display()
+        ),
+    )
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, caught instead of ending the process, so
+/// that an apply can roll back and say so.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let install =
+                |kind| signal(kind).map_err(|e| Error::io_on("installing a signal handler", e));
+            Ok(Signals {
+                interrupt: install(SignalKind::interrupt())?,
+                terminate: install(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Waits for a signal: which one, as the kind of error it ends with.
+    async fn recv(&mut self) -> ErrorKind {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => ErrorKind::Interrupted { terminated: false },
+                _ = self.terminate.recv() => ErrorKind::Interrupted { terminated: true },
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            ErrorKind::Interrupted { terminated: false }
         }
     }
 }
@@ -159,6 +304,7 @@ async fn attempt(
     path: &Path,
     applied_by: &str,
     approvers: &[plan::Approval],
+    progress: &super::Progress,
 ) -> Result<Attempt> {
     let not_applied = |e: Error| not_applied(path, e);
     let stale = |why: String| not_applied(Error::stale(format!("stale: {why}")));
@@ -172,11 +318,17 @@ async fn attempt(
     if !store.history_ready().await.map_err(not_applied)? {
         return Ok(Attempt::NeedHistoryTable);
     }
+    progress.counted(
+        "re-reading the store under the lock",
+        super::Counter::RowsRead,
+        None,
+    );
     let snapshot = store
         .read_snapshot(&plan.tenant, ReadMode::InApply)
         .await
         .map_err(not_applied)?;
     tracing::info!("read the snapshot under the lock");
+    progress.phase("re-deriving the changes and comparing them with the approved ones");
     let now = sync(&snapshot, &plan.sync_options()).map_err(|e| stale(e.to_string()))?;
     tracing::info!(changes = now.changes.len(), "re-derived the changes");
     // Documents are canonical text: equal changes are equal bytes.
@@ -195,6 +347,11 @@ async fn attempt(
     let writes =
         into_writes(&snapshot, &plan.tenant, now.changes).map_err(|e| stale(e.to_string()))?;
     drop(snapshot);
+    progress.counted(
+        "writing",
+        super::Counter::RowsWritten,
+        Some(writes.len() as u64),
+    );
     store.write(&writes).await.map_err(not_applied)?;
     tracing::info!(rows = writes.len(), "wrote the changes");
     let approvers: Vec<serde_json::Value> = approvers
@@ -212,16 +369,5 @@ async fn attempt(
         summary: serde_json::to_string(&plan.summary).expect("a summary always serialises"),
     };
     store.record(&record).await.map_err(not_applied)?;
-    store.commit().await.map_err(|e| match e.kind() {
-        // Refused before anything was committed (SQLite readers that never
-        // let go): the transaction is rolled back next.
-        ErrorKind::Locked => not_applied(e),
-        _ => e.reworded(|why| {
-            format!(
-                "{}: the commit failed, so the plan is most likely not applied; `sync-access history` tells for sure: {why}",
-                path.display()
-            )
-        }),
-    })?;
-    Ok(Attempt::Applied { rows: writes.len() })
+    Ok(Attempt::Written { rows: writes.len() })
 }

@@ -30,12 +30,12 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
         .as_deref()
         .map(approvals::read_signing_key)
         .transpose()?;
-    eprint!("{}", render::plan_summary_for_stderr(plan));
+    super::say(format_args!("{}", render::plan_summary_for_stderr(plan)));
     if plan
         .matching_approvals()
         .any(|a| a.by == by && (signing_key.is_none() || a.signature.is_some()))
     {
-        eprintln!(
+        crate::say!(
             "{}: already approved by {by}; nothing written.",
             path.display()
         );
@@ -64,16 +64,20 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     debug_assert_eq!(plan::digest_of_plan(&approved), approved.digest);
     let bytes = approved.to_pretty_json();
     super::write_atomically(path, &bytes)?;
-    eprintln!(
+    crate::say!(
         "{}: approved by {by} (digest {}).",
         path.display(),
         plan.digest
+    );
+    crate::say!(
+        "next: sync-access apply {}  (or more approvals first, if your policy asks)",
+        path.display()
     );
     Ok(ExitStatus::Success)
 }
 
 fn confirm(by: &str) -> Result<bool> {
-    eprint!("Approve this plan as {by}? [y/N] ");
+    super::say(format_args!("Approve this plan as {by}? [y/N] "));
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin()

@@ -1,13 +1,13 @@
 //! `demo`: create a demo store, or a large synthetic one for benchmarks.
 
-use crate::cli::{DemoArgs, GlobalArgs};
+use crate::cli::DemoArgs;
 use crate::demo;
 use crate::error::{Error, ExitStatus, Result};
 use crate::store::{Access, Store};
 
-pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitStatus> {
-    let target = super::target(global)?;
-    let timeout = std::time::Duration::from_secs(global.connect_timeout);
+pub async fn run(args: &DemoArgs) -> Result<ExitStatus> {
+    let target = super::target(&args.connection)?;
+    let timeout = std::time::Duration::from_secs(args.connection.connect_timeout);
     let mut store = Store::connect(&target, Access::Create, timeout).await?;
     if args.reset {
         store.drop_all().await?;
@@ -30,7 +30,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitStatus> {
             demo::load_synthetic(&mut store, &shape).await?
         }
     };
-    eprintln!(
+    crate::say!(
         "Created a demo store at {}: {} tenant(s), {} user(s), {} group(s), {} role(s), {} binding(s).",
         target.display(),
         counts[0],

@@ -6,7 +6,7 @@ use crate::error::{ExitStatus, Result};
 
 pub fn run(args: &KeygenArgs) -> Result<ExitStatus> {
     approvals::keygen(&args.out)?;
-    eprintln!(
+    crate::say!(
         "Wrote the secret key to {} (keep it to yourself; `approve --signing-key`) and the public key to {}.pub (for `apply --trusted-key`).",
         args.out.display(),
         args.out.display()

@@ -2,9 +2,11 @@
 
 pub mod apply;
 pub mod approve;
+pub mod completions;
 pub mod demo;
 pub mod history;
 pub mod keygen;
+pub mod man;
 pub mod plan;
 pub mod show;
 pub mod verify;
@@ -13,27 +15,31 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::cli::{GlobalArgs, DEFAULT_DATABASE_URL};
+use crate::cli::{ConnectionArgs, DEFAULT_DATABASE_URL};
 use crate::connect::{self, Target};
 use crate::error::{Error, Result};
 use crate::store::{Access, Store};
 
 /// The database named by `-c`, `--database-url`/`DATABASE_URL`, or the demo
 /// default, in that order of precedence.
-pub fn target(global: &GlobalArgs) -> Result<Target> {
-    match (&global.config, &global.database_url) {
-        (Some(config), _) => connect::from_kestra_config(config, global.datasource.as_deref()),
+pub fn target(connection: &ConnectionArgs) -> Result<Target> {
+    match (&connection.config, &connection.database_url) {
+        (Some(config), _) => connect::from_kestra_config(config, connection.datasource.as_deref()),
         (None, Some(url)) => Target::parse(url),
         (None, None) => Target::parse(DEFAULT_DATABASE_URL),
     }
 }
 
 /// Connects and checks that the database is an IAM store.
-pub async fn open_store(global: &GlobalArgs, access: Access) -> Result<(Target, Store)> {
-    let target = target(global)?;
+pub async fn open_store(connection: &ConnectionArgs, access: Access) -> Result<(Target, Store)> {
+    let target = target(connection)?;
     tracing::info!(database = %target.display(), "connecting");
-    let mut store =
-        Store::connect(&target, access, Duration::from_secs(global.connect_timeout)).await?;
+    let mut store = Store::connect(
+        &target,
+        access,
+        Duration::from_secs(connection.connect_timeout),
+    )
+    .await?;
     store.check_schema().await?;
     Ok((target, store))
 }
@@ -88,7 +94,8 @@ pub fn write_atomically_with(
     Ok(())
 }
 
-/// Streams to stdout; a closed pipe (`| head`) ends quietly.
+/// Streams a command's output to stdout. A closed stdout (`| head`,
+/// `| true`) ends it quietly: the reader wanted no more, which is no error.
 pub fn stream_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match write(&mut out).and_then(|_| out.flush()) {
@@ -98,49 +105,39 @@ pub fn stream_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) 
     }
 }
 
-/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
-pub fn print_stdout(bytes: &[u8]) -> Result<()> {
+/// Writes to stdout what a command says after its work is done for good
+/// (a committed apply): no failure to print may change the exit code or
+/// suggest that the work failed, so a failure is said on stderr instead.
+pub fn report_done(text: &str) {
+    use std::io::ErrorKind;
     let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|_| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::io_on("stdout", e)),
-    }
-}
-
-/// Progress on stderr for long runs: a spinner naming the phase, only when
-/// stderr is a terminal (never in pipes, logs or CI).
-pub struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    /// A spinner on a terminal; nothing otherwise.
-    pub fn on_terminal() -> Progress {
-        use std::io::IsTerminal;
-        if !std::io::stderr().is_terminal() {
-            return Progress(None);
-        }
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        Progress(Some(bar))
-    }
-
-    /// Names the phase now under way.
-    pub fn phase(&self, what: &str) {
-        if let Some(bar) = &self.0 {
-            bar.set_message(what.to_string());
-        }
-    }
-
-    /// Clears the spinner before the command prints its result.
-    pub fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => {}
+        Err(e) => {
+            let why = if e.kind() == ErrorKind::BrokenPipe {
+                "stdout was closed".to_string()
+            } else {
+                format!("stdout: {e}")
+            };
+            say(format_args!(
+                "note: done, but this report could not be printed ({why}):\n{text}"
+            ));
         }
     }
 }
 
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.finish();
-    }
+/// Writes to stderr. A closed or broken stderr is not worth a panic, nor an
+/// error: what was said there is lost, the command's result is not.
+pub fn say(args: std::fmt::Arguments) {
+    let _ = std::io::stderr().lock().write_fmt(args);
 }
+
+/// `say!("...")`: [`say`] with `format!` arguments and a final newline.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::commands::say(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+pub use crate::progress::{Counter, Progress};

@@ -49,6 +49,9 @@ impl Table {
 
 pub const HISTORY_TABLE: &str = "sync_access_history";
 
+/// Rows written between two progress counts (PostgreSQL's batch size).
+const PROGRESS_CHUNK: usize = 50_000;
+
 /// How the connection will be used: `plan` must not be able to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -204,12 +207,16 @@ impl Store {
             (Table::Groups, &writes.groups),
             (Table::Bindings, &writes.bindings),
         ] {
-            if !rows.is_empty() {
-                dispatch!(self, s => s.insert(table, rows).await)?;
+            // In chunks as large as the largest batch of any backend, so
+            // that progress is counted without changing the statements.
+            for chunk in rows.chunks(PROGRESS_CHUNK) {
+                dispatch!(self, s => s.insert(table, chunk).await)?;
+                crate::progress::rows_written(chunk.len());
             }
         }
-        if !writes.users.is_empty() {
-            dispatch!(self, s => s.update_users(&writes.users).await)?;
+        for chunk in writes.users.chunks(PROGRESS_CHUNK) {
+            dispatch!(self, s => s.update_users(chunk).await)?;
+            crate::progress::rows_written(chunk.len());
         }
         Ok(())
     }

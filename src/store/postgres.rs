@@ -95,6 +95,7 @@ impl PgStore {
             .fetch(&mut self.conn);
         let mut docs = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(|e| db_error(doing, e))? {
+            crate::progress::rows_read(1);
             docs.push(RawDoc {
                 key: row.try_get(0).map_err(|e| db_error(doing, e))?,
                 value: row.try_get(1).map_err(|e| db_error(doing, e))?,
