@@ -438,8 +438,16 @@ impl<'w> Printer<'w> {
                 let pad = fields.iter().map(|(l, _, _)| l.len()).max().unwrap_or(0);
                 let mut out = String::new();
                 for (label, value, mark) in fields {
-                    let value = painted(&plain(value), paint_for(*mark, style.color));
-                    let _ = writeln!(out, "  {label:<pad$}  {value}");
+                    let text = plain(value);
+                    let lines = match style.width {
+                        Some(w) => wrap_lines(&text, usize::from(w).saturating_sub(pad + 4)),
+                        None => vec![text],
+                    };
+                    for (i, line) in lines.iter().enumerate() {
+                        let line = painted(line, paint_for(*mark, style.color));
+                        let label = if i == 0 { *label } else { "" };
+                        let _ = writeln!(out, "  {label:<pad$}  {line}");
+                    }
                 }
                 self.put(&out);
             }

@@ -570,7 +570,15 @@ fn differences_diff(f: &Finding) -> String {
         .unified_diff()
         .context_radius(2)
         .header(
-            &format!("legacy {} {}", f.kind.as_str(), f.key),
+            &format!(
+                "legacy {} {}{}",
+                f.kind.as_str(),
+                f.key,
+                f.group_id
+                    .as_deref()
+                    .map(|g| format!(" (group {g})"))
+                    .unwrap_or_default()
+            ),
             "the tenant's document",
         )
         .to_string()
