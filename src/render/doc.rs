@@ -915,11 +915,7 @@ mod tests {
         );
         assert!(text.contains("The review stops here"));
         assert!(!text.contains("after"));
-        let last_row = text
-            .lines()
-            .filter(|l| l.starts_with("| row"))
-            .last()
-            .unwrap();
+        let last_row = text.lines().rfind(|l| l.starts_with("| row")).unwrap();
         assert!(last_row.ends_with(" |"), "whole rows only: {last_row}");
     }
 }
