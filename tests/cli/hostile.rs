@@ -233,8 +233,15 @@ impl Runner<'_> {
         let mut cmd = self.db.cmd();
         cmd.current_dir(self.work)
             .env("DATABASE_URL", &self.url)
-            .args(["-vv", "--internal-log", "--connect-timeout", "5"])
+            .args(["-vv", "--internal-log"])
             .args(args);
+        // A connection flag, on the commands that connect.
+        if matches!(
+            args.first(),
+            Some(&("plan" | "apply" | "verify" | "history" | "demo"))
+        ) {
+            cmd.args(["--connect-timeout", "5"]);
+        }
         for (name, value) in env {
             cmd.env(name, value);
         }
