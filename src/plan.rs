@@ -673,6 +673,133 @@ mod tests {
         }
     }
 
+    const PLAN_FORMAT_DOC: &str = include_str!("../docs/plan-format.md");
+
+    /// The body of the fenced block of docs/plan-format.md whose info
+    /// string is `info`.
+    fn doc_block(info: &str) -> &'static str {
+        let open = format!("```{info}\n");
+        let start = PLAN_FORMAT_DOC
+            .find(&open)
+            .unwrap_or_else(|| panic!("docs/plan-format.md has no ```{info} block"))
+            + open.len();
+        let len = PLAN_FORMAT_DOC[start..]
+            .find("```")
+            .expect("the block is closed");
+        &PLAN_FORMAT_DOC[start..start + len]
+    }
+
+    /// docs/plan-format.md §13: the store it describes plans, through the
+    /// real sync function, to exactly the file it shows; that file's
+    /// canonical form is the line it shows; its SHA-256 is the digest it
+    /// shows; and the tool's own reading of the file agrees.
+    #[test]
+    fn the_documented_test_vector_reproduces() {
+        use crate::sync::{sync, RawDoc, Snapshot};
+        let vector = doc_block("json test-vector");
+        let canonical = doc_block("text canonical-vector").trim_end_matches('\n');
+        let digest = doc_block("text digest-vector").trim();
+
+        // The file as the tool writes it for the documented store.
+        let snapshot = Snapshot {
+            tenants: vec![RawDoc::new(
+                "default",
+                r#"{"id":"default","name":"Default","deleted":false}"#,
+            )],
+            users: vec![RawDoc::new(
+                "alice",
+                r#"{"id":"alice","username":"alice@example.com","groups":["ops"],"auths":[{"type":"password","hash":"$2a$10$x"}],"deleted":false}"#,
+            )],
+            groups: vec![
+                RawDoc::new("ops", r#"{"id":"ops","name":"Opérations","deleted":false}"#),
+                RawDoc::new(
+                    "default_ops",
+                    r#"{"id":"ops","tenantId":"default","name":"Opérations","deleted":false}"#,
+                ),
+            ],
+            roles: vec![RawDoc::new(
+                "viewer",
+                r#"{"id":"viewer","name":"Viewer","permissions":{"FLOW":["READ"]},"deleted":false}"#,
+            )],
+            bindings: vec![
+                RawDoc::new(
+                    "b-1",
+                    r#"{"id":"b-1","type":"GROUP","externalId":"ops","roleId":"viewer","namespaceId":"company.ops","deleted":false}"#,
+                ),
+                RawDoc::new(
+                    "b-2",
+                    r#"{"id":"b-2","type":"USER","externalId":"bob","roleId":"viewer","deleted":false}"#,
+                ),
+            ],
+        };
+        let options = SyncOptions::new("default");
+        let source = Source {
+            backend: "sqlite".into(),
+            database: "sqlite:kestra.db".into(),
+            identity: "sqlite:/srv/kestra/kestra.db".into(),
+        };
+        let provenance = Provenance {
+            created_at: "2026-01-15T09:00:00Z".into(),
+            created_by: "ops@example.com".into(),
+        };
+        let mut plan = Plan::new(
+            sync(&snapshot, &options).unwrap(),
+            &options,
+            source,
+            provenance,
+        );
+        plan.approvals.push(Approval {
+            by: "security@example.com".into(),
+            at: "2026-01-15T10:30:00Z".into(),
+            digest: plan.digest.clone(),
+            comment: Some("CHG-1234".into()),
+            signature: None,
+        });
+        assert_eq!(
+            String::from_utf8(plan.to_pretty_json()).unwrap(),
+            vector,
+            "docs/plan-format.md §13 is not the file the tool writes"
+        );
+        assert!(!vector.contains("auths") && !vector.contains("$2a$"));
+
+        // The canonical form and its digest, computed independently of the
+        // typed plan: from the file as generic JSON.
+        let raw: Value = serde_json::from_str(vector).unwrap();
+        assert_eq!(String::from_utf8(sealed_content(&raw)).unwrap(), canonical);
+        assert_eq!(canonical.len(), 1051, "the byte count the doc states");
+        assert_eq!(hex_digest_of(canonical.as_bytes()), digest);
+        assert_eq!(digest_of(&raw), digest);
+
+        // The tool's own reading of the file.
+        let loaded = parse(vector.as_bytes()).unwrap();
+        assert_eq!(loaded.computed_digest, digest);
+        assert!(loaded.digest_matches());
+        assert_eq!(loaded.plan.matching_approvals().count(), 1);
+    }
+
+    fn hex_digest_of(bytes: &[u8]) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(bytes);
+        hex_digest(hasher)
+    }
+
+    /// docs/plan-format.md §10, rule 5: how numbers in documents are
+    /// written.
+    #[test]
+    fn documented_number_forms_are_the_canonical_ones() {
+        let doc: crate::sync::Document = serde_json::from_str(
+            r#"{"f":1.10,"e":1e3,"i":-12,"u":18446744073709551615,"z":-0,"w":1.0}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            doc.as_str(),
+            r#"{"e":1000.0,"f":1.1,"i":-12,"u":18446744073709551615,"w":1.0,"z":-0.0}"#
+        );
+        let text: crate::sync::Document =
+            serde_json::from_str("{\"s\":\"/\\u007f\\u00e9\\u001f\\u0008\\\"\"}").unwrap();
+        assert_eq!(text.as_str(), "{\"s\":\"/\u{7f}é\\u001f\\b\\\"\"}");
+    }
+
     #[test]
     fn garbage_is_refused_with_a_sentence() {
         assert!(parse(b"not json").unwrap_err().contains("not JSON"));
