@@ -15,14 +15,11 @@ use crate::fixtures;
 use crate::support::{approved_plan, read_json, write_json, Kind, Scenario, TestDb};
 
 pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "hostile_secrets_never_reach_output_logs_or_files",
-        run: secrets,
-    },
-    Scenario {
-        name: "hostile_identifiers_round_trip_through_plan_and_apply",
-        run: injection,
-    },
+    Scenario::new("hostile_secrets_never_reach_output_logs_or_files", secrets),
+    Scenario::new(
+        "hostile_identifiers_round_trip_through_plan_and_apply",
+        injection,
+    ),
 ];
 
 /// Checks that need no database server.

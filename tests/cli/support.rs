@@ -339,8 +339,31 @@ pub fn approved_plan(db: &TestDb, args: &[&str]) -> PathBuf {
     path
 }
 
-/// A scenario runs once per backend.
+/// A scenario runs once per backend it applies to; on the others it is
+/// reported as ignored, with the reason, decided before anything runs.
 pub struct Scenario {
     pub name: &'static str,
     pub run: fn(Kind),
+    /// `Err(why)` on a backend where the scenario means nothing.
+    pub applies: fn(Kind) -> Result<(), &'static str>,
+}
+
+impl Scenario {
+    /// A scenario for every backend.
+    pub const fn new(name: &'static str, run: fn(Kind)) -> Scenario {
+        Scenario {
+            name,
+            run,
+            applies: |_| Ok(()),
+        }
+    }
+
+    /// A scenario for the backends `applies` accepts.
+    pub const fn only(
+        name: &'static str,
+        run: fn(Kind),
+        applies: fn(Kind) -> Result<(), &'static str>,
+    ) -> Scenario {
+        Scenario { name, run, applies }
+    }
 }
