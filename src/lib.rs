@@ -6,14 +6,14 @@
 //! goes plan file -> validation -> store under lock -> the same sync ->
 //! comparison -> writes.
 
-pub mod approvals;
+pub(crate) mod approvals;
 pub mod cli;
-pub mod commands;
+pub(crate) mod commands;
 pub mod connect;
 pub mod demo;
 pub mod error;
 pub mod plan;
-pub mod render;
+pub(crate) mod render;
 pub mod store;
 pub mod sync;
 

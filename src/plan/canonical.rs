@@ -442,7 +442,7 @@ impl<W: Write> ser::SerializeMap for MapEntries<'_, '_, W> {
 /// The canonical text of `raw`, a JSON object's text; `None` when it is
 /// not one. Flat documents (as plans and stores hold them) are rewritten
 /// without building a `Value`.
-pub fn object(raw: &str) -> Option<String> {
+pub(crate) fn object(raw: &str) -> Option<String> {
     let Ok(members) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw) else {
         return match serde_json::from_str::<Value>(raw).ok()? {
             object @ Value::Object(_) => Some(to_string(&object)),
@@ -454,7 +454,7 @@ pub fn object(raw: &str) -> Option<String> {
 
 /// The canonical text of `raw` (a JSON object's text) with member `name`
 /// set to the string `value`; `None` when `raw` is not an object.
-pub fn with_member(raw: &str, name: &str, value: &str) -> Option<String> {
+pub(crate) fn with_member(raw: &str, name: &str, value: &str) -> Option<String> {
     // Borrowed keys fail on escapes: the slow path handles those.
     let Ok(mut members) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw) else {
         let Value::Object(mut map) = serde_json::from_str::<Value>(raw).ok()? else {

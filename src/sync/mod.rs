@@ -9,12 +9,12 @@
 //! [`documents`] reads the store's JSON; [`writes`] turns changes into rows.
 //! How a plan file spells a change is `crate::plan`'s business.
 
-pub mod documents;
+pub(crate) mod documents;
 mod index;
 mod rules;
 #[cfg(test)]
 mod tests;
-pub mod writes;
+pub(crate) mod writes;
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,7 @@
 //! `plan` through the real binary, on every backend.
 
 use std::path::Path;
+use std::time::Duration;
 
 use libtest_mimic::Trial;
 use predicates::prelude::*;
@@ -8,9 +9,15 @@ use serde_json::{json, Value};
 
 use crate::crash::PasswordUrl;
 use crate::fixtures;
-use crate::support::{plan, read_json, write_json, Kind, Scenario, TestDb};
+use crate::support::{plan, read_json, runtime, write_json, Kind, Scenario, TestDb};
+use sync_access::store::{Access, Store, Table};
+use sync_access::sync::RawDoc;
 
 pub const SCENARIOS: &[Scenario] = &[
+    Scenario::new(
+        "store_read_only_connections_are_refused_writes_by_the_database",
+        read_only_is_enforced,
+    ),
     Scenario::new(
         "plan_demo_reproduces_the_golden_plan",
         demo_reproduces_golden,
@@ -95,6 +102,33 @@ fn rules_reproduce_golden(kind: Kind) {
     let plan = plan(&db, &["--created-by", "ops@example.com"], 3);
     assert_eq!(plan["applyable"], false);
     assert_golden(plan, &repo("tests/golden/rules-plan.json"));
+}
+
+/// What `plan`, `verify` and `history` connect with: the database itself
+/// (not only the tool) refuses to write on it, DDL included.
+fn read_only_is_enforced(kind: Kind) {
+    let db = TestDb::with_rows(kind, fixtures::rules());
+    let before = db.dump();
+    runtime().block_on(async {
+        let target = sync_access::connect::Target::parse(&db.url).unwrap();
+        let mut store = Store::connect(&target, Access::ReadOnly, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let rows = [RawDoc::new("planted", r#"{"id":"planted","name":"P"}"#)];
+        let refused = store.load(Table::Roles, &rows).await;
+        assert!(refused.is_err(), "a read-only connection inserted a row");
+        store.rollback().await.ok();
+        let refused = store.drop_all().await;
+        assert!(refused.is_err(), "a read-only connection dropped tables");
+        // Reading still works.
+        store.check_schema().await.unwrap();
+        assert!(store.history().await.unwrap().is_empty());
+    });
+    assert_eq!(
+        db.dump(),
+        before,
+        "a read-only connection changed the database"
+    );
 }
 
 fn plan_is_read_only(kind: Kind) {

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use assert_cmd::Command;
 use serde_json::Value;
 use sqlx::{Connection, Executor, Row};
-use sync_access::demo::Rows;
 use sync_access::store::{Access, Store, Table};
+use sync_access::sync::Snapshot;
 
 /// Fixed so that plans are reproducible byte for byte: 2026-11-27T12:00:00Z.
 pub const SOURCE_DATE_EPOCH: &str = "1795780800";
@@ -140,13 +140,13 @@ impl TestDb {
     }
 
     /// A database holding the IAM tables and `rows`.
-    pub fn with_rows(kind: Kind, rows: Rows) -> TestDb {
+    pub fn with_rows(kind: Kind, rows: Snapshot) -> TestDb {
         let db = TestDb::empty(kind);
         db.load(rows);
         db
     }
 
-    pub fn load(&self, rows: Rows) {
+    pub fn load(&self, rows: Snapshot) {
         let url = self.url.clone();
         runtime().block_on(async move {
             let target = sync_access::connect::Target::parse(&url).unwrap();
