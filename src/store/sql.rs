@@ -230,13 +230,14 @@ pub(super) fn ddl_statements(ddl: &str) -> Vec<String> {
 pub(super) fn db_error(doing: &str, err: sqlx::Error) -> Error {
     let error = match &err {
         sqlx::Error::Database(e) => Error::store(format!("{doing}: {}", e.message())),
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+        sqlx::Error::Io(e) => Error::connection(format!("{doing}: connection lost: {e}")),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
             Error::connection(format!("{doing}: connection lost"))
         }
-        sqlx::Error::ColumnDecode { index, .. } => {
-            Error::store(format!("{doing}: column {index} could not be read"))
-        }
-        _ => Error::store(format!("{doing}: the database driver failed")),
+        sqlx::Error::ColumnDecode { index, source } => Error::store(format!(
+            "{doing}: column {index} could not be read: {source}"
+        )),
+        other => Error::store(format!("{doing}: {other}")),
     };
     error.with_source(err)
 }
