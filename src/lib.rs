@@ -2,7 +2,7 @@
 //! store's legacy global access into a tenant.
 //!
 //! Flow: the store reads a consistent snapshot, the pure [`sync::sync`]
-//! turns it into changes, [`plan`] seals them, [`render`] shows them; apply
+//! turns it into changes, [`plan`] seals them, `render` shows them; apply
 //! goes plan file -> validation -> store under lock -> the same sync ->
 //! comparison -> writes.
 

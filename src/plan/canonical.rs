@@ -13,7 +13,7 @@
 //!   buffered); the writer checks that they are;
 //! - a `serde_json::value::RawValue`, which in this crate only a
 //!   [`Document`](crate::sync::Document) holds, and a document's text is
-//!   canonical by construction ([`object`], [`with_member`]).
+//!   canonical by construction (`object`, `with_member`).
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;

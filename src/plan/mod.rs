@@ -1,6 +1,6 @@
 //! The plan file (SPEC §4): its shape ([`Plan`]), the wire format of its
-//! changes ([`change`]), canonical JSON ([`canonical`]), its digest
-//! ([`digest`]) and reading it back ([`load`]).
+//! changes (`change.rs`), canonical JSON ([`canonical`]), its digest
+//! (`digest.rs`) and reading it back (`load.rs`).
 //!
 //! A plan read from disk is untrusted until [`load()`] has checked its
 //! format, shape and digest. The digest covers everything but `digest` and

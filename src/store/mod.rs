@@ -1,9 +1,9 @@
 //! The store: the one place that talks SQL.
 //!
-//! [`Store`] is the seam the commands use; [`driver::Driver`] is the
-//! contract behind it; [`sql`] holds the algorithm every backend shares,
+//! [`Store`] is the seam the commands use; `driver::Driver` is the
+//! contract behind it; `sql.rs` holds the algorithm every backend shares,
 //! once, over sqlx; and one file per backend (`sqlite.rs`, `postgres.rs`,
-//! `mysql.rs`) holds only its [`sql::Dialect`]: SQL text, connecting and
+//! `mysql.rs`) holds only its `sql::Dialect`: SQL text, connecting and
 //! identity, locks, fast write paths, and what its error codes mean.
 //!
 //! Reads return a consistent [`Snapshot`]; writes take [`Writes`] and run
@@ -89,7 +89,7 @@ pub struct HistoryRecord {
 }
 
 /// The seam the commands use: one connection to one backend, behind the
-/// [`Driver`] contract.
+/// `Driver` contract (`driver.rs`).
 pub struct Store {
     driver: Box<dyn Driver>,
 }

@@ -4,9 +4,9 @@
 //! re-derived under the lock can never disagree by construction.
 //!
 //! By job: this file holds the types and [`sync`], which builds the indexes
-//! ([`index`]: scopes, key holders, id availability) and then applies the
-//! rules ([`rules`]: tenant, roles and groups, memberships, bindings);
-//! [`documents`] reads the store's JSON; [`writes`] turns changes into rows.
+//! (`index.rs`: scopes, key holders, id availability) and then applies the
+//! rules (`rules.rs`: tenant, roles and groups, memberships, bindings);
+//! `documents.rs` reads the store's JSON; `writes.rs` turns changes into rows.
 //! How a plan file spells a change is `crate::plan`'s business.
 
 pub(crate) mod documents;
