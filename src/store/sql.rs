@@ -243,13 +243,13 @@ pub(super) fn db_error(doing: &str, err: sqlx::Error) -> Error {
 }
 
 /// How a dialect's failure to connect reads: the database without its
-/// password, and why in the driver's words as the cause (`-v`).
+/// password and why, in short; the driver's own error is the cause (`-v`).
 pub(super) fn connect_error(target: &Target, err: sqlx::Error) -> Error {
     let why = match &err {
         sqlx::Error::Database(e) => e.message().to_string(),
+        // "connection refused", "timed out": the OS error is the cause.
         sqlx::Error::Io(e) => e.kind().to_string(),
-        sqlx::Error::Tls(_) => "TLS failed".to_string(),
-        _ => "the database driver failed".to_string(),
+        other => other.to_string(),
     };
     Error::connection(format!("could not connect to {}: {why}", target.display())).with_source(err)
 }
