@@ -9,7 +9,7 @@ use crate::cli::ApplyArgs;
 use crate::error::{Error, ErrorKind, ExitStatus, Result};
 use crate::plan::{self, Loaded};
 use crate::render;
-use crate::store::{Access, HistoryRecord, ReadMode, Store, HISTORY_TABLE};
+use crate::store::{Access, HistoryRecord, ReadMode, Store};
 use crate::sync::{into_writes, sync};
 
 enum Attempt {
@@ -18,9 +18,6 @@ enum Attempt {
         rows: usize,
     },
     AlreadyApplied(HistoryRecord),
-    /// MySQL only: DDL commits implicitly, so the history table is created
-    /// outside the transaction and the attempt starts over.
-    NeedHistoryTable,
 }
 
 /// How long an interrupted apply waits for its rollback before it closes
@@ -77,59 +74,45 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     }
     let applied_by = super::whoami(args.applied_by.as_deref());
     let not_applied = |e: Error| not_applied(path, e);
-    let mut history_created = false;
-    loop {
-        progress.phase("waiting for the lock");
-        let outcome = tokio::select! {
-            biased;
-            kind = signals.recv() => {
-                progress.finish();
-                roll_back_or_close(store).await;
-                return Err(interrupted(path, kind));
-            }
-            outcome = async {
-                store
-                    .begin_apply(Duration::from_secs(args.lock_timeout))
-                    .await
-                    .map_err(not_applied)?;
-                attempt(&mut store, plan, &approved, path, &applied_by, &approvers, &progress).await
-            } => outcome,
-        };
-        match outcome {
-            Ok(Attempt::Written { rows }) => {
-                progress.phase("committing");
-                return commit(store, &mut signals, plan, path, rows, &target, &progress).await;
-            }
-            Ok(Attempt::AlreadyApplied(record)) => {
-                progress.finish();
-                store.rollback().await.map_err(not_applied)?;
-                super::report_done(&format!(
-                    "Plan {} was already applied at {} by {} (approved by {}); nothing to do.\n",
-                    render::clean(&record.digest),
-                    render::clean(&record.applied_at),
-                    render::clean(&record.applied_by),
-                    render::clean(&render::approvers_text(&record.approvers))
-                ));
-                return Ok(ExitStatus::Success);
-            }
-            Ok(Attempt::NeedHistoryTable) if !history_created => {
-                store.rollback().await.map_err(not_applied)?;
-                store.create_history_table().await.map_err(not_applied)?;
-                history_created = true;
-            }
-            Ok(Attempt::NeedHistoryTable) => {
-                let _ = store.rollback().await;
-                return Err(not_applied(Error::store(format!(
-                    "the table `{HISTORY_TABLE}` is still missing after it was created"
-                ))));
-            }
-            Err(e) => {
-                progress.finish();
-                // The transaction is rolled back; on a lost connection the
-                // server rolls it back itself.
-                let _ = store.rollback().await;
-                return Err(e);
-            }
+    progress.phase("waiting for the lock");
+    let outcome = tokio::select! {
+        biased;
+        kind = signals.recv() => {
+            progress.finish();
+            roll_back_or_close(store).await;
+            return Err(interrupted(path, kind));
+        }
+        outcome = async {
+            store
+                .begin_apply(Duration::from_secs(args.lock_timeout))
+                .await
+                .map_err(not_applied)?;
+            attempt(&mut store, plan, &approved, path, &applied_by, &approvers, &progress).await
+        } => outcome,
+    };
+    match outcome {
+        Ok(Attempt::Written { rows }) => {
+            progress.phase("committing");
+            commit(store, &mut signals, plan, path, rows, &target, &progress).await
+        }
+        Ok(Attempt::AlreadyApplied(record)) => {
+            progress.finish();
+            store.rollback().await.map_err(not_applied)?;
+            super::report_done(&format!(
+                "Plan {} was already applied at {} by {} (approved by {}); nothing to do.\n",
+                render::clean(&record.digest),
+                render::clean(&record.applied_at),
+                render::clean(&record.applied_by),
+                render::clean(&render::approvers_text(&record.approvers))
+            ));
+            Ok(ExitStatus::Success)
+        }
+        Err(e) => {
+            progress.finish();
+            // The transaction is rolled back; on a lost connection the
+            // server rolls it back itself.
+            let _ = store.rollback().await;
+            Err(e)
         }
     }
 }
@@ -314,9 +297,6 @@ async fn attempt(
         .map_err(not_applied)?
     {
         return Ok(Attempt::AlreadyApplied(record));
-    }
-    if !store.history_ready().await.map_err(not_applied)? {
-        return Ok(Attempt::NeedHistoryTable);
     }
     progress.counted(
         "re-reading the store under the lock",

@@ -19,10 +19,10 @@ use std::io::{self, Write};
 use serde_json::Value;
 
 pub use access::Tenant;
-pub use doc::{clean, display_width, Style};
+pub use doc::{clean, Style};
 pub use json::write_json_line;
-pub use model::{reaches, Filter};
-pub use show::{show, show_string, Format, ShowOptions};
+pub use model::Filter;
+pub use show::{show, Format, ShowOptions};
 
 use crate::plan::Plan;
 use crate::store::HistoryRecord;
@@ -96,9 +96,7 @@ pub fn approvers_text(approvers_json: &str) -> String {
 fn change_lines(changes: &[Change]) -> String {
     let mut out = String::new();
     for change in changes {
-        out.push_str(
-            &serde_json::to_string(&change.canonical_record()).expect("changes serialise"),
-        );
+        out.push_str(&crate::plan::canonical::to_string(change));
         out.push('\n');
     }
     out

@@ -67,18 +67,6 @@ pub fn show(
     }
 }
 
-/// [`show`] into a string (tests).
-pub fn show_string(
-    plan: &Plan,
-    computed_digest: &str,
-    options: &ShowOptions,
-    tenant: Option<&Tenant>,
-) -> String {
-    let mut out = Vec::new();
-    show(&mut out, plan, computed_digest, options, tenant).expect("writing to a Vec cannot fail");
-    String::from_utf8(out).expect("the printers write UTF-8")
-}
-
 /// The review, block by block, for the table and markdown printers.
 pub fn review(
     out: &mut Printer,

@@ -3,24 +3,23 @@
 
 use std::process::{Command, Stdio};
 
-use sync_access::demo::Rows;
-use sync_access::sync::RawDoc;
+use sync_access::sync::{RawDoc, Snapshot};
 
 use crate::support::{approved_plan, Kind, Scenario, TestDb};
 
 pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "review::apply_into_a_closed_pipe_exits_0_and_says_so",
-        run: apply_into_a_closed_pipe,
-    },
-    Scenario {
-        name: "review::show_live_uses_the_tenants_current_access",
-        run: show_live,
-    },
-    Scenario {
-        name: "review::history_and_verify_as_json",
-        run: history_and_verify_as_json,
-    },
+    Scenario::new(
+        "review::apply_into_a_closed_pipe_exits_0_and_says_so",
+        apply_into_a_closed_pipe,
+    ),
+    Scenario::new(
+        "review::show_live_uses_the_tenants_current_access",
+        show_live,
+    ),
+    Scenario::new(
+        "review::history_and_verify_as_json",
+        history_and_verify_as_json,
+    ),
 ];
 
 fn demo(kind: Kind) -> TestDb {
@@ -82,12 +81,12 @@ fn apply_into_a_closed_pipe(kind: Kind) {
 fn show_live(kind: Kind) {
     let db = demo(kind);
     // bob already holds Viewer in the tenant, directly.
-    db.load(Rows {
+    db.load(Snapshot {
         bindings: vec![RawDoc::new(
             "default_manual-2",
             r#"{"id":"manual-2","tenantId":"default","type":"USER","externalId":"bob","roleId":"viewer","deleted":false}"#,
         )],
-        ..Rows::default()
+        ..Snapshot::default()
     });
     crate::support::plan(&db, &[], 0);
     let show = |args: &[&str]| {
@@ -165,6 +164,6 @@ fn history_and_verify_as_json(kind: Kind) {
         .unwrap();
     let table = String::from_utf8(out.stdout).unwrap();
     for line in table.lines() {
-        assert!(sync_access::render::display_width(line) <= 80, "{table}");
+        assert!(unicode_width::UnicodeWidthStr::width(line) <= 80, "{table}");
     }
 }

@@ -483,7 +483,7 @@ fn runs_through_the_binary() {
 fn assert_fits(text: &str, width: usize) {
     for line in text.lines() {
         assert!(
-            sync_access::render::display_width(line) <= width,
+            unicode_width::UnicodeWidthStr::width(line) <= width,
             "a line wider than {width}: {line:?}"
         );
     }
