@@ -114,9 +114,15 @@ impl Store {
         match tokio::time::timeout(timeout, connecting).await {
             Ok(store) => store,
             Err(_) => Err(Error::connection(format!(
-                "could not connect to {} within {}s",
+                "could not connect to {} within {}: {}",
                 target.display(),
-                timeout.as_secs()
+                humantime::format_duration(timeout),
+                match target.backend {
+                    // A MySQL server speaks first; PostgreSQL and most other
+                    // services wait for the client.
+                    Backend::MySql => "no MySQL greeting came (is the port that of another kind of server, such as PostgreSQL?)",
+                    _ => "no answer came (is the host reachable and the port right?)",
+                }
             ))),
         }
     }
@@ -134,13 +140,15 @@ impl Store {
         dispatch!(self, s => s.identity().await)
     }
 
-    /// Fails with "not an IAM store" when one of the five tables is missing.
+    /// Fails with "not an IAM store" when one of the five tables is missing,
+    /// saying where it looked and how to point elsewhere.
     pub async fn check_schema(&mut self) -> Result<()> {
         let present = dispatch!(self, s => s.table_names().await)?;
         for table in Table::ALL {
             if !present.iter().any(|t| t == table.name()) {
+                let location = dispatch!(self, s => s.location().await);
                 return Err(Error::store(format!(
-                    "not an IAM store: table `{}` is missing",
+                    "not an IAM store: table `{}` is missing ({location})",
                     table.name()
                 )));
             }
@@ -277,6 +285,46 @@ pub(crate) fn ddl_statements(ddl: &str) -> Vec<String> {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect()
+}
+
+/// Maps a failed connection to an error that says what to do; the driver's
+/// error is kept as the cause, for `-v`.
+pub(crate) fn connect_error(target: &Target, err: sqlx::Error) -> Error {
+    let detail = match &err {
+        sqlx::Error::Tls(e) => {
+            let text = e.to_string();
+            let hint = if text.contains("UnknownIssuer") || text.contains("unknown issuer") {
+                ": the server's certificate is not signed by a CA trusted here; name the CA's PEM file with sslrootcert= (PostgreSQL) or ssl-ca= (MySQL, MariaDB)"
+            } else if text.contains("NotValidForName") {
+                ": the server's certificate does not name the host connected to; connect by a name it holds, or ask only for verify-ca"
+            } else if text.contains("does not support TLS") {
+                ": the server does not offer TLS, and the URL demands it (sslmode / ssl-mode)"
+            } else {
+                ""
+            };
+            format!("TLS failed: {text}{hint}")
+        }
+        sqlx::Error::Protocol(e) => format!(
+            "the server did not answer as {} does ({e}); is the port that of another kind of server?",
+            match target.backend {
+                Backend::MySql => "MySQL",
+                _ => "PostgreSQL",
+            }
+        ),
+        sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is the server running, and is this its port?)".to_string()
+        }
+        sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the server closed the connection (is the port that of another kind of server, or does it demand TLS?)".to_string()
+        }
+        sqlx::Error::Database(e) => e.message().to_string(),
+        other => other.to_string(),
+    };
+    Error::connection(format!(
+        "could not connect to {}: {detail}",
+        target.display()
+    ))
+    .with_source(err)
 }
 
 /// Maps a driver error to ours, with what was being done; never includes the

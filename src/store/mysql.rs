@@ -3,11 +3,10 @@
 //! connection (one apply at a time), reads with `LOCK IN SHARE MODE` (nobody
 //! writes the rows it read until commit) and writes multi-row statements.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError};
+use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
 use sqlx::{Connection, Executor, MySql, QueryBuilder, Row};
 
 use super::{
@@ -54,12 +53,10 @@ fn quoted(table: Table) -> String {
 
 impl MySqlStore {
     pub async fn connect(target: &Target, _access: Access) -> Result<Self> {
-        let options = MySqlConnectOptions::from_str(target.url())
-            .map_err(|e| Error::usage(format!("database URL `{}`: {e}", target.display())))?
-            .charset("utf8mb4");
-        let mut conn = MySqlConnection::connect_with(&options).await.map_err(|e| {
-            Error::connection(format!("could not connect to {}: {}", target.display(), e))
-        })?;
+        let options = target.mysql_options()?;
+        let mut conn = MySqlConnection::connect_with(&options)
+            .await
+            .map_err(|e| super::connect_error(target, e))?;
         let db: Option<String> = sqlx::query_scalar("SELECT DATABASE()")
             .fetch_one(&mut conn)
             .await
@@ -76,22 +73,42 @@ impl MySqlStore {
         })
     }
 
+    /// Where the IAM tables were looked for, for "not an IAM store".
+    pub async fn location(&mut self) -> String {
+        let db: Option<String> = sqlx::query_scalar("SELECT CAST(DATABASE() AS CHAR)")
+            .fetch_one(&mut self.conn)
+            .await
+            .unwrap_or(None);
+        format!(
+            "searched database `{}`; point at another with the database in the URL (mysql://HOST:PORT/DATABASE)",
+            db.unwrap_or_default()
+        )
+    }
+
+    /// MySQL: `@@server_uuid`, made once per data directory (auto.cnf).
+    /// MariaDB has none: `@@server_uid` (a hash of a MAC address of the
+    /// machine and the server's port), with the host name and port beside
+    /// it, so that two servers that merely share a host name differ.
     pub async fn identity(&mut self) -> Result<String> {
-        // MySQL has @@server_uuid; MariaDB does not: host and port then.
-        let uuid: std::result::Result<(String, String), _> =
-            sqlx::query_as("SELECT CAST(@@server_uuid AS CHAR), CAST(DATABASE() AS CHAR)")
+        let (version, db): (String, String) =
+            sqlx::query_as("SELECT CAST(VERSION() AS CHAR), CAST(DATABASE() AS CHAR)")
                 .fetch_one(&mut self.conn)
-                .await;
-        if let Ok((uuid, db)) = uuid {
+                .await
+                .map_err(|e| db_error("reading the server identity", e))?;
+        if !version.contains("MariaDB") {
+            let uuid: String = sqlx::query_scalar("SELECT CAST(@@server_uuid AS CHAR)")
+                .fetch_one(&mut self.conn)
+                .await
+                .map_err(|e| db_error("reading the server identity", e))?;
             return Ok(format!("mysql:{uuid}/{db}"));
         }
-        let (host, port, db): (String, String, String) = sqlx::query_as(
-            "SELECT CAST(@@hostname AS CHAR), CAST(@@port AS CHAR), CAST(DATABASE() AS CHAR)",
+        let (uid, host, port): (String, String, String) = sqlx::query_as(
+            "SELECT CAST(@@server_uid AS CHAR), CAST(@@hostname AS CHAR), CAST(@@port AS CHAR)",
         )
         .fetch_one(&mut self.conn)
         .await
-        .map_err(|e| db_error("reading the server identity", e))?;
-        Ok(format!("mysql:{host}:{port}/{db}"))
+        .map_err(|e| db_error("reading the server identity (@@server_uid, MariaDB 10.3 and later)", e))?;
+        Ok(format!("mariadb:{uid}@{host}:{port}/{db}"))
     }
 
     pub async fn table_names(&mut self) -> Result<Vec<String>> {

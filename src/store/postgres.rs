@@ -4,11 +4,10 @@
 //! between its re-read and its writes), then writes with `UNNEST`, one
 //! statement per table and batch.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor, Row};
 
 use super::{
@@ -28,6 +27,9 @@ const BATCH_BYTES: usize = 64 << 20;
 pub struct PgStore {
     conn: PgConnection,
     access: Access,
+    /// The schemas of the search path, in order, as the connection found
+    /// them: for "not an IAM store" to say where it looked.
+    searched: Vec<String>,
 }
 
 fn quoted(table: Table) -> String {
@@ -36,25 +38,102 @@ fn quoted(table: Table) -> String {
 
 impl PgStore {
     pub async fn connect(target: &Target, access: Access) -> Result<Self> {
-        let options = PgConnectOptions::from_str(target.url())
-            .map_err(|e| Error::usage(format!("database URL `{}`: {e}", target.display())))?
-            .application_name("sync-access");
-        let conn = PgConnection::connect_with(&options).await.map_err(|e| {
-            Error::connection(format!("could not connect to {}: {}", target.display(), e))
-        })?;
-        Ok(PgStore { conn, access })
+        let attempts = target.pg_attempts()?;
+        let mut conn = None;
+        for (i, options) in attempts.iter().enumerate() {
+            match PgConnection::connect_with(options).await {
+                Ok(c) => {
+                    conn = Some(c);
+                    break;
+                }
+                // `allow` and `prefer`: the server refused this way
+                // (pg_hba.conf); try the other, as libpq does.
+                Err(sqlx::Error::Database(e)) if i + 1 < attempts.len() => {
+                    tracing::debug!(
+                        "the server refused sslmode={:?} ({}); trying the next",
+                        options.get_ssl_mode(),
+                        e.message()
+                    );
+                }
+                Err(e) => return Err(super::connect_error(target, e)),
+            }
+        }
+        let conn = conn.expect("one attempt at least");
+        let mut store = PgStore {
+            conn,
+            access,
+            searched: Vec::new(),
+        };
+        store.pin_schema().await?;
+        Ok(store)
+    }
+
+    /// The IAM tables live in the first schema of the search path that
+    /// holds one of them (`currentSchema`, `options=-csearch_path=...`);
+    /// the search path is then narrowed to that schema alone, so that every
+    /// unqualified name (the history table's too) resolves there and
+    /// nowhere else.
+    async fn pin_schema(&mut self) -> Result<()> {
+        self.searched = sqlx::query_scalar("SELECT unnest(current_schemas(false))::text")
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(|e| db_error("reading the search path", e))?;
+        let names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+        let found: Option<String> = sqlx::query_scalar(
+            "SELECT s::text FROM unnest(current_schemas(false)) WITH ORDINALITY AS t(s, i) \
+             WHERE EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                           WHERE n.nspname = t.s AND c.relname = ANY($1) AND c.relkind IN ('r', 'p', 'v')) \
+             ORDER BY i LIMIT 1",
+        )
+        .bind(&names)
+        .fetch_optional(&mut self.conn)
+        .await
+        .map_err(|e| db_error("finding the IAM tables", e))?;
+        if let Some(schema) = found {
+            sqlx::query("SELECT set_config('search_path', quote_ident($1), false)")
+                .bind(&schema)
+                .execute(&mut self.conn)
+                .await
+                .map_err(|e| db_error("setting the search path", e))?;
+        }
+        Ok(())
+    }
+
+    /// Where the IAM tables were looked for, for "not an IAM store".
+    pub async fn location(&mut self) -> String {
+        let db: String = sqlx::query_scalar("SELECT current_database()::text")
+            .fetch_one(&mut self.conn)
+            .await
+            .unwrap_or_else(|_| "?".into());
+        let schemas = if self.searched.is_empty() {
+            "no existing schema".to_string()
+        } else {
+            self.searched
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "searched database `{db}`, schema(s) {schemas} of the search path; point at another with currentSchema=SCHEMA (JDBC), options=-csearch_path=SCHEMA (postgres:// URL) or another database in the URL"
+        )
     }
 
     pub async fn identity(&mut self) -> Result<String> {
-        // pg_control_system() may be denied to non-superusers: fall back to
-        // the server address.
+        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()::text")
+            .fetch_one(&mut self.conn)
+            .await
+            .map_err(|e| db_error("reading the current schema", e))?;
+        let schema = schema.unwrap_or_default();
+        // pg_control_system() may be denied (some managed services): fall
+        // back to the server address.
         let system: std::result::Result<(String, String), _> = sqlx::query_as(
             "SELECT system_identifier::text, current_database()::text FROM pg_control_system()",
         )
         .fetch_one(&mut self.conn)
         .await;
         match system {
-            Ok((id, db)) => Ok(format!("postgres:{id}/{db}")),
+            Ok((id, db)) => Ok(format!("postgres:{id}/{db}/{schema}")),
             Err(_) => {
                 let (addr, db): (String, String) = sqlx::query_as(
                     "SELECT coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port()::text, ''), \
@@ -63,16 +142,16 @@ impl PgStore {
                 .fetch_one(&mut self.conn)
                 .await
                 .map_err(|e| db_error("reading the server identity", e))?;
-                Ok(format!("postgres:{addr}/{db}"))
+                Ok(format!("postgres:{addr}/{db}/{schema}"))
             }
         }
     }
 
     pub async fn table_names(&mut self) -> Result<Vec<String>> {
-        // Tables visible through the search path, as unqualified names resolve.
+        // Tables of the schema the IAM tables were found in.
         sqlx::query_scalar(
-            "SELECT c.relname::text FROM pg_class c \
-             WHERE c.relkind IN ('r', 'p', 'v') AND pg_table_is_visible(c.oid)",
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE c.relkind IN ('r', 'p', 'v') AND n.nspname = current_schema()",
         )
         .fetch_all(&mut self.conn)
         .await

@@ -72,6 +72,14 @@ impl SqliteStore {
         })
     }
 
+    /// Where the IAM tables were looked for, for "not an IAM store".
+    pub async fn location(&mut self) -> String {
+        format!(
+            "searched the SQLite file `{}`; point at another with --database-url sqlite:PATH",
+            self.path
+        )
+    }
+
     pub async fn identity(&mut self) -> Result<String> {
         let canonical =
             std::fs::canonicalize(&self.path).map_err(|e| Error::io(Path::new(&self.path), e))?;
