@@ -55,7 +55,14 @@ pub struct GlobalArgs {
     pub connect_timeout: Option<u64>,
     /// Kestra's plugins directory: accepted so that a command line copied
     /// from Kestra's docs works; it has no effect here
-    #[arg(short = 'p', long = "plugins", global = true, value_name = "DIR", env = "KESTRA_PLUGINS_PATH", hide_env = true)]
+    #[arg(
+        short = 'p',
+        long = "plugins",
+        global = true,
+        value_name = "DIR",
+        env = "KESTRA_PLUGINS_PATH",
+        hide_env = true
+    )]
     pub plugins: Option<PathBuf>,
     /// Log level
     #[arg(short = 'l', long = "log-level", global = true, value_enum)]

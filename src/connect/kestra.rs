@@ -110,9 +110,15 @@ pub fn resolve(
         }
         if request.database_url.is_some() && env_url.is_some() {
             // The flag is the command line's word; say that it won.
-            eprintln!("sync-access: --database-url is used; DATABASE_URL in the environment is not");
+            eprintln!(
+                "sync-access: --database-url is used; DATABASE_URL in the environment is not"
+            );
         }
-        let url = request.database_url.as_ref().or(env_url.as_ref()).expect("a URL");
+        let url = request
+            .database_url
+            .as_ref()
+            .or(env_url.as_ref())
+            .expect("a URL");
         if request.datasource.is_some() {
             return Err(Error::usage(
                 "--datasource picks a datasource of a Kestra configuration; with --database-url or DATABASE_URL there is none",
@@ -148,7 +154,11 @@ pub fn resolve(
             format!("{} (Kestra's default config path)", path.display()),
         )
     } else if let Some(k) = &env_datasource_url {
-        (None, "the environment".to_string(), format!("{k} (environment)"))
+        (
+            None,
+            "the environment".to_string(),
+            format!("{k} (environment)"),
+        )
     } else {
         if request.datasource.is_some() {
             return Err(Error::usage(
@@ -388,16 +398,13 @@ impl Config {
         };
         let bad = |msg: String| Error::usage(format!("{}: {msg}", self.file));
         if let Some(wanted) = wanted {
-            return self
-                .datasources
-                .get_key_value(wanted)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "no datasource `{}`; the datasources are {}",
-                        crate::render::clean(wanted),
-                        names()
-                    ))
-                });
+            return self.datasources.get_key_value(wanted).ok_or_else(|| {
+                bad(format!(
+                    "no datasource `{}`; the datasources are {}",
+                    crate::render::clean(wanted),
+                    names()
+                ))
+            });
         }
         if self.datasources.len() == 1 {
             return Ok(self.datasources.iter().next().expect("one datasource"));
@@ -448,7 +455,8 @@ impl Config {
             .get("url")
             .ok_or_else(|| bad(format!("`{}` is missing", key("url"))))?;
         if let Some(driver) = ds.fields.get("driver-class-name") {
-            check_driver(driver, url).map_err(|e| bad(format!("`{}`: {e}", key("driver-class-name"))))?;
+            check_driver(driver, url)
+                .map_err(|e| bad(format!("`{}`: {e}", key("driver-class-name"))))?;
         }
         let target = Target::from_jdbc(
             url,
@@ -458,9 +466,7 @@ impl Config {
             &key("data-source-properties"),
         )
         .map_err(|e| bad(format!("`{}`: {e}", key("url"))))?;
-        if target.backend == super::Backend::MySql
-            && target.settings().schema.is_some()
-        {
+        if target.backend == super::Backend::MySql && target.settings().schema.is_some() {
             return Err(bad(format!(
                 "`{}`: MySQL and MariaDB have no schemas within a database: name the database in the URL",
                 key("schema")
@@ -499,7 +505,9 @@ fn check_driver(driver: &str, url: &str) -> std::result::Result<(), String> {
     if fits {
         Ok(())
     } else {
-        Err(format!("driver `{driver}` does not speak the URL's protocol"))
+        Err(format!(
+            "driver `{driver}` does not speak the URL's protocol"
+        ))
     }
 }
 
@@ -597,7 +605,10 @@ mod tests {
             yaml,
             &[
                 ("DATASOURCES_POSTGRES_PASSWORD", "new-secret"),
-                ("DATASOURCES_POSTGRES_DATA_SOURCE_PROPERTIES_SSLMODE", "require"),
+                (
+                    "DATASOURCES_POSTGRES_DATA_SOURCE_PROPERTIES_SSLMODE",
+                    "require",
+                ),
             ],
             None,
         )
@@ -611,7 +622,9 @@ mod tests {
             origin.contains("DATASOURCES_POSTGRES_PASSWORD") && !origin.contains("new-secret"),
             "{origin}"
         );
-        let err = resolve_text(yaml, &[], Some("nope")).unwrap_err().to_string();
+        let err = resolve_text(yaml, &[], Some("nope"))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("`h2`, `postgres`"), "{err}");
     }
 
@@ -621,7 +634,10 @@ mod tests {
             &Request::default(),
             &env_of(&[]),
             &vars(&[
-                ("DATASOURCES_MY_DB_URL", "jdbc:mysql://db:3306/kestra?sslMode=REQUIRED"),
+                (
+                    "DATASOURCES_MY_DB_URL",
+                    "jdbc:mysql://db:3306/kestra?sslMode=REQUIRED",
+                ),
                 ("DATASOURCES_MY_DB_USERNAME", "k"),
             ]),
         )
@@ -643,7 +659,10 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("-c c.yml") && err.contains("--database-url"), "{err}");
+        assert!(
+            err.contains("-c c.yml") && err.contains("--database-url"),
+            "{err}"
+        );
         let err = resolve(
             &Request::default(),
             &env_of(&[
@@ -684,17 +703,25 @@ mod tests {
 
     #[test]
     fn kestra_config_errors_name_the_source_and_key() {
-        let err = resolve_text("datasources:\n  h2:\n    url: jdbc:h2:mem:public\n", &[], None)
+        let err = resolve_text(
+            "datasources:\n  h2:\n    url: jdbc:h2:mem:public\n",
+            &[],
+            None,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("not supported"), "{err}");
+        let err = resolve_text("kestra: {}\n", &[], None)
             .unwrap_err()
             .to_string();
-        assert!(err.contains("not supported"), "{err}");
-        let err = resolve_text("kestra: {}\n", &[], None).unwrap_err().to_string();
         assert!(err.contains("no `datasources`"), "{err}");
         let err = resolve_text("datasources:\n  pg:\n    username: x\n", &[], None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("datasources.pg.url` is missing"), "{err}");
-        let err = resolve_text(": : :\n  - [", &[], None).unwrap_err().to_string();
+        let err = resolve_text(": : :\n  - [", &[], None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not valid YAML"), "{err}");
     }
 }

@@ -151,7 +151,9 @@ impl Target {
         settings
             .apply_params(
                 vocab,
-                parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())),
+                parsed
+                    .query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned())),
                 "the URL",
             )
             .map_err(bad)?;
@@ -182,9 +184,19 @@ impl Target {
         let (backend, vocab, native, prefix_len) = if lower.starts_with("jdbc:postgresql:") {
             (Backend::Postgres, Vocabulary::PgJdbc, "postgres", 16)
         } else if lower.starts_with("jdbc:mysql:") {
-            (Backend::MySql, Vocabulary::MySqlJdbc { mariadb: false }, "mysql", 11)
+            (
+                Backend::MySql,
+                Vocabulary::MySqlJdbc { mariadb: false },
+                "mysql",
+                11,
+            )
         } else if lower.starts_with("jdbc:mariadb:") {
-            (Backend::MySql, Vocabulary::MySqlJdbc { mariadb: true }, "mysql", 13)
+            (
+                Backend::MySql,
+                Vocabulary::MySqlJdbc { mariadb: true },
+                "mysql",
+                13,
+            )
         } else if lower.starts_with("jdbc:h2:") {
             return Err("H2 (`jdbc:h2:`) is not supported: sync-access works on PostgreSQL, MySQL/MariaDB and SQLite".into());
         } else if let Some(rest) = lower.strip_prefix("jdbc:") {
@@ -231,7 +243,9 @@ impl Target {
         settings_of(&parsed, &mut settings)?;
         settings.apply_params(
             vocab,
-            parsed.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())),
+            parsed
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned())),
             "the URL",
         )?;
         settings.apply_params(vocab, properties, properties_origin)?;
@@ -245,7 +259,11 @@ impl Target {
                 (Some(a), Some(b)) if a != b => {
                     return Err(format!(
                         "the URL's {what} disagrees with the datasource's `{}`",
-                        if what == "password" { "password" } else { "username" }
+                        if what == "password" {
+                            "password"
+                        } else {
+                            "username"
+                        }
                     ))
                 }
                 (None, Some(b)) => *slot = Some(b.to_string()),
@@ -304,11 +322,17 @@ impl Target {
     fn check_tls_files(&self) -> Result<()> {
         let s = &self.settings;
         for (value, what) in [
-            (&s.tls_ca, "the CA file (sslrootcert / ssl-ca / serverSslCert)"),
+            (
+                &s.tls_ca,
+                "the CA file (sslrootcert / ssl-ca / serverSslCert)",
+            ),
             (&s.tls_cert, "the client certificate (sslcert / ssl-cert)"),
             (&s.tls_key, "the client key (sslkey / ssl-key)"),
         ] {
-            if let Some(value) = value.as_deref().filter(|v| !is_inline_pem(v) && *v != "system") {
+            if let Some(value) = value
+                .as_deref()
+                .filter(|v| !is_inline_pem(v) && *v != "system")
+            {
                 std::fs::metadata(value).map_err(|e| {
                     Error::usage(format!("{what} `{}`: {e}", crate::render::clean(value)))
                 })?;
@@ -347,7 +371,10 @@ impl Target {
         if host.starts_with('/') {
             url.query_pairs_mut().append_pair("host", &host);
         } else if url.set_host(Some(&host)).is_err() {
-            return Err(Error::usage(format!("host `{}` is not valid", crate::render::clean(&host))));
+            return Err(Error::usage(format!(
+                "host `{}` is not valid",
+                crate::render::clean(&host)
+            )));
         }
         if let Some(socket) = &socket {
             url.query_pairs_mut().append_pair("host", socket);
@@ -556,13 +583,19 @@ fn redact_parts(url: &str) -> (String, Vec<String>) {
         let mut rest = params;
         while !rest.is_empty() {
             let sep = &rest[..1];
-            let end = rest[1..].find(['&', ';', '?']).map_or(rest.len(), |i| i + 1);
+            let end = rest[1..]
+                .find(['&', ';', '?'])
+                .map_or(rest.len(), |i| i + 1);
             let param = &rest[1..end];
             let name = param.split('=').next().unwrap_or("");
             if is_secret_name(&percent_decode_str(name).decode_utf8_lossy()) {
                 removed.push(param.split_once('=').map_or("", |(_, v)| v).to_string());
             } else if !param.is_empty() {
-                let sep = if kept.len() == base.len() && sep == "&" { "?" } else { sep };
+                let sep = if kept.len() == base.len() && sep == "&" {
+                    "?"
+                } else {
+                    sep
+                };
                 kept.push_str(sep);
                 kept.push_str(param);
             }
@@ -625,7 +658,10 @@ mod tests {
             let shown = redact(url);
             assert!(!shown.contains("PW-secret"), "{shown}");
             let err = Target::from_jdbc(url, None, None, vec![], "x").unwrap_err();
-            assert!(!err.contains("PW-secret") && err.contains("not supported"), "{err}");
+            assert!(
+                !err.contains("PW-secret") && err.contains("not supported"),
+                "{err}"
+            );
         }
     }
 
@@ -700,8 +736,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("disagrees"), "{err}");
-        let err =
-            Target::from_jdbc("jdbc:postgresql://a:5432,b:5432/k", None, None, vec![], "x").unwrap_err();
+        let err = Target::from_jdbc("jdbc:postgresql://a:5432,b:5432/k", None, None, vec![], "x")
+            .unwrap_err();
         assert!(err.contains("several hosts"), "{err}");
     }
 }

@@ -65,14 +65,16 @@ impl TlsMode {
 
     /// MySQL's `ssl-mode` (any case) and MariaDB Connector/J 3's `sslMode`.
     pub fn parse_mysql(value: &str) -> Option<TlsMode> {
-        Some(match value.to_ascii_uppercase().replace('-', "_").as_str() {
-            "DISABLED" | "DISABLE" => TlsMode::Disable,
-            "PREFERRED" => TlsMode::Prefer,
-            "REQUIRED" | "TRUST" => TlsMode::Require,
-            "VERIFY_CA" => TlsMode::VerifyCa,
-            "VERIFY_IDENTITY" | "VERIFY_FULL" => TlsMode::VerifyFull,
-            _ => return None,
-        })
+        Some(
+            match value.to_ascii_uppercase().replace('-', "_").as_str() {
+                "DISABLED" | "DISABLE" => TlsMode::Disable,
+                "PREFERRED" => TlsMode::Prefer,
+                "REQUIRED" | "TRUST" => TlsMode::Require,
+                "VERIFY_CA" => TlsMode::VerifyCa,
+                "VERIFY_IDENTITY" | "VERIFY_FULL" => TlsMode::VerifyFull,
+                _ => return None,
+            },
+        )
     }
 
     pub fn as_pg(self) -> &'static str {
@@ -320,7 +322,9 @@ fn parse_bool(name: &str, value: &str) -> Result<bool, String> {
     match value.to_ascii_lowercase().as_str() {
         "" | "true" | "yes" | "1" | "on" => Ok(true),
         "false" | "no" | "0" | "off" => Ok(false),
-        _ => Err(format!("parameter `{name}`: `{value}` is not true or false")),
+        _ => Err(format!(
+            "parameter `{name}`: `{value}` is not true or false"
+        )),
     }
 }
 
@@ -398,9 +402,8 @@ impl Settings {
             return Err(format!("parameter `{name}` is not supported: {why}"));
         }
         let lower = name.to_ascii_lowercase();
-        let bad_mode = |expected: &str| {
-            format!("parameter `{name}`: `{value}` is not one of {expected}")
-        };
+        let bad_mode =
+            |expected: &str| format!("parameter `{name}`: `{value}` is not one of {expected}");
         match (vocab, lower.as_str()) {
             // Credentials and place, in every vocabulary.
             (_, "user") => Self::set_once(&mut self.user, name, value, false)?,
@@ -473,9 +476,7 @@ impl Settings {
             (MySqlUrl, "ssl-cert" | "sslcert") => self.tls_cert = Some(value.to_string()),
             (MySqlUrl, "ssl-key" | "sslkey") => self.tls_key = Some(value.to_string()),
             (MySqlJdbc { .. }, "usessl") => legacy.use_ssl = Some(parse_bool(name, value)?),
-            (MySqlJdbc { .. }, "requiressl") => {
-                legacy.require_ssl = Some(parse_bool(name, value)?)
-            }
+            (MySqlJdbc { .. }, "requiressl") => legacy.require_ssl = Some(parse_bool(name, value)?),
             (MySqlJdbc { .. }, "verifyservercertificate") => {
                 legacy.verify_server_certificate = Some(parse_bool(name, value)?)
             }
@@ -576,7 +577,11 @@ mod tests {
     fn pgjdbc_ssl_alone_means_verify_full() {
         let s = settings(Vocabulary::PgJdbc, &[("ssl", "")]).unwrap();
         assert_eq!(s.tls_mode, Some(TlsMode::VerifyFull));
-        let s = settings(Vocabulary::PgJdbc, &[("ssl", "true"), ("sslmode", "require")]).unwrap();
+        let s = settings(
+            Vocabulary::PgJdbc,
+            &[("ssl", "true"), ("sslmode", "require")],
+        )
+        .unwrap();
         assert_eq!(s.tls_mode, Some(TlsMode::Require));
         let s = settings(
             Vocabulary::PgJdbc,
@@ -603,8 +608,14 @@ mod tests {
             mode(&[("useSSL", "true"), ("verifyServerCertificate", "true")]),
             Some(TlsMode::VerifyCa)
         );
-        assert_eq!(mode(&[("sslMode", "VERIFY_IDENTITY")]), Some(TlsMode::VerifyFull));
-        assert_eq!(mode(&[("sslMode", "verify-full")]), Some(TlsMode::VerifyFull));
+        assert_eq!(
+            mode(&[("sslMode", "VERIFY_IDENTITY")]),
+            Some(TlsMode::VerifyFull)
+        );
+        assert_eq!(
+            mode(&[("sslMode", "verify-full")]),
+            Some(TlsMode::VerifyFull)
+        );
         assert_eq!(mode(&[("sslMode", "trust")]), Some(TlsMode::Require));
         let m = Vocabulary::MySqlJdbc { mariadb: true };
         let mode = |p: &[(&str, &str)]| settings(m, p).unwrap().tls_mode;
@@ -614,7 +625,10 @@ mod tests {
             Some(TlsMode::Require)
         );
         assert_eq!(
-            mode(&[("useSSL", "true"), ("disableSslHostnameVerification", "true")]),
+            mode(&[
+                ("useSSL", "true"),
+                ("disableSslHostnameVerification", "true")
+            ]),
             Some(TlsMode::VerifyCa)
         );
     }
@@ -630,11 +644,20 @@ mod tests {
         .unwrap_err();
         assert!(err.contains("export the CA certificate as PEM"), "{err}");
         let err = settings(Vocabulary::PgUrl, &[("sslpassword", "hunter22")]).unwrap_err();
-        assert!(err.contains("sslpassword") && !err.contains("hunter22"), "{err}");
+        assert!(
+            err.contains("sslpassword") && !err.contains("hunter22"),
+            "{err}"
+        );
         let err = settings(Vocabulary::PgUrl, &[("sslmode", "verify_full")]).unwrap_err();
-        assert!(err.contains("verify_full") && err.contains("verify-full"), "{err}");
-        let err =
-            settings(Vocabulary::PgUrl, &[("sslmode", "require"), ("sslmode", "disable")]).unwrap_err();
+        assert!(
+            err.contains("verify_full") && err.contains("verify-full"),
+            "{err}"
+        );
+        let err = settings(
+            Vocabulary::PgUrl,
+            &[("sslmode", "require"), ("sslmode", "disable")],
+        )
+        .unwrap_err();
         assert!(err.contains("twice"), "{err}");
     }
 
@@ -645,6 +668,9 @@ mod tests {
             &[("characterEncoding", "UTF-8"), ("serverTimezone", "UTC")],
         )
         .unwrap();
-        assert_eq!(s.ignored, vec!["characterEncoding=UTF-8", "serverTimezone=UTC"]);
+        assert_eq!(
+            s.ignored,
+            vec!["characterEncoding=UTF-8", "serverTimezone=UTC"]
+        );
     }
 }

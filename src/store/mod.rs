@@ -290,35 +290,40 @@ pub(crate) fn ddl_statements(ddl: &str) -> Vec<String> {
 /// Maps a failed connection to an error that says what to do; the driver's
 /// error is kept as the cause, for `-v`.
 pub(crate) fn connect_error(target: &Target, err: sqlx::Error) -> Error {
-    let detail = match &err {
-        sqlx::Error::Tls(e) => {
-            let text = e.to_string();
-            let hint = if text.contains("UnknownIssuer") || text.contains("unknown issuer") {
-                ": the server's certificate is not signed by a CA trusted here; name the CA's PEM file with sslrootcert= (PostgreSQL) or ssl-ca= (MySQL, MariaDB)"
-            } else if text.contains("NotValidForName") {
-                ": the server's certificate does not name the host connected to; connect by a name it holds, or ask only for verify-ca"
-            } else if text.contains("does not support TLS") {
-                ": the server does not offer TLS, and the URL demands it (sslmode / ssl-mode)"
-            } else {
-                ""
-            };
-            format!("TLS failed: {text}{hint}")
-        }
-        sqlx::Error::Protocol(e) => format!(
-            "the server did not answer as {} does ({e}); is the port that of another kind of server?",
+    let text = match &err {
+        sqlx::Error::Database(e) => e.message().to_string(),
+        sqlx::Error::Io(e) => e.to_string(),
+        other => other.to_string(),
+    };
+    // rustls's verdicts reach us as I/O or TLS errors: name the problem.
+    let tls_hint = if text.contains("UnknownIssuer") {
+        Some("the server's certificate is not signed by a CA trusted here: name the CA's PEM file with sslrootcert= (PostgreSQL) or ssl-ca= (MySQL, MariaDB)")
+    } else if text.contains("NotValidForName") {
+        Some("the server's certificate does not name the host connected to: connect by a name it holds, or ask only for verify-ca")
+    } else if text.contains("Expired") {
+        Some("the server's certificate has expired")
+    } else if text.contains("does not support TLS") {
+        Some("the server does not offer TLS, and the URL demands it (sslmode / ssl-mode)")
+    } else {
+        None
+    };
+    let detail = match (&err, tls_hint) {
+        (_, Some(hint)) => format!("TLS: {text}: {hint}"),
+        (sqlx::Error::Tls(_), None) => format!("TLS: {text}"),
+        (sqlx::Error::Protocol(_), None) => format!(
+            "the server did not answer as {} does ({text}); is the port that of another kind of server?",
             match target.backend {
                 Backend::MySql => "MySQL",
                 _ => "PostgreSQL",
             }
         ),
-        sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+        (sqlx::Error::Io(e), None) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             "connection refused (is the server running, and is this its port?)".to_string()
         }
-        sqlx::Error::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+        (sqlx::Error::Io(e), None) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
             "the server closed the connection (is the port that of another kind of server, or does it demand TLS?)".to_string()
         }
-        sqlx::Error::Database(e) => e.message().to_string(),
-        other => other.to_string(),
+        _ => text,
     };
     Error::connection(format!(
         "could not connect to {}: {detail}",

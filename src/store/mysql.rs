@@ -107,7 +107,12 @@ impl MySqlStore {
         )
         .fetch_one(&mut self.conn)
         .await
-        .map_err(|e| db_error("reading the server identity (@@server_uid, MariaDB 10.3 and later)", e))?;
+        .map_err(|e| {
+            db_error(
+                "reading the server identity (@@server_uid, MariaDB 10.3 and later)",
+                e,
+            )
+        })?;
         Ok(format!("mariadb:{uid}@{host}:{port}/{db}"))
     }
 
