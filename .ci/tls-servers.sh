@@ -89,7 +89,7 @@ certificates() {
 start_postgres() {
   [ -x "$PG_BIN/initdb" ] || { log "no initdb under /usr/lib/postgresql/*/bin"; return 1; }
   mkdir -p "$DIR/pg" "$DIR/pg-run"
-  [ "$(id -u)" = 0 ] && chown postgres: "$DIR/pg" "$DIR/pg-run"
+  if [ "$(id -u)" = 0 ]; then chown postgres: "$DIR/pg" "$DIR/pg-run"; fi
   as_user postgres "$PG_BIN/initdb" -D "$DIR/pg/data" -U postgres --auth=trust -E UTF8 >"$DIR/pg/initdb.log" 2>&1
   cat >>"$DIR/pg/data/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
@@ -123,7 +123,7 @@ EOF
 start_mariadb() { # start_mariadb NAME PORT TLS(yes|no)
   local name=$1 port=$2 tls=$3 d=$DIR/$1
   mkdir -p "$d"
-  [ "$(id -u)" = 0 ] && chown mysql: "$d"
+  if [ "$(id -u)" = 0 ]; then chown mysql: "$d"; fi
   as_user mysql mariadb-install-db --no-defaults --datadir="$d/data" --auth-root-authentication-method=socket \
     --skip-test-db >"$d/install.log" 2>&1
   local tls_args=(--skip-ssl)
@@ -139,7 +139,7 @@ start_mariadb() { # start_mariadb NAME PORT TLS(yes|no)
     </dev/null >/dev/null 2>&1 &
   wait_for "MariaDB ($name)" mariadb-admin --no-defaults --socket="$d/mysqld.sock" -uroot ping
   local require=""
-  [ "$tls" = yes ] && require="REQUIRE SSL"
+  if [ "$tls" = yes ]; then require="REQUIRE SSL"; fi
   mariadb --no-defaults --socket="$d/mysqld.sock" -uroot -e "
     CREATE USER 'admin'@'127.0.0.1' IDENTIFIED BY '$ADMIN_PW' $require;
     GRANT ALL ON *.* TO 'admin'@'127.0.0.1' WITH GRANT OPTION;
@@ -176,9 +176,14 @@ stop() {
   rm -rf "$DIR"
 }
 
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 case "${1:-}" in
   start)
     stop
+    for port in "$PG_PORT" "$MY_PORT" "$MY_PLAIN_PORT"; do
+      port_free "$port" || { log "port $port is in use (set TLS_PG_PORT, TLS_MY_PORT, TLS_MY_PLAIN_PORT)"; exit 1; }
+    done
     mkdir -p "$DIR"
     chmod 755 "$DIR"
     certificates

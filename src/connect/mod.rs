@@ -396,8 +396,13 @@ impl Target {
             url.query_pairs_mut().append_pair("options", options);
         }
         let mut options = PgConnectOptions::from_str(url.as_str())
-            .map_err(|e| Error::usage(format!("database URL `{}`: {e}", self.display)))?
-            .application_name(s.application_name.as_deref().unwrap_or("sync-access"));
+            .map_err(|e| Error::usage(format!("database URL `{}`: {e}", self.display)))?;
+        // The URL's name, else PGAPPNAME (already read), else ours.
+        if let Some(name) = &s.application_name {
+            options = options.application_name(name);
+        } else if options.get_application_name().is_none() {
+            options = options.application_name("sync-access");
+        }
         if let Some(password) = &s.password {
             options = options.password(password);
         }

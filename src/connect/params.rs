@@ -347,11 +347,11 @@ fn parse_secs(name: &str, value: &str, unit_ms: bool) -> Result<Option<Duration>
 impl Settings {
     /// Applies every `(name, value)` of a query, in `vocab`; `origin` names
     /// where they come from in errors ("the URL", "datasources.pg.url").
-    pub fn apply_params<'a>(
+    pub fn apply_params(
         &mut self,
         vocab: Vocabulary,
         params: impl IntoIterator<Item = (String, String)>,
-        origin: &'a str,
+        origin: &str,
     ) -> Result<(), String> {
         let mut legacy = LegacyTls::default();
         let mut seen: Vec<String> = Vec::new();
