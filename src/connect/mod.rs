@@ -644,6 +644,14 @@ mod tests {
             "postgres://u@h/db?sslmode=require"
         );
         assert_eq!(redact("sqlite:/tmp/a.db"), "sqlite:/tmp/a.db");
+        // Identities pass through whole.
+        for identity in [
+            "mariadb:0df+IzF/ftiUR9=/vm:3306/kestra",
+            "postgres:7301234567890123456/kestra/staging",
+            "mysql:3e11fa47-71ca-11e1-9e33-c80aa9429562/kestra",
+        ] {
+            assert_eq!(redact(identity), identity);
+        }
         assert_eq!(redact("sqlite:///tmp/u@x.db"), "sqlite:///tmp/u@x.db");
     }
 

@@ -113,7 +113,7 @@ impl MySqlStore {
                 e,
             )
         })?;
-        Ok(format!("mariadb:{uid}@{host}:{port}/{db}"))
+        Ok(format!("mariadb:{uid}/{host}:{port}/{db}"))
     }
 
     pub async fn table_names(&mut self) -> Result<Vec<String>> {

@@ -864,7 +864,7 @@ fn mariadb_identity_is_not_shared_by_servers_on_one_host(s: &Servers) {
             .unwrap()
     });
     assert!(
-        identity.starts_with(&format!("mariadb:{uid}@")) && identity.ends_with(&format!("/{name}")),
+        identity.starts_with(&format!("mariadb:{uid}/")) && identity.ends_with(&format!("/{name}")),
         "{identity}"
     );
     approve(dir);
