@@ -370,7 +370,14 @@ impl Target {
             .unwrap_or_else(|| defaults.get_host().to_string());
         if host.starts_with('/') {
             url.query_pairs_mut().append_pair("host", &host);
-        } else if url.set_host(Some(&host)).is_err() {
+        } else if url
+            .set_host(Some(&if host.contains(':') {
+                format!("[{host}]")
+            } else {
+                host.clone()
+            }))
+            .is_err()
+        {
             return Err(Error::usage(format!(
                 "host `{}` is not valid",
                 crate::render::clean(&host)
@@ -397,6 +404,10 @@ impl Target {
         }
         let mut options = PgConnectOptions::from_str(url.as_str())
             .map_err(|e| Error::usage(format!("database URL `{}`: {e}", self.display)))?;
+        if !host.starts_with('/') && socket.is_none() {
+            // sqlx would keep an IPv6 address's brackets.
+            options = options.host(&host);
+        }
         // The URL's name, else PGAPPNAME (already read), else ours.
         if let Some(name) = &s.application_name {
             options = options.application_name(name);
@@ -718,6 +729,51 @@ mod tests {
             err.contains("unknown scheme `oracle`") && !err.contains("pw"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn connect_options_carry_every_setting() {
+        let t = Target::parse(
+            "postgres://k:pw@[::1]:6543/db?sslmode=verify-ca&options=-c%20work_mem%3D4MB&application_name=me",
+        )
+        .unwrap();
+        let attempts = t.pg_attempts().unwrap();
+        assert_eq!(attempts.len(), 1);
+        let o = &attempts[0];
+        assert_eq!(o.get_host(), "::1");
+        assert_eq!(o.get_port(), 6543);
+        assert_eq!(o.get_username(), "k");
+        assert_eq!(o.get_database(), Some("db"));
+        assert!(matches!(o.get_ssl_mode(), PgSslMode::VerifyCa));
+        assert_eq!(o.get_application_name(), Some("me"));
+        assert!(o.get_options().unwrap().contains("work_mem=4MB"));
+        let prefer = Target::parse("postgres://h/db?sslmode=prefer").unwrap();
+        let modes: Vec<_> = prefer
+            .pg_attempts()
+            .unwrap()
+            .iter()
+            .map(|o| o.get_ssl_mode())
+            .collect();
+        assert!(matches!(modes[..], [PgSslMode::Prefer, PgSslMode::Disable]));
+        let schema = Target::from_jdbc(
+            "jdbc:postgresql://h/db?currentSchema=my%20schema",
+            None,
+            None,
+            vec![],
+            "x",
+        )
+        .unwrap();
+        let options = schema.pg_attempts().unwrap()[0]
+            .get_options()
+            .unwrap()
+            .to_string();
+        assert!(options.contains("-c search_path=my\\ schema"), "{options}");
+        let my = Target::parse("mariadb://u:pw@h:3307/db?ssl-mode=VERIFY_IDENTITY")
+            .unwrap()
+            .mysql_options()
+            .unwrap();
+        assert_eq!(my.get_port(), 3307);
+        assert!(matches!(my.get_ssl_mode(), MySqlSslMode::VerifyIdentity));
     }
 
     #[test]
