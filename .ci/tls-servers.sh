@@ -113,7 +113,10 @@ hostssl   all         certuser 127.0.0.1/32  cert
 hostssl   all         all      127.0.0.1/32  trust
 hostnossl all         all      127.0.0.1/32  reject
 EOF
-  as_user postgres "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/server.log" -w -t 60 start >/dev/null
+  if ! as_user postgres "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/server.log" -w -t 60 start >/dev/null; then
+    tail -n 30 "$DIR/pg/server.log" >&2 || true
+    return 1
+  fi
   local psql=("$PG_BIN/psql" -h "$DIR/pg-run" -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -q)
   as_user postgres "${psql[@]}" -c "CREATE DATABASE plain_only" \
     -c "CREATE ROLE kestra LOGIN SUPERUSER PASSWORD '$KESTRA_PW'" \
@@ -137,7 +140,10 @@ start_mariadb() { # start_mariadb NAME PORT TLS(yes|no)
     --innodb-buffer-pool-size=32M --innodb-log-file-size=16M --skip-name-resolve \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_bin "${tls_args[@]}" \
     </dev/null >/dev/null 2>&1 &
-  wait_for "MariaDB ($name)" mariadb-admin --no-defaults --socket="$d/mysqld.sock" -uroot ping
+  if ! wait_for "MariaDB ($name)" mariadb-admin --no-defaults --socket="$d/mysqld.sock" -uroot ping; then
+    tail -n 30 "$d/error.log" "$d/install.log" >&2 || true
+    return 1
+  fi
   local require=""
   if [ "$tls" = yes ]; then require="REQUIRE SSL"; fi
   mariadb --no-defaults --socket="$d/mysqld.sock" -uroot -e "
