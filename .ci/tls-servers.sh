@@ -45,13 +45,13 @@ as_user() { # as_user USER COMMAND...: run unprivileged when we are root
   fi
 }
 
-wait_for() { # wait_for NAME COMMAND...: up to 60 s
+wait_for() { # wait_for NAME COMMAND...: up to 180 s (a busy 2-core machine)
   local name=$1; shift
-  for _ in $(seq 1 120); do
+  for _ in $(seq 1 360); do
     if "$@" >/dev/null 2>&1; then return 0; fi
     sleep 0.5
   done
-  log "$name did not start within 60 s"
+  log "$name did not start within 180 s"
   return 1
 }
 
@@ -113,7 +113,7 @@ hostssl   all         certuser 127.0.0.1/32  cert
 hostssl   all         all      127.0.0.1/32  trust
 hostnossl all         all      127.0.0.1/32  reject
 EOF
-  if ! as_user postgres "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/server.log" -w -t 60 start >/dev/null; then
+  if ! as_user postgres "$PG_BIN/pg_ctl" -D "$DIR/pg/data" -l "$DIR/pg/server.log" -w -t 180 start >/dev/null; then
     tail -n 30 "$DIR/pg/server.log" >&2 || true
     return 1
   fi

@@ -25,11 +25,26 @@ use crate::store::{Access, Store};
 /// stderr, with the datasource and the environment variables that
 /// overrode it.
 pub fn resolve(global: &GlobalArgs) -> Result<kestra::Resolved> {
-    let request = Request {
+    resolve_request(Request {
         config: global.config.clone(),
         database_url: global.database_url.clone(),
         datasource: global.datasource.clone(),
-    };
+        explicit_only: false,
+    })
+}
+
+/// As [`resolve`], for `demo`: only a database named on the command line or
+/// in `DATABASE_URL`, else the demo default.
+pub fn resolve_explicit(global: &GlobalArgs) -> Result<kestra::Resolved> {
+    resolve_request(Request {
+        config: global.config.clone(),
+        database_url: global.database_url.clone(),
+        datasource: global.datasource.clone(),
+        explicit_only: true,
+    })
+}
+
+fn resolve_request(request: Request) -> Result<kestra::Resolved> {
     // Only the names of DATASOURCES_* variables and their values are used.
     let env_vars: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))

@@ -27,6 +27,11 @@ pub struct Request {
     pub database_url: Option<String>,
     /// `--datasource NAME`.
     pub datasource: Option<String>,
+    /// Only what the command line and `DATABASE_URL` say, never a Kestra
+    /// configuration found in the environment or at the default path:
+    /// `demo` creates (and with `--reset` drops) tables, so it must never
+    /// land on a production database nobody named.
+    pub explicit_only: bool,
 }
 
 /// Where the database came from.
@@ -141,6 +146,16 @@ pub fn resolve(
             path.display().to_string(),
             format!("-c {}", path.display()),
         )
+    } else if request.explicit_only {
+        if request.datasource.is_some() {
+            return Err(Error::usage(
+                "--datasource picks a datasource of a Kestra configuration: give the file with -c",
+            ));
+        }
+        return Ok(Resolved {
+            target: Target::parse(DEFAULT_DATABASE_URL)?,
+            origin: Origin::Default,
+        });
     } else if let Some(text) = env_config {
         (
             Some(text),
@@ -171,7 +186,7 @@ pub fn resolve(
         });
     };
     let config = Config::load(text.as_deref(), &file_name, env, &overrides)?;
-    let (target, described) = config.target(request.datasource.as_deref(), env)?;
+    let (target, described) = config.target(request.datasource.as_deref())?;
     Ok(Resolved {
         target,
         origin: Origin::Kestra(format!("{origin}, {described}")),
@@ -425,11 +440,7 @@ impl Config {
         }
     }
 
-    fn target(
-        &self,
-        wanted: Option<&str>,
-        _env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<(Target, String)> {
+    fn target(&self, wanted: Option<&str>) -> Result<(Target, String)> {
         let (name, ds) = self.choose(wanted)?;
         let bad = |msg: String| Error::usage(format!("{}: {msg}", self.file));
         let key = |k: &str| format!("datasources.{name}.{k}");
@@ -677,6 +688,24 @@ mod tests {
             err.contains("DATABASE_URL") && err.contains("KESTRA_CONFIGURATION"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn demo_never_lands_on_a_configuration_nobody_named() {
+        let r = resolve(
+            &Request {
+                explicit_only: true,
+                ..Request::default()
+            },
+            &env_of(&[(
+                "KESTRA_CONFIGURATION",
+                "datasources:\n  pg:\n    url: jdbc:postgresql://prod/k\n",
+            )]),
+            &vars(&[("DATASOURCES_PG_URL", "jdbc:postgresql://prod/k")]),
+        )
+        .unwrap();
+        assert_eq!(r.origin, Origin::Default);
+        assert_eq!(r.target.display(), DEFAULT_DATABASE_URL);
     }
 
     #[test]

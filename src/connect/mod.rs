@@ -357,6 +357,9 @@ impl Target {
         // (PGHOST, PGUSER, PGPASSWORD, PGSSLROOTCERT...) and the pgpass
         // file for the final host, port, user and database.
         let defaults = PgConnectOptions::new_without_pgpass();
+        if let Ok(password) = std::env::var("PGPASSWORD") {
+            secrets::register(&password);
+        }
         let mut url = Url::parse("postgres://localhost").expect("a valid URL");
         let socket = s.socket.clone().or_else(|| {
             s.host

@@ -1189,6 +1189,19 @@ fn offline_errors() {
         .expect(1, "default config")
         .says("Kestra's default config path", "default config")
         .says("127.0.0.1:1/from_default", "default config");
+    // demo writes: it never lands on a configuration nobody named.
+    run(bin(d).args(["demo", "--reset"]))
+        .expect(0, "demo beside a default config")
+        .says("sqlite:sync-access-demo.db", "demo beside a default config");
+    run(bin(d).args(["demo", "--reset"]).env(
+        "KESTRA_CONFIGURATION",
+        yaml("postgres", "jdbc:postgresql://127.0.0.1:1/k", "k", ""),
+    ))
+    .expect(0, "demo beside KESTRA_CONFIGURATION")
+    .says(
+        "sqlite:sync-access-demo.db",
+        "demo beside KESTRA_CONFIGURATION",
+    );
 }
 
 pub fn trials() -> Vec<Trial> {
