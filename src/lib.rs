@@ -2,18 +2,18 @@
 //! store's legacy global access into a tenant.
 //!
 //! Flow: the store reads a consistent snapshot, the pure [`sync::sync`]
-//! turns it into changes, [`plan`] seals them, [`render`] shows them; apply
+//! turns it into changes, [`plan`] seals them, `render` shows them; apply
 //! goes plan file -> validation -> store under lock -> the same sync ->
 //! comparison -> writes.
 
-pub mod approvals;
+pub(crate) mod approvals;
 pub mod cli;
-pub mod commands;
+pub(crate) mod commands;
 pub mod connect;
 pub mod demo;
 pub mod error;
 pub mod plan;
-pub mod render;
+pub(crate) mod render;
 pub mod store;
 pub mod sync;
 
