@@ -1,5 +1,6 @@
 //! PostgreSQL: one connection, whose transactions are read-only by default
-//! for the commands that only read. `plan` reads in a `REPEATABLE READ, READ
+//! for the commands that only read, and whose search path is narrowed at
+//! connect to the schema holding the IAM tables (`pin_schema`). `plan` reads in a `REPEATABLE READ, READ
 //! ONLY` transaction; `apply` takes `pg_advisory_xact_lock` (one apply at a
 //! time) and a `SHARE ROW EXCLUSIVE` lock on the IAM tables (nobody writes
 //! them between its re-read and its writes), then writes with `UNNEST`, one
