@@ -56,7 +56,12 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     let (target, mut store) = tokio::select! {
         biased;
         kind = signals.recv() => return Err(interrupted(path, kind)),
-        opened = super::open_store(&args.connection, Access::ReadWrite) => opened?,
+        opened = super::open_store_for_plan(
+            &args.connection,
+            Access::ReadWrite,
+            path,
+            &plan.source,
+        ) => opened?,
     };
     let identity = store.identity().await?;
     if identity != plan.source.identity {

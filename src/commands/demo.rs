@@ -6,8 +6,9 @@ use crate::error::{Error, ExitStatus, Result};
 use crate::store::{Access, Store};
 
 pub async fn run(args: &DemoArgs) -> Result<ExitStatus> {
-    let target = super::target(&args.connection)?;
-    let timeout = std::time::Duration::from_secs(args.connection.connect_timeout);
+    // Never a Kestra configuration found in the environment: demo writes.
+    let target = super::resolve_explicit(&args.connection)?.target;
+    let timeout = super::connect_timeout(&args.connection, &target);
     let mut store = Store::connect(&target, Access::Create, timeout).await?;
     if args.reset {
         store.drop_all().await?;

@@ -29,7 +29,7 @@ pub async fn run(args: &ShowArgs) -> Result<ExitStatus> {
     };
     tracing::info!(elapsed = ?started.elapsed(), changes = loaded.plan.changes.len(), "plan loaded");
     let tenant = if args.live {
-        Some(live_tenant(args, &loaded.plan).await?)
+        Some(live_tenant(args, &name, &loaded.plan).await?)
     } else {
         None
     };
@@ -53,8 +53,16 @@ pub async fn run(args: &ShowArgs) -> Result<ExitStatus> {
 }
 
 /// The tenant's current access, read in one read-only snapshot.
-async fn live_tenant(args: &ShowArgs, plan: &plan::Plan) -> Result<Tenant> {
-    let (target, mut store) = super::open_store(&args.connection, Access::ReadOnly).await?;
+async fn live_tenant(args: &ShowArgs, name: &str, plan: &plan::Plan) -> Result<Tenant> {
+    // As apply and verify: no database given for a plan made elsewhere
+    // is told how to pass it, not read from the demo file.
+    let (target, mut store) = super::open_store_for_plan(
+        &args.connection,
+        Access::ReadOnly,
+        Path::new(name),
+        &plan.source,
+    )
+    .await?;
     let identity = store.identity().await?;
     if identity != plan.source.identity {
         crate::say!(

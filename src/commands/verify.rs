@@ -14,7 +14,8 @@ pub async fn run(args: &VerifyArgs) -> Result<ExitStatus> {
     let loaded = plan::load(path)?;
     loaded.require_intact(path)?;
     let plan = &loaded.plan;
-    let (target, mut store) = super::open_store(&args.connection, Access::ReadOnly).await?;
+    let (target, mut store) =
+        super::open_store_for_plan(&args.connection, Access::ReadOnly, path, &plan.source).await?;
     let identity = store.identity().await?;
     let same_database = identity == plan.source.identity;
     if !same_database {

@@ -238,6 +238,10 @@ impl Runner<'_> {
         ) {
             cmd.args(["--connect-timeout", "5"]);
         }
+        if args.contains(&"-c") {
+            // A config and DATABASE_URL together are refused (issue 9).
+            cmd.env_remove("DATABASE_URL");
+        }
         for (name, value) in env {
             cmd.env(name, value);
         }

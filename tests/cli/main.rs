@@ -10,6 +10,7 @@ mod review;
 mod show;
 mod signing;
 mod support;
+mod tls;
 
 use libtest_mimic::{Arguments, Trial};
 use support::{Kind, Scenario};
@@ -50,5 +51,6 @@ fn main() {
     trials.extend(apply::single_trials());
     trials.extend(hostile::single_trials());
     trials.extend(signing::single_trials());
+    trials.extend(tls::trials());
     libtest_mimic::run(&args, trials).exit();
 }
