@@ -229,15 +229,11 @@ impl Runner<'_> {
         let mut cmd = self.db.cmd();
         cmd.current_dir(self.work)
             .env("DATABASE_URL", &self.url)
-            .args(["-vv", "--internal-log"])
+            // `--connect-timeout` before the command, where SPEC §7 put the
+            // connection flags: accepted on every command, used by those
+            // that connect.
+            .args(["-vv", "--internal-log", "--connect-timeout", "5"])
             .args(args);
-        // A connection flag, on the commands that connect.
-        if matches!(
-            args.first(),
-            Some(&("plan" | "apply" | "verify" | "history" | "demo"))
-        ) {
-            cmd.args(["--connect-timeout", "5"]);
-        }
         if args.contains(&"-c") {
             // A config and DATABASE_URL together are refused (issue 9).
             cmd.env_remove("DATABASE_URL");
