@@ -6,6 +6,11 @@
 //! goes plan file -> validation -> store under lock -> the same sync ->
 //! comparison -> writes.
 
+// Output goes through `commands::stream_stdout`, `report_done` and `say!`,
+// which neither panic on a closed pipe nor let a failed report change the
+// exit code of a committed apply: print!/eprint! would do both.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub(crate) mod approvals;
 pub mod cli;
 pub(crate) mod commands;
