@@ -1,8 +1,10 @@
 //! The plan file (SPEC §4): its shape, canonical JSON, digest and approvals.
 //!
 //! A plan read from disk is untrusted until [`load`] has checked its format,
-//! shape and digest. The digest covers everything but `digest` and
-//! `approvals`, so approving never changes what was approved.
+//! shape and digest. The digest covers everything but `digest`,
+//! `author_signature` and `approvals`, so that signing and approving never
+//! change what was approved (and a plan without an author signature hashes
+//! exactly as plans always did).
 
 use std::io::Write;
 use std::path::Path;
@@ -36,6 +38,10 @@ pub struct Plan {
     pub conflicts: Vec<Finding>,
     pub applyable: bool,
     pub digest: String,
+    /// The author's SSH signature over `{created_at, created_by, digest}`
+    /// (see `signing`); outside what the digest covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_signature: Option<String>,
     #[serde(default)]
     pub approvals: Vec<Approval>,
 }
@@ -152,6 +158,7 @@ impl Plan {
             skipped: result.skipped,
             conflicts: result.conflicts,
             digest: String::new(),
+            author_signature: None,
             approvals: Vec::new(),
         };
         plan.digest = digest_of_plan(&plan);
@@ -220,13 +227,15 @@ pub fn changes_digest(changes: &[Change]) -> String {
 }
 
 /// `sha256:<hex>` of the canonical JSON of `plan` (a plan as JSON) without
-/// `digest` and `approvals`: what any third party computes.
+/// `digest`, `author_signature` and `approvals`: what any third party
+/// computes.
 pub fn digest_of(plan: &Value) -> String {
     let mut hasher = Sha256::new();
     match plan {
         Value::Object(map) => {
             let mut sealed = map.clone();
             sealed.remove("digest");
+            sealed.remove("author_signature");
             sealed.remove("approvals");
             hasher.update(canonical_json(&Value::Object(sealed)));
         }
@@ -529,6 +538,8 @@ mod tests {
         let mut raw: Value = serde_json::from_str(EXAMPLE).unwrap();
         let before = digest_of(&raw);
         raw["approvals"] = Value::Array(vec![]);
+        assert_eq!(digest_of(&raw), before);
+        raw["author_signature"] = Value::String("-----BEGIN SSH SIGNATURE-----".into());
         assert_eq!(digest_of(&raw), before);
         raw["changes"][0]["value"]["name"] = Value::String("Admin ".into());
         assert_ne!(digest_of(&raw), before);
