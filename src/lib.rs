@@ -6,14 +6,15 @@
 //! goes plan file -> validation -> store under lock -> the same sync ->
 //! comparison -> writes.
 
-pub mod approvals;
 pub mod cli;
 pub mod commands;
 pub mod connect;
 pub mod demo;
 pub mod error;
 pub mod plan;
+pub mod plan_file;
 pub mod render;
+pub mod signing;
 pub mod store;
 pub mod sync;
 

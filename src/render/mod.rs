@@ -73,8 +73,15 @@ pub fn approvers_text(approvers_json: &str) -> String {
         Ok(Value::Array(list)) if !list.is_empty() => list
             .iter()
             .map(|a| {
+                // Rows of earlier releases hold `{by, at, signed}` only.
+                let key = match (a["fingerprint"].as_str(), a["verified"].as_bool()) {
+                    (Some(fp), Some(true)) => format!(" (verified, {fp})"),
+                    (Some(fp), _) => format!(" (signed, {fp})"),
+                    (None, _) if a["signed"].as_bool() == Some(true) => " (signed)".to_string(),
+                    (None, _) => " (unsigned)".to_string(),
+                };
                 format!(
-                    "{} at {}",
+                    "{}{key} at {}",
                     a["by"].as_str().unwrap_or("?"),
                     a["at"].as_str().unwrap_or("?")
                 )

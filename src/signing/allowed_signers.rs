@@ -392,6 +392,21 @@ mod tests {
     }
 
     #[test]
+    fn other_key_types_are_read_and_never_match() {
+        let rsa = "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQCkL6nyrH0JVHcmxMpWOIo3uDi1nAIm3VMAygGVbOJHWeYdkhVySHKN9wdZHwVcN1kugx1hQGTfB0WC1bryS/WH/wRBotzxuj1vIRNJwPpW9W+DpLSQyDin/pxCNlhdEW0lDKuHcnp71bU7Shhfer8r484KKAAN6agP4BfK/ZJKVnt1GpwiQ3YEGwnL85FRsiXIFeRYv8JAs/UTQB9nQMWkAD0a3FrapJaHsbZoWGFaV4DbpZD74lOo3fgt7TXe1rZzgZ1M2t0AC13dWoIzS0/0OQfyCiv5Z+BZEdwc8WG48AiGs+IUfbVjwXiwDA4imKhxwGqHFEIaiwbxJU82rn1r";
+        let ecdsa = "ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBKnH4rAXRHc1RZy45rQuS4egFaz6IAJf9pDpV0hudck7jK35ZKfjstN8gIIoNFrPEMucYp17i17DBOzuYl/ld5w=";
+        let s = signers(&format!(
+            "git@example.com {rsa} git only\nops@example.com {ecdsa}\nalice@example.com {KEY_A}\n"
+        ));
+        assert!(s
+            .allows("alice@example.com", &key(KEY_A), "sync-access", NOW)
+            .is_ok());
+        assert!(s
+            .allows("git@example.com", &key(KEY_A), "sync-access", NOW)
+            .is_err());
+    }
+
+    #[test]
     fn validity_windows_are_checked_in_utc() {
         let s = signers(&format!(
             "old@example.com valid-before=\"20200101Z\" {KEY_A}\nnew@example.com VALID-AFTER=203001010000Z {KEY_A}\nnow@example.com valid-after=20260101Z,valid-before=20270101120000Z {KEY_A}\n"

@@ -51,7 +51,7 @@ impl SigningKey {
         if text.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----") {
             let private = PrivateKey::from_openssh(text).map_err(|e| {
                 Error::usage(format!(
-                    "{}: not a readable OpenSSH private key",
+                    "{}: not a readable OpenSSH private key (approvals are signed with ed25519 keys: ssh-keygen -t ed25519)",
                     path.display()
                 ))
                 .with_source(e)

@@ -116,9 +116,11 @@ impl Policy {
                     ))
                 }
                 ("four_eyes", _) => return Err(bad("`four_eyes` must be true or false".into())),
-                (other, _) => return Err(bad(format!(
+                (other, _) => {
+                    return Err(bad(format!(
                     "unknown key `{other}` (known: allowed_signers, approvals_required, four_eyes)"
-                ))),
+                )))
+                }
             }
         }
         if policy.four_eyes && policy.signers.is_empty() {
