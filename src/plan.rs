@@ -605,6 +605,17 @@ mod tests {
         assert_eq!(loaded.plan.changes.len(), 4);
     }
 
+    #[test]
+    fn an_author_signature_is_outside_the_digest_and_absent_when_unsigned() {
+        let bytes = sample_plan();
+        assert!(!String::from_utf8_lossy(&bytes).contains("author_signature"));
+        let mut raw: Value = serde_json::from_slice(&bytes).unwrap();
+        raw["author_signature"] = Value::String("-----BEGIN SSH SIGNATURE-----".into());
+        let loaded = parse(&serde_json::to_vec_pretty(&raw).unwrap()).unwrap();
+        assert!(loaded.digest_matches());
+        assert_eq!(digest_of(&raw), loaded.plan.digest);
+    }
+
     fn mutate_value(raw: &mut Value, which: u8, text: &str) {
         let changes = raw["changes"].as_array_mut().unwrap();
         match which % 9 {

@@ -36,15 +36,8 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     let loaded = plan::load(path)?;
     tracing::info!(changes = loaded.plan.changes.len(), "loaded the plan");
     let verdict = validate(&loaded, path, &policy)?;
-    for why in &verdict.not_counted {
-        eprintln!("note: not counted: {}", render::clean(why));
-    }
-    if verdict.unsigned_names() {
-        eprintln!(
-            "warning: {}: the approvals that count are unsigned names, which anyone who can edit the plan file can type; give --allowed-signers FILE or --policy FILE to require signatures",
-            path.display()
-        );
-    }
+    let unsigned_names = verdict.unsigned_names();
+    let not_counted = verdict.not_counted;
     let approvers = verdict.counted;
     let applied_by = super::who(args.applied_by.as_deref(), "--applied-by", None)?;
     // What apply compares is the digest of the approved changes: the
@@ -93,6 +86,17 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
                     s.add_binding,
                     if s.create_tenant > 0 { ", and the tenant created" } else { "" },
                 );
+                // Said once the outcome is known, so that a refusal stays
+                // one line.
+                for why in &not_counted {
+                    eprintln!("note: not counted: {}", render::clean(why));
+                }
+                if unsigned_names {
+                    eprintln!(
+                        "warning: {}: the approvals that counted are unsigned names, which anyone who can edit the plan file can type; give --allowed-signers FILE or --policy FILE to require signatures",
+                        path.display()
+                    );
+                }
                 return Ok(ExitStatus::Success);
             }
             Ok(Attempt::AlreadyApplied(record)) => {

@@ -176,7 +176,23 @@ pub fn history_table(records: &[HistoryRecord]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::short_digest;
+    use super::{approvers_text, short_digest};
+
+    #[test]
+    fn history_rows_of_every_release_name_their_approvers() {
+        // Earlier releases recorded `{by, at, signed}`.
+        assert_eq!(
+            approvers_text(r#"[{"by":"a@x","at":"T","signed":false}]"#),
+            "a@x (unsigned) at T"
+        );
+        assert_eq!(
+            approvers_text(
+                r#"[{"by":"b@x","at":"T","comment":"CHG-1","fingerprint":"SHA256:abc","signed":true,"verified":true},{"by":"c@x","at":"U","fingerprint":"SHA256:def","signed":true,"verified":false}]"#
+            ),
+            "b@x (verified, SHA256:abc) at T, c@x (signed, SHA256:def) at U"
+        );
+        assert_eq!(approvers_text("not json"), "nobody recorded");
+    }
 
     #[test]
     fn short_digests_cut_on_character_boundaries() {

@@ -14,8 +14,12 @@ const MAX_KEY_BYTES: u64 = 64 * 1024;
 
 /// What signs: the key itself, or the agent holding it.
 pub enum SigningKey {
-    File(PrivateKey),
-    Agent { public: PublicKey, socket: PathBuf },
+    /// Boxed: it holds the secret and is much larger than the other.
+    File(Box<PrivateKey>),
+    Agent {
+        public: PublicKey,
+        socket: PathBuf,
+    },
 }
 
 fn agent_socket() -> Option<PathBuf> {
@@ -58,7 +62,7 @@ impl SigningKey {
             })?;
             check_algorithm(private.algorithm(), path)?;
             if !private.is_encrypted() {
-                return Ok(SigningKey::File(private));
+                return Ok(SigningKey::File(Box::new(private)));
             }
             // Its public half is in clear: the agent may hold the key.
             return match agent_socket() {
@@ -120,7 +124,8 @@ impl SigningKey {
         };
         let signature = match self {
             SigningKey::File(private) => {
-                SshSig::sign(private, NAMESPACE, HashAlg::Sha512, message).map_err(failed)?
+                SshSig::sign(private.as_ref(), NAMESPACE, HashAlg::Sha512, message)
+                    .map_err(failed)?
             }
             SigningKey::Agent { public, socket } => {
                 let data =

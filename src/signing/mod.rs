@@ -134,7 +134,7 @@ mod tests {
     fn signatures_bind_every_field_and_the_namespace() {
         let mut rng = ssh_key::rand_core::OsRng;
         let private = ssh_key::PrivateKey::random(&mut rng, Algorithm::Ed25519).unwrap();
-        let key = key::SigningKey::File(private.clone());
+        let key = key::SigningKey::File(Box::new(private.clone()));
         let mut a = approval("bob", "2026-11-27T12:00:00Z", Some("CHG-1"));
         a.signature = Some(key.sign(&approval_message(&a)).unwrap());
         assert!(a
