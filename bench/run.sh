@@ -32,7 +32,9 @@ RESULTS=$WORK/results.tsv
 : > "$RESULTS"
 PG="psql -h 127.0.0.1 -U postgres -v ON_ERROR_STOP=1 -q"
 MY="mariadb -h 127.0.0.1 -uroot"
-DB=sa_bench
+# The scratch databases (DB and DB_pristine) on both servers; set
+# SYNC_ACCESS_BENCH_DB to run beside another benchmark.
+DB=${SYNC_ACCESS_BENCH_DB:-sa_bench}
 
 # timed LABEL CMD...: runs CMD under /usr/bin/time; sets SECS and RSS_MIB.
 timed() {

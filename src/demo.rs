@@ -5,32 +5,11 @@ use serde_json::{json, Value};
 
 use crate::error::Result;
 use crate::store::{Store, Table};
-use crate::sync::RawDoc;
+use crate::sync::{RawDoc, Snapshot};
 
-/// Rows of the five tables.
-#[derive(Debug, Default, Clone)]
-pub struct Rows {
-    pub tenants: Vec<RawDoc>,
-    pub users: Vec<RawDoc>,
-    pub groups: Vec<RawDoc>,
-    pub roles: Vec<RawDoc>,
-    pub bindings: Vec<RawDoc>,
-}
-
-impl Rows {
-    fn push(list: &mut Vec<RawDoc>, key: impl Into<String>, value: Value) {
-        list.push(RawDoc::new(key, value.to_string()));
-    }
-
-    fn counts(&self) -> [usize; 5] {
-        [
-            self.tenants.len(),
-            self.users.len(),
-            self.groups.len(),
-            self.roles.len(),
-            self.bindings.len(),
-        ]
-    }
+/// Adds a row holding `value`'s JSON text.
+fn push(list: &mut Vec<RawDoc>, key: impl Into<String>, value: Value) {
+    list.push(RawDoc::new(key, value.to_string()));
 }
 
 const CRUD: [&str; 4] = ["READ", "CREATE", "UPDATE", "DELETE"];
@@ -148,9 +127,9 @@ fn binding(
 }
 
 /// The small demo: every outcome of SPEC §3 but conflicts.
-pub fn small() -> Rows {
-    let mut rows = Rows::default();
-    Rows::push(
+pub fn small() -> Snapshot {
+    let mut rows = Snapshot::default();
+    push(
         &mut rows.tenants,
         "default",
         json!({"id": "default", "name": "Default", "deleted": false}),
@@ -160,7 +139,7 @@ pub fn small() -> Rows {
             .as_str()
             .expect("demo ids are strings")
             .to_string();
-        Rows::push(&mut rows.roles, id, doc);
+        push(&mut rows.roles, id, doc);
     }
     for (id, name, description, deleted) in [
         (
@@ -174,7 +153,7 @@ pub fn small() -> Rows {
         ("oncall", "On-call", "Restarts failed executions", false),
         ("old-team", "Old team", "Dissolved in 2024", true),
     ] {
-        Rows::push(
+        push(
             &mut rows.groups,
             id,
             json!({"id": id, "name": name, "description": description, "deleted": deleted}),
@@ -297,7 +276,7 @@ pub fn small() -> Rows {
             .as_str()
             .expect("demo ids are strings")
             .to_string();
-        Rows::push(&mut rows.users, id, doc);
+        push(&mut rows.users, id, doc);
     }
     for doc in [
         binding("b-01", "USER", "heidi", "admin", None, false),
@@ -361,19 +340,19 @@ pub fn small() -> Rows {
             .as_str()
             .expect("demo ids are strings")
             .to_string();
-        Rows::push(&mut rows.bindings, id, doc);
+        push(&mut rows.bindings, id, doc);
     }
     // The manual attempt: the viewer role, the analytics group and its
     // binding are already in the tenant.
     let mut viewer = demo_roles().pop().expect("viewer is the last demo role");
     viewer["tenantId"] = json!("default");
-    Rows::push(&mut rows.roles, "default_viewer", viewer);
-    Rows::push(
+    push(&mut rows.roles, "default_viewer", viewer);
+    push(
         &mut rows.groups,
         "default_analytics",
         json!({"id": "analytics", "tenantId": "default", "name": "Analytics", "deleted": false}),
     );
-    Rows::push(
+    push(
         &mut rows.bindings,
         "default_manual-1",
         json!({"id": "manual-1", "tenantId": "default", "type": "GROUP", "externalId": "analytics", "roleId": "viewer", "deleted": false}),
@@ -382,7 +361,7 @@ pub fn small() -> Rows {
 }
 
 /// Loads rows into a store whose IAM tables exist; returns the counts.
-pub async fn load(store: &mut Store, rows: Rows) -> Result<[usize; 5]> {
+pub async fn load(store: &mut Store, rows: Snapshot) -> Result<[usize; 5]> {
     for (table, list) in [
         (Table::Tenants, &rows.tenants),
         (Table::Users, &rows.users),
@@ -392,7 +371,13 @@ pub async fn load(store: &mut Store, rows: Rows) -> Result<[usize; 5]> {
     ] {
         store.load(table, list).await?;
     }
-    Ok(rows.counts())
+    Ok([
+        rows.tenants.len(),
+        rows.users.len(),
+        rows.groups.len(),
+        rows.roles.len(),
+        rows.bindings.len(),
+    ])
 }
 
 /// The size of a synthetic store.
@@ -431,8 +416,8 @@ const CHUNK_USERS: usize = 5_000;
 pub async fn load_synthetic(store: &mut Store, shape: &Shape) -> Result<[usize; 5]> {
     let mut rng = Rng(shape.seed);
     let mut counts = [0usize; 5];
-    let mut fixed = Rows::default();
-    Rows::push(
+    let mut fixed = Snapshot::default();
+    push(
         &mut fixed.tenants,
         "default",
         json!({"id": "default", "name": "Default", "deleted": false}),
@@ -444,12 +429,12 @@ pub async fn load_synthetic(store: &mut Store, shape: &Shape) -> Result<[usize; 
             .expect("demo ids are strings")
             .to_string();
         role_ids.push(id.clone());
-        Rows::push(&mut fixed.roles, id, doc);
+        push(&mut fixed.roles, id, doc);
     }
     for i in 0..20 {
         let id = format!("custom-{i:02}");
         let permissions = json!({"FLOW": ["READ", "UPDATE"], "EXECUTION": ["READ", "CREATE"], "NAMESPACE": ["READ"]});
-        Rows::push(
+        push(
             &mut fixed.roles,
             &id,
             role(
@@ -465,7 +450,7 @@ pub async fn load_synthetic(store: &mut Store, shape: &Shape) -> Result<[usize; 
     let group_count = (shape.users / 20).max(5);
     for g in 0..group_count {
         let id = format!("g{g:06}");
-        Rows::push(
+        push(
             &mut fixed.groups,
             &id,
             json!({"id": id, "name": format!("Group {g}"), "description": "Generated", "deleted": false}),
@@ -478,7 +463,7 @@ pub async fn load_synthetic(store: &mut Store, shape: &Shape) -> Result<[usize; 
     let mut start = 0;
     while start < shape.users {
         let end = (start + CHUNK_USERS).min(shape.users);
-        let mut chunk = Rows::default();
+        let mut chunk = Snapshot::default();
         for u in start..end {
             let id = format!("u{u:07}");
             let mut groups: Vec<String> = (0..shape.memberships_per_user)
@@ -489,7 +474,7 @@ pub async fn load_synthetic(store: &mut Store, shape: &Shape) -> Result<[usize; 
             let deleted = rng.below(100) == 0;
             let doc = json!({"id": id, "username": format!("{id}@example.com"), "email": format!("{id}@example.com"),
                 "type": "STANDARD", "groups": groups, "auths": auths(&id), "deleted": deleted});
-            Rows::push(&mut chunk.users, &id, doc);
+            push(&mut chunk.users, &id, doc);
             for b in 0..shape.bindings_per_user {
                 let binding_id = format!("b{u:07}-{b:02}");
                 let role = if rng.below(100) == 0 {
@@ -510,7 +495,7 @@ pub async fn load_synthetic(store: &mut Store, shape: &Shape) -> Result<[usize; 
                 } else {
                     binding(&binding_id, "USER", &id, &role, Some(&namespace), false)
                 };
-                Rows::push(&mut chunk.bindings, &binding_id, doc);
+                push(&mut chunk.bindings, &binding_id, doc);
             }
         }
         let chunk_counts = load(store, chunk).await?;

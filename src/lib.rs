@@ -2,19 +2,19 @@
 //! store's legacy global access into a tenant.
 //!
 //! Flow: the store reads a consistent snapshot, the pure [`sync::sync`]
-//! turns it into changes, [`plan`] seals them, [`render`] shows them; apply
+//! turns it into changes, [`plan`] seals them, `render` shows them; apply
 //! goes plan file -> validation -> store under lock -> the same sync ->
 //! comparison -> writes.
 
 pub mod cli;
-pub mod commands;
+pub(crate) mod commands;
 pub mod connect;
 pub mod demo;
 pub mod error;
 pub mod plan;
-pub mod plan_file;
-pub mod render;
-pub mod signing;
+pub(crate) mod plan_file;
+pub(crate) mod render;
+pub(crate) mod signing;
 pub mod store;
 pub mod sync;
 

@@ -9,17 +9,12 @@ use crate::error::{Error, ErrorKind, ExitStatus, Result};
 use crate::plan::{self, Loaded};
 use crate::render;
 use crate::signing::policy::{self, Counted, Flags, Policy};
-use crate::store::{Access, HistoryRecord, ReadMode, Store, HISTORY_TABLE};
+use crate::store::{Access, HistoryRecord, ReadMode, Store};
 use crate::sync::{into_writes, sync};
 
 enum Attempt {
-    Applied {
-        rows: usize,
-    },
+    Applied { rows: usize },
     AlreadyApplied(HistoryRecord),
-    /// MySQL only: DDL commits implicitly, so the history table is created
-    /// outside the transaction and the attempt starts over.
-    NeedHistoryTable,
 }
 
 pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
@@ -63,70 +58,56 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
         ));
     }
     let not_applied = |e: Error| not_applied(path, e);
-    let mut history_created = false;
-    loop {
-        progress.phase("waiting for the lock, re-reading and comparing; then writing");
-        store
-            .begin_apply(Duration::from_secs(args.lock_timeout))
-            .await
-            .map_err(not_applied)?;
-        let attempt = attempt(&mut store, plan, &approved, path, &applied_by, &approvers).await;
-        progress.finish();
-        match attempt {
-            Ok(Attempt::Applied { rows }) => {
-                let s = &plan.summary;
-                println!(
-                    "Applied plan {} to tenant `{}` on {}: {} role(s), {} group(s), {} membership(s), {} binding(s){} ({rows} row(s) written).",
-                    plan.digest,
-                    plan.tenant,
-                    target.display(),
-                    s.add_role,
-                    s.add_group,
-                    s.add_membership,
-                    s.add_binding,
-                    if s.create_tenant > 0 { ", and the tenant created" } else { "" },
+    progress.phase("waiting for the lock, re-reading and comparing; then writing");
+    store
+        .begin_apply(Duration::from_secs(args.lock_timeout))
+        .await
+        .map_err(not_applied)?;
+    let attempt = attempt(&mut store, plan, &approved, path, &applied_by, &approvers).await;
+    progress.finish();
+    match attempt {
+        Ok(Attempt::Applied { rows }) => {
+            let s = &plan.summary;
+            println!(
+                "Applied plan {} to tenant `{}` on {}: {} role(s), {} group(s), {} membership(s), {} binding(s){} ({rows} row(s) written).",
+                plan.digest,
+                plan.tenant,
+                target.display(),
+                s.add_role,
+                s.add_group,
+                s.add_membership,
+                s.add_binding,
+                if s.create_tenant > 0 { ", and the tenant created" } else { "" },
+            );
+            // Said once the outcome is known, so that a refusal stays one
+            // line.
+            for why in &not_counted {
+                eprintln!("note: not counted: {}", render::clean(why));
+            }
+            if unsigned_names {
+                eprintln!(
+                    "warning: {}: the approvals that counted are unsigned names, which anyone who can edit the plan file can type; give --allowed-signers FILE or --policy FILE to require signatures",
+                    path.display()
                 );
-                // Said once the outcome is known, so that a refusal stays
-                // one line.
-                for why in &not_counted {
-                    eprintln!("note: not counted: {}", render::clean(why));
-                }
-                if unsigned_names {
-                    eprintln!(
-                        "warning: {}: the approvals that counted are unsigned names, which anyone who can edit the plan file can type; give --allowed-signers FILE or --policy FILE to require signatures",
-                        path.display()
-                    );
-                }
-                return Ok(ExitStatus::Success);
             }
-            Ok(Attempt::AlreadyApplied(record)) => {
-                store.rollback().await.map_err(not_applied)?;
-                println!(
-                    "Plan {} was already applied at {} by {} (approved by {}); nothing to do.",
-                    render::clean(&record.digest),
-                    render::clean(&record.applied_at),
-                    render::clean(&record.applied_by),
-                    render::clean(&render::approvers_text(&record.approvers))
-                );
-                return Ok(ExitStatus::Success);
-            }
-            Ok(Attempt::NeedHistoryTable) if !history_created => {
-                store.rollback().await.map_err(not_applied)?;
-                store.create_history_table().await.map_err(not_applied)?;
-                history_created = true;
-            }
-            Ok(Attempt::NeedHistoryTable) => {
-                let _ = store.rollback().await;
-                return Err(not_applied(Error::store(format!(
-                    "the table `{HISTORY_TABLE}` is still missing after it was created"
-                ))));
-            }
-            Err(e) => {
-                // The transaction is rolled back; on a lost connection the
-                // server rolls it back itself.
-                let _ = store.rollback().await;
-                return Err(e);
-            }
+            Ok(ExitStatus::Success)
+        }
+        Ok(Attempt::AlreadyApplied(record)) => {
+            store.rollback().await.map_err(not_applied)?;
+            println!(
+                "Plan {} was already applied at {} by {} (approved by {}); nothing to do.",
+                render::clean(&record.digest),
+                render::clean(&record.applied_at),
+                render::clean(&record.applied_by),
+                render::clean(&render::approvers_text(&record.approvers))
+            );
+            Ok(ExitStatus::Success)
+        }
+        Err(e) => {
+            // The transaction is rolled back; on a lost connection the
+            // server rolls it back itself.
+            let _ = store.rollback().await;
+            Err(e)
         }
     }
 }
@@ -173,9 +154,6 @@ async fn attempt(
         .map_err(not_applied)?
     {
         return Ok(Attempt::AlreadyApplied(record));
-    }
-    if !store.history_ready().await.map_err(not_applied)? {
-        return Ok(Attempt::NeedHistoryTable);
     }
     let snapshot = store
         .read_snapshot(&plan.tenant, ReadMode::InApply)

@@ -47,7 +47,8 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     };
     if args.print_message {
         // Exactly the bytes to sign: no newline is added.
-        super::print_stdout(&signing::approval_message(&approval))?;
+        let message = signing::approval_message(&approval);
+        super::stream_stdout(|out| out.write_all(&message))?;
         eprintln!(
             "Sign these bytes with `ssh-keygen -Y sign -n {} -f KEY FILE`, then attach FILE.sig with `sync-access approve {} --signature FILE.sig`.",
             signing::NAMESPACE,

@@ -8,6 +8,7 @@ use crate::store::Access;
 pub async fn run(global: &GlobalArgs, _args: &HistoryArgs) -> Result<ExitStatus> {
     let (_target, mut store) = super::open_store(global, Access::ReadOnly).await?;
     let records = store.history().await?;
-    super::print_stdout(render::history_table(&records).as_bytes())?;
+    let table = render::history_table(&records);
+    super::stream_stdout(|out| out.write_all(table.as_bytes()))?;
     Ok(ExitStatus::Success)
 }

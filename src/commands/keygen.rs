@@ -17,7 +17,7 @@ pub fn run(args: &KeygenArgs) -> Result<ExitStatus> {
     } else {
         comment.clone()
     };
-    super::print_stdout(format!("{principals} {line}\n").as_bytes())?;
+    super::stream_stdout(|out| writeln!(out, "{principals} {line}"))?;
     eprintln!(
         "Wrote the private key to {} (keep it to yourself: `--key {}`) and the public key to {}; the line above goes into allowed_signers.",
         args.out.display(),

@@ -69,16 +69,6 @@ pub fn stream_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) 
     }
 }
 
-/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
-pub fn print_stdout(bytes: &[u8]) -> Result<()> {
-    let mut out = std::io::stdout().lock();
-    match out.write_all(bytes).and_then(|_| out.flush()) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(Error::io_on("stdout", e)),
-    }
-}
-
 /// Progress on stderr for long runs: a spinner naming the phase, only when
 /// stderr is a terminal (never in pipes, logs or CI).
 pub struct Progress(Option<indicatif::ProgressBar>);

@@ -19,15 +19,13 @@ pub fn run(args: &ShowArgs) -> Result<ExitStatus> {
     let options = options(args);
     let text = render::show(&loaded.plan, &loaded.computed_digest, &options);
     tracing::info!(elapsed = ?started.elapsed(), "plan rendered");
-    super::print_stdout(text.as_bytes())?;
+    super::stream_stdout(|out| out.write_all(text.as_bytes()))?;
     if !loaded.digest_matches() {
         return Err(Error::refused(format!(
             "{}: WARNING: digest mismatch: this plan was altered after it was made; do not approve it",
             path.display()
         )));
     }
-    // A million changes take a while to free, and the process ends here.
-    std::mem::forget(loaded);
     Ok(ExitStatus::Success)
 }
 

@@ -97,9 +97,7 @@ pub fn approvers_text(approvers_json: &str) -> String {
 fn change_lines(changes: &[Change]) -> String {
     let mut out = String::new();
     for change in changes {
-        out.push_str(
-            &serde_json::to_string(&change.canonical_record()).expect("changes serialise"),
-        );
+        out.push_str(&crate::plan::canonical::to_string(change));
         out.push('\n');
     }
     out

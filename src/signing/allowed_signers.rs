@@ -78,10 +78,6 @@ impl AllowedSigners {
         })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// `Ok` when a line allows `key` to sign as `principal` in `namespace`
     /// at `now` (seconds since the epoch); otherwise why not, in a phrase.
     pub fn allows(

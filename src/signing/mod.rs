@@ -21,7 +21,7 @@ pub mod principal;
 
 use ssh_key::{Algorithm, HashAlg, PublicKey, SshSig};
 
-use crate::plan::{canonical_json, Approval, Plan};
+use crate::plan::{canonical, Approval, Plan};
 
 /// The SSH signature namespace of every signature the tool makes or reads.
 pub const NAMESPACE: &str = "sync-access";
@@ -36,12 +36,12 @@ pub fn approval_message(approval: &Approval) -> Vec<u8> {
         signature: None,
         ..approval.clone()
     };
-    canonical_json(&serde_json::to_value(&unsigned).expect("an approval serialises"))
+    canonical::to_vec(&unsigned)
 }
 
 /// The bytes the author's signature covers.
 pub fn author_message(plan: &Plan) -> Vec<u8> {
-    canonical_json(&serde_json::json!({
+    canonical::to_vec(&serde_json::json!({
         "created_at": plan.created_at,
         "created_by": plan.created_by,
         "digest": plan.digest,

@@ -1,65 +1,101 @@
-//! MySQL and MariaDB: one connection. `plan` reads in `START TRANSACTION
-//! WITH CONSISTENT SNAPSHOT, READ ONLY`; `apply` holds `GET_LOCK` on its own
-//! connection (one apply at a time), reads with `LOCK IN SHARE MODE` (nobody
-//! writes the rows it read until commit) and writes multi-row statements.
+//! MySQL and MariaDB: one connection, a read-only session for the commands
+//! that only read. `plan` reads in `START TRANSACTION WITH CONSISTENT
+//! SNAPSHOT, READ ONLY`; `apply` holds `GET_LOCK` on its own connection (one
+//! apply at a time), reads with `LOCK IN SHARE MODE` (nobody writes the rows
+//! it read until commit) and writes multi-row statements.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
+use sqlx::error::DatabaseError;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError};
-use sqlx::{Connection, Executor, MySql, QueryBuilder, Row};
+use sqlx::{Connection, Executor, QueryBuilder};
 
-use super::{
-    batches, db_error, ddl_statements, history_record, Access, HistoryRecord, ReadMode, Table,
-    HISTORY_TABLE,
-};
-use crate::connect::Target;
+use super::sql::{connect_error, db_error, execute, insert_values, strings, Dialect, Failure};
+use super::{Access, Table, HISTORY_TABLE};
+use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
-use crate::sync::{RawDoc, Snapshot};
+use crate::sync::RawDoc;
 
-/// Rows per multi-row statement (two parameters each, under the 65,535
-/// limit) and bytes per statement, under the default `max_allowed_packet`.
-const BATCH_ROWS: usize = 2000;
-const BATCH_BYTES: usize = 4 << 20;
-/// `GET_LOCK` names are server-wide: the database name scopes ours.
-const LOCK_NAME: &str = "LEFT(CONCAT('sync-access:', DATABASE()), 64)";
-
-pub struct MySqlStore {
-    conn: MySqlConnection,
+pub(super) struct MySql {
     holds_lock: bool,
 }
 
-/// A locking read that waited `innodb_lock_wait_timeout` for another
-/// session's row locks is refused as locked (exit 6), as on the other
-/// backends.
-fn read_error(doing: &str, err: sqlx::Error) -> Error {
-    const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
-    match &err {
-        sqlx::Error::Database(e)
-            if e.try_downcast_ref::<MySqlDatabaseError>()
-                .is_some_and(|e| e.number() == ER_LOCK_WAIT_TIMEOUT) =>
-        {
-            Error::locked(format!(
-                "{doing}: another session is writing the IAM tables and did not finish within the lock timeout"
-            ))
+/// `GET_LOCK` names are server-wide: the database name scopes ours.
+const LOCK_NAME: &str = "LEFT(CONCAT('sync-access:', DATABASE()), 64)";
+/// ER_LOCK_WAIT_TIMEOUT: `innodb_lock_wait_timeout` ran out.
+const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
+
+impl MySql {
+    async fn release_lock(&mut self, conn: &mut MySqlConnection) {
+        if self.holds_lock {
+            // The lock also ends with the session; a failure here is harmless.
+            let _ = conn
+                .execute(format!("DO RELEASE_LOCK({LOCK_NAME})").as_str())
+                .await;
+            self.holds_lock = false;
         }
-        _ => db_error(doing, err),
+    }
+
+    /// What `begin_apply` does once it holds the apply lock. DDL commits
+    /// implicitly here, so the history table is created before the
+    /// transaction starts; under the lock, no other apply races for it.
+    async fn start_apply_transaction(conn: &mut MySqlConnection, secs: u64) -> Result<()> {
+        let tables = strings(conn, Self::TABLE_NAMES, &[])
+            .await
+            .map_err(|e| db_error("listing tables", e))?;
+        if !tables.iter().any(|t| t == HISTORY_TABLE) {
+            execute(conn, Self::HISTORY_DDL, "creating the history table").await?;
+        }
+        execute(
+            conn,
+            &format!("SET SESSION innodb_lock_wait_timeout = {secs}"),
+            "setting the lock timeout",
+        )
+        .await?;
+        execute(
+            conn,
+            "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+            "setting the isolation level",
+        )
+        .await?;
+        execute(conn, "START TRANSACTION", "starting the apply transaction").await
     }
 }
 
-fn quoted(table: Table) -> String {
-    format!("`{}`", table.name())
-}
+impl Dialect for MySql {
+    type Db = sqlx::MySql;
+    const BACKEND: Backend = Backend::MySql;
+    /// Two parameters a row, under the 65,535 limit; bytes under the
+    /// default `max_allowed_packet`.
+    const BATCH_ROWS: usize = 2000;
+    const BATCH_BYTES: usize = 4 << 20;
+    const IAM_DDL: &'static str = include_str!("ddl/mysql.sql");
+    const HISTORY_DDL: &'static str = "CREATE TABLE IF NOT EXISTS sync_access_history (\
+         digest VARCHAR(80) NOT NULL PRIMARY KEY, tenant VARCHAR(250) NOT NULL, \
+         plan_created_at VARCHAR(40) NOT NULL, plan_created_by VARCHAR(250) NOT NULL, \
+         approvers TEXT NOT NULL, applied_at VARCHAR(40) NOT NULL, applied_by VARCHAR(250) NOT NULL, \
+         summary TEXT NOT NULL) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
+    const TABLE_NAMES: &'static str =
+        "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+         WHERE table_schema = DATABASE()";
+    const BEGIN_SNAPSHOT: &'static [&'static str] = &[
+        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+        "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+    ];
+    const BEGIN: &'static str = "START TRANSACTION";
+    const LOCKING_READ: &'static str = " LOCK IN SHARE MODE";
 
-impl MySqlStore {
-    pub async fn connect(target: &Target, _access: Access) -> Result<Self> {
+    async fn connect(target: &Target, access: Access) -> Result<(MySqlConnection, Self)> {
         let options = MySqlConnectOptions::from_str(target.url())
-            .map_err(|e| Error::usage(format!("database URL `{}`: {e}", target.display())))?
+            .map_err(|e| {
+                Error::usage(format!("database URL `{}` is not valid", target.display()))
+                    .with_source(e)
+            })?
             .charset("utf8mb4");
-        let mut conn = MySqlConnection::connect_with(&options).await.map_err(|e| {
-            Error::connection(format!("could not connect to {}: {}", target.display(), e))
-        })?;
+        let mut conn = MySqlConnection::connect_with(&options)
+            .await
+            .map_err(|e| connect_error(target, e))?;
         let db: Option<String> = sqlx::query_scalar("SELECT DATABASE()")
             .fetch_one(&mut conn)
             .await
@@ -70,17 +106,24 @@ impl MySqlStore {
                 target.display()
             )));
         }
-        Ok(MySqlStore {
-            conn,
-            holds_lock: false,
-        })
+        if access == Access::ReadOnly {
+            // Every transaction of this session, and every statement outside
+            // one (DDL included), is refused a write.
+            execute(
+                &mut conn,
+                "SET SESSION TRANSACTION READ ONLY",
+                "making the connection read-only",
+            )
+            .await?;
+        }
+        Ok((conn, MySql { holds_lock: false }))
     }
 
-    pub async fn identity(&mut self) -> Result<String> {
-        // MySQL has @@server_uuid; MariaDB does not: host and port then.
+    /// MySQL has @@server_uuid; MariaDB does not: host and port then.
+    async fn identity(&mut self, conn: &mut MySqlConnection) -> Result<String> {
         let uuid: std::result::Result<(String, String), _> =
             sqlx::query_as("SELECT CAST(@@server_uuid AS CHAR), CAST(DATABASE() AS CHAR)")
-                .fetch_one(&mut self.conn)
+                .fetch_one(&mut *conn)
                 .await;
         if let Ok((uuid, db)) = uuid {
             return Ok(format!("mysql:{uuid}/{db}"));
@@ -88,113 +131,38 @@ impl MySqlStore {
         let (host, port, db): (String, String, String) = sqlx::query_as(
             "SELECT CAST(@@hostname AS CHAR), CAST(@@port AS CHAR), CAST(DATABASE() AS CHAR)",
         )
-        .fetch_one(&mut self.conn)
+        .fetch_one(&mut *conn)
         .await
         .map_err(|e| db_error("reading the server identity", e))?;
         Ok(format!("mysql:{host}:{port}/{db}"))
     }
 
-    pub async fn table_names(&mut self) -> Result<Vec<String>> {
-        sqlx::query_scalar(
-            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables WHERE table_schema = DATABASE()",
-        )
-        .fetch_all(&mut self.conn)
-        .await
-        .map_err(|e| db_error("listing tables", e))
+    fn quote(name: &str) -> String {
+        format!("`{name}`")
     }
 
-    async fn execute(&mut self, sql: &str, doing: &str) -> Result<()> {
-        self.conn
-            .execute(sql)
-            .await
-            .map(|_| ())
-            .map_err(|e| db_error(doing, e))
+    fn text(column: &str) -> String {
+        format!("CAST({} AS CHAR)", Self::quote(column))
     }
 
-    async fn fetch_docs(&mut self, sql: &str, tenant: &str, doing: &str) -> Result<Vec<RawDoc>> {
-        let prefix = format!("{tenant}_");
-        let mut rows = sqlx::query(sql)
-            .bind(tenant)
-            .bind(&prefix)
-            .bind(&prefix)
-            .fetch(&mut self.conn);
-        let mut docs = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(|e| read_error(doing, e))? {
-            docs.push(RawDoc {
-                key: row.try_get(0).map_err(|e| db_error(doing, e))?,
-                value: row.try_get(1).map_err(|e| db_error(doing, e))?,
-            });
-        }
-        Ok(docs)
+    fn param(_n: usize) -> String {
+        "?".to_string()
     }
 
-    pub async fn read_snapshot(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot> {
-        let lock = match mode {
-            ReadMode::ReadOnly => {
-                self.execute(
-                    "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-                    "setting the isolation level",
-                )
-                .await?;
-                self.execute(
-                    "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
-                    "starting the read transaction",
-                )
-                .await?;
-                ""
-            }
-            ReadMode::InApply => " LOCK IN SHARE MODE",
-        };
-        // Keys compare by bytes: the reference tables use utf8mb4_bin.
-        let scoped = |table: &str| {
-            format!(
-                "SELECT CAST(`key` AS CHAR), CAST(`value` AS CHAR) FROM `{table}` \
-                 WHERE `tenant_id` IS NULL OR `tenant_id` = ? OR LEFT(`key`, CHAR_LENGTH(?)) = ?{lock}"
-            )
-        };
-        let snapshot = Snapshot {
-            tenants: self
-                .fetch_docs(
-                    &format!(
-                        "SELECT CAST(`key` AS CHAR), CAST(`value` AS CHAR) FROM `tenants` \
-                         WHERE `key` = ? AND ? IS NOT NULL AND ? IS NOT NULL{lock}"
-                    ),
-                    tenant,
-                    "reading tenants",
-                )
-                .await?,
-            users: self
-                .fetch_docs(
-                    &format!(
-                        "SELECT CAST(`key` AS CHAR), CAST(`value` AS CHAR) FROM `users` \
-                         WHERE ? IS NOT NULL AND ? IS NOT NULL AND ? IS NOT NULL{lock}"
-                    ),
-                    tenant,
-                    "reading users",
-                )
-                .await?,
-            groups: self
-                .fetch_docs(&scoped("groups"), tenant, "reading groups")
-                .await?,
-            roles: self
-                .fetch_docs(&scoped("roles"), tenant, "reading roles")
-                .await?,
-            bindings: self
-                .fetch_docs(&scoped("bindings"), tenant, "reading bindings")
-                .await?,
-        };
-        if mode == ReadMode::ReadOnly {
-            self.execute("COMMIT", "ending the read transaction")
-                .await?;
-        }
-        Ok(snapshot)
+    /// Keys compare by bytes: the reference tables use utf8mb4_bin.
+    fn key_starts_with(_first: usize) -> (String, usize) {
+        ("LEFT(`key`, CHAR_LENGTH(?)) = ?".to_string(), 2)
     }
 
-    pub async fn begin_apply(&mut self, lock_timeout: Duration) -> Result<()> {
+    async fn begin_apply(
+        &mut self,
+        conn: &mut MySqlConnection,
+        lock_timeout: Duration,
+    ) -> Result<()> {
         let secs = lock_timeout.as_secs().max(1);
         let got: Option<i64> = sqlx::query_scalar(&format!("SELECT GET_LOCK({LOCK_NAME}, ?)"))
             .bind(secs as i64)
-            .fetch_one(&mut self.conn)
+            .fetch_one(&mut *conn)
             .await
             .map_err(|e| db_error("taking the apply lock", e))?;
         if got != Some(1) {
@@ -203,183 +171,65 @@ impl MySqlStore {
             )));
         }
         self.holds_lock = true;
-        let started = async {
-            self.execute(
-                &format!("SET SESSION innodb_lock_wait_timeout = {secs}"),
-                "setting the lock timeout",
-            )
-            .await?;
-            self.execute(
-                "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
-                "setting the isolation level",
-            )
-            .await?;
-            self.execute("START TRANSACTION", "starting the apply transaction")
-                .await
-        }
-        .await;
+        let started = Self::start_apply_transaction(conn, secs).await;
         if started.is_err() {
-            self.release_lock().await;
+            self.release_lock(conn).await;
         }
         started
     }
 
-    async fn release_lock(&mut self) {
-        if self.holds_lock {
-            // The lock also ends with the session; a failure here is harmless.
-            let _ = self
-                .conn
-                .execute(format!("DO RELEASE_LOCK({LOCK_NAME})").as_str())
-                .await;
-            self.holds_lock = false;
-        }
+    async fn insert_batch(
+        conn: &mut MySqlConnection,
+        table: Table,
+        batch: &[RawDoc],
+    ) -> std::result::Result<(), sqlx::Error> {
+        insert_values::<Self>(conn, table, batch).await
     }
 
-    pub async fn create_history_table(&mut self) -> Result<()> {
-        self.execute(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (\
-                 digest VARCHAR(80) NOT NULL PRIMARY KEY, tenant VARCHAR(250) NOT NULL, \
-                 plan_created_at VARCHAR(40) NOT NULL, plan_created_by VARCHAR(250) NOT NULL, \
-                 approvers TEXT NOT NULL, applied_at VARCHAR(40) NOT NULL, applied_by VARCHAR(250) NOT NULL, \
-                 summary TEXT NOT NULL) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin"
-            ),
-            "creating the history table",
-        )
-        .await
-    }
-
-    async fn history_rows(&mut self, digest: Option<&str>) -> Result<Vec<HistoryRecord>> {
-        let sql = format!(
-            "SELECT CAST(digest AS CHAR), CAST(tenant AS CHAR), CAST(plan_created_at AS CHAR), \
-             CAST(plan_created_by AS CHAR), CAST(approvers AS CHAR), CAST(applied_at AS CHAR), \
-             CAST(applied_by AS CHAR), CAST(summary AS CHAR) \
-             FROM {HISTORY_TABLE} WHERE ? IS NULL OR digest = ? ORDER BY applied_at DESC, digest"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(digest)
-            .bind(digest)
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(|e| db_error("reading the history", e))?;
-        rows.iter()
-            .map(|row| history_record(row).map_err(|e| db_error("reading the history", e)))
-            .collect()
-    }
-
-    pub async fn find_applied(&mut self, digest: &str) -> Result<Option<HistoryRecord>> {
-        Ok(self.history_rows(Some(digest)).await?.into_iter().next())
-    }
-
-    pub async fn history(&mut self) -> Result<Vec<HistoryRecord>> {
-        self.history_rows(None).await
-    }
-
-    pub async fn insert(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
-        let doing = format!("inserting into {}", table.name());
-        for batch in batches(rows, BATCH_ROWS, BATCH_BYTES) {
-            let mut query: QueryBuilder<MySql> =
-                QueryBuilder::new(format!("INSERT INTO {} (`key`, `value`) ", quoted(table)));
-            query.push_values(batch, |mut b, row| {
-                b.push_bind(&row.key).push_bind(&row.value);
+    async fn update_users_batch(
+        conn: &mut MySqlConnection,
+        batch: &[RawDoc],
+    ) -> std::result::Result<u64, sqlx::Error> {
+        let mut query: QueryBuilder<sqlx::MySql> = QueryBuilder::new("UPDATE `users` JOIN (");
+        for (i, user) in batch.iter().enumerate() {
+            query.push(if i == 0 {
+                "SELECT "
+            } else {
+                " UNION ALL SELECT "
             });
-            match query.build().execute(&mut self.conn).await {
-                Ok(_) => {}
-                // ER_DUP_ENTRY: its message names the key.
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
-                    return Err(Error::stale(format!(
-                        "{doing}: a planned row collides with a row that is already there: {}",
-                        e.message()
-                    )))
-                }
-                Err(e) => return Err(db_error(&doing, e)),
-            }
+            query
+                .push_bind(&user.key)
+                .push(" AS k, ")
+                .push_bind(&user.value)
+                .push(" AS v");
         }
-        Ok(())
+        query.push(") AS u ON `users`.`key` = u.k SET `users`.`value` = u.v");
+        // The driver asks for found rows: a row counts even when unchanged.
+        Ok(query.build().execute(&mut *conn).await?.rows_affected())
     }
 
-    pub async fn update_users(&mut self, users: &[RawDoc]) -> Result<()> {
-        for batch in batches(users, BATCH_ROWS, BATCH_BYTES) {
-            let mut query: QueryBuilder<MySql> = QueryBuilder::new("UPDATE `users` JOIN (");
-            for (i, user) in batch.iter().enumerate() {
-                query.push(if i == 0 {
-                    "SELECT "
-                } else {
-                    " UNION ALL SELECT "
-                });
-                query
-                    .push_bind(&user.key)
-                    .push(" AS k, ")
-                    .push_bind(&user.value)
-                    .push(" AS v");
-            }
-            query.push(") AS u ON `users`.`key` = u.k SET `users`.`value` = u.v");
-            let done = query
-                .build()
-                .execute(&mut self.conn)
-                .await
-                .map_err(|e| db_error("updating users", e))?;
-            if done.rows_affected() != batch.len() as u64 {
-                return Err(Error::stale(
-                    "a user vanished or did not change during apply",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    pub async fn record(&mut self, r: &HistoryRecord) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO {HISTORY_TABLE} (digest, tenant, plan_created_at, plan_created_by, approvers, applied_at, applied_by, summary) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-        ))
-        .bind(&r.digest)
-        .bind(&r.tenant)
-        .bind(&r.plan_created_at)
-        .bind(&r.plan_created_by)
-        .bind(&r.approvers)
-        .bind(&r.applied_at)
-        .bind(&r.applied_by)
-        .bind(&r.summary)
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| db_error("recording the plan in the history", e))
-    }
-
-    pub async fn commit(&mut self) -> Result<()> {
-        let committed = self.execute("COMMIT", "committing").await;
-        self.release_lock().await;
+    async fn commit(&mut self, conn: &mut MySqlConnection) -> Result<()> {
+        let committed = execute(conn, "COMMIT", "committing").await;
+        self.release_lock(conn).await;
         committed
     }
 
-    pub async fn rollback(&mut self) -> Result<()> {
-        let rolled_back = self.execute("ROLLBACK", "rolling back").await;
-        self.release_lock().await;
+    async fn rollback(&mut self, conn: &mut MySqlConnection) -> Result<()> {
+        let rolled_back = execute(conn, "ROLLBACK", "rolling back").await;
+        self.release_lock(conn).await;
         rolled_back
     }
 
-    pub async fn create_iam_tables(&mut self) -> Result<()> {
-        for statement in ddl_statements(include_str!("ddl/mysql.sql")) {
-            self.execute(&statement, "creating the IAM tables").await?;
+    fn classify(error: &dyn DatabaseError) -> Failure {
+        let number = error
+            .try_downcast_ref::<MySqlDatabaseError>()
+            .map(MySqlDatabaseError::number);
+        if number == Some(ER_LOCK_WAIT_TIMEOUT) {
+            Failure::LockTimeout
+        } else if error.is_unique_violation() {
+            Failure::KeyTaken
+        } else {
+            Failure::Other
         }
-        Ok(())
-    }
-
-    pub async fn load(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
-        self.execute("START TRANSACTION", "loading rows").await?;
-        self.insert(table, rows).await?;
-        self.commit().await
-    }
-
-    pub async fn drop_all(&mut self) -> Result<()> {
-        for table in Table::ALL.iter().map(|t| t.name()).chain([HISTORY_TABLE]) {
-            self.execute(
-                &format!("DROP TABLE IF EXISTS `{table}`"),
-                "dropping tables",
-            )
-            .await?;
-        }
-        Ok(())
     }
 }

@@ -1,57 +1,89 @@
-//! PostgreSQL: one connection. `plan` reads in a `REPEATABLE READ, READ ONLY`
-//! transaction; `apply` takes `pg_advisory_xact_lock` (one apply at a time)
-//! and a `SHARE ROW EXCLUSIVE` lock on the IAM tables (nobody writes them
-//! between its re-read and its writes), then writes with `UNNEST`, one
+//! PostgreSQL: one connection, whose transactions are read-only by default
+//! for the commands that only read. `plan` reads in a `REPEATABLE READ, READ
+//! ONLY` transaction; `apply` takes `pg_advisory_xact_lock` (one apply at a
+//! time) and a `SHARE ROW EXCLUSIVE` lock on the IAM tables (nobody writes
+//! them between its re-read and its writes), then writes with `UNNEST`, one
 //! statement per table and batch.
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use futures_util::TryStreamExt;
+use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{Connection, Executor, Row};
+use sqlx::{Connection, Executor};
 
-use super::{
-    batches, db_error, ddl_statements, history_record, key_taken, Access, HistoryRecord, ReadMode,
-    Table, HISTORY_TABLE,
-};
-use crate::connect::Target;
+use super::sql::{connect_error, db_error, execute, strings, Dialect, Failure};
+use super::{Access, Table, HISTORY_TABLE};
+use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
-use crate::sync::{RawDoc, Snapshot};
+use crate::sync::RawDoc;
+
+pub(super) struct Postgres;
 
 /// The advisory lock every sync-access apply takes: "syncacce" in ASCII.
 const LOCK_KEY: i64 = 0x7379_6e63_6163_6365;
-/// Rows per UNNEST statement: bounds the size of one request.
-const BATCH_ROWS: usize = 50_000;
-const BATCH_BYTES: usize = 64 << 20;
+/// SQLSTATE lock_not_available: `lock_timeout` ran out.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
 
-pub struct PgStore {
-    conn: PgConnection,
-    access: Access,
+fn lock_timed_out(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(e) if Postgres::classify(e.as_ref()) == Failure::LockTimeout)
 }
 
-fn quoted(table: Table) -> String {
-    format!("\"{}\"", table.name())
+fn columns(rows: &[RawDoc]) -> (Vec<&str>, Vec<&str>) {
+    rows.iter()
+        .map(|r| (r.key.as_str(), r.value.as_str()))
+        .unzip()
 }
 
-impl PgStore {
-    pub async fn connect(target: &Target, access: Access) -> Result<Self> {
+impl Dialect for Postgres {
+    type Db = sqlx::Postgres;
+    const BACKEND: Backend = Backend::Postgres;
+    /// Rows per UNNEST statement: bounds the size of one request.
+    const BATCH_ROWS: usize = 50_000;
+    const BATCH_BYTES: usize = 64 << 20;
+    const IAM_DDL: &'static str = include_str!("ddl/postgres.sql");
+    const HISTORY_DDL: &'static str = "CREATE TABLE IF NOT EXISTS sync_access_history (\
+         digest VARCHAR(80) NOT NULL PRIMARY KEY, tenant VARCHAR(250) NOT NULL, \
+         plan_created_at VARCHAR(40) NOT NULL, plan_created_by VARCHAR(250) NOT NULL, \
+         approvers TEXT NOT NULL, applied_at VARCHAR(40) NOT NULL, applied_by VARCHAR(250) NOT NULL, \
+         summary TEXT NOT NULL)";
+    /// Tables visible through the search path, as unqualified names resolve.
+    const TABLE_NAMES: &'static str = "SELECT c.relname::text FROM pg_class c \
+         WHERE c.relkind IN ('r', 'p', 'v') AND pg_table_is_visible(c.oid)";
+    const BEGIN_SNAPSHOT: &'static [&'static str] =
+        &["BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"];
+    const BEGIN: &'static str = "BEGIN";
+
+    async fn connect(target: &Target, access: Access) -> Result<(PgConnection, Self)> {
         let options = PgConnectOptions::from_str(target.url())
-            .map_err(|e| Error::usage(format!("database URL `{}`: {e}", target.display())))?
+            .map_err(|e| {
+                Error::usage(format!("database URL `{}` is not valid", target.display()))
+                    .with_source(e)
+            })?
             .application_name("sync-access");
-        let conn = PgConnection::connect_with(&options).await.map_err(|e| {
-            Error::connection(format!("could not connect to {}: {}", target.display(), e))
-        })?;
-        Ok(PgStore { conn, access })
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| connect_error(target, e))?;
+        if access == Access::ReadOnly {
+            // Every transaction of this session is read-only unless it says
+            // otherwise, and none of ours does.
+            execute(
+                &mut conn,
+                "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+                "making the connection read-only",
+            )
+            .await?;
+        }
+        Ok((conn, Postgres))
     }
 
-    pub async fn identity(&mut self) -> Result<String> {
+    async fn identity(&mut self, conn: &mut PgConnection) -> Result<String> {
         // pg_control_system() may be denied to non-superusers: fall back to
         // the server address.
         let system: std::result::Result<(String, String), _> = sqlx::query_as(
             "SELECT system_identifier::text, current_database()::text FROM pg_control_system()",
         )
-        .fetch_one(&mut self.conn)
+        .fetch_one(&mut *conn)
         .await;
         match system {
             Ok((id, db)) => Ok(format!("postgres:{id}/{db}")),
@@ -60,7 +92,7 @@ impl PgStore {
                     "SELECT coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port()::text, ''), \
                      current_database()::text",
                 )
-                .fetch_one(&mut self.conn)
+                .fetch_one(&mut *conn)
                 .await
                 .map_err(|e| db_error("reading the server identity", e))?;
                 Ok(format!("postgres:{addr}/{db}"))
@@ -68,88 +100,26 @@ impl PgStore {
         }
     }
 
-    pub async fn table_names(&mut self) -> Result<Vec<String>> {
-        // Tables visible through the search path, as unqualified names resolve.
-        sqlx::query_scalar(
-            "SELECT c.relname::text FROM pg_class c \
-             WHERE c.relkind IN ('r', 'p', 'v') AND pg_table_is_visible(c.oid)",
-        )
-        .fetch_all(&mut self.conn)
-        .await
-        .map_err(|e| db_error("listing tables", e))
+    fn quote(name: &str) -> String {
+        format!("\"{name}\"")
     }
 
-    async fn execute(&mut self, sql: &str, doing: &str) -> Result<()> {
-        self.conn
-            .execute(sql)
-            .await
-            .map(|_| ())
-            .map_err(|e| db_error(doing, e))
+    fn text(column: &str) -> String {
+        format!("{}::text", Self::quote(column))
     }
 
-    async fn fetch_docs(&mut self, sql: &str, tenant: &str, doing: &str) -> Result<Vec<RawDoc>> {
-        let prefix = format!("{tenant}_");
-        let mut rows = sqlx::query(sql)
-            .bind(tenant)
-            .bind(&prefix)
-            .fetch(&mut self.conn);
-        let mut docs = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(|e| db_error(doing, e))? {
-            docs.push(RawDoc {
-                key: row.try_get(0).map_err(|e| db_error(doing, e))?,
-                value: row.try_get(1).map_err(|e| db_error(doing, e))?,
-            });
-        }
-        Ok(docs)
+    fn param(n: usize) -> String {
+        format!("${n}")
     }
 
-    pub async fn read_snapshot(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot> {
-        if mode == ReadMode::ReadOnly {
-            self.execute(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY",
-                "starting the read transaction",
-            )
-            .await?;
-        }
-        let scoped = |table: &str| {
-            format!(
-                "SELECT \"key\"::text, \"value\"::text FROM \"{table}\" \
-                 WHERE \"tenant_id\" IS NULL OR \"tenant_id\" = $1 OR starts_with(\"key\", $2)"
-            )
-        };
-        let snapshot = Snapshot {
-            tenants: self
-                .fetch_docs(
-                    "SELECT \"key\"::text, \"value\"::text FROM \"tenants\" WHERE \"key\" = $1 AND $2::text IS NOT NULL",
-                    tenant,
-                    "reading tenants",
-                )
-                .await?,
-            users: self
-                .fetch_docs(
-                    "SELECT \"key\"::text, \"value\"::text FROM \"users\" WHERE $1::text IS NOT NULL AND $2::text IS NOT NULL",
-                    tenant,
-                    "reading users",
-                )
-                .await?,
-            groups: self.fetch_docs(&scoped("groups"), tenant, "reading groups").await?,
-            roles: self.fetch_docs(&scoped("roles"), tenant, "reading roles").await?,
-            bindings: self.fetch_docs(&scoped("bindings"), tenant, "reading bindings").await?,
-        };
-        if mode == ReadMode::ReadOnly {
-            self.execute("COMMIT", "ending the read transaction")
-                .await?;
-        }
-        Ok(snapshot)
+    fn key_starts_with(first: usize) -> (String, usize) {
+        (format!("starts_with(\"key\", ${first})"), 1)
     }
 
-    pub async fn begin_apply(&mut self, lock_timeout: Duration) -> Result<()> {
-        if self.access == Access::ReadOnly {
-            return Err(Error::usage("internal: apply on a read-only connection"));
-        }
-        self.execute("BEGIN", "starting the apply transaction")
-            .await?;
-        self.execute(
+    async fn begin_apply(&mut self, conn: &mut PgConnection, lock_timeout: Duration) -> Result<()> {
+        execute(conn, "BEGIN", "starting the apply transaction").await?;
+        execute(
+            conn,
             &format!(
                 "SET LOCAL lock_timeout = '{}ms'",
                 lock_timeout.as_millis().max(1)
@@ -159,184 +129,106 @@ impl PgStore {
         .await?;
         let locked = sqlx::query("SELECT pg_advisory_xact_lock($1)")
             .bind(LOCK_KEY)
-            .execute(&mut self.conn)
+            .execute(&mut *conn)
             .await;
         match locked {
             Ok(_) => {}
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => {
+            Err(e) if lock_timed_out(&e) => {
                 return Err(Error::locked(format!(
                     "another sync-access apply holds the lock on this database (waited {}s)",
                     lock_timeout.as_secs()
-                )))
+                ))
+                .with_source(e))
             }
             Err(e) => return Err(db_error("taking the apply lock", e)),
         }
         // Even with IF NOT EXISTS, CREATE TABLE needs the CREATE privilege
         // on the schema: ask only when the table is really missing.
-        if !self.table_names().await?.iter().any(|t| t == HISTORY_TABLE) {
-            self.create_history_table().await?;
+        let tables = strings(conn, Self::TABLE_NAMES, &[])
+            .await
+            .map_err(|e| db_error("listing tables", e))?;
+        if !tables.iter().any(|t| t == HISTORY_TABLE) {
+            execute(conn, Self::HISTORY_DDL, "creating the history table").await?;
         }
         // Writers other than sync-access (Kestra itself) wait until commit;
         // readers do not.
-        match self
-            .conn
+        match conn
             .execute("LOCK TABLE \"tenants\", \"users\", \"groups\", \"roles\", \"bindings\" IN SHARE ROW EXCLUSIVE MODE")
             .await
         {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("55P03") => Err(Error::locked(format!(
+            Err(e) if lock_timed_out(&e) => Err(Error::locked(format!(
                 "another session is writing the IAM tables (waited {}s)",
                 lock_timeout.as_secs()
-            ))),
+            ))
+            .with_source(e)),
             Err(e) => Err(db_error("locking the IAM tables", e)),
         }
     }
 
-    pub async fn create_history_table(&mut self) -> Result<()> {
-        self.execute(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (\
-                 digest VARCHAR(80) NOT NULL PRIMARY KEY, tenant VARCHAR(250) NOT NULL, \
-                 plan_created_at VARCHAR(40) NOT NULL, plan_created_by VARCHAR(250) NOT NULL, \
-                 approvers TEXT NOT NULL, applied_at VARCHAR(40) NOT NULL, applied_by VARCHAR(250) NOT NULL, \
-                 summary TEXT NOT NULL)"
-            ),
-            "creating the history table",
-        )
-        .await
-    }
-
-    async fn history_rows(&mut self, digest: Option<&str>) -> Result<Vec<HistoryRecord>> {
-        let sql = format!(
-            "SELECT digest::text, tenant::text, plan_created_at::text, plan_created_by::text, approvers, \
-             applied_at::text, applied_by::text, summary \
-             FROM {HISTORY_TABLE} WHERE $1::text IS NULL OR digest = $1 ORDER BY applied_at DESC, digest"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(digest)
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(|e| db_error("reading the history", e))?;
-        rows.iter()
-            .map(|row| history_record(row).map_err(|e| db_error("reading the history", e)))
-            .collect()
-    }
-
-    pub async fn find_applied(&mut self, digest: &str) -> Result<Option<HistoryRecord>> {
-        Ok(self.history_rows(Some(digest)).await?.into_iter().next())
-    }
-
-    pub async fn history(&mut self) -> Result<Vec<HistoryRecord>> {
-        self.history_rows(None).await
-    }
-
-    fn columns(rows: &[RawDoc]) -> (Vec<&str>, Vec<&str>) {
-        rows.iter()
-            .map(|r| (r.key.as_str(), r.value.as_str()))
-            .unzip()
-    }
-
-    pub async fn insert(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
-        let doing = format!("inserting into {}", table.name());
-        // A plain INSERT: nothing comes back for a million rows, and a
-        // collision is a unique violation whose detail names the key.
+    /// A plain INSERT from arrays: nothing comes back for a million rows.
+    /// It runs under a savepoint so that a key already taken leaves the
+    /// transaction usable, to find which key it was.
+    async fn insert_batch(
+        conn: &mut PgConnection,
+        table: Table,
+        batch: &[RawDoc],
+    ) -> std::result::Result<(), sqlx::Error> {
         let sql = format!(
             "INSERT INTO {} (\"key\", \"value\") SELECT k, v::jsonb FROM UNNEST($1::text[], $2::text[]) AS u(k, v)",
-            quoted(table)
+            Self::quote(table.name())
         );
-        for batch in batches(rows, BATCH_ROWS, BATCH_BYTES) {
-            let (keys, values) = Self::columns(batch);
-            match sqlx::query(&sql)
-                .bind(keys)
-                .bind(values)
-                .execute(&mut self.conn)
-                .await
-            {
-                Ok(_) => {}
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => {
-                    // "Key (key)=(default_b-1) already exists."
-                    let detail = e
-                        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                        .and_then(|pg| pg.detail())
-                        .unwrap_or("");
-                    let key = detail
-                        .split_once("=(")
-                        .and_then(|(_, rest)| rest.rsplit_once(") already exists"))
-                        .map_or("?", |(key, _)| key);
-                    return Err(key_taken(table, key));
-                }
-                Err(e) => return Err(db_error(&doing, e)),
+        let (keys, values) = columns(batch);
+        conn.execute("SAVEPOINT sync_access_batch").await?;
+        match sqlx::query(&sql)
+            .bind(keys)
+            .bind(values)
+            .execute(&mut *conn)
+            .await
+        {
+            Ok(_) => {
+                conn.execute("RELEASE SAVEPOINT sync_access_batch").await?;
+                Ok(())
+            }
+            Err(e) => {
+                conn.execute("ROLLBACK TO SAVEPOINT sync_access_batch")
+                    .await?;
+                Err(e)
             }
         }
-        Ok(())
     }
 
-    pub async fn update_users(&mut self, users: &[RawDoc]) -> Result<()> {
-        let sql = "UPDATE \"users\" SET \"value\" = u.v::jsonb FROM UNNEST($1::text[], $2::text[]) AS u(k, v) \
-                   WHERE \"users\".\"key\" = u.k";
-        for batch in batches(users, BATCH_ROWS, BATCH_BYTES) {
-            let (keys, values) = Self::columns(batch);
-            let done = sqlx::query(sql)
-                .bind(keys)
-                .bind(values)
-                .execute(&mut self.conn)
-                .await
-                .map_err(|e| db_error("updating users", e))?;
-            if done.rows_affected() != batch.len() as u64 {
-                return Err(Error::stale("a user vanished during apply"));
-            }
+    async fn update_users_batch(
+        conn: &mut PgConnection,
+        batch: &[RawDoc],
+    ) -> std::result::Result<u64, sqlx::Error> {
+        let (keys, values) = columns(batch);
+        let done = sqlx::query(
+            "UPDATE \"users\" SET \"value\" = u.v::jsonb FROM UNNEST($1::text[], $2::text[]) AS u(k, v) \
+             WHERE \"users\".\"key\" = u.k",
+        )
+        .bind(keys)
+        .bind(values)
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn commit(&mut self, conn: &mut PgConnection) -> Result<()> {
+        execute(conn, "COMMIT", "committing").await
+    }
+
+    async fn rollback(&mut self, conn: &mut PgConnection) -> Result<()> {
+        execute(conn, "ROLLBACK", "rolling back").await
+    }
+
+    fn classify(error: &dyn DatabaseError) -> Failure {
+        if error.code().as_deref() == Some(LOCK_NOT_AVAILABLE) {
+            Failure::LockTimeout
+        } else if error.is_unique_violation() {
+            Failure::KeyTaken
+        } else {
+            Failure::Other
         }
-        Ok(())
-    }
-
-    pub async fn record(&mut self, r: &HistoryRecord) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO {HISTORY_TABLE} (digest, tenant, plan_created_at, plan_created_by, approvers, applied_at, applied_by, summary) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-        ))
-        .bind(&r.digest)
-        .bind(&r.tenant)
-        .bind(&r.plan_created_at)
-        .bind(&r.plan_created_by)
-        .bind(&r.approvers)
-        .bind(&r.applied_at)
-        .bind(&r.applied_by)
-        .bind(&r.summary)
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| db_error("recording the plan in the history", e))
-    }
-
-    pub async fn commit(&mut self) -> Result<()> {
-        self.execute("COMMIT", "committing").await
-    }
-
-    pub async fn rollback(&mut self) -> Result<()> {
-        self.execute("ROLLBACK", "rolling back").await
-    }
-
-    pub async fn create_iam_tables(&mut self) -> Result<()> {
-        for statement in ddl_statements(include_str!("ddl/postgres.sql")) {
-            self.execute(&statement, "creating the IAM tables").await?;
-        }
-        Ok(())
-    }
-
-    pub async fn load(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
-        self.execute("BEGIN", "loading rows").await?;
-        self.insert(table, rows).await?;
-        self.commit().await
-    }
-
-    pub async fn drop_all(&mut self) -> Result<()> {
-        for table in Table::ALL.iter().map(|t| t.name()).chain([HISTORY_TABLE]) {
-            self.execute(
-                &format!("DROP TABLE IF EXISTS \"{table}\""),
-                "dropping tables",
-            )
-            .await?;
-        }
-        Ok(())
     }
 }

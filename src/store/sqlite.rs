@@ -1,5 +1,6 @@
-//! SQLite: one connection; `BEGIN` for a read snapshot, `BEGIN IMMEDIATE`
-//! (the database's write lock, waited for up to the lock timeout) to apply.
+//! SQLite: one connection, opened read-only for the commands that only
+//! read; `BEGIN` for a read snapshot, `BEGIN IMMEDIATE` (the database's
+//! write lock, waited for up to the lock timeout) to apply.
 //!
 //! Once the apply holds the write lock, nothing waits but COMMIT, once, for
 //! the readers to finish (in rollback-journal mode a reader keeps a writer
@@ -10,43 +11,50 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt;
 use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{Connection, Executor, QueryBuilder, Row, Sqlite};
+use sqlx::{Connection, Executor};
 
-use super::{
-    batches, db_error, ddl_statements, first_not_inserted, history_record, key_taken, Access,
-    HistoryRecord, ReadMode, Table, HISTORY_TABLE,
-};
-use crate::connect::Target;
+use super::sql::{connect_error, db_error, execute, insert_values, Dialect, Failure};
+use super::{Access, Table};
+use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
-use crate::sync::{RawDoc, Snapshot};
+use crate::sync::RawDoc;
 
-pub struct SqliteStore {
-    conn: SqliteConnection,
+pub(super) struct Sqlite {
     path: String,
     /// While an apply transaction is open: how long its COMMIT may wait for
     /// readers.
     commit_wait: Option<Duration>,
 }
 
-/// Rows per multi-row INSERT: two parameters each, well under SQLite's
-/// 32,766 bind parameters.
-const INSERT_ROWS: usize = 4000;
-const BATCH_BYTES: usize = 8 << 20;
+/// SQLITE_BUSY and SQLITE_LOCKED, the primary result codes under the
+/// extended ones (SQLITE_BUSY_SNAPSHOT, ...) that the driver reports.
+const SQLITE_BUSY: i32 = 5;
+const SQLITE_LOCKED: i32 = 6;
 
-fn quoted(table: Table) -> String {
-    format!("\"{}\"", table.name())
-}
-
-/// SQLITE_BUSY: another connection holds a lock this one needs.
 fn busy(e: &dyn DatabaseError) -> bool {
-    e.code().as_deref() == Some("5") || e.message().contains("locked")
+    Sqlite::classify(e) == Failure::LockTimeout
 }
 
-impl SqliteStore {
-    pub async fn connect(target: &Target, access: Access) -> Result<Self> {
+impl Dialect for Sqlite {
+    type Db = sqlx::Sqlite;
+    const BACKEND: Backend = Backend::Sqlite;
+    /// Two parameters a row, well under SQLite's 32,766 bind parameters.
+    const BATCH_ROWS: usize = 4000;
+    const BATCH_BYTES: usize = 8 << 20;
+    const IAM_DDL: &'static str = include_str!("ddl/sqlite.sql");
+    const HISTORY_DDL: &'static str = "CREATE TABLE IF NOT EXISTS sync_access_history (\
+         digest TEXT NOT NULL PRIMARY KEY, tenant TEXT NOT NULL, \
+         plan_created_at TEXT NOT NULL, plan_created_by TEXT NOT NULL, \
+         approvers TEXT NOT NULL, applied_at TEXT NOT NULL, applied_by TEXT NOT NULL, \
+         summary TEXT NOT NULL)";
+    const TABLE_NAMES: &'static str = "SELECT name FROM sqlite_master WHERE type = 'table'";
+    /// A deferred transaction holds one read lock over all five reads.
+    const BEGIN_SNAPSHOT: &'static [&'static str] = &["BEGIN"];
+    const BEGIN: &'static str = "BEGIN";
+
+    async fn connect(target: &Target, access: Access) -> Result<(SqliteConnection, Self)> {
         let path = target.sqlite_path().to_string();
         if path.is_empty() || path == ":memory:" {
             return Err(Error::usage(
@@ -64,228 +72,102 @@ impl SqliteStore {
             .foreign_keys(false);
         let conn = SqliteConnection::connect_with(&options)
             .await
-            .map_err(|e| Error::connection(format!("could not open {}: {e}", target.display())))?;
-        Ok(SqliteStore {
+            .map_err(|e| connect_error(target, e))?;
+        Ok((
             conn,
-            path,
-            commit_wait: None,
-        })
+            Sqlite {
+                path,
+                commit_wait: None,
+            },
+        ))
     }
 
-    pub async fn identity(&mut self) -> Result<String> {
+    /// The database file's canonical path.
+    async fn identity(&mut self, _conn: &mut SqliteConnection) -> Result<String> {
         let canonical =
             std::fs::canonicalize(&self.path).map_err(|e| Error::io(Path::new(&self.path), e))?;
         Ok(format!("sqlite:{}", canonical.display()))
     }
 
-    pub async fn table_names(&mut self) -> Result<Vec<String>> {
-        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(|e| db_error("listing tables", e))
+    fn quote(name: &str) -> String {
+        format!("\"{name}\"")
     }
 
-    async fn execute(&mut self, sql: &str, doing: &str) -> Result<()> {
-        self.conn
-            .execute(sql)
-            .await
-            .map(|_| ())
-            .map_err(|e| db_error(doing, e))
+    fn text(column: &str) -> String {
+        Self::quote(column)
     }
 
-    async fn fetch_docs(&mut self, sql: &str, tenant: &str, doing: &str) -> Result<Vec<RawDoc>> {
-        let prefix = format!("{tenant}_");
-        let mut rows = sqlx::query(sql)
-            .bind(tenant)
-            .bind(&prefix)
-            .fetch(&mut self.conn);
-        let mut docs = Vec::new();
-        while let Some(row) = rows.try_next().await.map_err(|e| db_error(doing, e))? {
-            docs.push(RawDoc {
-                key: row.try_get(0).map_err(|e| db_error(doing, e))?,
-                value: row.try_get(1).map_err(|e| db_error(doing, e))?,
-            });
-        }
-        Ok(docs)
+    fn param(_n: usize) -> String {
+        "?".to_string()
     }
 
-    pub async fn read_snapshot(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot> {
-        if mode == ReadMode::ReadOnly {
-            // A deferred transaction holds one read lock over all five reads.
-            self.execute("BEGIN", "starting the read transaction")
-                .await?;
-        }
-        let scoped = |table: &str| {
-            format!(
-                "SELECT \"key\", \"value\" FROM \"{table}\" \
-                 WHERE \"tenant_id\" IS NULL OR \"tenant_id\" = ?1 OR substr(\"key\", 1, length(?2)) = ?2"
-            )
-        };
-        let snapshot = Snapshot {
-            tenants: self
-                .fetch_docs(
-                    "SELECT \"key\", \"value\" FROM \"tenants\" WHERE \"key\" = ?1 AND ?2 = ?2",
-                    tenant,
-                    "reading tenants",
-                )
-                .await?,
-            users: self
-                .fetch_docs(
-                    "SELECT \"key\", \"value\" FROM \"users\" WHERE ?1 = ?1 AND ?2 = ?2",
-                    tenant,
-                    "reading users",
-                )
-                .await?,
-            groups: self
-                .fetch_docs(&scoped("groups"), tenant, "reading groups")
-                .await?,
-            roles: self
-                .fetch_docs(&scoped("roles"), tenant, "reading roles")
-                .await?,
-            bindings: self
-                .fetch_docs(&scoped("bindings"), tenant, "reading bindings")
-                .await?,
-        };
-        if mode == ReadMode::ReadOnly {
-            self.execute("COMMIT", "ending the read transaction")
-                .await?;
-        }
-        Ok(snapshot)
+    fn key_starts_with(_first: usize) -> (String, usize) {
+        ("substr(\"key\", 1, length(?)) = ?".to_string(), 2)
     }
 
-    pub async fn begin_apply(&mut self, lock_timeout: Duration) -> Result<()> {
-        self.execute(
+    async fn begin_apply(
+        &mut self,
+        conn: &mut SqliteConnection,
+        lock_timeout: Duration,
+    ) -> Result<()> {
+        execute(
+            conn,
             &format!("PRAGMA busy_timeout = {}", lock_timeout.as_millis()),
             "setting the lock timeout",
         )
         .await?;
-        match self.conn.execute("BEGIN IMMEDIATE").await {
+        match conn.execute("BEGIN IMMEDIATE").await {
             Ok(_) => {}
             Err(sqlx::Error::Database(e)) if busy(e.as_ref()) => {
                 return Err(Error::locked(format!(
                     "another writer holds the database lock (waited {}s)",
                     lock_timeout.as_secs()
-                )))
+                ))
+                .with_source(sqlx::Error::Database(e)))
             }
             Err(e) => return Err(db_error("taking the write lock", e)),
         }
         self.commit_wait = Some(lock_timeout);
         // A spill of the page cache that cannot have the database file
         // (readers hold it) is skipped: the pages stay in memory until COMMIT.
-        self.execute("PRAGMA busy_timeout = 0", "setting the lock timeout")
-            .await?;
-        self.create_history_table().await
+        execute(conn, "PRAGMA busy_timeout = 0", "setting the lock timeout").await?;
+        execute(conn, Self::HISTORY_DDL, "creating the history table").await
     }
 
-    pub async fn create_history_table(&mut self) -> Result<()> {
-        self.execute(
-            &format!(
-                "CREATE TABLE IF NOT EXISTS {HISTORY_TABLE} (\
-                 digest TEXT NOT NULL PRIMARY KEY, tenant TEXT NOT NULL, \
-                 plan_created_at TEXT NOT NULL, plan_created_by TEXT NOT NULL, \
-                 approvers TEXT NOT NULL, applied_at TEXT NOT NULL, applied_by TEXT NOT NULL, \
-                 summary TEXT NOT NULL)"
-            ),
-            "creating the history table",
-        )
-        .await
+    async fn insert_batch(
+        conn: &mut SqliteConnection,
+        table: Table,
+        batch: &[RawDoc],
+    ) -> std::result::Result<(), sqlx::Error> {
+        insert_values::<Self>(conn, table, batch).await
     }
 
-    async fn history_rows(&mut self, digest: Option<&str>) -> Result<Vec<HistoryRecord>> {
-        let sql = format!(
-            "SELECT digest, tenant, plan_created_at, plan_created_by, approvers, applied_at, applied_by, summary \
-             FROM {HISTORY_TABLE} WHERE ?1 IS NULL OR digest = ?1 ORDER BY applied_at DESC, digest"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(digest)
-            .fetch_all(&mut self.conn)
-            .await
-            .map_err(|e| db_error("reading the history", e))?;
-        rows.iter()
-            .map(|row| history_record(row).map_err(|e| db_error("reading the history", e)))
-            .collect()
-    }
-
-    pub async fn find_applied(&mut self, digest: &str) -> Result<Option<HistoryRecord>> {
-        Ok(self.history_rows(Some(digest)).await?.into_iter().next())
-    }
-
-    pub async fn history(&mut self) -> Result<Vec<HistoryRecord>> {
-        self.history_rows(None).await
-    }
-
-    pub async fn insert(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
-        let doing = format!("inserting into {}", table.name());
-        for batch in batches(rows, INSERT_ROWS, BATCH_BYTES) {
-            let mut query: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "INSERT INTO {} (\"key\", \"value\") ",
-                quoted(table)
-            ));
-            query.push_values(batch, |mut b, row| {
-                b.push_bind(&row.key).push_bind(&row.value);
-            });
-            // A collision is reported by key rather than as a bare
-            // constraint error.
-            query.push(" ON CONFLICT DO NOTHING RETURNING \"key\"");
-            let inserted: Vec<String> = query
-                .build_query_scalar()
-                .fetch_all(&mut self.conn)
-                .await
-                .map_err(|e| db_error(&doing, e))?;
-            if inserted.len() != batch.len() {
-                return Err(key_taken(table, first_not_inserted(batch, &inserted)));
-            }
-        }
-        Ok(())
-    }
-
-    pub async fn update_users(&mut self, users: &[RawDoc]) -> Result<()> {
-        // Local and prepared once: a statement per row is SQLite's fast path.
-        for user in users {
-            let done = sqlx::query("UPDATE \"users\" SET \"value\" = ?1 WHERE \"key\" = ?2")
+    async fn update_users_batch(
+        conn: &mut SqliteConnection,
+        batch: &[RawDoc],
+    ) -> std::result::Result<u64, sqlx::Error> {
+        // Prepared once: a statement per row is SQLite's fast path.
+        let mut matched = 0;
+        for user in batch {
+            matched += sqlx::query("UPDATE \"users\" SET \"value\" = ?1 WHERE \"key\" = ?2")
                 .bind(&user.value)
                 .bind(&user.key)
-                .execute(&mut self.conn)
-                .await
-                .map_err(|e| db_error("updating users", e))?;
-            if done.rows_affected() != 1 {
-                return Err(Error::stale(format!(
-                    "user `{}` vanished during apply",
-                    user.key
-                )));
-            }
+                .execute(&mut *conn)
+                .await?
+                .rows_affected();
         }
-        Ok(())
-    }
-
-    pub async fn record(&mut self, r: &HistoryRecord) -> Result<()> {
-        sqlx::query(&format!(
-            "INSERT INTO {HISTORY_TABLE} (digest, tenant, plan_created_at, plan_created_by, approvers, applied_at, applied_by, summary) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-        ))
-        .bind(&r.digest)
-        .bind(&r.tenant)
-        .bind(&r.plan_created_at)
-        .bind(&r.plan_created_by)
-        .bind(&r.approvers)
-        .bind(&r.applied_at)
-        .bind(&r.applied_by)
-        .bind(&r.summary)
-        .execute(&mut self.conn)
-        .await
-        .map(|_| ())
-        .map_err(|e| db_error("recording the plan in the history", e))
+        Ok(matched)
     }
 
     /// Commits, waiting for readers up to the apply's lock timeout: a
     /// COMMIT refused as busy leaves the transaction open, to be retried.
-    pub async fn commit(&mut self) -> Result<()> {
+    async fn commit(&mut self, conn: &mut SqliteConnection) -> Result<()> {
         let Some(wait) = self.commit_wait.take() else {
-            return self.execute("COMMIT", "committing").await;
+            return execute(conn, "COMMIT", "committing").await;
         };
         let deadline = Instant::now() + wait;
         loop {
-            match self.conn.execute("COMMIT").await {
+            match conn.execute("COMMIT").await {
                 Ok(_) => return Ok(()),
                 Err(sqlx::Error::Database(e)) if busy(e.as_ref()) && Instant::now() < deadline => {
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -294,39 +176,27 @@ impl SqliteStore {
                     return Err(Error::locked(format!(
                         "other connections hold read locks on the database and did not let go, so the changes could not be committed (waited {}s)",
                         wait.as_secs()
-                    )))
+                    )).with_source(sqlx::Error::Database(e)))
                 }
                 Err(e) => return Err(db_error("committing", e)),
             }
         }
     }
 
-    pub async fn rollback(&mut self) -> Result<()> {
+    async fn rollback(&mut self, conn: &mut SqliteConnection) -> Result<()> {
         self.commit_wait = None;
-        self.execute("ROLLBACK", "rolling back").await
+        execute(conn, "ROLLBACK", "rolling back").await
     }
 
-    pub async fn create_iam_tables(&mut self) -> Result<()> {
-        for statement in ddl_statements(include_str!("ddl/sqlite.sql")) {
-            self.execute(&statement, "creating the IAM tables").await?;
+    fn classify(error: &dyn DatabaseError) -> Failure {
+        let primary = error
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .map(|code| code & 0xff);
+        match primary {
+            Some(SQLITE_BUSY | SQLITE_LOCKED) => Failure::LockTimeout,
+            _ if error.is_unique_violation() => Failure::KeyTaken,
+            _ => Failure::Other,
         }
-        Ok(())
-    }
-
-    pub async fn load(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
-        self.execute("BEGIN", "loading rows").await?;
-        self.insert(table, rows).await?;
-        self.commit().await
-    }
-
-    pub async fn drop_all(&mut self) -> Result<()> {
-        for table in Table::ALL.iter().map(|t| t.name()).chain([HISTORY_TABLE]) {
-            self.execute(
-                &format!("DROP TABLE IF EXISTS \"{table}\""),
-                "dropping tables",
-            )
-            .await?;
-        }
-        Ok(())
     }
 }

@@ -19,6 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::plan::canonical;
+
 /// A row as read from the store: its key and its `value` text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RawDoc {
@@ -633,8 +635,9 @@ mod slow {
     }
 }
 
-/// A JSON object in canonical form: keys sorted by their UTF-8 bytes at
-/// every depth, no whitespace, serde_json's escaping and number format. It is
+/// A JSON object in canonical form ([`crate::plan::canonical`]): keys
+/// sorted by their UTF-8 bytes at every depth, no whitespace, serde_json's
+/// escaping and number format. It is
 /// what a change writes, and exactly the bytes the digest covers, so the
 /// same document plans to the same bytes on every backend (PostgreSQL's
 /// `jsonb` and MySQL's `JSON` reorder keys).
@@ -653,9 +656,7 @@ impl Clone for Document {
 impl Document {
     /// The canonical form of a JSON object.
     pub fn from_map(map: &Map<String, Value>) -> Document {
-        // Without serde_json's preserve_order, a Map is sorted by key and
-        // serialises canonically.
-        let text = serde_json::to_string(map).expect("a JSON map always serialises");
+        let text = canonical::to_string(map);
         Document::from_text(
             serde_json::value::RawValue::from_string(text).expect("serde_json wrote valid JSON"),
         )
@@ -700,14 +701,6 @@ impl Document {
     pub fn to_map(&self) -> Map<String, Value> {
         serde_json::from_str(self.as_str()).expect("a document is a JSON object")
     }
-
-    /// A string member of the document.
-    pub fn str_field(&self, name: &str) -> Option<String> {
-        match self.to_map().remove(name) {
-            Some(Value::String(s)) => Some(s),
-            _ => None,
-        }
-    }
 }
 
 impl PartialEq for Document {
@@ -745,135 +738,6 @@ impl<'de> Deserialize<'de> for Document {
         let text =
             serde_json::value::RawValue::from_string(text).map_err(serde::de::Error::custom)?;
         Ok(Document::from_text(text))
-    }
-}
-
-/// Canonical JSON text without building a `Value` for flat documents.
-mod canonical {
-    use std::collections::BTreeMap;
-
-    use serde_json::value::RawValue;
-    use serde_json::Value;
-
-    /// `raw`, a JSON object, in canonical form.
-    pub fn object(raw: &str) -> Option<String> {
-        let Ok(members) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw) else {
-            return match serde_json::from_str::<Value>(raw).ok()? {
-                Value::Object(map) => Some(Value::Object(map).to_string()),
-                _ => None,
-            };
-        };
-        write_members(&members, raw.len())
-    }
-
-    fn write_members(members: &BTreeMap<&str, &RawValue>, size: usize) -> Option<String> {
-        let mut out = String::with_capacity(size + 2);
-        out.push('{');
-        for (i, (key, member)) in members.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            // A key borrowed from JSON text has no escapes: verbatim is canonical.
-            out.push('"');
-            out.push_str(key);
-            out.push_str("\":");
-            canonical_value(member.get(), &mut out)?;
-        }
-        out.push('}');
-        Some(out)
-    }
-
-    /// `raw` with member `name` set to the string `value`, canonical.
-    pub fn with_member(raw: &str, name: &str, value: &str) -> Option<String> {
-        let encoded = serde_json::to_string(value).expect("a string always serialises");
-        // Borrowed keys fail on escapes: the slow path handles those.
-        let Ok(mut members) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw) else {
-            return slow(raw, name, value);
-        };
-        let encoded_raw: Box<RawValue> = RawValue::from_string(encoded).ok()?;
-        members.insert(name, &encoded_raw);
-        write_members(&members, raw.len() + name.len() + value.len() + 8)
-    }
-
-    /// Appends the canonical text of one JSON value.
-    fn canonical_value(text: &str, out: &mut String) -> Option<()> {
-        let bytes = text.as_bytes();
-        let plain_integer = || {
-            let digits = text.strip_prefix('-').unwrap_or(text);
-            !digits.is_empty()
-                && digits.bytes().all(|b| b.is_ascii_digit())
-                && (digits == "0" || !digits.starts_with('0'))
-                && text != "-0"
-                && (text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok())
-        };
-        match bytes.first()? {
-            // No escapes: serde_json would write the same bytes.
-            b'"' if !text.contains('\\') => out.push_str(text),
-            b't' | b'f' | b'n' => out.push_str(text),
-            b'-' | b'0'..=b'9' if plain_integer() => out.push_str(text),
-            _ => {
-                let value: Value = serde_json::from_str(text).ok()?;
-                out.push_str(&value.to_string());
-            }
-        }
-        Some(())
-    }
-
-    fn slow(raw: &str, name: &str, value: &str) -> Option<String> {
-        let Value::Object(mut map) = serde_json::from_str::<Value>(raw).ok()? else {
-            return None;
-        };
-        map.insert(name.to_string(), Value::String(value.to_string()));
-        Some(Value::Object(map).to_string())
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-        use proptest::prelude::*;
-
-        fn reference(raw: &str) -> String {
-            let Value::Object(mut map) = serde_json::from_str::<Value>(raw).unwrap() else {
-                panic!()
-            };
-            map.insert("tenantId".into(), Value::String("t\"é".into()));
-            Value::Object(map).to_string()
-        }
-
-        proptest::proptest! {
-            #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
-            /// The fast canonical form is serde_json's, whatever the document.
-            #[test]
-            fn fast_canonical_form_is_serde_jsons(
-                members in proptest::collection::btree_map(
-                    "[a-zA-Z\\\\\"é ]{0,6}",
-                    proptest::prop_oneof![
-                        proptest::strategy::Just("null".to_string()),
-                        proptest::strategy::Just("true".to_string()),
-                        proptest::num::i64::ANY.prop_map(|n| n.to_string()),
-                        proptest::num::u64::ANY.prop_map(|n| n.to_string()),
-                        proptest::num::f64::NORMAL.prop_map(|n| n.to_string()),
-                        proptest::strategy::Just("1.10".to_string()),
-                        proptest::strategy::Just("-0".to_string()),
-                        proptest::strategy::Just("1e3".to_string()),
-                        proptest::strategy::Just("123456789012345678901234567890".to_string()),
-                        "[a-zA-Z0-9 é\\\\\"/\\n\\u{1}]{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap()),
-                        proptest::strategy::Just("\"\\u00e9\\/\"".to_string()),
-                        proptest::strategy::Just("{\"b\": [1, {\"z\": 1, \"a\": 2}], \"a\": null}".to_string()),
-                    ],
-                    0..8,
-                ),
-                spaced in proptest::bool::ANY,
-            ) {
-                let sep = if spaced { ", " } else { "," };
-                let body: Vec<String> = members
-                    .iter()
-                    .map(|(k, v)| format!("{}{}{}", serde_json::to_string(k).unwrap(), if spaced { ": " } else { ":" }, v))
-                    .collect();
-                let raw = format!("{{{}}}", body.join(sep));
-                proptest::prop_assert_eq!(with_member(&raw, "tenantId", "t\"é").unwrap(), reference(&raw));
-            }
-        }
     }
 }
 

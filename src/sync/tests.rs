@@ -2011,16 +2011,6 @@ fn planning_twice_gives_the_same_changes_byte_for_byte() {
     assert_eq!(a, b);
 }
 
-#[test]
-fn reversing_the_rows_changes_nothing() {
-    let store = rich_store();
-    let mut reversed = store.snap.clone();
-    for table in tables_mut(&mut reversed) {
-        table.reverse();
-    }
-    assert_eq!(sync(&reversed, &options()).unwrap(), store.sync());
-}
-
 fn tables_mut(s: &mut Snapshot) -> [&mut Vec<RawDoc>; 5] {
     [
         &mut s.tenants,

@@ -16,30 +16,30 @@ use crate::support::{
 };
 
 pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "apply_refuses_unapproved_tampered_and_conflicted_plans",
-        run: refusals,
-    },
-    Scenario {
-        name: "apply_refuses_a_plan_made_against_another_database",
-        run: another_database,
-    },
-    Scenario {
-        name: "apply_writes_once_then_verify_history_and_replan_agree",
-        run: apply_verify_history,
-    },
-    Scenario {
-        name: "apply_refuses_drift_that_touches_the_plan_and_ignores_the_rest",
-        run: drift,
-    },
-    Scenario {
-        name: "apply_waits_for_the_lock_and_only_one_of_two_writes",
-        run: locking,
-    },
-    Scenario {
-        name: "apply_failing_mid_write_leaves_the_database_as_it_was",
-        run: failure_mid_write,
-    },
+    Scenario::new(
+        "apply_refuses_unapproved_tampered_and_conflicted_plans",
+        refusals,
+    ),
+    Scenario::new(
+        "apply_refuses_a_plan_made_against_another_database",
+        another_database,
+    ),
+    Scenario::new(
+        "apply_writes_once_then_verify_history_and_replan_agree",
+        apply_verify_history,
+    ),
+    Scenario::new(
+        "apply_refuses_drift_that_touches_the_plan_and_ignores_the_rest",
+        drift,
+    ),
+    Scenario::new(
+        "apply_waits_for_the_lock_and_only_one_of_two_writes",
+        locking,
+    ),
+    Scenario::new(
+        "apply_failing_mid_write_leaves_the_database_as_it_was",
+        failure_mid_write,
+    ),
 ];
 
 const APPROVER: &str = "security@example.com";

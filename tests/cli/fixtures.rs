@@ -1,8 +1,7 @@
 //! Stores that exercise every rule and reason of SPEC §3.
 
 use serde_json::{json, Value};
-use sync_access::demo::Rows;
-use sync_access::sync::RawDoc;
+use sync_access::sync::{RawDoc, Snapshot};
 
 fn push(list: &mut Vec<RawDoc>, key: &str, value: Value) {
     list.push(RawDoc::new(key, value.to_string()));
@@ -16,8 +15,8 @@ pub const SECRET_HASH: &str = "FAKEHASH-s3cr3t-do-not-leak";
 
 /// Every outcome: planned, present, skipped for each reason, conflicts of
 /// every kind, conflicts through dependencies, malformed documents.
-pub fn rules() -> Rows {
-    let mut r = Rows::default();
+pub fn rules() -> Snapshot {
+    let mut r = Snapshot::default();
     push(
         &mut r.tenants,
         "default",

@@ -8,21 +8,17 @@ use std::path::{Path, PathBuf};
 
 use libtest_mimic::Trial;
 use serde_json::{json, Value};
-use sync_access::demo::Rows;
-use sync_access::sync::RawDoc;
+use sync_access::sync::{RawDoc, Snapshot};
 
 use crate::fixtures;
 use crate::support::{approved_plan, read_json, write_json, Kind, Scenario, TestDb};
 
 pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "hostile_secrets_never_reach_output_logs_or_files",
-        run: secrets,
-    },
-    Scenario {
-        name: "hostile_identifiers_round_trip_through_plan_and_apply",
-        run: injection,
-    },
+    Scenario::new("hostile_secrets_never_reach_output_logs_or_files", secrets),
+    Scenario::new(
+        "hostile_identifiers_round_trip_through_plan_and_apply",
+        injection,
+    ),
 ];
 
 /// Checks that need no database server.
@@ -104,7 +100,7 @@ const TOTP_SEED: &str = "FAKETOTP-seed-never-print";
 
 /// The rules fixture (every user has `auths` with [`fixtures::SECRET_HASH`])
 /// and users whose secrets sit where a careless reader would quote them.
-fn secret_store() -> Rows {
+fn secret_store() -> Snapshot {
     let mut rows = fixtures::rules();
     let auths = json!([
         {"type": "PASSWORD", "password": format!("$argon2id$v=19$m=65536,t=3,p=4${ARGON_SALT}${ARGON_HASH}")},
@@ -542,8 +538,8 @@ const HOSTILE: &[&str] = &[
     "esc\u{1b}[2J\u{1b}]0;pwned\u{7}",
 ];
 
-fn hostile_store() -> Rows {
-    let mut r = Rows::default();
+fn hostile_store() -> Snapshot {
+    let mut r = Snapshot::default();
     let n = HOSTILE.len();
     let doc = |value: Value| value.to_string();
     r.tenants.push(RawDoc::new(
@@ -1269,7 +1265,7 @@ fn forged_approvals() {
 /// copying them, and `show` and `verify` reading the copies back.
 fn deeply_nested_documents() {
     let deep = |depth: usize| format!("{}0{}", "[".repeat(depth), "]".repeat(depth));
-    let mut rows = Rows::default();
+    let mut rows = Snapshot::default();
     rows.tenants.push(RawDoc::new(
         "default",
         r#"{"id":"default","name":"Default","deleted":false}"#,

@@ -29,14 +29,18 @@ fn main() {
         }
         for scenario in &scenarios {
             let run = scenario.run;
-            let trial = Trial::test(format!("{}::{}", kind.name(), scenario.name), move || {
+            let name = format!("{}::{}", kind.name(), scenario.name);
+            // libtest-mimic has no message for an ignored trial: the reason
+            // a scenario does not apply is noted before the run.
+            let applies = (scenario.applies)(kind);
+            if let Err(why) = applies {
+                eprintln!("note: {name} is ignored: {why}");
+            }
+            let trial = Trial::test(name, move || {
                 run(kind);
                 Ok(())
             });
-            trials.push(match &configured {
-                Ok(_) => trial,
-                Err(_) => trial.with_ignored_flag(true),
-            });
+            trials.push(trial.with_ignored_flag(configured.is_err() || applies.is_err()));
         }
     }
     trials.extend(plan::single_trials());

@@ -1,47 +1,55 @@
 //! `plan` through the real binary, on every backend.
 
 use std::path::Path;
+use std::time::Duration;
 
 use libtest_mimic::Trial;
 use predicates::prelude::*;
 use serde_json::{json, Value};
 
+use crate::crash::PasswordUrl;
 use crate::fixtures;
-use crate::support::{plan, read_json, write_json, Kind, Scenario, TestDb};
+use crate::support::{plan, read_json, runtime, write_json, Kind, Scenario, TestDb};
+use sync_access::store::{Access, Store, Table};
+use sync_access::sync::RawDoc;
 
 pub const SCENARIOS: &[Scenario] = &[
-    Scenario {
-        name: "plan_demo_reproduces_the_golden_plan",
-        run: demo_reproduces_golden,
-    },
-    Scenario {
-        name: "plan_rules_fixture_reproduces_its_golden_plan",
-        run: rules_reproduce_golden,
-    },
-    Scenario {
-        name: "plan_leaves_the_database_unchanged",
-        run: plan_is_read_only,
-    },
-    Scenario {
-        name: "plan_exit_codes_and_skip_conflicts",
-        run: exit_codes,
-    },
-    Scenario {
-        name: "plan_tenant_missing_created_or_deleted",
-        run: tenants,
-    },
-    Scenario {
-        name: "plan_refuses_a_database_without_iam_tables",
-        run: not_an_iam_store,
-    },
-    Scenario {
-        name: "plan_never_prints_auths",
-        run: no_secrets_in_plan,
-    },
-    Scenario {
-        name: "plan_reads_the_database_from_a_kestra_config",
-        run: kestra_config,
-    },
+    Scenario::new(
+        "store_read_only_connections_are_refused_writes_by_the_database",
+        read_only_is_enforced,
+    ),
+    Scenario::new(
+        "plan_demo_reproduces_the_golden_plan",
+        demo_reproduces_golden,
+    ),
+    Scenario::new(
+        "plan_rules_fixture_reproduces_its_golden_plan",
+        rules_reproduce_golden,
+    ),
+    Scenario::new("plan_leaves_the_database_unchanged", plan_is_read_only),
+    Scenario::new("plan_exit_codes_and_skip_conflicts", exit_codes),
+    Scenario::new("plan_tenant_missing_created_or_deleted", tenants),
+    Scenario::new(
+        "plan_refuses_a_database_without_iam_tables",
+        not_an_iam_store,
+    ),
+    Scenario::new("plan_never_prints_auths", no_secrets_in_plan),
+    Scenario::only(
+        "plan_records_the_database_without_its_password",
+        password_not_recorded,
+        |kind| match kind {
+            Kind::Sqlite => Err("a SQLite URL has no password"),
+            _ => Ok(()),
+        },
+    ),
+    Scenario::only(
+        "plan_reads_the_database_from_a_kestra_config",
+        kestra_config,
+        |kind| match kind {
+            Kind::Sqlite => Err("Kestra has no JDBC URL for SQLite"),
+            _ => Ok(()),
+        },
+    ),
 ];
 
 /// Replaces what depends on where the test database lives, re-seals, and
@@ -86,10 +94,6 @@ fn demo_reproduces_golden(kind: Kind) {
     db.cmd().arg("demo").assert().success();
     let plan = plan(&db, &["--created-by", "ops@example.com"], 0);
     assert_eq!(plan["source"]["backend"], kind.name());
-    assert!(!plan["source"]["database"]
-        .as_str()
-        .unwrap()
-        .contains(":secret"));
     assert_golden(plan, &repo("plans/demo-plan.json"));
 }
 
@@ -98,6 +102,33 @@ fn rules_reproduce_golden(kind: Kind) {
     let plan = plan(&db, &["--created-by", "ops@example.com"], 3);
     assert_eq!(plan["applyable"], false);
     assert_golden(plan, &repo("tests/golden/rules-plan.json"));
+}
+
+/// What `plan`, `verify` and `history` connect with: the database itself
+/// (not only the tool) refuses to write on it, DDL included.
+fn read_only_is_enforced(kind: Kind) {
+    let db = TestDb::with_rows(kind, fixtures::rules());
+    let before = db.dump();
+    runtime().block_on(async {
+        let target = sync_access::connect::Target::parse(&db.url).unwrap();
+        let mut store = Store::connect(&target, Access::ReadOnly, Duration::from_secs(10))
+            .await
+            .unwrap();
+        let rows = [RawDoc::new("planted", r#"{"id":"planted","name":"P"}"#)];
+        let refused = store.load(Table::Roles, &rows).await;
+        assert!(refused.is_err(), "a read-only connection inserted a row");
+        store.rollback().await.ok();
+        let refused = store.drop_all().await;
+        assert!(refused.is_err(), "a read-only connection dropped tables");
+        // Reading still works.
+        store.check_schema().await.unwrap();
+        assert!(store.history().await.unwrap().is_empty());
+    });
+    assert_eq!(
+        db.dump(),
+        before,
+        "a read-only connection changed the database"
+    );
 }
 
 fn plan_is_read_only(kind: Kind) {
@@ -247,13 +278,43 @@ fn no_secrets_in_plan(kind: Kind) {
     assert!(!out.stderr.is_empty());
 }
 
-/// A Kestra `config.yml` with a JDBC URL, a username and a `${ENV:default}`
-/// password reaches the same database as the URL. (SQLite has no JDBC form
-/// in Kestra: nothing to check there.)
-fn kestra_config(kind: Kind) {
-    if kind == Kind::Sqlite {
-        return;
+/// A URL with a password that the server accepts (PostgreSQL here trusts
+/// local connections; MariaDB gets a user of the test's own): the plan names
+/// the database by that URL without its password, and the password appears
+/// nowhere, not even in verbose logs.
+fn password_not_recorded(kind: Kind) {
+    let db = TestDb::with_rows(kind, fixtures::rules());
+    let url = PasswordUrl::new(&db).expect("a URL with a password that reaches the database");
+    let out = db.path("plan.json");
+    let ran = db
+        .cmd()
+        .env("DATABASE_URL", &url.url)
+        .args(["plan", "--skip-conflicts", "-vv", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&ran.stderr);
+    assert_eq!(ran.status.code(), Some(0), "{stderr}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    for written in [
+        text.as_str(),
+        &stderr,
+        &String::from_utf8_lossy(&ran.stdout),
+    ] {
+        assert!(
+            !written.contains(&url.password),
+            "the password leaked: {written}"
+        );
     }
+    let without_password = url.url.replace(&format!(":{}@", url.password), "@");
+    assert_ne!(without_password, url.url);
+    let plan: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(plan["source"]["database"], without_password.as_str());
+}
+
+/// A Kestra `config.yml` with a JDBC URL, a username and a `${ENV:default}`
+/// password reaches the same database as the URL.
+fn kestra_config(kind: Kind) {
     let db = TestDb::with_rows(kind, fixtures::rules());
     let by_url = plan(&db, &["--skip-conflicts"], 0);
     // postgres://user@host:port/db -> jdbc:postgresql://host:port/db
@@ -319,6 +380,47 @@ pub fn single_trials() -> Vec<Trial> {
                 );
                 assert!(!stderr.contains("hunter2"), "{stderr}");
                 assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+                Ok(())
+            },
+        ),
+        Trial::test(
+            "errors::a_drivers_cause_shows_with_v_and_not_without",
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let run = |verbose: bool| {
+                    let mut cmd = assert_cmd::Command::cargo_bin("sync-access").unwrap();
+                    cmd.current_dir(dir.path()).env_remove("RUST_LOG");
+                    if verbose {
+                        cmd.arg("-v");
+                    }
+                    let out = cmd
+                        .args([
+                            "plan",
+                            "--connect-timeout",
+                            "3",
+                            "--database-url",
+                            "postgres://kestra@127.0.0.1:1/kestra",
+                        ])
+                        .output()
+                        .unwrap();
+                    assert_eq!(out.status.code(), Some(1));
+                    String::from_utf8_lossy(&out.stderr).into_owned()
+                };
+                let plain = run(false);
+                assert_eq!(
+                    plain.trim_end(),
+                    "error: could not connect to postgres://kestra@127.0.0.1:1/kestra: connection refused"
+                );
+                let verbose = run(true);
+                let error_at = verbose.find("error: could not connect").expect(&verbose);
+                let causes: Vec<&str> = verbose[error_at..].lines().skip(1).collect();
+                // sqlx's words, then the operating system's.
+                assert!(
+                    causes.len() >= 2
+                        && causes[0].starts_with("  caused by: error communicating with database")
+                        && causes.iter().all(|line| line.starts_with("  caused by: ")),
+                    "{verbose}"
+                );
                 Ok(())
             },
         ),

@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use assert_cmd::Command;
 use serde_json::Value;
 use sqlx::{Connection, Executor, Row};
-use sync_access::demo::Rows;
 use sync_access::store::{Access, Store, Table};
+use sync_access::sync::Snapshot;
 
 /// Fixed so that plans are reproducible byte for byte: 2026-11-27T12:00:00Z.
 pub const SOURCE_DATE_EPOCH: &str = "1795780800";
@@ -140,13 +140,13 @@ impl TestDb {
     }
 
     /// A database holding the IAM tables and `rows`.
-    pub fn with_rows(kind: Kind, rows: Rows) -> TestDb {
+    pub fn with_rows(kind: Kind, rows: Snapshot) -> TestDb {
         let db = TestDb::empty(kind);
         db.load(rows);
         db
     }
 
-    pub fn load(&self, rows: Rows) {
+    pub fn load(&self, rows: Snapshot) {
         let url = self.url.clone();
         runtime().block_on(async move {
             let target = sync_access::connect::Target::parse(&url).unwrap();
@@ -342,8 +342,31 @@ pub fn approved_plan(db: &TestDb, args: &[&str]) -> PathBuf {
     path
 }
 
-/// A scenario runs once per backend.
+/// A scenario runs once per backend it applies to; on the others it is
+/// reported as ignored, with the reason, decided before anything runs.
 pub struct Scenario {
     pub name: &'static str,
     pub run: fn(Kind),
+    /// `Err(why)` on a backend where the scenario means nothing.
+    pub applies: fn(Kind) -> Result<(), &'static str>,
+}
+
+impl Scenario {
+    /// A scenario for every backend.
+    pub const fn new(name: &'static str, run: fn(Kind)) -> Scenario {
+        Scenario {
+            name,
+            run,
+            applies: |_| Ok(()),
+        }
+    }
+
+    /// A scenario for the backends `applies` accepts.
+    pub const fn only(
+        name: &'static str,
+        run: fn(Kind),
+        applies: fn(Kind) -> Result<(), &'static str>,
+    ) -> Scenario {
+        Scenario { name, run, applies }
+    }
 }

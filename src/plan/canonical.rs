@@ -1,0 +1,636 @@
+//! The one canonical-JSON writer (SPEC §4): object keys sorted by their
+//! UTF-8 bytes at every depth, no insignificant whitespace, serde_json's
+//! minimal string escaping and number format. The digest of a plan, the
+//! digest of its changes, a change's line in a diff and the text of every
+//! document are all written here, so they cannot drift apart.
+//!
+//! Any `Serialize` value goes through [`to_writer`]: scalars are written by
+//! serde_json; a struct's fields and a map's entries are buffered and
+//! written in key order; sequences stream. Two kinds of values are written
+//! as they come, without buffering:
+//! - a struct whose serde name is [`IN_ORDER`] declares its fields in
+//!   canonical order (a plan's sealed members: a million changes are not
+//!   buffered); the writer checks that they are;
+//! - a `serde_json::value::RawValue`, which in this crate only a
+//!   [`Document`](crate::sync::Document) holds, and a document's text is
+//!   canonical by construction (`object`, `with_member`).
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::io::Write;
+
+use serde::ser::{self, Impossible, Serialize, Serializer};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+/// The serde name of a struct whose fields are declared in canonical order:
+/// `#[serde(rename = "$sync_access::canonical::in_order")]`.
+pub const IN_ORDER: &str = "$sync_access::canonical::in_order";
+
+/// The name serde_json gives a `RawValue` (its text is the only field).
+const RAW_VALUE: &str = "$serde_json::private::RawValue";
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Json(#[from] serde_json::Error),
+    #[error("{0}")]
+    Custom(String),
+}
+
+impl ser::Error for Error {
+    fn custom<T: Display>(msg: T) -> Self {
+        Error::Custom(msg.to_string())
+    }
+}
+
+/// Writes the canonical JSON of `value`.
+pub fn to_writer<W: Write, T: Serialize + ?Sized>(out: W, value: &T) -> Result<(), Error> {
+    let mut pool = Vec::new();
+    value.serialize(&mut Canonical {
+        out,
+        pool: &mut pool,
+    })
+}
+
+/// The canonical JSON of `value`.
+pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    let mut out = Vec::new();
+    to_writer(&mut out, value).expect("our values serialise to memory");
+    out
+}
+
+/// The canonical JSON of `value`, as text.
+pub fn to_string<T: Serialize + ?Sized>(value: &T) -> String {
+    String::from_utf8(to_vec(value)).expect("JSON is UTF-8")
+}
+
+/// Buffers for the entries of objects, reused across objects: a plan's
+/// changes are a million small objects.
+type Pool = Vec<Scratch>;
+
+#[derive(Default)]
+struct Scratch {
+    /// `"key":value` of each entry, one after the other.
+    bytes: Vec<u8>,
+    /// Each entry's key (unescaped, to sort by) and its range in `bytes`.
+    entries: Vec<(Cow<'static, str>, usize, usize)>,
+}
+
+struct Canonical<'p, W> {
+    out: W,
+    pool: &'p mut Pool,
+}
+
+impl<'p, W: Write> Canonical<'p, W> {
+    /// serde_json's writer for one scalar.
+    fn json(&mut self) -> serde_json::Serializer<&mut W> {
+        serde_json::Serializer::new(&mut self.out)
+    }
+
+    fn raw(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        Ok(self.out.write_all(bytes)?)
+    }
+
+    fn object(&mut self, in_order: bool) -> Object<'_, 'p, W> {
+        let scratch = self.pool.pop().unwrap_or_default();
+        Object {
+            writer: self,
+            scratch,
+            in_order,
+            streamed: 0,
+            last: None,
+            raw: false,
+        }
+    }
+}
+
+/// An object being written: its entries buffered, or streamed in order.
+struct Object<'a, 'p, W> {
+    writer: &'a mut Canonical<'p, W>,
+    scratch: Scratch,
+    in_order: bool,
+    /// Entries written so far when streaming.
+    streamed: usize,
+    /// The last key streamed, to check the order.
+    last: Option<&'static str>,
+    /// A RawValue: its one field is written as it is.
+    raw: bool,
+}
+
+impl<W: Write> Object<'_, '_, W> {
+    /// Buffers `"key":value`.
+    fn buffer<T: Serialize + ?Sized>(
+        &mut self,
+        key: Cow<'static, str>,
+        value: &T,
+    ) -> Result<(), Error> {
+        let start = self.scratch.bytes.len();
+        serde_json::to_writer(&mut self.scratch.bytes, key.as_ref())?;
+        self.scratch.bytes.push(b':');
+        value.serialize(&mut Canonical {
+            out: &mut self.scratch.bytes,
+            pool: &mut *self.writer.pool,
+        })?;
+        let end = self.scratch.bytes.len();
+        self.scratch.entries.push((key, start, end));
+        Ok(())
+    }
+
+    fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
+        if self.raw {
+            // The text of a RawValue: canonical by construction.
+            let Value::String(text) = serde_json::to_value(value)? else {
+                return Err(Error::Custom("a raw value that is not text".into()));
+            };
+            return self.writer.raw(text.as_bytes());
+        }
+        if !self.in_order {
+            return self.buffer(Cow::Borrowed(key), value);
+        }
+        if self
+            .last
+            .is_some_and(|last| last.as_bytes() >= key.as_bytes())
+        {
+            return Err(Error::Custom(format!(
+                "field `{key}` is declared out of canonical order"
+            )));
+        }
+        self.last = Some(key);
+        self.writer
+            .raw(if self.streamed == 0 { b"{" } else { b"," })?;
+        self.streamed += 1;
+        serde_json::to_writer(&mut self.writer.out, key)?;
+        self.writer.raw(b":")?;
+        value.serialize(&mut *self.writer)
+    }
+
+    fn finish(mut self) -> Result<(), Error> {
+        if self.raw {
+            return Ok(());
+        }
+        if self.in_order {
+            return self
+                .writer
+                .raw(if self.streamed == 0 { b"{}" } else { b"}" });
+        }
+        let Scratch { bytes, entries } = &mut self.scratch;
+        entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        if entries.windows(2).any(|pair| pair[0].0 == pair[1].0) {
+            return Err(Error::Custom("an object repeats a key".into()));
+        }
+        self.writer.raw(b"{")?;
+        for (i, (_, start, end)) in entries.iter().enumerate() {
+            if i > 0 {
+                self.writer.raw(b",")?;
+            }
+            self.writer.raw(&bytes[*start..*end])?;
+        }
+        self.writer.raw(b"}")?;
+        bytes.clear();
+        entries.clear();
+        self.writer.pool.push(std::mem::take(&mut self.scratch));
+        Ok(())
+    }
+}
+
+/// An array being written, element by element.
+struct Array<'a, 'p, W> {
+    writer: &'a mut Canonical<'p, W>,
+    first: bool,
+}
+
+impl<W: Write> Array<'_, '_, W> {
+    fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        if !self.first {
+            self.writer.raw(b",")?;
+        }
+        self.first = false;
+        value.serialize(&mut *self.writer)
+    }
+
+    fn finish(self) -> Result<(), Error> {
+        self.writer.raw(b"]")
+    }
+}
+
+macro_rules! scalars {
+    ($($method:ident($ty:ty)),* $(,)?) => {
+        $(fn $method(self, v: $ty) -> Result<(), Error> {
+            Ok(self.json().$method(v)?)
+        })*
+    };
+}
+
+impl<'a, 'p, W: Write> Serializer for &'a mut Canonical<'p, W> {
+    type Ok = ();
+    type Error = Error;
+    type SerializeSeq = Array<'a, 'p, W>;
+    type SerializeTuple = Array<'a, 'p, W>;
+    type SerializeTupleStruct = Array<'a, 'p, W>;
+    type SerializeTupleVariant = Impossible<(), Error>;
+    type SerializeMap = MapEntries<'a, 'p, W>;
+    type SerializeStruct = Object<'a, 'p, W>;
+    type SerializeStructVariant = Impossible<(), Error>;
+
+    scalars!(
+        serialize_bool(bool),
+        serialize_i8(i8),
+        serialize_i16(i16),
+        serialize_i32(i32),
+        serialize_i64(i64),
+        serialize_i128(i128),
+        serialize_u8(u8),
+        serialize_u16(u16),
+        serialize_u32(u32),
+        serialize_u64(u64),
+        serialize_u128(u128),
+        serialize_f32(f32),
+        serialize_f64(f64),
+        serialize_char(char),
+        serialize_str(&str),
+        serialize_bytes(&[u8]),
+    );
+
+    fn serialize_none(self) -> Result<(), Error> {
+        Ok(self.json().serialize_none()?)
+    }
+
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_unit(self) -> Result<(), Error> {
+        Ok(self.json().serialize_unit()?)
+    }
+
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Error> {
+        self.serialize_unit()
+    }
+
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), Error> {
+        self.serialize_str(variant)
+    }
+
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        value.serialize(self)
+    }
+
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        // One member: already in order.
+        self.raw(b"{")?;
+        serde_json::to_writer(&mut self.out, variant)?;
+        self.raw(b":")?;
+        value.serialize(&mut *self)?;
+        self.raw(b"}")
+    }
+
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Array<'a, 'p, W>, Error> {
+        self.raw(b"[")?;
+        Ok(Array {
+            writer: self,
+            first: true,
+        })
+    }
+
+    fn serialize_tuple(self, len: usize) -> Result<Array<'a, 'p, W>, Error> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_struct(
+        self,
+        _name: &'static str,
+        len: usize,
+    ) -> Result<Array<'a, 'p, W>, Error> {
+        self.serialize_seq(Some(len))
+    }
+
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeTupleVariant, Error> {
+        Err(Error::Custom(format!(
+            "tuple variant `{variant}` has no canonical form here"
+        )))
+    }
+
+    fn serialize_map(self, _len: Option<usize>) -> Result<MapEntries<'a, 'p, W>, Error> {
+        Ok(MapEntries {
+            object: self.object(false),
+            key: None,
+        })
+    }
+
+    fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Object<'a, 'p, W>, Error> {
+        let mut object = self.object(name == IN_ORDER);
+        object.raw = name == RAW_VALUE;
+        Ok(object)
+    }
+
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Self::SerializeStructVariant, Error> {
+        Err(Error::Custom(format!(
+            "struct variant `{variant}` has no canonical form here"
+        )))
+    }
+}
+
+/// A map's entries: keys must be strings (or numbers, as serde_json
+/// writes them).
+struct MapEntries<'a, 'p, W> {
+    object: Object<'a, 'p, W>,
+    key: Option<String>,
+}
+
+impl<W: Write> ser::SerializeSeq for Array<'_, '_, W> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.finish()
+    }
+}
+
+impl<W: Write> ser::SerializeTuple for Array<'_, '_, W> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.finish()
+    }
+}
+
+impl<W: Write> ser::SerializeTupleStruct for Array<'_, '_, W> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        self.element(value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.finish()
+    }
+}
+
+impl<W: Write> ser::SerializeStruct for Object<'_, '_, W> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_field<T: Serialize + ?Sized>(
+        &mut self,
+        key: &'static str,
+        value: &T,
+    ) -> Result<(), Error> {
+        self.field(key, value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.finish()
+    }
+}
+
+impl<W: Write> ser::SerializeMap for MapEntries<'_, '_, W> {
+    type Ok = ();
+    type Error = Error;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
+        self.key = Some(match serde_json::to_value(key)? {
+            Value::String(key) => key,
+            Value::Number(n) => n.to_string(),
+            _ => return Err(Error::Custom("an object key must be a string".into())),
+        });
+        Ok(())
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        let key = self
+            .key
+            .take()
+            .ok_or_else(|| Error::Custom("a map value without its key".into()))?;
+        self.object.buffer(Cow::Owned(key), value)
+    }
+    fn end(self) -> Result<(), Error> {
+        self.object.finish()
+    }
+}
+
+/// The canonical text of `raw`, a JSON object's text; `None` when it is
+/// not one. Flat documents (as plans and stores hold them) are rewritten
+/// without building a `Value`.
+pub(crate) fn object(raw: &str) -> Option<String> {
+    let Ok(members) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw) else {
+        return match serde_json::from_str::<Value>(raw).ok()? {
+            object @ Value::Object(_) => Some(to_string(&object)),
+            _ => None,
+        };
+    };
+    write_members(&members, raw.len())
+}
+
+/// The canonical text of `raw` (a JSON object's text) with member `name`
+/// set to the string `value`; `None` when `raw` is not an object.
+pub(crate) fn with_member(raw: &str, name: &str, value: &str) -> Option<String> {
+    // Borrowed keys fail on escapes: the slow path handles those.
+    let Ok(mut members) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw) else {
+        let Value::Object(mut map) = serde_json::from_str::<Value>(raw).ok()? else {
+            return None;
+        };
+        map.insert(name.to_string(), Value::String(value.to_string()));
+        return Some(to_string(&map));
+    };
+    let encoded = serde_json::to_string(value).expect("a string always serialises");
+    let encoded: Box<RawValue> = RawValue::from_string(encoded).ok()?;
+    members.insert(name, &encoded);
+    write_members(&members, raw.len() + name.len() + value.len() + 8)
+}
+
+/// Members in key order (a `BTreeMap` of `&str` sorts by bytes).
+fn write_members(members: &BTreeMap<&str, &RawValue>, size: usize) -> Option<String> {
+    let mut out = String::with_capacity(size + 2);
+    out.push('{');
+    for (i, (key, member)) in members.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // A key borrowed from JSON text has no escapes: verbatim is canonical.
+        out.push('"');
+        out.push_str(key);
+        out.push_str("\":");
+        canonical_value(member.get(), &mut out)?;
+    }
+    out.push('}');
+    Some(out)
+}
+
+/// Appends the canonical text of one JSON value's text.
+fn canonical_value(text: &str, out: &mut String) -> Option<()> {
+    let bytes = text.as_bytes();
+    let plain_integer = || {
+        let digits = text.strip_prefix('-').unwrap_or(text);
+        !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && (digits == "0" || !digits.starts_with('0'))
+            && text != "-0"
+            && (text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok())
+    };
+    match bytes.first()? {
+        // Already canonical: serde_json would write the same bytes.
+        b'"' if !text.contains('\\') => out.push_str(text),
+        b't' | b'f' | b'n' => out.push_str(text),
+        b'-' | b'0'..=b'9' if plain_integer() => out.push_str(text),
+        _ => {
+            let value: Value = serde_json::from_str(text).ok()?;
+            out.push_str(&to_string(&value));
+        }
+    }
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    struct Unsorted<'a> {
+        zeta: u8,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alpha: Option<&'a str>,
+        mid: Vec<Inner>,
+        doc: &'a RawValue,
+    }
+
+    #[derive(Serialize)]
+    struct Inner {
+        b: bool,
+        a: f64,
+    }
+
+    #[derive(Serialize)]
+    #[serde(rename = "$sync_access::canonical::in_order")]
+    struct DeclaredInOrder {
+        a: u8,
+        c: u8,
+        b: u8,
+    }
+
+    #[test]
+    fn struct_fields_and_map_keys_are_sorted_by_bytes() {
+        let doc = RawValue::from_string(r#"{"x":1}"#.to_string()).unwrap();
+        let value = Unsorted {
+            zeta: 1,
+            alpha: Some("é\u{1}\""),
+            mid: vec![Inner { b: true, a: 1.5 }],
+            doc: &doc,
+        };
+        assert_eq!(
+            to_string(&value),
+            r#"{"alpha":"é\u0001\"","doc":{"x":1},"mid":[{"a":1.5,"b":true}],"zeta":1}"#
+        );
+        let map: BTreeMap<&str, u8> = [("é", 1), ("z", 2), ("a\"b", 3), ("a", 4)].into();
+        assert_eq!(to_string(&map), r#"{"a":4,"a\"b":3,"z":2,"é":1}"#);
+        assert_eq!(IN_ORDER, "$sync_access::canonical::in_order");
+        let mut out = Vec::new();
+        let refused = to_writer(&mut out, &DeclaredInOrder { a: 1, c: 2, b: 3 });
+        assert!(refused.unwrap_err().to_string().contains("`b`"));
+        assert_eq!(to_string(&Vec::<u8>::new()), "[]");
+        assert_eq!(to_string(&BTreeMap::<String, u8>::new()), "{}");
+    }
+
+    fn any_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            proptest::num::f64::NORMAL.prop_map(Value::from),
+            "[a-z\"\\\\é\u{1}\u{7f} ]{0,6}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-zé\"\\\\ ]{0,4}", inner, 0..6)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn reference(raw: &str) -> String {
+        let Value::Object(mut map) = serde_json::from_str::<Value>(raw).unwrap() else {
+            panic!()
+        };
+        map.insert("tenantId".into(), Value::String("t\"é".into()));
+        Value::Object(map).to_string()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// The fast canonical form is serde_json's, whatever the document.
+        #[test]
+        fn fast_canonical_form_is_serde_jsons(
+            members in proptest::collection::btree_map(
+                "[a-zA-Z\\\\\"é ]{0,6}",
+                proptest::prop_oneof![
+                    proptest::strategy::Just("null".to_string()),
+                    proptest::strategy::Just("true".to_string()),
+                    proptest::num::i64::ANY.prop_map(|n| n.to_string()),
+                    proptest::num::u64::ANY.prop_map(|n| n.to_string()),
+                    proptest::num::f64::NORMAL.prop_map(|n| n.to_string()),
+                    proptest::strategy::Just("1.10".to_string()),
+                    proptest::strategy::Just("-0".to_string()),
+                    proptest::strategy::Just("1e3".to_string()),
+                    proptest::strategy::Just("123456789012345678901234567890".to_string()),
+                    "[a-zA-Z0-9 é\\\\\"/\\n\\u{1}]{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap()),
+                    proptest::strategy::Just("\"\\u00e9\\/\"".to_string()),
+                    proptest::strategy::Just("{\"b\": [1, {\"z\": 1, \"a\": 2}], \"a\": null}".to_string()),
+                ],
+                0..8,
+            ),
+            spaced in proptest::bool::ANY,
+        ) {
+            let sep = if spaced { ", " } else { "," };
+            let body: Vec<String> = members
+                .iter()
+                .map(|(k, v)| format!("{}{}{}", serde_json::to_string(k).unwrap(), if spaced { ": " } else { ":" }, v))
+                .collect();
+            let raw = format!("{{{}}}", body.join(sep));
+            proptest::prop_assert_eq!(with_member(&raw, "tenantId", "t\"é").unwrap(), reference(&raw));
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// The writer's form of any JSON value is serde_json's form of it as
+        /// a `Value`, whose maps are sorted: the definition of canonical.
+        #[test]
+        fn any_value_is_written_as_serde_json_writes_a_sorted_value(value in any_value()) {
+            proptest::prop_assert_eq!(to_string(&value), value.to_string());
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The plan file (SPEC §4): its shape ([`Plan`]), the wire format of its
+//! changes (`change.rs`), canonical JSON ([`canonical`]), its digest
+//! (`digest.rs`) and reading it back (`load.rs`).
+//!
+//! A plan read from disk is untrusted until [`load()`] has checked its
+//! format, shape and digest. The digest covers everything but `digest`,
+//! `author_signature` and `approvals`, so that signing and approving never
+//! change what was approved (and a plan without an author signature hashes
+//! exactly as plans always did).
+
+pub mod canonical;
+mod change;
+mod digest;
+mod load;
+#[cfg(test)]
+mod tests;
+
+use std::io::Write;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::sync::{Change, Finding, Op, SyncOptions, SyncResult};
+
+pub use digest::{changes_digest, digest_of, digest_of_plan};
+pub use load::{load, parse, Loaded};
+
+pub const FORMAT: &str = "sync-access/plan/v1";
+
+/// Plans larger than this are refused before parsing (a hostile or broken
+/// file must not exhaust memory). A million bindings take about 400 MiB.
+pub const MAX_PLAN_BYTES: u64 = 2 << 30;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Plan {
+    pub format: String,
+    pub tool_version: String,
+    pub created_at: String,
+    pub created_by: String,
+    pub source: Source,
+    pub tenant: String,
+    pub options: Options,
+    pub summary: Summary,
+    pub changes: Vec<Change>,
+    pub skipped: Vec<Finding>,
+    pub conflicts: Vec<Finding>,
+    pub applyable: bool,
+    pub digest: String,
+    /// The author's SSH signature over `{created_at, created_by, digest}`
+    /// (see `signing`); outside what the digest covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_signature: Option<String>,
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub backend: String,
+    /// The URL with any password removed.
+    pub database: String,
+    pub identity: String,
+}
+
+/// The sync options besides the tenant, so that `apply` re-derives exactly.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    pub create_tenant: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_name: Option<String>,
+    pub skip_conflicts: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Summary {
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub create_tenant: usize,
+    pub add_role: usize,
+    pub add_group: usize,
+    pub add_membership: usize,
+    pub add_binding: usize,
+    pub present: usize,
+    pub skipped: usize,
+    pub conflicts: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl Summary {
+    pub fn of(result: &SyncResult) -> Self {
+        Summary {
+            create_tenant: result.count(Op::CreateTenant),
+            add_role: result.count(Op::AddRole),
+            add_group: result.count(Op::AddGroup),
+            add_membership: result.count(Op::AddMembership),
+            add_binding: result.count(Op::AddBinding),
+            present: result.present_total(),
+            skipped: result.skipped.len(),
+            conflicts: result.conflicts.len(),
+        }
+    }
+
+    pub fn changes(&self) -> usize {
+        self.create_tenant + self.add_role + self.add_group + self.add_membership + self.add_binding
+    }
+
+    pub fn count(&self, op: Op) -> usize {
+        match op {
+            Op::CreateTenant => self.create_tenant,
+            Op::AddRole => self.add_role,
+            Op::AddGroup => self.add_group,
+            Op::AddMembership => self.add_membership,
+            Op::AddBinding => self.add_binding,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    pub by: String,
+    pub at: String,
+    pub digest: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+/// Who and when, from the environment, so that commands stay testable.
+#[derive(Debug, Clone)]
+pub struct Provenance {
+    pub created_at: String,
+    pub created_by: String,
+}
+
+impl Plan {
+    /// Builds a plan from a sync result and seals it with its digest.
+    pub fn new(
+        result: SyncResult,
+        options: &SyncOptions,
+        source: Source,
+        provenance: Provenance,
+    ) -> Self {
+        let summary = Summary::of(&result);
+        let mut plan = Plan {
+            format: FORMAT.to_string(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            created_at: provenance.created_at,
+            created_by: provenance.created_by,
+            source,
+            tenant: options.tenant.clone(),
+            options: Options {
+                create_tenant: options.create_tenant,
+                tenant_name: options.tenant_name.clone(),
+                skip_conflicts: options.skip_conflicts,
+            },
+            summary,
+            applyable: result.conflicts.is_empty(),
+            changes: result.changes,
+            skipped: result.skipped,
+            conflicts: result.conflicts,
+            digest: String::new(),
+            author_signature: None,
+            approvals: Vec::new(),
+        };
+        plan.digest = digest_of_plan(&plan);
+        plan
+    }
+
+    pub fn sync_options(&self) -> SyncOptions {
+        SyncOptions {
+            tenant: self.tenant.clone(),
+            create_tenant: self.options.create_tenant,
+            tenant_name: self.options.tenant_name.clone(),
+            skip_conflicts: self.options.skip_conflicts,
+        }
+    }
+
+    /// Writes the plan file: pretty JSON (each document on one line, in its
+    /// canonical form) and a final newline, streamed.
+    pub fn write_pretty(&self, out: impl std::io::Write) -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
+        serde_json::to_writer_pretty(&mut out, self).map_err(std::io::Error::from)?;
+        out.write_all(b"\n")?;
+        out.flush()
+    }
+
+    /// The plan file's bytes (small plans and tests).
+    pub fn to_pretty_json(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        self.write_pretty(&mut bytes)
+            .expect("writing to a Vec cannot fail");
+        bytes
+    }
+
+    /// The approvals whose digest is this plan's.
+    pub fn matching_approvals(&self) -> impl Iterator<Item = &Approval> {
+        self.approvals
+            .iter()
+            .filter(move |a| a.digest == self.digest)
+    }
+}
+
+/// RFC 3339 in UTC, to the second; `SOURCE_DATE_EPOCH` fixes it for
+/// reproducible output.
+pub fn now_rfc3339() -> Result<String> {
+    let time = match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(raw) => {
+            let secs: u64 = raw.trim().parse().map_err(|_| {
+                Error::usage(format!(
+                    "SOURCE_DATE_EPOCH `{raw}` is not a number of seconds"
+                ))
+            })?;
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)
+        }
+        Err(_) => std::time::SystemTime::now(),
+    };
+    Ok(humantime::format_rfc3339_seconds(time).to_string())
+}

@@ -1,0 +1,374 @@
+//! The plan format's own tests: the SPEC's digest test vector, the
+//! canonical field order, and hostile edits of a real plan.
+
+use serde_json::Value;
+
+use super::*;
+
+const EXAMPLE: &str = include_str!("../../tests/fixtures/example-plan.json");
+
+#[test]
+fn the_spec_example_digest_is_reproduced() {
+    let raw: Value = serde_json::from_str(EXAMPLE).unwrap();
+    assert_eq!(
+        digest_of(&raw),
+        raw["digest"].as_str().unwrap(),
+        "canonical JSON must match SPEC §4's test vector"
+    );
+}
+
+#[test]
+fn canonical_json_sorts_keys_by_bytes_and_escapes_minimally() {
+    let value: Value =
+        serde_json::from_str(r#"{"b":1,"a":{"é":"x\u0001\"","Z":[true,null,1.5]}}"#).unwrap();
+    assert_eq!(
+        canonical::to_string(&value),
+        r#"{"a":{"Z":[true,null,1.5],"é":"x\u0001\""},"b":1}"#
+    );
+}
+
+#[test]
+fn a_changed_byte_changes_the_digest_and_approvals_do_not() {
+    let mut raw: Value = serde_json::from_str(EXAMPLE).unwrap();
+    let before = digest_of(&raw);
+    raw["approvals"] = Value::Array(vec![]);
+    assert_eq!(digest_of(&raw), before);
+    raw["author_signature"] = Value::String("-----BEGIN SSH SIGNATURE-----".into());
+    assert_eq!(digest_of(&raw), before);
+    raw["changes"][0]["value"]["name"] = Value::String("Admin ".into());
+    assert_ne!(digest_of(&raw), before);
+}
+
+/// A small valid plan, built by the real sync function.
+fn sample_plan() -> Vec<u8> {
+    use crate::sync::{sync, RawDoc, Snapshot};
+    let snapshot = Snapshot {
+        tenants: vec![RawDoc::new(
+            "default",
+            r#"{"id":"default","name":"Default","deleted":false}"#,
+        )],
+        users: vec![RawDoc::new(
+            "alice",
+            r#"{"id":"alice","username":"alice@example.com","groups":["data"],"deleted":false}"#,
+        )],
+        groups: vec![RawDoc::new(
+            "data",
+            r#"{"id":"data","name":"Data","deleted":false}"#,
+        )],
+        roles: vec![RawDoc::new(
+            "admin",
+            r#"{"id":"admin","name":"Admin","permissions":{"FLOW":["READ"]},"deleted":false}"#,
+        )],
+        bindings: vec![
+            RawDoc::new(
+                "b-1",
+                r#"{"id":"b-1","type":"GROUP","externalId":"data","roleId":"admin","namespaceId":"company.é","deleted":false}"#,
+            ),
+            RawDoc::new(
+                "b-2",
+                r#"{"id":"b-2","type":"USER","externalId":"ghost","roleId":"admin","deleted":false}"#,
+            ),
+        ],
+    };
+    let options = SyncOptions::new("default");
+    let result = sync(&snapshot, &options).unwrap();
+    let source = Source {
+        backend: "sqlite".into(),
+        database: "sqlite:x.db".into(),
+        identity: "sqlite:/x.db".into(),
+    };
+    let provenance = Provenance {
+        created_at: "2026-11-27T12:00:00Z".into(),
+        created_by: "ops".into(),
+    };
+    Plan::new(result, &options, source, provenance).to_pretty_json()
+}
+
+/// The content a digest vouches for: everything but digest, the author's
+/// signature and approvals.
+fn sealed_content(raw: &Value) -> Vec<u8> {
+    let mut map = raw.as_object().unwrap().clone();
+    map.remove("digest");
+    map.remove("author_signature");
+    map.remove("approvals");
+    canonical::to_vec(&Value::Object(map))
+}
+
+#[test]
+fn the_sample_plan_is_valid_and_intact() {
+    let loaded = parse(&sample_plan()).unwrap();
+    assert!(loaded.digest_matches());
+    assert_eq!(loaded.plan.changes.len(), 4);
+}
+
+#[test]
+fn an_author_signature_is_outside_the_digest_and_absent_when_unsigned() {
+    let bytes = sample_plan();
+    assert!(!String::from_utf8_lossy(&bytes).contains("author_signature"));
+    let mut raw: Value = serde_json::from_slice(&bytes).unwrap();
+    raw["author_signature"] = Value::String("-----BEGIN SSH SIGNATURE-----".into());
+    let loaded = parse(&serde_json::to_vec_pretty(&raw).unwrap()).unwrap();
+    assert!(loaded.digest_matches());
+    assert_eq!(digest_of(&raw), loaded.plan.digest);
+    // The streamed digest of the typed plan leaves it out too.
+    assert!(loaded.plan.author_signature.is_some());
+    assert_eq!(digest_of_plan(&loaded.plan), loaded.plan.digest);
+}
+
+fn mutate_value(raw: &mut Value, which: u8, text: &str) {
+    let changes = raw["changes"].as_array_mut().unwrap();
+    match which % 9 {
+        0 => {
+            let first = changes[0].clone();
+            changes.push(first);
+        }
+        1 => changes.reverse(),
+        2 => changes[1]["key"] = Value::String(format!("default_{text}")),
+        3 => changes[1]["value"]["tenantId"] = Value::String("other".into()),
+        4 => changes[2]["unexpected"] = Value::String(text.into()),
+        5 => raw["tenant"] = Value::String(text.into()),
+        6 => changes[0]["value"]["name"] = Value::String(text.repeat(1000)),
+        7 => raw["summary"]["add_role"] = Value::from(7),
+        _ => {
+            let mut deep = Value::String(text.into());
+            for _ in 0..200 {
+                deep = Value::Array(vec![deep]);
+            }
+            changes[0]["value"]["nested"] = deep;
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+    /// Flipped bytes and truncations: never a panic, and a plan that
+    /// still parses and passes its digest check says exactly what the
+    /// original said.
+    #[test]
+    fn corrupted_bytes_never_pass_as_the_original(
+        flips in proptest::collection::vec((0usize..100_000, 0u8..=255), 0..4),
+        cut in proptest::option::of(0usize..100_000),
+    ) {
+        let original = sample_plan();
+        let original_content = sealed_content(&serde_json::from_slice(&original).unwrap());
+        let mut bytes = original.clone();
+        for (at, byte) in flips {
+            let at = at % bytes.len();
+            bytes[at] = byte;
+        }
+        if let Some(cut) = cut {
+            bytes.truncate(cut % (bytes.len() + 1));
+        }
+        if let Ok(loaded) = parse(&bytes) {
+            if loaded.digest_matches() {
+                let reread = serde_json::to_value(&loaded.plan).unwrap();
+                proptest::prop_assert_eq!(sealed_content(&reread), original_content);
+            }
+        }
+    }
+
+    /// Structural edits (duplicated or reordered changes, a key that
+    /// does not match its document, another tenant, unknown fields, huge
+    /// strings, deep nesting, a lying summary) are refused outright or
+    /// fail the digest check.
+    #[test]
+    fn structural_edits_are_refused(which in 0u8..9, text in "[a-zA-Z0-9_%'\\\"é]{1,12}") {
+        let mut raw: Value = serde_json::from_slice(&sample_plan()).unwrap();
+        let before = sealed_content(&raw);
+        mutate_value(&mut raw, which, &text);
+        proptest::prop_assume!(sealed_content(&raw) != before);
+        let bytes = serde_json::to_vec_pretty(&raw).unwrap();
+        match parse(&bytes) {
+            Err(_) => {}
+            Ok(loaded) => proptest::prop_assert!(!loaded.digest_matches()),
+        }
+        // Even an attacker who recomputes the digest cannot make an
+        // incoherent plan load.
+        let mut resealed = raw.clone();
+        resealed["digest"] = Value::String(digest_of(&raw));
+        if matches!(which % 9, 0..=3 | 5 | 7) {
+            let bytes = serde_json::to_vec(&resealed).unwrap();
+            proptest::prop_assert!(parse(&bytes).is_err(), "edit {} loaded", which % 9);
+        }
+    }
+}
+
+#[test]
+fn garbage_is_refused_with_a_sentence() {
+    assert!(parse(b"not json").unwrap_err().contains("not JSON"));
+    assert!(parse(b"{\"format\":\"other\"}")
+        .unwrap_err()
+        .contains("format `other`"));
+    assert!(parse(b"[]").unwrap_err().contains("not a JSON object"));
+    assert!(parse(b"{}").unwrap_err().contains("no `format`"));
+}
+
+/// The canonical form of each kind of change, member by member: what the
+/// digest of the approved changes covers. Adding a field to a change is
+/// one edit in `change.rs`; this test says where it lands.
+#[test]
+fn the_canonical_field_order_of_changes_is_fixed() {
+    let loaded = parse(&sample_plan()).unwrap();
+    let lines: Vec<String> = loaded
+        .plan
+        .changes
+        .iter()
+        .map(canonical::to_string)
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            r#"{"key":"default_admin","op":"add_role","value":{"deleted":false,"id":"admin","name":"Admin","permissions":{"FLOW":["READ"]},"tenantId":"default"}}"#,
+            r#"{"key":"default_data","op":"add_group","value":{"deleted":false,"id":"data","name":"Data","tenantId":"default"}}"#,
+            r#"{"group_id":"data","group_name":"Data","key":"alice","membership":"MEMBER","op":"add_membership","user_id":"alice","username":"alice@example.com"}"#,
+            r#"{"key":"default_b-1","op":"add_binding","role":"Admin","subject":"group Data","value":{"deleted":false,"externalId":"data","id":"b-1","namespaceId":"company.é","roleId":"admin","tenantId":"default","type":"GROUP"}}"#,
+        ]
+    );
+    let mut tenant = SyncOptions::new("fresh");
+    tenant.create_tenant = true;
+    let created = crate::sync::sync(&crate::sync::Snapshot::default(), &tenant).unwrap();
+    assert_eq!(
+        canonical::to_string(&created.changes[0]),
+        r#"{"key":"fresh","op":"create_tenant","value":{"deleted":false,"id":"fresh","name":"fresh"}}"#
+    );
+}
+
+/// The streamed digest of a typed plan is the digest anyone computes from
+/// its JSON: a member added to `Plan` but not to what the digest covers
+/// fails here.
+#[test]
+fn the_streamed_digest_is_the_digest_of_the_plan_as_json() {
+    let loaded = parse(&sample_plan()).unwrap();
+    let as_json = serde_json::to_value(&loaded.plan).unwrap();
+    assert_eq!(digest_of_plan(&loaded.plan), digest_of(&as_json));
+    assert_eq!(digest_of_plan(&loaded.plan), loaded.plan.digest);
+}
+
+const PLAN_FORMAT_DOC: &str = include_str!("../../docs/plan-format.md");
+
+/// The body of the fenced block of docs/plan-format.md whose info
+/// string is `info`.
+fn doc_block(info: &str) -> &'static str {
+    let open = format!("```{info}\n");
+    let start = PLAN_FORMAT_DOC
+        .find(&open)
+        .unwrap_or_else(|| panic!("docs/plan-format.md has no ```{info} block"))
+        + open.len();
+    let len = PLAN_FORMAT_DOC[start..]
+        .find("```")
+        .expect("the block is closed");
+    &PLAN_FORMAT_DOC[start..start + len]
+}
+
+/// docs/plan-format.md §13: the store it describes plans, through the
+/// real sync function, to exactly the file it shows; that file's
+/// canonical form is the line it shows; its SHA-256 is the digest it
+/// shows; and the tool's own reading of the file agrees.
+#[test]
+fn the_documented_test_vector_reproduces() {
+    use crate::sync::{sync, RawDoc, Snapshot};
+    let vector = doc_block("json test-vector");
+    let canonical = doc_block("text canonical-vector").trim_end_matches('\n');
+    let digest = doc_block("text digest-vector").trim();
+
+    // The file as the tool writes it for the documented store.
+    let snapshot = Snapshot {
+        tenants: vec![RawDoc::new(
+            "default",
+            r#"{"id":"default","name":"Default","deleted":false}"#,
+        )],
+        users: vec![RawDoc::new(
+            "alice",
+            r#"{"id":"alice","username":"alice@example.com","groups":["ops"],"auths":[{"type":"password","hash":"$2a$10$x"}],"deleted":false}"#,
+        )],
+        groups: vec![
+            RawDoc::new("ops", r#"{"id":"ops","name":"Opérations","deleted":false}"#),
+            RawDoc::new(
+                "default_ops",
+                r#"{"id":"ops","tenantId":"default","name":"Opérations","deleted":false}"#,
+            ),
+        ],
+        roles: vec![RawDoc::new(
+            "viewer",
+            r#"{"id":"viewer","name":"Viewer","permissions":{"FLOW":["READ"]},"deleted":false}"#,
+        )],
+        bindings: vec![
+            RawDoc::new(
+                "b-1",
+                r#"{"id":"b-1","type":"GROUP","externalId":"ops","roleId":"viewer","namespaceId":"company.ops","deleted":false}"#,
+            ),
+            RawDoc::new(
+                "b-2",
+                r#"{"id":"b-2","type":"USER","externalId":"bob","roleId":"viewer","deleted":false}"#,
+            ),
+        ],
+    };
+    let options = SyncOptions::new("default");
+    let source = Source {
+        backend: "sqlite".into(),
+        database: "sqlite:kestra.db".into(),
+        identity: "sqlite:/srv/kestra/kestra.db".into(),
+    };
+    let provenance = Provenance {
+        created_at: "2026-01-15T09:00:00Z".into(),
+        created_by: "ops@example.com".into(),
+    };
+    let mut plan = Plan::new(
+        sync(&snapshot, &options).unwrap(),
+        &options,
+        source,
+        provenance,
+    );
+    plan.approvals.push(Approval {
+        by: "security@example.com".into(),
+        at: "2026-01-15T10:30:00Z".into(),
+        digest: plan.digest.clone(),
+        comment: Some("CHG-1234".into()),
+        signature: None,
+    });
+    assert_eq!(
+        String::from_utf8(plan.to_pretty_json()).unwrap(),
+        vector,
+        "docs/plan-format.md §13 is not the file the tool writes"
+    );
+    assert!(!vector.contains("auths") && !vector.contains("$2a$"));
+
+    // The canonical form and its digest, computed independently of the
+    // typed plan: from the file as generic JSON.
+    let raw: Value = serde_json::from_str(vector).unwrap();
+    assert_eq!(String::from_utf8(sealed_content(&raw)).unwrap(), canonical);
+    assert_eq!(canonical.len(), 1051, "the byte count the doc states");
+    assert_eq!(hex_digest_of(canonical.as_bytes()), digest);
+    assert_eq!(digest_of(&raw), digest);
+
+    // The tool's own reading of the file.
+    let loaded = parse(vector.as_bytes()).unwrap();
+    assert_eq!(loaded.computed_digest, digest);
+    assert!(loaded.digest_matches());
+    assert_eq!(loaded.plan.matching_approvals().count(), 1);
+}
+
+fn hex_digest_of(bytes: &[u8]) -> String {
+    use sha2::{Digest as _, Sha256};
+    let hash = Sha256::digest(bytes);
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+/// docs/plan-format.md §10, rule 5: how numbers in documents are
+/// written.
+#[test]
+fn documented_number_forms_are_the_canonical_ones() {
+    let doc: crate::sync::Document = serde_json::from_str(
+        r#"{"f":1.10,"e":1e3,"i":-12,"u":18446744073709551615,"z":-0,"w":1.0}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        doc.as_str(),
+        r#"{"e":1000.0,"f":1.1,"i":-12,"u":18446744073709551615,"w":1.0,"z":-0.0}"#
+    );
+    let text: crate::sync::Document =
+        serde_json::from_str("{\"s\":\"/\\u007f\\u00e9\\u001f\\u0008\\\"\"}").unwrap();
+    assert_eq!(text.as_str(), "{\"s\":\"/\u{7f}é\\u001f\\b\\\"\"}");
+}

@@ -1,0 +1,70 @@
+//! The contract between the commands and a database backend.
+//!
+//! [`Store`](super::Store) holds one `Box<dyn Driver>`; every backend gets
+//! its implementation from [`SqlStore`](super::sql::SqlStore), which writes
+//! the shared algorithm once over sqlx and asks the backend's
+//! [`Dialect`](super::sql::Dialect) only for what differs.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::{HistoryRecord, ReadMode, Table};
+use crate::connect::Backend;
+use crate::error::Result;
+use crate::sync::{RawDoc, Snapshot};
+
+/// What a backend does for the commands. One connection, used by one
+/// command at a time; none of these futures need to be `Send` (the runtime
+/// has one thread).
+#[async_trait(?Send)]
+pub(crate) trait Driver {
+    fn backend(&self) -> Backend;
+
+    /// The most stable identity of the database the backend offers.
+    async fn identity(&mut self) -> Result<String>;
+
+    /// The names of the tables that unqualified names resolve to.
+    async fn table_names(&mut self) -> Result<Vec<String>>;
+
+    /// Every row [`crate::sync::sync`] needs for `tenant`, in one
+    /// consistent snapshot: in a read-only transaction of its own, or
+    /// inside the apply transaction under its locks.
+    async fn read_snapshot(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot>;
+
+    /// Opens the apply transaction under the backend's lock (one apply at
+    /// a time; nobody else writes the IAM tables until it ends), with the
+    /// history table ready to be written in it. Waits at most
+    /// `lock_timeout`, then fails as locked.
+    async fn begin_apply(&mut self, lock_timeout: Duration) -> Result<()>;
+
+    /// Inserts rows in batches, inside the apply transaction. A key that is
+    /// already taken fails as stale, naming the key.
+    async fn insert(&mut self, table: Table, rows: &[RawDoc]) -> Result<()>;
+
+    /// Replaces whole user documents, by key, in batches. A user that is
+    /// gone fails as stale, naming the key.
+    async fn update_users(&mut self, users: &[RawDoc]) -> Result<()>;
+
+    /// The history row of the plan with `digest`; the table exists.
+    async fn find_applied(&mut self, digest: &str) -> Result<Option<HistoryRecord>>;
+
+    /// Every history row, newest first; the table exists.
+    async fn history(&mut self) -> Result<Vec<HistoryRecord>>;
+
+    /// Records an applied plan, inside the apply transaction.
+    async fn record(&mut self, record: &HistoryRecord) -> Result<()>;
+
+    async fn commit(&mut self) -> Result<()>;
+
+    async fn rollback(&mut self) -> Result<()>;
+
+    /// Creates the five IAM tables with the reference DDL (demo and tests).
+    async fn create_iam_tables(&mut self) -> Result<()>;
+
+    /// Inserts rows outside any plan, in one transaction (demo and tests).
+    async fn load(&mut self, table: Table, rows: &[RawDoc]) -> Result<()>;
+
+    /// Drops the five IAM tables and the history table (demo --reset).
+    async fn drop_all(&mut self) -> Result<()>;
+}

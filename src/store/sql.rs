@@ -1,0 +1,604 @@
+//! The algorithm every backend shares, written once over sqlx's `Database`:
+//! [`SqlStore`] implements the [`Driver`] contract for any [`Dialect`], and
+//! a dialect (one file per backend) says only what differs: its SQL, how it
+//! connects and who it is, its locks, its fast write paths, and what its
+//! error codes mean.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+use sqlx::error::DatabaseError;
+use sqlx::{ColumnIndex, Database, Decode, Encode, Executor, IntoArguments, Row, Type};
+
+use super::driver::Driver;
+use super::{Access, HistoryRecord, ReadMode, Table, HISTORY_TABLE};
+use crate::connect::{Backend, Target};
+use crate::error::{Error, Result};
+use crate::sync::{RawDoc, Snapshot};
+
+/// A dialect's connection.
+pub(super) type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
+
+/// What a driver error means, told by the backend's own code for it
+/// (SQLSTATE, error number, result code), never by its message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Failure {
+    /// A lock was not granted within the lock timeout.
+    LockTimeout,
+    /// A primary or unique key is already taken.
+    KeyTaken,
+    Other,
+}
+
+/// What differs between backends. Everything else is [`SqlStore`]'s.
+pub(super) trait Dialect: Sized + 'static {
+    type Db: Database;
+    const BACKEND: Backend;
+
+    /// Rows and bytes per multi-row statement: under the backend's limits
+    /// on bind parameters and packet size.
+    const BATCH_ROWS: usize;
+    const BATCH_BYTES: usize;
+
+    /// The reference DDL of the five IAM tables (demo and tests).
+    const IAM_DDL: &'static str;
+    /// `CREATE TABLE IF NOT EXISTS` of the history table.
+    const HISTORY_DDL: &'static str;
+    /// Lists the tables that unqualified names resolve to, one name a row.
+    const TABLE_NAMES: &'static str;
+    /// Starts the read-only, consistent transaction of a snapshot read.
+    const BEGIN_SNAPSHOT: &'static [&'static str];
+    /// Starts a read-write transaction (`load`).
+    const BEGIN: &'static str;
+    /// Appended to each read of a snapshot taken inside the apply.
+    const LOCKING_READ: &'static str = "";
+
+    /// Opens the one connection. With [`Access::ReadOnly`] the database
+    /// itself must refuse every write on it.
+    async fn connect(target: &Target, access: Access) -> Result<(Conn<Self>, Self)>;
+
+    /// The most stable identity of the database the backend offers.
+    async fn identity(&mut self, conn: &mut Conn<Self>) -> Result<String>;
+
+    /// An identifier, quoted.
+    fn quote(name: &str) -> String;
+
+    /// A column read as text.
+    fn text(column: &str) -> String;
+
+    /// The `n`th (from 1) bind parameter.
+    fn param(n: usize) -> String;
+
+    /// A condition true when `key` starts with the text of parameter
+    /// `first`, and how many parameters it binds (each one to the prefix).
+    fn key_starts_with(first: usize) -> (String, usize);
+
+    /// Takes the backend's apply lock and opens the apply transaction, with
+    /// the history table created when it is missing.
+    async fn begin_apply(&mut self, conn: &mut Conn<Self>, lock_timeout: Duration) -> Result<()>;
+
+    /// Inserts one batch; a key already taken is [`Failure::KeyTaken`], and
+    /// leaves the transaction usable for reads.
+    async fn insert_batch(
+        conn: &mut Conn<Self>,
+        table: Table,
+        batch: &[RawDoc],
+    ) -> std::result::Result<(), sqlx::Error>;
+
+    /// Replaces the value of each user of `batch` by key; returns how many
+    /// rows matched.
+    async fn update_users_batch(
+        conn: &mut Conn<Self>,
+        batch: &[RawDoc],
+    ) -> std::result::Result<u64, sqlx::Error>;
+
+    async fn commit(&mut self, conn: &mut Conn<Self>) -> Result<()>;
+
+    async fn rollback(&mut self, conn: &mut Conn<Self>) -> Result<()>;
+
+    fn classify(error: &dyn DatabaseError) -> Failure;
+}
+
+/// The [`Driver`] of every backend: one connection and its dialect.
+pub(super) struct SqlStore<D: Dialect> {
+    conn: Conn<D>,
+    dialect: D,
+    access: Access,
+}
+
+impl<D: Dialect> SqlStore<D> {
+    pub(super) async fn connect(target: &Target, access: Access) -> Result<Self> {
+        let (conn, dialect) = D::connect(target, access).await?;
+        Ok(SqlStore {
+            conn,
+            dialect,
+            access,
+        })
+    }
+}
+
+/// Runs one statement without parameters.
+pub(super) async fn execute<C>(conn: &mut C, sql: &str, doing: &str) -> Result<()>
+where
+    for<'c> &'c mut C: Executor<'c>,
+{
+    conn.execute(sql)
+        .await
+        .map(|_| ())
+        .map_err(|e| db_error(doing, e))
+}
+
+/// Runs a query whose parameters are all strings; returns its rows' first
+/// columns.
+pub(super) async fn strings<C, DB: Database>(
+    conn: &mut C,
+    sql: &str,
+    binds: &[&str],
+) -> std::result::Result<Vec<String>, sqlx::Error>
+where
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let query = binds
+        .iter()
+        .fold(sqlx::query::<DB>(sql), |query, value| query.bind(*value));
+    query
+        .fetch_all(conn)
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect()
+}
+
+/// Inserts a batch with one multi-row `INSERT ... VALUES`.
+pub(super) async fn insert_values<D: Dialect>(
+    conn: &mut Conn<D>,
+    table: Table,
+    batch: &[RawDoc],
+) -> std::result::Result<(), sqlx::Error>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+{
+    let mut sql = format!(
+        "INSERT INTO {} ({}, {}) VALUES ",
+        D::quote(table.name()),
+        D::quote("key"),
+        D::quote("value")
+    );
+    for i in 0..batch.len() {
+        if i > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "({}, {})",
+            D::param(2 * i + 1),
+            D::param(2 * i + 2)
+        ));
+    }
+    let query = batch.iter().fold(sqlx::query::<D::Db>(&sql), |query, row| {
+        query.bind(row.key.as_str()).bind(row.value.as_str())
+    });
+    query.execute(conn).await.map(|_| ())
+}
+
+/// Splits rows into batches of at most `max_rows` rows and about `max_bytes`
+/// bytes of values, so that multi-row statements stay within the backend's
+/// bind-parameter and packet limits.
+pub(super) fn batches(rows: &[RawDoc], max_rows: usize, max_bytes: usize) -> Vec<&[RawDoc]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, row) in rows.iter().enumerate() {
+        let size = row.key.len() + row.value.len();
+        if i > start && (i - start >= max_rows || bytes + size > max_bytes) {
+            out.push(&rows[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < rows.len() {
+        out.push(&rows[start..]);
+    }
+    out
+}
+
+/// The reference DDL's statements, comments removed.
+pub(super) fn ddl_statements(ddl: &str) -> Vec<String> {
+    let without_comments: String = ddl
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Maps a driver error to ours, with what was being done; never includes the
+/// statement's arguments (they may hold user documents). The driver's error
+/// is kept as the cause, for `-v`.
+pub(super) fn db_error(doing: &str, err: sqlx::Error) -> Error {
+    let error = match &err {
+        sqlx::Error::Database(e) => Error::store(format!("{doing}: {}", e.message())),
+        sqlx::Error::Io(e) => Error::connection(format!("{doing}: connection lost: {e}")),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+            Error::connection(format!("{doing}: connection lost"))
+        }
+        sqlx::Error::ColumnDecode { index, source } => Error::store(format!(
+            "{doing}: column {index} could not be read: {source}"
+        )),
+        other => Error::store(format!("{doing}: {other}")),
+    };
+    error.with_source(err)
+}
+
+/// How a dialect's failure to connect reads: the database without its
+/// password and why, in short; the driver's own error is the cause (`-v`).
+pub(super) fn connect_error(target: &Target, err: sqlx::Error) -> Error {
+    let why = match &err {
+        sqlx::Error::Database(e) => e.message().to_string(),
+        // "connection refused", "timed out": the OS error is the cause.
+        sqlx::Error::Io(e) => e.kind().to_string(),
+        other => other.to_string(),
+    };
+    Error::connection(format!("could not connect to {}: {why}", target.display())).with_source(err)
+}
+
+/// The `Failure` of a driver error, when it comes from the database.
+fn failure<D: Dialect>(err: &sqlx::Error) -> Failure {
+    match err {
+        sqlx::Error::Database(e) => D::classify(e.as_ref()),
+        _ => Failure::Other,
+    }
+}
+
+/// The history table's columns, in the order [`history_record`] reads them.
+const HISTORY_COLUMNS: [&str; 8] = [
+    "digest",
+    "tenant",
+    "plan_created_at",
+    "plan_created_by",
+    "approvers",
+    "applied_at",
+    "applied_by",
+    "summary",
+];
+
+/// Reads a history row selected as [`HISTORY_COLUMNS`].
+fn history_record<R: Row>(row: &R) -> std::result::Result<HistoryRecord, sqlx::Error>
+where
+    usize: sqlx::ColumnIndex<R>,
+    String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+{
+    Ok(HistoryRecord {
+        digest: row.try_get(0)?,
+        tenant: row.try_get(1)?,
+        plan_created_at: row.try_get(2)?,
+        plan_created_by: row.try_get(3)?,
+        approvers: row.try_get(4)?,
+        applied_at: row.try_get(5)?,
+        applied_by: row.try_get(6)?,
+        summary: row.try_get(7)?,
+    })
+}
+
+impl<D: Dialect> SqlStore<D>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'r> String: Decode<'r, D::Db> + Type<D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    async fn execute(&mut self, sql: &str, doing: &str) -> Result<()> {
+        execute(&mut self.conn, sql, doing).await
+    }
+
+    /// The `key` and `value` of every row `sql` selects, its parameters
+    /// bound to `binds` in order. Inside the apply, a lock wait that timed
+    /// out is refused as locked, as on every other step of the apply.
+    async fn fetch_docs(
+        &mut self,
+        sql: &str,
+        binds: &[&str],
+        mode: ReadMode,
+        doing: &str,
+    ) -> Result<Vec<RawDoc>> {
+        let read_error = |e: sqlx::Error| {
+            match failure::<D>(&e) {
+            Failure::LockTimeout if mode == ReadMode::InApply => Error::locked(format!(
+                "{doing}: another session is writing the IAM tables and did not finish within the lock timeout"
+            ))
+            .with_source(e),
+            _ => db_error(doing, e),
+        }
+        };
+        let query = binds
+            .iter()
+            .fold(sqlx::query::<D::Db>(sql), |query, value| query.bind(*value));
+        let mut rows = query.fetch(&mut self.conn);
+        let mut docs = Vec::new();
+        while let Some(row) = rows.try_next().await.map_err(read_error)? {
+            docs.push(RawDoc {
+                key: row.try_get(0).map_err(|e| db_error(doing, e))?,
+                value: row.try_get(1).map_err(|e| db_error(doing, e))?,
+            });
+        }
+        Ok(docs)
+    }
+
+    /// The rows of `table` that `sync` needs for `tenant`: the tenant's own
+    /// row; every user; the legacy scope, the tenant's documents and every
+    /// key the copies would take (`<tenant>_...`) of the other tables.
+    async fn read_table(
+        &mut self,
+        table: Table,
+        tenant: &str,
+        mode: ReadMode,
+    ) -> Result<Vec<RawDoc>> {
+        let mut sql = format!(
+            "SELECT {}, {} FROM {}",
+            D::text("key"),
+            D::text("value"),
+            D::quote(table.name())
+        );
+        let prefix = format!("{tenant}_");
+        let mut binds: Vec<&str> = Vec::new();
+        match table {
+            Table::Tenants => {
+                sql.push_str(&format!(" WHERE {} = {}", D::quote("key"), D::param(1)));
+                binds.push(tenant);
+            }
+            Table::Users => {}
+            Table::Groups | Table::Roles | Table::Bindings => {
+                let tenant_id = D::quote("tenant_id");
+                let (starts_with, prefix_binds) = D::key_starts_with(2);
+                sql.push_str(&format!(
+                    " WHERE {tenant_id} IS NULL OR {tenant_id} = {} OR {starts_with}",
+                    D::param(1)
+                ));
+                binds.push(tenant);
+                binds.extend(std::iter::repeat(prefix.as_str()).take(prefix_binds));
+            }
+        }
+        if mode == ReadMode::InApply {
+            sql.push_str(D::LOCKING_READ);
+        }
+        let doing = format!("reading {}", table.name());
+        self.fetch_docs(&sql, &binds, mode, &doing).await
+    }
+
+    /// The keys of `rows` that `table` holds now, in the order of `rows`.
+    async fn existing_keys<'r>(
+        &mut self,
+        table: Table,
+        rows: &'r [RawDoc],
+    ) -> Result<Vec<&'r str>> {
+        let params: Vec<String> = (1..=rows.len()).map(D::param).collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {} IN ({})",
+            D::text("key"),
+            D::quote(table.name()),
+            D::quote("key"),
+            params.join(", ")
+        );
+        let binds: Vec<&str> = rows.iter().map(|row| row.key.as_str()).collect();
+        let found: std::collections::HashSet<String> = strings(&mut self.conn, &sql, &binds)
+            .await
+            .map_err(|e| db_error(&format!("reading {}", table.name()), e))?
+            .into_iter()
+            .collect();
+        Ok(binds
+            .into_iter()
+            .filter(|key| found.contains(*key))
+            .collect())
+    }
+
+    fn history_select() -> String {
+        let columns: Vec<String> = HISTORY_COLUMNS.iter().map(|c| D::text(c)).collect();
+        format!("SELECT {} FROM {HISTORY_TABLE}", columns.join(", "))
+    }
+
+    async fn history_rows(&mut self, sql: &str, binds: &[&str]) -> Result<Vec<HistoryRecord>> {
+        let doing = "reading the history";
+        let query = binds
+            .iter()
+            .fold(sqlx::query::<D::Db>(sql), |query, value| query.bind(*value));
+        let rows = query
+            .fetch_all(&mut self.conn)
+            .await
+            .map_err(|e| db_error(doing, e))?;
+        rows.iter()
+            .map(|row| history_record(row).map_err(|e| db_error(doing, e)))
+            .collect()
+    }
+}
+
+#[async_trait(?Send)]
+impl<D: Dialect> Driver for SqlStore<D>
+where
+    for<'c> &'c mut Conn<D>: Executor<'c, Database = D::Db>,
+    for<'q> <D::Db as Database>::Arguments<'q>: IntoArguments<'q, D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'r> String: Decode<'r, D::Db> + Type<D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+{
+    fn backend(&self) -> Backend {
+        D::BACKEND
+    }
+
+    async fn identity(&mut self) -> Result<String> {
+        self.dialect.identity(&mut self.conn).await
+    }
+
+    async fn table_names(&mut self) -> Result<Vec<String>> {
+        strings(&mut self.conn, D::TABLE_NAMES, &[])
+            .await
+            .map_err(|e| db_error("listing tables", e))
+    }
+
+    async fn read_snapshot(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot> {
+        if mode == ReadMode::ReadOnly {
+            for statement in D::BEGIN_SNAPSHOT {
+                self.execute(statement, "starting the read transaction")
+                    .await?;
+            }
+        }
+        let snapshot = Snapshot {
+            tenants: self.read_table(Table::Tenants, tenant, mode).await?,
+            users: self.read_table(Table::Users, tenant, mode).await?,
+            groups: self.read_table(Table::Groups, tenant, mode).await?,
+            roles: self.read_table(Table::Roles, tenant, mode).await?,
+            bindings: self.read_table(Table::Bindings, tenant, mode).await?,
+        };
+        if mode == ReadMode::ReadOnly {
+            self.execute("COMMIT", "ending the read transaction")
+                .await?;
+        }
+        Ok(snapshot)
+    }
+
+    async fn begin_apply(&mut self, lock_timeout: Duration) -> Result<()> {
+        if self.access == Access::ReadOnly {
+            return Err(Error::usage("internal: apply on a read-only connection"));
+        }
+        self.dialect.begin_apply(&mut self.conn, lock_timeout).await
+    }
+
+    async fn insert(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
+        let doing = format!("inserting into {}", table.name());
+        for batch in batches(rows, D::BATCH_ROWS, D::BATCH_BYTES) {
+            match D::insert_batch(&mut self.conn, table, batch).await {
+                Ok(()) => {}
+                Err(e) if failure::<D>(&e) == Failure::KeyTaken => {
+                    // A planned key taken by the time of the write (by a
+                    // trigger, say): the database changed, the plan is stale.
+                    let taken = self.existing_keys(table, batch).await?;
+                    let key = taken.first().copied().unwrap_or("?");
+                    return Err(Error::stale(format!(
+                        "{doing}: `{key}` collides with a row that is already there"
+                    ))
+                    .with_source(e));
+                }
+                Err(e) => return Err(db_error(&doing, e)),
+            }
+        }
+        Ok(())
+    }
+
+    async fn update_users(&mut self, users: &[RawDoc]) -> Result<()> {
+        for batch in batches(users, D::BATCH_ROWS, D::BATCH_BYTES) {
+            let matched = D::update_users_batch(&mut self.conn, batch)
+                .await
+                .map_err(|e| db_error("updating users", e))?;
+            if matched != batch.len() as u64 {
+                let present = self.existing_keys(Table::Users, batch).await?;
+                let gone = batch
+                    .iter()
+                    .map(|user| user.key.as_str())
+                    .find(|key| !present.contains(key))
+                    .unwrap_or("?");
+                return Err(Error::stale(format!("user `{gone}` vanished during apply")));
+            }
+        }
+        Ok(())
+    }
+
+    async fn find_applied(&mut self, digest: &str) -> Result<Option<HistoryRecord>> {
+        let sql = format!("{} WHERE digest = {}", Self::history_select(), D::param(1));
+        Ok(self.history_rows(&sql, &[digest]).await?.into_iter().next())
+    }
+
+    async fn history(&mut self) -> Result<Vec<HistoryRecord>> {
+        let sql = format!(
+            "{} ORDER BY applied_at DESC, digest",
+            Self::history_select()
+        );
+        self.history_rows(&sql, &[]).await
+    }
+
+    async fn record(&mut self, r: &HistoryRecord) -> Result<()> {
+        let params: Vec<String> = (1..=HISTORY_COLUMNS.len()).map(D::param).collect();
+        let sql = format!(
+            "INSERT INTO {HISTORY_TABLE} ({}) VALUES ({})",
+            HISTORY_COLUMNS.join(", "),
+            params.join(", ")
+        );
+        sqlx::query::<D::Db>(&sql)
+            .bind(r.digest.as_str())
+            .bind(r.tenant.as_str())
+            .bind(r.plan_created_at.as_str())
+            .bind(r.plan_created_by.as_str())
+            .bind(r.approvers.as_str())
+            .bind(r.applied_at.as_str())
+            .bind(r.applied_by.as_str())
+            .bind(r.summary.as_str())
+            .execute(&mut self.conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| db_error("recording the plan in the history", e))
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        self.dialect.commit(&mut self.conn).await
+    }
+
+    async fn rollback(&mut self) -> Result<()> {
+        self.dialect.rollback(&mut self.conn).await
+    }
+
+    async fn create_iam_tables(&mut self) -> Result<()> {
+        for statement in ddl_statements(D::IAM_DDL) {
+            self.execute(&statement, "creating the IAM tables").await?;
+        }
+        Ok(())
+    }
+
+    async fn load(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
+        self.execute(D::BEGIN, "loading rows").await?;
+        self.insert(table, rows).await?;
+        self.commit().await
+    }
+
+    async fn drop_all(&mut self) -> Result<()> {
+        for table in Table::ALL.iter().map(|t| t.name()).chain([HISTORY_TABLE]) {
+            let sql = format!("DROP TABLE IF EXISTS {}", D::quote(table));
+            self.execute(&sql, "dropping tables").await?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_rows_and_bytes() {
+        let rows: Vec<RawDoc> = (0..10)
+            .map(|i| RawDoc::new(format!("k{i}"), "x".repeat(8)))
+            .collect();
+        let sizes: Vec<usize> = batches(&rows, 4, 1000).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![4, 4, 2]);
+        let sizes: Vec<usize> = batches(&rows, 100, 25).iter().map(|b| b.len()).collect();
+        assert_eq!(sizes, vec![2, 2, 2, 2, 2]);
+        assert!(batches(&[], 4, 10).is_empty());
+    }
+
+    #[test]
+    fn ddl_is_split_into_statements() {
+        let stmts = ddl_statements(include_str!("ddl/sqlite.sql"));
+        assert_eq!(stmts.len(), 8);
+        assert!(stmts.iter().all(|s| s.starts_with("CREATE")));
+    }
+}

@@ -1,0 +1,336 @@
+//! The indexes [`super::sync`] builds from a snapshot before it applies any
+//! rule: each table's legacy scope and target-tenant scope, who holds each
+//! key, and whether an id is live, deleted, malformed or missing. Building
+//! them reports the documents that cannot be read as skipped.
+
+use std::borrow::Cow;
+use std::collections::{HashMap, HashSet};
+
+use super::documents::{self, Binding, Group, Malformed, Parsed, Role, User};
+use super::{Finding, Kind, RawDoc, Snapshot, SyncResult};
+
+pub(super) fn malformed_finding(kind: Kind, m: &Malformed) -> Finding {
+    Finding {
+        kind,
+        key: m.key.clone(),
+        group_id: None,
+        reason: "malformed".into(),
+        detail: Some(m.detail.clone()),
+    }
+}
+
+/// Whether a legacy document that others depend on can be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Availability {
+    Available,
+    Missing,
+    Deleted,
+    Malformed,
+}
+
+impl Availability {
+    pub(super) fn reason(self, kind: Kind) -> Option<String> {
+        let word = match self {
+            Availability::Available => return None,
+            Availability::Missing => "missing",
+            Availability::Deleted => "deleted",
+            Availability::Malformed => "malformed",
+        };
+        Some(format!("{} {word}", kind.as_str()))
+    }
+}
+
+/// Legacy availability of ids, from every legacy row of a table.
+#[derive(Default)]
+pub(super) struct Ids<'a> {
+    pub(super) live: HashSet<Cow<'a, str>>,
+    pub(super) deleted: HashSet<Cow<'a, str>>,
+    pub(super) malformed: HashSet<Cow<'a, str>>,
+}
+
+impl Ids<'_> {
+    pub(super) fn availability(&self, id: &str) -> Availability {
+        if self.live.contains(id) {
+            Availability::Available
+        } else if self.malformed.contains(id) {
+            Availability::Malformed
+        } else if self.deleted.contains(id) {
+            Availability::Deleted
+        } else {
+            Availability::Missing
+        }
+    }
+}
+
+pub(super) fn is_legacy_or_unknown(m: &Malformed) -> bool {
+    matches!(m.tenant_id, None | Some(None))
+}
+
+pub(super) struct UserIndex<'a> {
+    /// Non-deleted, readable users (two documents may share an id: both
+    /// have their memberships judged).
+    pub(super) live: Vec<User<'a>>,
+    /// Index into `live` by id: the smallest key wins, for stable context.
+    pub(super) by_id: HashMap<Cow<'a, str>, usize>,
+    pub(super) ids: Ids<'a>,
+    /// Deleted users, to report their memberships as skipped.
+    pub(super) deleted: Vec<User<'a>>,
+}
+
+impl<'a> UserIndex<'a> {
+    pub(super) fn new(snapshot: &'a Snapshot, out: &mut SyncResult) -> Self {
+        let mut index = UserIndex {
+            live: Vec::with_capacity(snapshot.users.len()),
+            by_id: HashMap::with_capacity(snapshot.users.len()),
+            ids: Ids::default(),
+            deleted: Vec::new(),
+        };
+        for raw in &snapshot.users {
+            match documents::parse_user(raw) {
+                Ok(user) if user.header.deleted => {
+                    index.ids.deleted.insert(user.header.id.clone());
+                    index.deleted.push(user);
+                }
+                Ok(user) => {
+                    index.ids.live.insert(user.header.id.clone());
+                    let at = index.live.len();
+                    let live = &index.live;
+                    index
+                        .by_id
+                        .entry(user.header.id.clone())
+                        .and_modify(|i| {
+                            if user.header.key.as_bytes() < live[*i].header.key.as_bytes() {
+                                *i = at
+                            }
+                        })
+                        .or_insert(at);
+                    index.live.push(user);
+                }
+                Err(m) => {
+                    if m.deleted == Some(true) {
+                        if let Some(id) = m.id {
+                            index.ids.deleted.insert(Cow::Owned(id));
+                        }
+                        continue;
+                    }
+                    out.skipped.push(malformed_finding(Kind::User, &m));
+                    if let Some(id) = m.id {
+                        index.ids.malformed.insert(Cow::Owned(id));
+                    }
+                }
+            }
+        }
+        index
+    }
+}
+
+/// One table's legacy scope and target-tenant scope.
+pub(super) struct Scope<'a, T> {
+    /// Non-deleted, readable legacy documents whose id is unique among them.
+    pub(super) legacy: Vec<T>,
+    /// Ids held by several non-deleted legacy documents (all in conflict).
+    pub(super) duplicates: HashSet<Cow<'a, str>>,
+    pub(super) ids: Ids<'a>,
+    /// Non-deleted target-tenant documents, and the one per id that is
+    /// compared with a legacy document of that id (the one at the canonical
+    /// key, else the smallest key).
+    pub(super) tenant_docs: Vec<T>,
+    pub(super) tenant_by_id: HashMap<Cow<'a, str>, usize>,
+    /// Every row by key, whatever its scope or state: who holds a key.
+    pub(super) holders: HashMap<&'a str, Holder>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Holder {
+    Live,
+    Deleted,
+    Malformed,
+}
+
+pub(super) trait Scoped<'a> {
+    fn header(&self) -> &documents::Header<'a>;
+}
+
+impl<'a> Scoped<'a> for Role<'a> {
+    fn header(&self) -> &documents::Header<'a> {
+        &self.header
+    }
+}
+impl<'a> Scoped<'a> for Group<'a> {
+    fn header(&self) -> &documents::Header<'a> {
+        &self.header
+    }
+}
+impl<'a> Scoped<'a> for Binding<'a> {
+    fn header(&self) -> &documents::Header<'a> {
+        &self.header
+    }
+}
+
+impl<'a, T: Scoped<'a>> Scope<'a, T> {
+    pub(super) fn new(
+        rows: &'a [RawDoc],
+        parse: fn(&'a RawDoc) -> Parsed<T>,
+        tenant: &str,
+        kind: Kind,
+        out: &mut SyncResult,
+    ) -> Self {
+        let mut scope: Scope<'a, T> = Scope {
+            legacy: Vec::with_capacity(rows.len()),
+            duplicates: HashSet::new(),
+            ids: Ids::default(),
+            tenant_docs: Vec::new(),
+            tenant_by_id: HashMap::new(),
+            holders: HashMap::with_capacity(rows.len()),
+        };
+        // Bindings are referenced by nobody: their ids need no index.
+        let track_ids = kind != Kind::Binding;
+        let mut seen: HashMap<Cow<'a, str>, usize> = HashMap::with_capacity(rows.len());
+        for raw in rows {
+            match parse(raw) {
+                Ok(doc) => {
+                    let header = doc.header();
+                    let holder = if header.deleted {
+                        Holder::Deleted
+                    } else {
+                        Holder::Live
+                    };
+                    scope.holders.insert(raw.key.as_str(), holder);
+                    match header.tenant_id.as_deref() {
+                        None if header.deleted => {
+                            if track_ids {
+                                scope.ids.deleted.insert(header.id.clone());
+                            }
+                        }
+                        None => {
+                            if track_ids {
+                                scope.ids.live.insert(header.id.clone());
+                            }
+                            *seen.entry(header.id.clone()).or_default() += 1;
+                            scope.legacy.push(doc);
+                        }
+                        Some(t) if t == tenant && !header.deleted => {
+                            // Several live tenant documents with one id: keep
+                            // the one at the canonical key, for stable results.
+                            let replace = match scope.tenant_by_id.get(&header.id) {
+                                None => true,
+                                Some(&i) => {
+                                    let existing = scope.tenant_docs[i].header();
+                                    let canonical = target_key(tenant, &header.id);
+                                    header.key == canonical
+                                        || (existing.key != canonical
+                                            && header.key.as_bytes() < existing.key.as_bytes())
+                                }
+                            };
+                            if replace {
+                                scope
+                                    .tenant_by_id
+                                    .insert(header.id.clone(), scope.tenant_docs.len());
+                            }
+                            scope.tenant_docs.push(doc);
+                        }
+                        Some(_) => {}
+                    }
+                }
+                Err(m) => {
+                    scope.holders.insert(raw.key.as_str(), Holder::Malformed);
+                    if m.deleted == Some(true) {
+                        // Deleted, however broken: references to it say so.
+                        if let (Some(id), Some(None), true) = (&m.id, &m.tenant_id, track_ids) {
+                            scope.ids.deleted.insert(Cow::Owned(id.clone()));
+                        }
+                        continue;
+                    }
+                    if !is_legacy_or_unknown(&m) {
+                        continue;
+                    }
+                    if let Some(id) = &m.id {
+                        if m.tenant_id == Some(None) && track_ids {
+                            scope.ids.malformed.insert(Cow::Owned(id.clone()));
+                        }
+                    }
+                    out.skipped.push(malformed_finding(kind, &m));
+                }
+            }
+        }
+        if seen.len() < scope.legacy.len() {
+            // Two legacy documents would be copied to the same key: neither
+            // can be chosen without a human.
+            let mut keys: HashMap<&str, Vec<&str>> = HashMap::new();
+            for doc in &scope.legacy {
+                let id = doc.header().id.as_ref();
+                if seen[id] > 1 {
+                    keys.entry(id).or_default().push(doc.header().key);
+                }
+            }
+            for (id, mut list) in keys {
+                list.sort_unstable();
+                for key in &list {
+                    out.conflicts.push(Finding {
+                        kind,
+                        key: key.to_string(),
+                        group_id: None,
+                        reason: format!(
+                            "id `{id}` is used by several legacy documents ({})",
+                            list.join(", ")
+                        ),
+                        detail: None,
+                    });
+                }
+                scope.duplicates.insert(Cow::Owned(id.to_string()));
+            }
+            let duplicates = &scope.duplicates;
+            scope
+                .legacy
+                .retain(|doc| !duplicates.contains(doc.header().id.as_ref()));
+        }
+        scope
+    }
+
+    /// A conflict when the target key is held by any document.
+    pub(super) fn key_conflict(&self, key: &str, kind: Kind) -> Option<String> {
+        match self.holders.get(key)? {
+            Holder::Live => Some(format!(
+                "key `{key}` is already held by another {}",
+                kind.as_str()
+            )),
+            Holder::Deleted => Some(format!(
+                "key `{key}` is already held by a deleted {}",
+                kind.as_str()
+            )),
+            Holder::Malformed => Some(format!(
+                "key `{key}` is already held by a malformed document"
+            )),
+        }
+    }
+}
+
+/// Where a legacy document's copy goes: `<tenant>_<id>`.
+pub(super) fn target_key(tenant: &str, id: &str) -> String {
+    let mut key = String::with_capacity(tenant.len() + 1 + id.len());
+    key.push_str(tenant);
+    key.push('_');
+    key.push_str(id);
+    key
+}
+
+pub(super) trait Named<'a>: Scoped<'a> {
+    fn name(&self) -> &str;
+    fn raw(&self) -> &'a str;
+}
+impl<'a> Named<'a> for Role<'a> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn raw(&self) -> &'a str {
+        self.raw
+    }
+}
+impl<'a> Named<'a> for Group<'a> {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn raw(&self) -> &'a str {
+        self.raw
+    }
+}
