@@ -175,16 +175,18 @@ fn attached(args: &ApproveArgs, signature: &Path, plan: &Plan) -> Result<Approva
         return Err(Error::refused(format!(
             "{}: the message approves the plan with digest {}, not this one ({})",
             message_path.display(),
-            approval.digest,
+            render::clean(&approval.digest),
             plan.digest
         )));
     }
     principal::check(&approval.by, "the message's `by`")?;
     let verified = signing::verify(&armored, &message).map_err(|why| {
         Error::refused(format!(
-            "{}: the signature does not verify over {}: {why}",
+            "{}: the signature does not verify over {}: {}",
             signature.display(),
-            message_path.display()
+            message_path.display(),
+            // The namespace it names comes from the signature file.
+            render::clean(&why)
         ))
     })?;
     tracing::info!(key = %verified.fingerprint, "the attached signature verifies");

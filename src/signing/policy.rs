@@ -162,7 +162,16 @@ impl Verdict {
 /// (exit 4) that says what is missing. A signature that does not verify
 /// refuses the plan whatever else it holds.
 pub fn check(plan: &Plan, policy: &Policy, file: &Path, now: u64) -> Result<Verdict> {
-    let refuse = |why: String| Error::refused(format!("{}: {why}", file.display()));
+    // What a refusal quotes comes from the plan (names, times, a
+    // signature's namespace): escaped here, whole, so that a line break in
+    // a forged `by` cannot start a line of its own on the terminal.
+    let refuse = |why: String| {
+        Error::refused(format!(
+            "{}: {}",
+            file.display(),
+            crate::render::clean(&why)
+        ))
+    };
     let author = match &plan.author_signature {
         Some(armored) => Some(
             verify(armored, &author_message(plan))

@@ -522,6 +522,12 @@ fn forgeries() -> Vec<Trial> {
             // Refused with and without allowed signers.
             refused(&db, &["--allowed-signers", &allowed], "bad signature");
             refused(&db, &[], "bad signature");
+            // The forged name is quoted escaped: its line break does not
+            // start a line of its own.
+            let out = apply(&db, &[]).code(4).get_output().clone();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(stderr.lines().count(), 1, "{stderr}");
+            assert!(stderr.contains(&format!("`{BOB}\\u{{a}}{at}`")), "{stderr}");
             Ok(())
         }),
         Trial::test("signing::forgery_an_edited_created_by", || {
