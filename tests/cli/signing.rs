@@ -809,8 +809,13 @@ fn names_and_writes() -> Vec<Trial> {
                     .unwrap();
                 {
                     use std::io::Write;
-                    // What a script might pipe in: it is not a person saying yes.
-                    child.stdin.take().unwrap().write_all(b"y\n").unwrap();
+                    // What a script might pipe in: it is not a person saying
+                    // yes. approve refuses without reading it, so it may
+                    // have exited already: a closed pipe is that refusal.
+                    let written = child.stdin.take().unwrap().write_all(b"y\n");
+                    if let Err(e) = written {
+                        assert_eq!(e.kind(), std::io::ErrorKind::BrokenPipe, "{e}");
+                    }
                 }
                 let out = child.wait_with_output().unwrap();
                 assert_eq!(out.status.code(), Some(1), "{out:?}");
