@@ -1083,7 +1083,7 @@ fn make_mutants(original: &[u8], plan: &Value) -> Vec<(String, Vec<u8>)> {
         }));
         // An edit that leaves the changes as they were, with an unsigned
         // approval re-pointed at it, is a forgery that apply cannot tell
-        // without trusted keys: `forged_approvals` covers it.
+        // without allowed signers: `forged_approvals` covers it.
         if !name.starts_with("huge author") {
             out.push((
                 format!("{name} (resealed, approval re-pointed)"),
