@@ -5,7 +5,16 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 
-pub const DEFAULT_DATABASE_URL: &str = "sqlite:sync-access-demo.db";
+pub use crate::connect::kestra::DEFAULT_DATABASE_URL;
+
+/// `--connect-timeout`: 0 would give up before trying.
+fn parse_connect_timeout(value: &str) -> Result<u64, String> {
+    match value.parse::<u64>() {
+        Ok(0) => Err("0 seconds would give up before trying: give at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("`{value}` is not a number of seconds")),
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -24,19 +33,37 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// Database URL: sqlite:PATH, postgres://..., mysql://...
-    /// [default: sqlite:sync-access-demo.db]
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
+    // Where the database is and how to reach it (README "Connecting" and
+    // "Production databases"); these flags stay together.
+    /// Database URL: sqlite:PATH, postgres://..., mysql://... [env:
+    /// DATABASE_URL] [default: a Kestra configuration if one is found, else
+    /// sqlite:sync-access-demo.db]
+    #[arg(long, global = true, value_name = "URL")]
     pub database_url: Option<String>,
-    /// Kestra config.yml whose datasources.<name> gives the database
+    /// Kestra configuration file whose datasources.<name> gives the database
+    /// [default: KESTRA_CONFIGURATION, else ~/.kestra/config.yml if it
+    /// exists]
     #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Which datasource of the Kestra config, when it has several
+    /// Which datasource of the Kestra configuration [default: the only one,
+    /// else the one kestra.repository.type names]
     #[arg(long, global = true, value_name = "NAME")]
     pub datasource: Option<String>,
-    /// Seconds to wait for the database connection
-    #[arg(long, global = true, default_value_t = 10, value_name = "SECS")]
-    pub connect_timeout: u64,
+    /// Seconds to wait for the database connection, at least 1 [default:
+    /// the URL's connect_timeout/connectTimeout, else 10]
+    #[arg(long, global = true, value_name = "SECS", value_parser = parse_connect_timeout)]
+    pub connect_timeout: Option<u64>,
+    /// Kestra's plugins directory: accepted so that a command line copied
+    /// from Kestra's docs works; it has no effect here
+    #[arg(
+        short = 'p',
+        long = "plugins",
+        global = true,
+        value_name = "DIR",
+        env = "KESTRA_PLUGINS_PATH",
+        hide_env = true
+    )]
+    pub plugins: Option<PathBuf>,
     /// Log level
     #[arg(short = 'l', long = "log-level", global = true, value_enum)]
     pub log_level: Option<LogLevel>,

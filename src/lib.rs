@@ -52,8 +52,11 @@ pub fn report(err: &Error, verbose: bool) {
     let mut stderr = std::io::stderr().lock();
     // Messages may span lines (a stale plan's diff): each line is escaped
     // on its own, so a line break survives and nothing else does.
+    // Secrets the run knew are scrubbed first: a driver's error text is
+    // not ours to trust.
     let clean_lines = |text: &str| {
-        text.split('\n')
+        connect::secrets::scrub(text)
+            .split('\n')
             .map(|line| render::clean(line).into_owned())
             .collect::<Vec<_>>()
             .join("\n")
@@ -67,7 +70,8 @@ pub fn report(err: &Error, verbose: bool) {
 }
 
 /// Logs go to stderr: `-l` sets the level, each `-v` raises it; the driver's
-/// own logs only with `--internal-log`.
+/// own logs only with `--internal-log`. Every line is scrubbed of the
+/// secrets the run knows.
 fn init_logging(global: &cli::GlobalArgs) {
     let base = match global.log_level {
         Some(LogLevel::Trace) => 4,
@@ -88,7 +92,7 @@ fn init_logging(global: &cli::GlobalArgs) {
         tracing_subscriber::EnvFilter::new(format!("warn,sync_access={level},sqlx={driver}"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| connect::secrets::ScrubbingStderr)
         .with_target(false)
         .try_init();
 }

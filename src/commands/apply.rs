@@ -42,7 +42,8 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     let approved = plan::changes_digest(&loaded.plan.changes);
     loaded.plan.changes = Vec::new();
     let plan = &loaded.plan;
-    let (target, mut store) = super::open_store(global, Access::ReadWrite).await?;
+    let (target, mut store) =
+        super::open_store_for_plan(global, Access::ReadWrite, path, &plan.source).await?;
     let identity = store.identity().await?;
     if identity != plan.source.identity {
         return Err(not_applied(

@@ -6,8 +6,9 @@ use crate::error::{Error, ExitStatus, Result};
 use crate::store::{Access, Store};
 
 pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitStatus> {
-    let target = super::target(global)?;
-    let timeout = std::time::Duration::from_secs(global.connect_timeout);
+    // Never a Kestra configuration found in the environment: demo writes.
+    let target = super::resolve_explicit(global)?.target;
+    let timeout = super::connect_timeout(global, &target);
     let mut store = Store::connect(&target, Access::Create, timeout).await?;
     if args.reset {
         store.drop_all().await?;

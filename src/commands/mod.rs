@@ -10,30 +10,111 @@ pub mod show;
 pub mod verify;
 
 use std::io::Write;
+use std::path::Path;
 use std::time::Duration;
 
-use crate::cli::{GlobalArgs, DEFAULT_DATABASE_URL};
-use crate::connect::{self, Target};
+use crate::cli::GlobalArgs;
+use crate::connect::kestra::{self, Origin, Request};
+use crate::connect::Target;
 use crate::error::{Error, Result};
 use crate::signing::key::SigningKey;
 use crate::store::{Access, Store};
 
-/// The database named by `-c`, `--database-url`/`DATABASE_URL`, or the demo
-/// default, in that order of precedence.
-pub fn target(global: &GlobalArgs) -> Result<Target> {
-    match (&global.config, &global.database_url) {
-        (Some(config), _) => connect::from_kestra_config(config, global.datasource.as_deref()),
-        (None, Some(url)) => Target::parse(url),
-        (None, None) => Target::parse(DEFAULT_DATABASE_URL),
+/// The database named by `-c`, `--database-url`, `DATABASE_URL`,
+/// `KESTRA_CONFIGURATION`, Kestra's default config path or the demo
+/// default (see [`kestra::resolve`]); a Kestra configuration is named on
+/// stderr, with the datasource and the environment variables that
+/// overrode it.
+pub fn resolve(global: &GlobalArgs) -> Result<kestra::Resolved> {
+    resolve_request(Request {
+        config: global.config.clone(),
+        database_url: global.database_url.clone(),
+        datasource: global.datasource.clone(),
+        explicit_only: false,
+    })
+}
+
+/// As [`resolve`], for `demo`: only a database named on the command line or
+/// in `DATABASE_URL`, else the demo default.
+pub fn resolve_explicit(global: &GlobalArgs) -> Result<kestra::Resolved> {
+    resolve_request(Request {
+        config: global.config.clone(),
+        database_url: global.database_url.clone(),
+        datasource: global.datasource.clone(),
+        explicit_only: true,
+    })
+}
+
+fn resolve_request(request: Request) -> Result<kestra::Resolved> {
+    // Only the names of DATASOURCES_* variables and their values are used.
+    let env_vars: Vec<(String, String)> = std::env::vars_os()
+        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+        .filter(|(k, _)| k.starts_with("DATASOURCES_"))
+        .collect();
+    let resolved = kestra::resolve(&request, &kestra::process_env, &env_vars)?;
+    if let Origin::Kestra(how) = &resolved.origin {
+        eprintln!(
+            "sync-access: database from the Kestra configuration in {}",
+            crate::render::clean(how)
+        );
     }
+    resolved.target.log_ignored();
+    Ok(resolved)
+}
+
+/// The database the command line and the environment name.
+pub fn target(global: &GlobalArgs) -> Result<Target> {
+    Ok(resolve(global)?.target)
+}
+
+/// `--connect-timeout`, else the URL's, else 10 seconds.
+pub fn connect_timeout(global: &GlobalArgs, target: &Target) -> Duration {
+    global
+        .connect_timeout
+        .map(Duration::from_secs)
+        .or_else(|| target.connect_timeout())
+        .unwrap_or(Duration::from_secs(10))
 }
 
 /// Connects and checks that the database is an IAM store.
 pub async fn open_store(global: &GlobalArgs, access: Access) -> Result<(Target, Store)> {
     let target = target(global)?;
+    connect_checked(global, target, access).await
+}
+
+/// As [`open_store`], for a command that works on a plan: when no database
+/// was given and the plan was made on another one than the demo default,
+/// says which and how to pass it, instead of failing on the demo file.
+pub async fn open_store_for_plan(
+    global: &GlobalArgs,
+    access: Access,
+    plan_path: &Path,
+    source: &crate::plan::Source,
+) -> Result<(Target, Store)> {
+    let resolved = resolve(global)?;
+    if resolved.origin == Origin::Default
+        && (source.backend != "sqlite" || source.database != resolved.target.display())
+    {
+        return Err(Error::usage(format!(
+            "no database was given, and {} was made on {} ({}), not on the demo store {}: pass that database with --database-url URL (or DATABASE_URL), or -c FILE for a Kestra configuration",
+            plan_path.display(),
+            // What the file says is untrusted: no password, no escapes.
+            crate::render::clean(&crate::connect::redact(&source.database)),
+            crate::render::clean(&source.backend),
+            resolved.target.display(),
+        )));
+    }
+    connect_checked(global, resolved.target, access).await
+}
+
+async fn connect_checked(
+    global: &GlobalArgs,
+    target: Target,
+    access: Access,
+) -> Result<(Target, Store)> {
     tracing::info!(database = %target.display(), "connecting");
-    let mut store =
-        Store::connect(&target, access, Duration::from_secs(global.connect_timeout)).await?;
+    let timeout = connect_timeout(global, &target);
+    let mut store = Store::connect(&target, access, timeout).await?;
     store.check_schema().await?;
     Ok((target, store))
 }

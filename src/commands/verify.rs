@@ -11,7 +11,8 @@ pub async fn run(global: &GlobalArgs, args: &VerifyArgs) -> Result<ExitStatus> {
     let loaded = plan::load(path)?;
     loaded.require_intact(path)?;
     let plan = &loaded.plan;
-    let (target, mut store) = super::open_store(global, Access::ReadOnly).await?;
+    let (target, mut store) =
+        super::open_store_for_plan(global, Access::ReadOnly, path, &plan.source).await?;
     let identity = store.identity().await?;
     if identity != plan.source.identity {
         // Not a refusal: checking a restored copy is a fair use of verify.

@@ -27,6 +27,10 @@ pub(crate) trait Driver {
     /// The names of the tables that unqualified names resolve to.
     async fn table_names(&mut self) -> Result<Vec<String>>;
 
+    /// Where the IAM tables were looked for, and how to point elsewhere,
+    /// for "not an IAM store".
+    async fn location(&mut self) -> String;
+
     /// Every row [`crate::sync::sync`] needs for `tenant`, in one
     /// consistent snapshot: in a read-only transaction of its own, or
     /// inside the apply transaction under its locks.

@@ -114,9 +114,15 @@ impl Store {
         match tokio::time::timeout(timeout, connecting).await {
             Ok(driver) => Ok(Store { driver: driver? }),
             Err(_) => Err(Error::connection(format!(
-                "could not connect to {} within {}s",
+                "could not connect to {} within {}: {}",
                 target.display(),
-                timeout.as_secs()
+                humantime::format_duration(timeout),
+                match target.backend {
+                    // A MySQL server speaks first; PostgreSQL and most other
+                    // services wait for the client.
+                    Backend::MySql => "no MySQL greeting came (is the port that of another kind of server, such as PostgreSQL?)",
+                    _ => "no answer came (is the host reachable and the port right?)",
+                }
             ))),
         }
     }
@@ -130,13 +136,15 @@ impl Store {
         self.driver.identity().await
     }
 
-    /// Fails with "not an IAM store" when one of the five tables is missing.
+    /// Fails with "not an IAM store" when one of the five tables is missing,
+    /// saying where it looked and how to point elsewhere.
     pub async fn check_schema(&mut self) -> Result<()> {
         let present = self.driver.table_names().await?;
         for table in Table::ALL {
             if !present.iter().any(|t| t == table.name()) {
+                let location = self.driver.location().await;
                 return Err(Error::store(format!(
-                    "not an IAM store: table `{}` is missing",
+                    "not an IAM store: table `{}` is missing ({location})",
                     table.name()
                 )));
             }

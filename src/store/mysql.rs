@@ -4,11 +4,10 @@
 //! apply at a time), reads with `LOCK IN SHARE MODE` (nobody writes the rows
 //! it read until commit) and writes multi-row statements.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
-use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlDatabaseError};
+use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
 use sqlx::{Connection, Executor, QueryBuilder};
 
 use super::sql::{connect_error, db_error, execute, insert_values, strings, Dialect, Failure};
@@ -87,12 +86,7 @@ impl Dialect for MySql {
     const LOCKING_READ: &'static str = " LOCK IN SHARE MODE";
 
     async fn connect(target: &Target, access: Access) -> Result<(MySqlConnection, Self)> {
-        let options = MySqlConnectOptions::from_str(target.url())
-            .map_err(|e| {
-                Error::usage(format!("database URL `{}` is not valid", target.display()))
-                    .with_source(e)
-            })?
-            .charset("utf8mb4");
+        let options = target.mysql_options()?;
         let mut conn = MySqlConnection::connect_with(&options)
             .await
             .map_err(|e| connect_error(target, e))?;
@@ -119,22 +113,46 @@ impl Dialect for MySql {
         Ok((conn, MySql { holds_lock: false }))
     }
 
-    /// MySQL has @@server_uuid; MariaDB does not: host and port then.
+    /// MySQL: `@@server_uuid`, made once per data directory (auto.cnf).
+    /// MariaDB has none: `@@server_uid` (a hash of a MAC address of the
+    /// machine and the server's port), with the host name and port beside
+    /// it, so that two servers that merely share a host name differ.
     async fn identity(&mut self, conn: &mut MySqlConnection) -> Result<String> {
-        let uuid: std::result::Result<(String, String), _> =
-            sqlx::query_as("SELECT CAST(@@server_uuid AS CHAR), CAST(DATABASE() AS CHAR)")
+        let (version, db): (String, String) =
+            sqlx::query_as("SELECT CAST(VERSION() AS CHAR), CAST(DATABASE() AS CHAR)")
                 .fetch_one(&mut *conn)
-                .await;
-        if let Ok((uuid, db)) = uuid {
+                .await
+                .map_err(|e| db_error("reading the server identity", e))?;
+        if !version.contains("MariaDB") {
+            let uuid: String = sqlx::query_scalar("SELECT CAST(@@server_uuid AS CHAR)")
+                .fetch_one(&mut *conn)
+                .await
+                .map_err(|e| db_error("reading the server identity", e))?;
             return Ok(format!("mysql:{uuid}/{db}"));
         }
-        let (host, port, db): (String, String, String) = sqlx::query_as(
-            "SELECT CAST(@@hostname AS CHAR), CAST(@@port AS CHAR), CAST(DATABASE() AS CHAR)",
+        let (uid, host, port): (String, String, String) = sqlx::query_as(
+            "SELECT CAST(@@server_uid AS CHAR), CAST(@@hostname AS CHAR), CAST(@@port AS CHAR)",
         )
         .fetch_one(&mut *conn)
         .await
-        .map_err(|e| db_error("reading the server identity", e))?;
-        Ok(format!("mysql:{host}:{port}/{db}"))
+        .map_err(|e| {
+            db_error(
+                "reading the server identity (@@server_uid, MariaDB 10.3 and later)",
+                e,
+            )
+        })?;
+        Ok(format!("mariadb:{uid}/{host}:{port}/{db}"))
+    }
+
+    async fn location(&mut self, conn: &mut MySqlConnection) -> String {
+        let db: Option<String> = sqlx::query_scalar("SELECT CAST(DATABASE() AS CHAR)")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or(None);
+        format!(
+            "searched database `{}`; point at another with the database in the URL (mysql://HOST:PORT/DATABASE)",
+            db.unwrap_or_default()
+        )
     }
 
     fn quote(name: &str) -> String {

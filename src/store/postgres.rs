@@ -1,15 +1,15 @@
 //! PostgreSQL: one connection, whose transactions are read-only by default
-//! for the commands that only read. `plan` reads in a `REPEATABLE READ, READ
+//! for the commands that only read, and whose search path is narrowed at
+//! connect to the schema holding the IAM tables (`pin_schema`). `plan` reads in a `REPEATABLE READ, READ
 //! ONLY` transaction; `apply` takes `pg_advisory_xact_lock` (one apply at a
 //! time) and a `SHARE ROW EXCLUSIVE` lock on the IAM tables (nobody writes
 //! them between its re-read and its writes), then writes with `UNNEST`, one
 //! statement per table and batch.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::PgConnection;
 use sqlx::{Connection, Executor};
 
 use super::sql::{connect_error, db_error, execute, strings, Dialect, Failure};
@@ -18,7 +18,11 @@ use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
 use crate::sync::RawDoc;
 
-pub(super) struct Postgres;
+pub(super) struct Postgres {
+    /// The schemas of the search path, in order, as the connection found
+    /// them: for "not an IAM store" to say where it looked.
+    searched: Vec<String>,
+}
 
 /// The advisory lock every sync-access apply takes: "syncacce" in ASCII.
 const LOCK_KEY: i64 = 0x7379_6e63_6163_6365;
@@ -35,6 +39,38 @@ fn columns(rows: &[RawDoc]) -> (Vec<&str>, Vec<&str>) {
         .unzip()
 }
 
+/// The IAM tables live in the first schema of the search path that holds
+/// one of them (`currentSchema`, `options=-csearch_path=...`); the search
+/// path is then narrowed to that schema alone, so that every unqualified
+/// name (the history table's too) resolves there and nowhere else. Returns
+/// the schemas of the search path as found, for "not an IAM store".
+async fn pin_schema(conn: &mut PgConnection) -> Result<Vec<String>> {
+    let searched: Vec<String> = sqlx::query_scalar("SELECT unnest(current_schemas(false))::text")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| db_error("reading the search path", e))?;
+    let names: Vec<&str> = Table::ALL.iter().map(|t| t.name()).collect();
+    let found: Option<String> = sqlx::query_scalar(
+        "SELECT s::text FROM unnest(current_schemas(false)) WITH ORDINALITY AS t(s, i) \
+         WHERE EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                       WHERE n.nspname = t.s AND c.relname = ANY($1) AND c.relkind IN ('r', 'p', 'v')) \
+         ORDER BY i LIMIT 1",
+    )
+    .bind(&names)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| db_error("finding the IAM tables", e))?;
+    if let Some(schema) = found {
+        // A session setting, not a write: allowed on a read-only session.
+        sqlx::query("SELECT set_config('search_path', quote_ident($1), false)")
+            .bind(&schema)
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| db_error("setting the search path", e))?;
+    }
+    Ok(searched)
+}
+
 impl Dialect for Postgres {
     type Db = sqlx::Postgres;
     const BACKEND: Backend = Backend::Postgres;
@@ -47,23 +83,38 @@ impl Dialect for Postgres {
          plan_created_at VARCHAR(40) NOT NULL, plan_created_by VARCHAR(250) NOT NULL, \
          approvers TEXT NOT NULL, applied_at VARCHAR(40) NOT NULL, applied_by VARCHAR(250) NOT NULL, \
          summary TEXT NOT NULL)";
-    /// Tables visible through the search path, as unqualified names resolve.
+    /// Tables of the schema the IAM tables were found in (the search path
+    /// is narrowed to it at connect), as unqualified names resolve.
     const TABLE_NAMES: &'static str = "SELECT c.relname::text FROM pg_class c \
-         WHERE c.relkind IN ('r', 'p', 'v') AND pg_table_is_visible(c.oid)";
+         JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE c.relkind IN ('r', 'p', 'v') AND n.nspname = current_schema()";
     const BEGIN_SNAPSHOT: &'static [&'static str] =
         &["BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY"];
     const BEGIN: &'static str = "BEGIN";
 
     async fn connect(target: &Target, access: Access) -> Result<(PgConnection, Self)> {
-        let options = PgConnectOptions::from_str(target.url())
-            .map_err(|e| {
-                Error::usage(format!("database URL `{}` is not valid", target.display()))
-                    .with_source(e)
-            })?
-            .application_name("sync-access");
-        let mut conn = PgConnection::connect_with(&options)
-            .await
-            .map_err(|e| connect_error(target, e))?;
+        let attempts = target.pg_attempts()?;
+        let mut connected = None;
+        for (i, options) in attempts.iter().enumerate() {
+            match PgConnection::connect_with(options).await {
+                Ok(c) => {
+                    connected = Some(c);
+                    break;
+                }
+                // `allow` and `prefer`: the server refused this way
+                // (pg_hba.conf); try the other, as libpq does.
+                Err(sqlx::Error::Database(e)) if i + 1 < attempts.len() => {
+                    tracing::debug!(
+                        "the server refused sslmode={:?} ({}); trying the next",
+                        options.get_ssl_mode(),
+                        e.message()
+                    );
+                }
+                Err(e) => return Err(connect_error(target, e)),
+            }
+        }
+        let mut conn = connected.expect("one attempt at least");
+        let searched = pin_schema(&mut conn).await?;
         if access == Access::ReadOnly {
             // Every transaction of this session is read-only unless it says
             // otherwise, and none of ours does.
@@ -74,19 +125,26 @@ impl Dialect for Postgres {
             )
             .await?;
         }
-        Ok((conn, Postgres))
+        Ok((conn, Postgres { searched }))
     }
 
+    /// The cluster's system identifier, the database and the schema the
+    /// IAM tables were found in.
     async fn identity(&mut self, conn: &mut PgConnection) -> Result<String> {
-        // pg_control_system() may be denied to non-superusers: fall back to
-        // the server address.
+        let schema: Option<String> = sqlx::query_scalar("SELECT current_schema()::text")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| db_error("reading the current schema", e))?;
+        let schema = schema.unwrap_or_default();
+        // pg_control_system() may be denied (some managed services): fall
+        // back to the server address.
         let system: std::result::Result<(String, String), _> = sqlx::query_as(
             "SELECT system_identifier::text, current_database()::text FROM pg_control_system()",
         )
         .fetch_one(&mut *conn)
         .await;
         match system {
-            Ok((id, db)) => Ok(format!("postgres:{id}/{db}")),
+            Ok((id, db)) => Ok(format!("postgres:{id}/{db}/{schema}")),
             Err(_) => {
                 let (addr, db): (String, String) = sqlx::query_as(
                     "SELECT coalesce(host(inet_server_addr()), 'local') || ':' || coalesce(inet_server_port()::text, ''), \
@@ -95,9 +153,28 @@ impl Dialect for Postgres {
                 .fetch_one(&mut *conn)
                 .await
                 .map_err(|e| db_error("reading the server identity", e))?;
-                Ok(format!("postgres:{addr}/{db}"))
+                Ok(format!("postgres:{addr}/{db}/{schema}"))
             }
         }
+    }
+
+    async fn location(&mut self, conn: &mut PgConnection) -> String {
+        let db: String = sqlx::query_scalar("SELECT current_database()::text")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap_or_else(|_| "?".into());
+        let schemas = if self.searched.is_empty() {
+            "no existing schema".to_string()
+        } else {
+            self.searched
+                .iter()
+                .map(|s| format!("`{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        format!(
+            "searched database `{db}`, schema(s) {schemas} of the search path; point at another with currentSchema=SCHEMA (JDBC), options=-csearch_path=SCHEMA (postgres:// URL) or another database in the URL"
+        )
     }
 
     fn quote(name: &str) -> String {

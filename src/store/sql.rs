@@ -61,6 +61,10 @@ pub(super) trait Dialect: Sized + 'static {
     /// The most stable identity of the database the backend offers.
     async fn identity(&mut self, conn: &mut Conn<Self>) -> Result<String>;
 
+    /// Where the IAM tables were looked for, and how to point elsewhere,
+    /// for "not an IAM store".
+    async fn location(&mut self, conn: &mut Conn<Self>) -> String;
+
     /// An identifier, quoted.
     fn quote(name: &str) -> String;
 
@@ -243,13 +247,45 @@ pub(super) fn db_error(doing: &str, err: sqlx::Error) -> Error {
 }
 
 /// How a dialect's failure to connect reads: the database without its
-/// password and why, in short; the driver's own error is the cause (`-v`).
+/// password, why in short, and what to do about it; the driver's own error
+/// is the cause (`-v`).
 pub(super) fn connect_error(target: &Target, err: sqlx::Error) -> Error {
-    let why = match &err {
+    let text = match &err {
         sqlx::Error::Database(e) => e.message().to_string(),
-        // "connection refused", "timed out": the OS error is the cause.
-        sqlx::Error::Io(e) => e.kind().to_string(),
+        sqlx::Error::Io(e) => e.to_string(),
         other => other.to_string(),
+    };
+    // rustls's verdicts reach us as I/O or TLS errors: name the problem.
+    let tls_hint = if text.contains("UnknownIssuer") {
+        Some("the server's certificate is not signed by a CA trusted here: name the CA's PEM file with sslrootcert= (PostgreSQL) or ssl-ca= (MySQL, MariaDB)")
+    } else if text.contains("NotValidForName") {
+        Some("the server's certificate does not name the host connected to: connect by a name it holds, or ask only for verify-ca")
+    } else if text.contains("Expired") {
+        Some("the server's certificate has expired")
+    } else if text.contains("does not support TLS") {
+        Some("the server does not offer TLS, and the URL demands it (sslmode / ssl-mode)")
+    } else {
+        None
+    };
+    let why = match (&err, tls_hint) {
+        (_, Some(hint)) => format!("TLS: {text}: {hint}"),
+        (sqlx::Error::Tls(_), None) => format!("TLS: {text}"),
+        (sqlx::Error::Protocol(_), None) => format!(
+            "the server did not answer as {} does ({text}); is the port that of another kind of server?",
+            match target.backend {
+                Backend::MySql => "MySQL",
+                _ => "PostgreSQL",
+            }
+        ),
+        (sqlx::Error::Io(e), None) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "connection refused (is the server running, and is this its port?)".to_string()
+        }
+        (sqlx::Error::Io(e), None) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the server closed the connection (is the port that of another kind of server, or does it demand TLS?)".to_string()
+        }
+        // Another I/O error may be a TLS verdict rustls gave in words not
+        // matched above: its whole text.
+        _ => text,
     };
     Error::connection(format!("could not connect to {}: {why}", target.display())).with_source(err)
 }
@@ -445,6 +481,10 @@ where
         strings(&mut self.conn, D::TABLE_NAMES, &[])
             .await
             .map_err(|e| db_error("listing tables", e))
+    }
+
+    async fn location(&mut self) -> String {
+        self.dialect.location(&mut self.conn).await
     }
 
     async fn read_snapshot(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot> {

@@ -89,6 +89,13 @@ impl Dialect for Sqlite {
         Ok(format!("sqlite:{}", canonical.display()))
     }
 
+    async fn location(&mut self, _conn: &mut SqliteConnection) -> String {
+        format!(
+            "searched the SQLite file `{}`; point at another with --database-url sqlite:PATH",
+            self.path
+        )
+    }
+
     fn quote(name: &str) -> String {
         format!("\"{name}\"")
     }

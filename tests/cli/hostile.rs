@@ -231,6 +231,10 @@ impl Runner<'_> {
             .env("DATABASE_URL", &self.url)
             .args(["-vv", "--internal-log", "--connect-timeout", "5"])
             .args(args);
+        if args.contains(&"-c") {
+            // A config and DATABASE_URL together are refused (issue 9).
+            cmd.env_remove("DATABASE_URL");
+        }
         for (name, value) in env {
             cmd.env(name, value);
         }

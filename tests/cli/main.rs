@@ -9,6 +9,7 @@ mod plan;
 mod show;
 mod signing;
 mod support;
+mod tls;
 
 use libtest_mimic::{Arguments, Trial};
 use support::{Kind, Scenario};
@@ -48,5 +49,6 @@ fn main() {
     trials.extend(apply::single_trials());
     trials.extend(hostile::single_trials());
     trials.extend(signing::single_trials());
+    trials.extend(tls::trials());
     libtest_mimic::run(&args, trials).exit();
 }

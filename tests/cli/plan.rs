@@ -409,7 +409,7 @@ pub fn single_trials() -> Vec<Trial> {
                 let plain = run(false);
                 assert_eq!(
                     plain.trim_end(),
-                    "error: could not connect to postgres://kestra@127.0.0.1:1/kestra: connection refused"
+                    "error: could not connect to postgres://kestra@127.0.0.1:1/kestra: connection refused (is the server running, and is this its port?)"
                 );
                 let verbose = run(true);
                 let error_at = verbose.find("error: could not connect").expect(&verbose);

@@ -74,7 +74,7 @@ pub struct TestDb {
     admin: Option<(String, String)>,
 }
 
-fn replace_database(url: &str, db: &str) -> String {
+pub fn replace_database(url: &str, db: &str) -> String {
     let (base, query) = match url.find('?') {
         Some(q) => (&url[..q], &url[q..]),
         None => (url, ""),
@@ -89,10 +89,16 @@ fn replace_database(url: &str, db: &str) -> String {
 impl TestDb {
     /// An empty database (no tables).
     pub fn empty(kind: Kind) -> TestDb {
+        TestDb::empty_on(kind, kind.admin_url().expect("backend configured"))
+    }
+
+    /// An empty database on the server of `admin` (an admin URL; `None`:
+    /// SQLite).
+    pub fn empty_on(kind: Kind, admin: Option<String>) -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
         let name = format!("sa_test_{}_{n}", std::process::id());
-        match kind.admin_url().expect("backend configured") {
+        match admin {
             None => TestDb {
                 kind,
                 url: format!("sqlite:{}", dir.path().join("store.db").display()),
