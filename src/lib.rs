@@ -6,14 +6,15 @@
 //! goes plan file -> validation -> store under lock -> the same sync ->
 //! comparison -> writes.
 
-pub(crate) mod approvals;
 pub mod cli;
 pub(crate) mod commands;
 pub mod connect;
 pub mod demo;
 pub mod error;
 pub mod plan;
+pub(crate) mod plan_file;
 pub(crate) mod render;
+pub(crate) mod signing;
 pub mod store;
 pub mod sync;
 

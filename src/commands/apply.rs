@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::approvals;
 use crate::cli::{ApplyArgs, GlobalArgs};
 use crate::error::{Error, ErrorKind, ExitStatus, Result};
 use crate::plan::{self, Loaded};
 use crate::render;
+use crate::signing::policy::{self, Counted, Flags, Policy};
 use crate::store::{Access, HistoryRecord, ReadMode, Store};
 use crate::sync::{into_writes, sync};
 
@@ -19,23 +19,22 @@ enum Attempt {
 
 pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
+    // Flags and policy first: a usage error needs no plan read.
+    let policy = Policy::from_flags(&Flags {
+        policy: args.policy.clone(),
+        allowed_signers: args.allowed_signers.clone(),
+        require_approvals: args.require_approvals,
+        four_eyes: args.four_eyes,
+    })?;
     let progress = super::Progress::on_terminal();
     progress.phase("reading the plan");
     let loaded = plan::load(path)?;
     tracing::info!(changes = loaded.plan.changes.len(), "loaded the plan");
-    let policy = approvals::Policy {
-        trusted: args
-            .trusted_key
-            .iter()
-            .map(|key| approvals::read_public_key(key))
-            .collect::<Result<_>>()?,
-        required: usize::from(args.require_approvals),
-        four_eyes: args.four_eyes,
-    };
-    let approvers: Vec<plan::Approval> = validate(&loaded, path, &policy)?
-        .into_iter()
-        .cloned()
-        .collect();
+    let verdict = validate(&loaded, path, &policy)?;
+    let unsigned_names = verdict.unsigned_names();
+    let not_counted = verdict.not_counted;
+    let approvers = verdict.counted;
+    let applied_by = super::who(args.applied_by.as_deref(), "--applied-by", None)?;
     // What apply compares is the digest of the approved changes: the
     // changes themselves (a million of them are hundreds of megabytes) are
     // freed before the store is read, and read again only to show a diff.
@@ -59,7 +58,6 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
             )),
         ));
     }
-    let applied_by = super::whoami(args.applied_by.as_deref());
     let not_applied = |e: Error| not_applied(path, e);
     progress.phase("waiting for the lock, re-reading and comparing; then writing");
     store
@@ -82,6 +80,17 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
                 s.add_binding,
                 if s.create_tenant > 0 { ", and the tenant created" } else { "" },
             );
+            // Said once the outcome is known, so that a refusal stays one
+            // line.
+            for why in &not_counted {
+                eprintln!("note: not counted: {}", render::clean(why));
+            }
+            if unsigned_names {
+                eprintln!(
+                    "warning: {}: the approvals that counted are unsigned names, which anyone who can edit the plan file can type; give --allowed-signers FILE or --policy FILE to require signatures",
+                    path.display()
+                );
+            }
             Ok(ExitStatus::Success)
         }
         Ok(Attempt::AlreadyApplied(record)) => {
@@ -117,11 +126,7 @@ fn not_applied(path: &Path, err: Error) -> Error {
 /// The checks that need no database: intact, applyable, approved. A plan
 /// with conflicts can never be approved, so that is what it is told.
 /// The approvals that count are returned: they are what the history records.
-fn validate<'a>(
-    loaded: &'a Loaded,
-    path: &Path,
-    policy: &approvals::Policy,
-) -> Result<Vec<&'a plan::Approval>> {
+fn validate(loaded: &Loaded, path: &Path, policy: &Policy) -> Result<policy::Verdict> {
     loaded.require_intact(path)?;
     let plan = &loaded.plan;
     if !plan.applyable {
@@ -131,7 +136,7 @@ fn validate<'a>(
             plan.conflicts.len()
         )));
     }
-    approvals::check(plan, policy, path)
+    policy::check(plan, policy, path, super::now_secs())
 }
 
 async fn attempt(
@@ -140,7 +145,7 @@ async fn attempt(
     approved: &str,
     path: &Path,
     applied_by: &str,
-    approvers: &[plan::Approval],
+    approvers: &[Counted],
 ) -> Result<Attempt> {
     let not_applied = |e: Error| not_applied(path, e);
     let stale = |why: String| not_applied(Error::stale(format!("stale: {why}")));
@@ -176,9 +181,21 @@ async fn attempt(
     drop(snapshot);
     store.write(&writes).await.map_err(not_applied)?;
     tracing::info!(rows = writes.len(), "wrote the changes");
+    // Each counted approver: the principal (`by`), when, the comment, the
+    // key's fingerprint and whether allowed signers vouched for it. Older
+    // rows hold `{by, at, signed}`: readers take both.
     let approvers: Vec<serde_json::Value> = approvers
         .iter()
-        .map(|a| serde_json::json!({"by": a.by, "at": a.at, "signed": a.signature.is_some()}))
+        .map(|c| {
+            serde_json::json!({
+                "by": c.approval.by,
+                "at": c.approval.at,
+                "comment": c.approval.comment,
+                "fingerprint": c.fingerprint,
+                "signed": c.fingerprint.is_some(),
+                "verified": c.verified,
+            })
+        })
         .collect();
     let record = HistoryRecord {
         digest: plan.digest.clone(),

@@ -102,7 +102,13 @@ pub fn rows(plan: &Plan, computed_digest: &str, options: &ShowOptions) -> String
         .approvals
         .iter()
         .map(|a| {
-            json!({"by": a.by, "at": a.at, "comment": a.comment, "counts": a.digest == plan.digest})
+            let (signature, key) = match crate::signing::approval(a) {
+                None => ("none", None),
+                Some(Ok(v)) => ("valid", Some(v.fingerprint)),
+                Some(Err(_)) => ("bad", None),
+            };
+            json!({"by": a.by, "at": a.at, "comment": a.comment, "counts": a.digest == plan.digest,
+                "signature": signature, "key": key})
         })
         .collect();
     push(
@@ -127,6 +133,16 @@ pub fn rows(plan: &Plan, computed_digest: &str, options: &ShowOptions) -> String
             "summary": plan.summary,
         }),
     );
+    if let Some(verdict) = crate::signing::author(plan) {
+        let (signature, key) = match verdict {
+            Ok(v) => ("valid", Some(v.fingerprint)),
+            Err(_) => ("bad", None),
+        };
+        push(
+            &mut out,
+            json!({"row": "author_signature", "signature": signature, "key": key}),
+        );
+    }
     let selector = Selector::new(plan, &options.filter);
     for (tag, list) in [("conflict", &plan.conflicts), ("skipped", &plan.skipped)] {
         let shown: Vec<&Finding> = list
