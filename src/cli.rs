@@ -226,7 +226,7 @@ pub enum Command {
     History(HistoryArgs),
     /// Create a demo store (or a large synthetic one with --users)
     Demo(DemoArgs),
-    /// Make an Ed25519 key pair for signed approvals
+    /// Make an OpenSSH ed25519 key pair for signing plans and approvals
     Keygen(KeygenArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(CompletionsArgs),
@@ -261,9 +261,16 @@ pub struct PlanArgs {
     /// Exit 2 when the plan has changes
     #[arg(long)]
     pub detailed_exitcode: bool,
-    /// Who makes the plan [default: $USER]
+    /// Who makes the plan [default: the --key's comment, else $USER]
     #[arg(long, env = "SYNC_ACCESS_USER", hide_env_values = true)]
     pub created_by: Option<String>,
+    /// Sign the plan as its author with this OpenSSH ed25519 key: a private
+    /// key file, or a public key (.pub) whose private half is in ssh-agent
+    #[arg(long, value_name = "PATH")]
+    pub key: Option<PathBuf>,
+    /// Replace the -o file even when it is read-only
+    #[arg(long, requires = "out")]
+    pub force: bool,
     // Last: the heading would otherwise carry over to the flags after it.
     #[command(flatten, next_help_heading = "Connection")]
     pub connection: ConnectionArgs,
@@ -330,25 +337,48 @@ pub struct ShowArgs {
 pub struct ApproveArgs {
     /// The plan file, rewritten in place with the approval appended
     pub plan: PathBuf,
-    /// Who approves (an email or a name)
-    #[arg(long)]
-    pub by: String,
+    /// Who approves (an email or a name) [default: $SYNC_ACCESS_USER, the
+    /// --key's comment, else $USER]
+    #[arg(long, conflicts_with = "signature")]
+    pub by: Option<String>,
     /// A comment, such as a change ticket
-    #[arg(long)]
+    #[arg(long, conflicts_with = "signature")]
     pub comment: Option<String>,
-    /// Do not ask for confirmation
+    /// Approve without asking (required when stdin is not a terminal)
     #[arg(long, short = 'y')]
     pub yes: bool,
-    /// Sign the approval with this secret key (from `keygen`)
+    /// Sign the approval with this OpenSSH ed25519 key: a private key file,
+    /// or a public key (.pub) whose private half is in ssh-agent
+    /// (SSH_AUTH_SOCK)
+    #[arg(long, value_name = "PATH", conflicts_with = "signature")]
+    pub key: Option<PathBuf>,
+    /// Print the exact bytes to sign (for `ssh-keygen -Y sign -n
+    /// sync-access`) and write nothing
+    #[arg(long, conflicts_with_all = ["signature", "key"])]
+    pub print_message: bool,
+    /// Attach a signature made with `ssh-keygen -Y sign -n sync-access` over
+    /// the message --print-message printed
     #[arg(long, value_name = "FILE")]
-    pub signing_key: Option<PathBuf>,
+    pub signature: Option<PathBuf>,
+    /// The message that --signature signs [default: the signature file
+    /// without its .sig suffix]
+    #[arg(long, value_name = "FILE", requires = "signature")]
+    pub message: Option<PathBuf>,
+    /// Replace the plan file even when it is read-only
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct KeygenArgs {
-    /// Where to write the secret key; the public key goes to FILE.pub
+    /// Where to write the private key (0600); the public key goes to
+    /// FILE.pub. A missing folder is created 0700.
     #[arg(value_name = "FILE")]
     pub out: PathBuf,
+    /// The key's comment: the name it signs for [default: $SYNC_ACCESS_USER,
+    /// else $USER]
+    #[arg(long, short = 'C', env = "SYNC_ACCESS_USER", hide_env_values = true)]
+    pub comment: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -361,13 +391,24 @@ pub struct ApplyArgs {
     /// Who applies [default: $USER]
     #[arg(long, env = "SYNC_ACCESS_USER", hide_env_values = true)]
     pub applied_by: Option<String>,
-    /// Count only approvals signed by this public key (repeatable; from `keygen`)
+    /// The policy: allowed signers, approvals required, four-eyes (YAML);
+    /// flags can only make it stricter
+    #[arg(
+        long,
+        env = "SYNC_ACCESS_POLICY",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
+    pub policy: Option<PathBuf>,
+    /// Count only approvals signed by a key that this OpenSSH
+    /// allowed_signers file allows for the approver's name
     #[arg(long, value_name = "FILE")]
-    pub trusted_key: Vec<PathBuf>,
-    /// Distinct approvers needed
-    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    pub require_approvals: u16,
-    /// Do not count an approval by the plan's author (`created_by`)
+    pub allowed_signers: Option<PathBuf>,
+    /// Distinct approvers needed [default: 1, or the policy's]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub require_approvals: Option<u16>,
+    /// Require the author's signature and count no approval by the author's
+    /// name or key (needs allowed signers)
     #[arg(long)]
     pub four_eyes: bool,
     // Last: the heading would otherwise carry over to the flags after it.

@@ -11,15 +11,16 @@
 // exit code of a committed apply: print!/eprint! would do both.
 #![deny(clippy::print_stdout, clippy::print_stderr)]
 
-pub(crate) mod approvals;
 pub mod cli;
 pub(crate) mod commands;
 pub mod connect;
 pub mod demo;
 pub mod error;
 pub mod plan;
+pub(crate) mod plan_file;
 pub(crate) mod progress;
 pub(crate) mod render;
+pub(crate) mod signing;
 pub mod store;
 pub mod sync;
 

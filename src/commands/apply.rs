@@ -4,11 +4,11 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::approvals;
 use crate::cli::ApplyArgs;
 use crate::error::{Error, ErrorKind, ExitStatus, Result};
 use crate::plan::{self, Loaded};
 use crate::render;
+use crate::signing::policy::{self, Counted, Flags, Policy};
 use crate::store::{Access, HistoryRecord, ReadMode, Store};
 use crate::sync::{into_writes, sync};
 
@@ -26,6 +26,13 @@ const ROLLBACK_WAIT: Duration = Duration::from_secs(2);
 
 pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
+    // Flags and policy first: a usage error needs no plan read.
+    let policy = Policy::from_flags(&Flags {
+        policy: args.policy.clone(),
+        allowed_signers: args.allowed_signers.clone(),
+        require_approvals: args.require_approvals,
+        four_eyes: args.four_eyes,
+    })?;
     // From here on, Ctrl-C and SIGTERM end the apply cleanly: rolled back,
     // and said so.
     let mut signals = Signals::install()?;
@@ -33,19 +40,13 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     progress.phase("reading the plan");
     let loaded = plan::load(path)?;
     tracing::info!(changes = loaded.plan.changes.len(), "loaded the plan");
-    let policy = approvals::Policy {
-        trusted: args
-            .trusted_key
-            .iter()
-            .map(|key| approvals::read_public_key(key))
-            .collect::<Result<_>>()?,
-        required: usize::from(args.require_approvals),
-        four_eyes: args.four_eyes,
+    let verdict = validate(&loaded, path, &policy)?;
+    let notes = Notes {
+        unsigned_names: verdict.unsigned_names(),
+        not_counted: verdict.not_counted,
     };
-    let approvers: Vec<plan::Approval> = validate(&loaded, path, &policy)?
-        .into_iter()
-        .cloned()
-        .collect();
+    let approvers = verdict.counted;
+    let applied_by = super::who(args.applied_by.as_deref(), "--applied-by", None)?;
     // What apply compares is the digest of the approved changes: the
     // changes themselves (a million of them are hundreds of megabytes) are
     // freed before the store is read, and read again only to show a diff.
@@ -77,7 +78,6 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
             )),
         ));
     }
-    let applied_by = super::whoami(args.applied_by.as_deref());
     let not_applied = |e: Error| not_applied(path, e);
     progress.phase("waiting for the lock");
     let outcome = tokio::select! {
@@ -98,7 +98,17 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     match outcome {
         Ok(Attempt::Written { rows }) => {
             progress.phase("committing");
-            commit(store, &mut signals, plan, path, rows, &target, &progress).await
+            commit(
+                store,
+                &mut signals,
+                plan,
+                path,
+                rows,
+                &target,
+                &progress,
+                &notes,
+            )
+            .await
         }
         Ok(Attempt::AlreadyApplied(record)) => {
             progress.finish();
@@ -122,8 +132,18 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     }
 }
 
+/// What the approval check found that does not stop the apply, said once
+/// the plan is applied, so that a refusal stays one line.
+struct Notes {
+    /// Approvals that did not count, and why.
+    not_counted: Vec<String>,
+    /// The approvals that counted are names without a verified signature.
+    unsigned_names: bool,
+}
+
 /// COMMIT, which a signal cannot stop half-way: once it is sent, the
 /// apply waits for its answer, and says what became of the plan.
+#[allow(clippy::too_many_arguments)]
 async fn commit(
     mut store: Store,
     signals: &mut Signals,
@@ -132,6 +152,7 @@ async fn commit(
     rows: usize,
     target: &crate::connect::Target,
     progress: &super::Progress,
+    notes: &Notes,
 ) -> Result<ExitStatus> {
     let mut signalled = None;
     let committed = {
@@ -165,6 +186,15 @@ async fn commit(
             if signalled.is_some() {
                 crate::say!(
                     "the interruption came after the commit had started: the plan IS applied"
+                );
+            }
+            for why in &notes.not_counted {
+                crate::say!("note: not counted: {}", render::clean(why));
+            }
+            if notes.unsigned_names {
+                crate::say!(
+                    "warning: {}: the approvals that counted are unsigned names, which anyone who can edit the plan file can type; give --allowed-signers FILE or --policy FILE to require signatures",
+                    path.display()
                 );
             }
             crate::say!(
@@ -268,11 +298,7 @@ fn not_applied(path: &Path, err: Error) -> Error {
 /// The checks that need no database: intact, applyable, approved. A plan
 /// with conflicts can never be approved, so that is what it is told.
 /// The approvals that count are returned: they are what the history records.
-fn validate<'a>(
-    loaded: &'a Loaded,
-    path: &Path,
-    policy: &approvals::Policy,
-) -> Result<Vec<&'a plan::Approval>> {
+fn validate(loaded: &Loaded, path: &Path, policy: &Policy) -> Result<policy::Verdict> {
     loaded.require_intact(path)?;
     let plan = &loaded.plan;
     if !plan.applyable {
@@ -282,7 +308,7 @@ fn validate<'a>(
             plan.conflicts.len()
         )));
     }
-    approvals::check(plan, policy, path)
+    policy::check(plan, policy, path, super::now_secs())
 }
 
 async fn attempt(
@@ -291,7 +317,7 @@ async fn attempt(
     approved: &str,
     path: &Path,
     applied_by: &str,
-    approvers: &[plan::Approval],
+    approvers: &[Counted],
     progress: &super::Progress,
 ) -> Result<Attempt> {
     let not_applied = |e: Error| not_applied(path, e);
@@ -339,9 +365,21 @@ async fn attempt(
     );
     store.write(&writes).await.map_err(not_applied)?;
     tracing::info!(rows = writes.len(), "wrote the changes");
+    // Each counted approver: the principal (`by`), when, the comment, the
+    // key's fingerprint and whether allowed signers vouched for it. Older
+    // rows hold `{by, at, signed}`: readers take both.
     let approvers: Vec<serde_json::Value> = approvers
         .iter()
-        .map(|a| serde_json::json!({"by": a.by, "at": a.at, "signed": a.signature.is_some()}))
+        .map(|c| {
+            serde_json::json!({
+                "by": c.approval.by,
+                "at": c.approval.at,
+                "comment": c.approval.comment,
+                "fingerprint": c.fingerprint,
+                "signed": c.fingerprint.is_some(),
+                "verified": c.verified,
+            })
+        })
         .collect();
     let record = HistoryRecord {
         digest: plan.digest.clone(),

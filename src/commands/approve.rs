@@ -1,13 +1,22 @@
-//! `approve`: bind an approval to the plan's digest and rewrite the file
-//! atomically.
+//! `approve`: bind an approval to the plan's digest, signed with an OpenSSH
+//! key when asked, and rewrite the plan file under its lock.
+//!
+//! Three ways to sign: `--key` (a private key, or a `.pub` whose private
+//! half is in ssh-agent), or `--print-message` then `ssh-keygen -Y sign -n
+//! sync-access` then `--signature FILE`; or not at all (a name, not proof).
 
 use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
 
-use crate::approvals;
 use crate::cli::ApproveArgs;
 use crate::error::{Error, ExitStatus, Result};
-use crate::plan::{self, Approval};
+use crate::plan::{self, Approval, Plan};
+use crate::plan_file;
 use crate::render;
+use crate::signing::{self, key::SigningKey, principal};
+
+/// A message or signature file larger than this is not one.
+const MAX_MESSAGE_BYTES: u64 = 64 * 1024;
 
 pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
@@ -21,53 +30,92 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
             plan.conflicts.len()
         )));
     }
-    let by = args.by.trim();
-    if by.is_empty() {
-        return Err(Error::usage("--by must name the approver"));
-    }
-    let signing_key = args
-        .signing_key
-        .as_deref()
-        .map(approvals::read_signing_key)
-        .transpose()?;
-    super::say(format_args!("{}", render::plan_summary_for_stderr(plan)));
-    if plan
-        .matching_approvals()
-        .any(|a| a.by == by && (signing_key.is_none() || a.signature.is_some()))
-    {
+    let (approval, key) = match &args.signature {
+        Some(signature) => (attached(args, signature, plan)?, None),
+        None => {
+            let key = args.key.as_deref().map(SigningKey::load).transpose()?;
+            let by = super::who(args.by.as_deref(), "--by", key.as_ref())?;
+            let approval = Approval {
+                by,
+                at: plan::now_rfc3339()?,
+                digest: plan.digest.clone(),
+                comment: args.comment.clone().filter(|c| !c.is_empty()),
+                signature: None,
+            };
+            (approval, key)
+        }
+    };
+    if args.print_message {
+        // Exactly the bytes to sign: no newline is added.
+        let message = signing::approval_message(&approval);
+        super::stream_stdout(|out| out.write_all(&message))?;
         crate::say!(
-            "{}: already approved by {by}; nothing written.",
+            "Sign these bytes with `ssh-keygen -Y sign -n {} -f KEY FILE`, then attach FILE.sig with `sync-access approve {} --signature FILE.sig`.",
+            signing::NAMESPACE,
             path.display()
         );
         return Ok(ExitStatus::Success);
     }
-    if !args.yes && std::io::stdin().is_terminal() && !confirm(by)? {
-        return Err(Error::usage(format!(
-            "{}: approval cancelled; nothing written",
-            path.display()
-        )));
+    let by = approval.by.clone();
+    super::say(format_args!("{}", render::plan_summary_for_stderr(plan)));
+    if !args.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::usage(format!(
+                "{}: not approved, nothing written: stdin is not a terminal, so there is no one to confirm; pass -y/--yes to approve without a prompt",
+                path.display()
+            )));
+        }
+        if !confirm(&by)? {
+            return Err(Error::usage(format!(
+                "{}: approval cancelled; nothing written",
+                path.display()
+            )));
+        }
     }
-    let mut approval = Approval {
-        by: by.to_string(),
-        at: plan::now_rfc3339()?,
-        digest: plan.digest.clone(),
-        comment: args.comment.clone().filter(|c| !c.is_empty()),
-        signature: None,
+    let mut approval = approval;
+    if let Some(key) = &key {
+        approval.signature = Some(key.sign(&signing::approval_message(&approval))?);
+    }
+    let signed = approval.signature.is_some();
+    let digest = plan.digest.clone();
+    drop(loaded);
+    // Re-read under the lock: another approve may have landed meanwhile.
+    let written = plan_file::update(path, args.force, |bytes| {
+        let current = plan::parse(bytes)
+            .map_err(|why| Error::refused(format!("{}: {why}", path.display())))?;
+        current.require_intact(path)?;
+        if current.plan.digest != digest {
+            return Err(Error::refused(format!(
+                "{}: the plan changed while it was being approved (its digest is now {}); nothing written: review it again",
+                path.display(),
+                current.plan.digest
+            )));
+        }
+        if already_approved(&current.plan, &approval) {
+            return Ok(None);
+        }
+        let mut approved = current.plan;
+        approved.approvals.push(approval);
+        debug_assert_eq!(plan::digest_of_plan(&approved), approved.digest);
+        Ok(Some(approved.to_pretty_json()))
+    })?;
+    let Some(written) = written else {
+        crate::say!(
+            "{}: already approved by {}; nothing written.",
+            path.display(),
+            render::clean(&by)
+        );
+        return Ok(ExitStatus::Success);
     };
-    if let Some(key) = &signing_key {
-        approvals::sign(&mut approval, key);
+    if let Some(note) = written.note(path) {
+        crate::say!("{}", render::clean(&note));
     }
-    // The typed plan keeps every member the digest covers (plan::parse
-    // refuses anything else): the rewritten file seals the same content.
-    let mut approved = loaded.plan.clone();
-    approved.approvals.push(approval);
-    debug_assert_eq!(plan::digest_of_plan(&approved), approved.digest);
-    let bytes = approved.to_pretty_json();
-    super::write_atomically(path, &bytes)?;
     crate::say!(
-        "{}: approved by {by} (digest {}).",
+        "{}: approved by {}{} (digest {}).",
         path.display(),
-        plan.digest
+        render::clean(&by),
+        if signed { ", signed" } else { ", unsigned" },
+        digest
     );
     crate::say!(
         "next: sync-access apply {}  (or more approvals first, if your policy asks)",
@@ -76,8 +124,97 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     Ok(ExitStatus::Success)
 }
 
+/// The same person already approved this digest, at least as strongly: a
+/// second unsigned approval adds nothing, a signed one after an unsigned
+/// one does.
+fn already_approved(plan: &Plan, approval: &Approval) -> bool {
+    plan.matching_approvals().any(|a| {
+        principal::same(&a.by, &approval.by)
+            && (approval.signature.is_none() || a.signature.is_some())
+    })
+}
+
+/// The approval `--signature FILE` attaches: the message `--print-message`
+/// printed, read back, and the signature over it, both checked.
+fn attached(args: &ApproveArgs, signature: &Path, plan: &Plan) -> Result<Approval> {
+    let message_path = match &args.message {
+        Some(path) => path.clone(),
+        None => {
+            let name = signature.to_string_lossy();
+            match name.strip_suffix(".sig") {
+                Some(stem) if !stem.is_empty() => PathBuf::from(stem),
+                _ => {
+                    return Err(Error::usage(format!(
+                        "{}: name the message it signs with --message FILE",
+                        signature.display()
+                    )))
+                }
+            }
+        }
+    };
+    let message = read_small(&message_path)?;
+    let armored = String::from_utf8(read_small(signature)?).map_err(|_| {
+        Error::refused(format!(
+            "{}: not an armored SSH signature",
+            signature.display()
+        ))
+    })?;
+    let not_ours = |why: &str| {
+        Error::refused(format!(
+            "{}: not a message printed by `sync-access approve --print-message`: {why}",
+            message_path.display()
+        ))
+    };
+    let mut approval: Approval =
+        serde_json::from_slice(&message).map_err(|e| not_ours(&e.to_string()))?;
+    if approval.signature.is_some() {
+        return Err(not_ours("it holds a signature"));
+    }
+    // Only the canonical bytes are a message: what was signed is exactly
+    // what the plan will hold.
+    if signing::approval_message(&approval) != message {
+        return Err(not_ours("it is not in canonical form"));
+    }
+    if approval.digest != plan.digest {
+        return Err(Error::refused(format!(
+            "{}: the message approves the plan with digest {}, not this one ({})",
+            message_path.display(),
+            render::clean(&approval.digest),
+            plan.digest
+        )));
+    }
+    principal::check(&approval.by, "the message's `by`")?;
+    let verified = signing::verify(&armored, &message).map_err(|why| {
+        Error::refused(format!(
+            "{}: the signature does not verify over {}: {}",
+            signature.display(),
+            message_path.display(),
+            // The namespace it names comes from the signature file.
+            render::clean(&why)
+        ))
+    })?;
+    tracing::info!(key = %verified.fingerprint, "the attached signature verifies");
+    approval.signature = Some(armored.trim_end().to_string());
+    Ok(approval)
+}
+
+fn read_small(path: &Path) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if meta.len() > MAX_MESSAGE_BYTES {
+        return Err(Error::refused(format!(
+            "{}: {} bytes is too large for an approval message or signature",
+            path.display(),
+            meta.len()
+        )));
+    }
+    std::fs::read(path).map_err(|e| Error::io(path, e))
+}
+
 fn confirm(by: &str) -> Result<bool> {
-    super::say(format_args!("Approve this plan as {by}? [y/N] "));
+    super::say(format_args!(
+        "Approve this plan as {}? [y/N] ",
+        render::clean(by)
+    ));
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin()

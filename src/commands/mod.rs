@@ -19,6 +19,7 @@ use crate::cli::ConnectionArgs;
 use crate::connect::kestra::{self, Origin, Request};
 use crate::connect::Target;
 use crate::error::{Error, Result};
+use crate::signing::key::SigningKey;
 use crate::store::{Access, Store};
 
 /// The database named by `-c`, `--database-url`, `DATABASE_URL`,
@@ -120,54 +121,25 @@ async fn connect_checked(
     Ok((target, store))
 }
 
-/// Who runs the command: the flag, else `$USER`/`$LOGNAME`.
-pub fn whoami(flag: Option<&str>) -> String {
-    flag.map(str::to_string)
-        .or_else(|| std::env::var("USER").ok())
-        .or_else(|| std::env::var("LOGNAME").ok())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_string())
+/// Who runs the command: the flag (or `SYNC_ACCESS_USER`), else the
+/// signing key's comment, else `$USER`/`$LOGNAME`; without any, a usage
+/// error saying how to give one (no record is ever anonymous).
+pub fn who(flag: Option<&str>, flag_name: &str, key: Option<&SigningKey>) -> Result<String> {
+    let env = std::env::var("SYNC_ACCESS_USER")
+        .ok()
+        .filter(|name| !name.is_empty());
+    crate::signing::principal::resolve(
+        flag.or(env.as_deref()),
+        flag_name,
+        key.and_then(SigningKey::principal),
+    )
 }
 
-/// Writes `bytes` to `path` atomically: see [`write_atomically_with`].
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    write_atomically_with(path, |file| file.write_all(bytes))
-}
-
-/// Writes `path` atomically: `write` fills a temporary file beside it, which
-/// is synced, then renamed over it, so a reader never sees half a plan and a
-/// failure leaves the old file as it was.
-pub fn write_atomically_with(
-    path: &Path,
-    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
-) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::usage(format!("{}: not a file path", path.display())))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        // An existing file keeps its permissions.
-        if let Ok(meta) = std::fs::metadata(path) {
-            file.set_permissions(meta.permissions())?;
-        }
-        write(&mut file)?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(path, e));
-    }
-    Ok(())
+/// Seconds since the epoch, now: when allowed_signers validity is checked.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// Streams a command's output to stdout. A closed stdout (`| head`,

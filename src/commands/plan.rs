@@ -5,6 +5,8 @@ use std::io::IsTerminal;
 use crate::cli::PlanArgs;
 use crate::error::{Error, ExitStatus, Result};
 use crate::plan::{now_rfc3339, Plan, Provenance, Source};
+use crate::plan_file;
+use crate::signing::{self, key::SigningKey};
 use crate::store::{Access, ReadMode};
 use crate::sync::{sync, SyncOptions};
 
@@ -18,10 +20,9 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
         tenant_name: args.tenant_name.clone(),
         skip_conflicts: args.skip_conflicts,
     };
-    let provenance = Provenance {
-        created_at: now_rfc3339()?,
-        created_by: super::whoami(args.created_by.as_deref()),
-    };
+    // The key is read first: a wrong path fails before the store is read.
+    let key = args.key.as_deref().map(SigningKey::load).transpose()?;
+    let created_at = now_rfc3339()?;
     // A plan of a million changes on a terminal helps nobody: without -o,
     // a terminal gets the review's top and how to save the plan.
     let to_terminal = args.out.is_none() && std::io::stdout().is_terminal();
@@ -29,6 +30,11 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
     progress.phase("connecting");
     let (target, mut store) = super::open_store(&args.connection, Access::ReadOnly).await?;
     let identity = store.identity().await?;
+    // Before the long read: a plan is never made by nobody.
+    let provenance = Provenance {
+        created_at,
+        created_by: super::who(args.created_by.as_deref(), "--created-by", key.as_ref())?,
+    };
     progress.counted("reading the store", super::Counter::RowsRead, None);
     let snapshot = store
         .read_snapshot(&options.tenant, ReadMode::ReadOnly)
@@ -56,18 +62,33 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
         identity,
     };
     progress.phase(&format!("sealing {} changes", result.changes.len()));
-    let plan = Plan::new(result, &options, source, provenance);
+    let mut plan = Plan::new(result, &options, source, provenance);
     tracing::info!(digest = %plan.digest, "sealed the plan");
+    if let Some(key) = &key {
+        progress.phase("signing the plan");
+        plan.author_signature = Some(key.sign(&signing::author_message(&plan))?);
+        tracing::info!(key = %key.fingerprint(), "signed the plan as its author");
+    }
     if !to_terminal {
         progress.phase("writing the plan");
     }
-    match &args.out {
-        Some(path) => super::write_atomically_with(path, |file| plan.write_pretty(file))?,
-        None if to_terminal => {}
-        None => super::stream_stdout(|out| plan.write_pretty(out))?,
-    }
+    let written = match &args.out {
+        Some(path) => Some(plan_file::write(path, args.force, |file| {
+            plan.write_pretty(file)
+        })?),
+        None if to_terminal => None,
+        None => {
+            super::stream_stdout(|out| plan.write_pretty(out))?;
+            None
+        }
+    };
     progress.finish();
     drop(progress);
+    if let (Some(written), Some(path)) = (written, &args.out) {
+        if let Some(note) = written.note(path) {
+            crate::say!("{}", crate::render::clean(&note));
+        }
+    }
     tracing::info!("wrote the plan");
     if to_terminal {
         let style = super::show::terminal_style(None, super::show::Stream::Stdout);

@@ -1,6 +1,7 @@
 //! What a plan's digest covers, and how anyone recomputes it: `sha256:` and
-//! the hex SHA-256 of the canonical JSON of the plan without `digest` and
-//! `approvals` (SPEC §4), so that approving never changes what was approved.
+//! the hex SHA-256 of the canonical JSON of the plan without `digest`,
+//! `author_signature` and `approvals` (SPEC §4), so that signing and
+//! approving never change what was approved.
 
 use std::io::Write;
 
@@ -40,12 +41,14 @@ fn sha256_of(write: impl FnOnce(&mut dyn Write) -> Result<(), canonical::Error>)
 }
 
 /// `sha256:<hex>` of the canonical JSON of `plan` (a plan as JSON) without
-/// `digest` and `approvals`: what any third party computes.
+/// `digest`, `author_signature` and `approvals`: what any third party
+/// computes.
 pub fn digest_of(plan: &Value) -> String {
     sha256_of(|out| match plan {
         Value::Object(map) => {
             let mut sealed = map.clone();
             sealed.remove("digest");
+            sealed.remove("author_signature");
             sealed.remove("approvals");
             canonical::to_writer(out, &sealed)
         }
@@ -54,7 +57,8 @@ pub fn digest_of(plan: &Value) -> String {
 }
 
 /// What the digest covers, declared in canonical order so that the writer
-/// streams it: no copy of a million changes is ever built.
+/// streams it: no copy of a million changes is ever built. Not `digest`,
+/// `author_signature` or `approvals`: they are added after sealing.
 #[derive(Serialize)]
 #[serde(rename = "$sync_access::canonical::in_order")]
 struct Sealed<'a> {

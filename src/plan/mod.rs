@@ -3,8 +3,10 @@
 //! (`digest.rs`) and reading it back (`load.rs`).
 //!
 //! A plan read from disk is untrusted until [`load()`] has checked its
-//! format, shape and digest. The digest covers everything but `digest` and
-//! `approvals`, so approving never changes what was approved.
+//! format, shape and digest. The digest covers everything but `digest`,
+//! `author_signature` and `approvals`, so that signing and approving never
+//! change what was approved (and a plan without an author signature hashes
+//! exactly as plans always did).
 
 pub mod canonical;
 mod change;
@@ -49,6 +51,10 @@ pub struct Plan {
     pub context: Context,
     pub applyable: bool,
     pub digest: String,
+    /// The author's SSH signature over `{created_at, created_by, digest}`
+    /// (see `signing`); outside what the digest covers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author_signature: Option<String>,
     #[serde(default)]
     pub approvals: Vec<Approval>,
 }
@@ -166,6 +172,7 @@ impl Plan {
             conflicts: result.conflicts,
             context: result.context,
             digest: String::new(),
+            author_signature: None,
             approvals: Vec::new(),
         };
         plan.digest = digest_of_plan(&plan);

@@ -33,6 +33,8 @@ fn a_changed_byte_changes_the_digest_and_approvals_do_not() {
     let before = digest_of(&raw);
     raw["approvals"] = Value::Array(vec![]);
     assert_eq!(digest_of(&raw), before);
+    raw["author_signature"] = Value::String("-----BEGIN SSH SIGNATURE-----".into());
+    assert_eq!(digest_of(&raw), before);
     raw["changes"][0]["value"]["name"] = Value::String("Admin ".into());
     assert_ne!(digest_of(&raw), before);
 }
@@ -82,10 +84,12 @@ fn sample_plan() -> Vec<u8> {
     Plan::new(result, &options, source, provenance).to_pretty_json()
 }
 
-/// The content a digest vouches for: everything but digest and approvals.
+/// The content a digest vouches for: everything but digest, the author's
+/// signature and approvals.
 fn sealed_content(raw: &Value) -> Vec<u8> {
     let mut map = raw.as_object().unwrap().clone();
     map.remove("digest");
+    map.remove("author_signature");
     map.remove("approvals");
     canonical::to_vec(&Value::Object(map))
 }
@@ -95,6 +99,20 @@ fn the_sample_plan_is_valid_and_intact() {
     let loaded = parse(&sample_plan()).unwrap();
     assert!(loaded.digest_matches());
     assert_eq!(loaded.plan.changes.len(), 4);
+}
+
+#[test]
+fn an_author_signature_is_outside_the_digest_and_absent_when_unsigned() {
+    let bytes = sample_plan();
+    assert!(!String::from_utf8_lossy(&bytes).contains("author_signature"));
+    let mut raw: Value = serde_json::from_slice(&bytes).unwrap();
+    raw["author_signature"] = Value::String("-----BEGIN SSH SIGNATURE-----".into());
+    let loaded = parse(&serde_json::to_vec_pretty(&raw).unwrap()).unwrap();
+    assert!(loaded.digest_matches());
+    assert_eq!(digest_of(&raw), loaded.plan.digest);
+    // The streamed digest of the typed plan leaves it out too.
+    assert!(loaded.plan.author_signature.is_some());
+    assert_eq!(digest_of_plan(&loaded.plan), loaded.plan.digest);
 }
 
 fn mutate_value(raw: &mut Value, which: u8, text: &str) {
@@ -390,13 +408,28 @@ fn the_documented_test_vector_reproduces() {
         source,
         provenance,
     );
-    plan.approvals.push(Approval {
+    // Signed by the author and by the approver with the documented test
+    // keys: ed25519 signatures are deterministic, so the file is too.
+    let author_key = test_key(0x01, "ops@example.com");
+    let approver_key = test_key(0x02, "security@example.com");
+    plan.author_signature = Some(
+        author_key
+            .sign(&crate::signing::author_message(&plan))
+            .unwrap(),
+    );
+    let mut approval = Approval {
         by: "security@example.com".into(),
         at: "2026-01-15T10:30:00Z".into(),
         digest: plan.digest.clone(),
         comment: Some("CHG-1234".into()),
         signature: None,
-    });
+    };
+    approval.signature = Some(
+        approver_key
+            .sign(&crate::signing::approval_message(&approval))
+            .unwrap(),
+    );
+    plan.approvals.push(approval);
     assert_eq!(
         String::from_utf8(plan.to_pretty_json()).unwrap(),
         vector,
@@ -417,6 +450,63 @@ fn the_documented_test_vector_reproduces() {
     assert_eq!(loaded.computed_digest, digest);
     assert!(loaded.digest_matches());
     assert_eq!(loaded.plan.matching_approvals().count(), 1);
+
+    // The messages the two signatures cover, and the allowed_signers file
+    // under which both verify, four-eyes included.
+    assert_eq!(
+        String::from_utf8(crate::signing::author_message(&loaded.plan)).unwrap(),
+        doc_block("text author-message-vector").trim_end_matches('\n')
+    );
+    assert_eq!(
+        String::from_utf8(crate::signing::approval_message(&loaded.plan.approvals[0])).unwrap(),
+        doc_block("text approval-message-vector").trim_end_matches('\n')
+    );
+    let allowed = doc_block("text allowed-signers-vector");
+    assert_eq!(
+        allowed,
+        format!(
+            "{}\n{}\n",
+            allowed_signers_line(&author_key),
+            allowed_signers_line(&approver_key)
+        )
+    );
+    let policy = crate::signing::policy::Policy {
+        signers: vec![crate::signing::allowed_signers::AllowedSigners::parse(
+            allowed,
+            std::path::Path::new("allowed_signers"),
+        )
+        .unwrap()],
+        required: 1,
+        four_eyes: true,
+    };
+    let verdict = crate::signing::policy::check(
+        &loaded.plan,
+        &policy,
+        std::path::Path::new("vector.json"),
+        1_768_471_200,
+    )
+    .unwrap();
+    assert_eq!(verdict.counted.len(), 1);
+    assert!(verdict.counted[0].verified);
+    assert!(verdict.not_counted.is_empty());
+}
+
+/// The documented test key numbered `n`: the ed25519 key whose 32-byte
+/// seed is `n` repeated, with `comment` as its principal.
+fn test_key(n: u8, comment: &str) -> crate::signing::key::SigningKey {
+    let pair = ssh_key::private::Ed25519Keypair::from_seed(&[n; 32]);
+    let mut private = ssh_key::PrivateKey::from(pair);
+    private.set_comment(comment);
+    crate::signing::key::SigningKey::File(Box::new(private))
+}
+
+/// `principal ssh-ed25519 AAAA...`: the key's line in allowed_signers.
+fn allowed_signers_line(key: &crate::signing::key::SigningKey) -> String {
+    let public = key.public();
+    let mut line = public.to_openssh().unwrap();
+    // `to_openssh` ends with the comment; allowed_signers starts with it.
+    line.truncate(line.len() - public.comment().len() - 1);
+    format!("{} {line}", public.comment())
 }
 
 fn hex_digest_of(bytes: &[u8]) -> String {

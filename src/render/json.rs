@@ -156,7 +156,13 @@ pub fn rows(
         .approvals
         .iter()
         .map(|a| {
-            json!({"by": a.by, "at": a.at, "comment": a.comment, "counts": a.digest == plan.digest})
+            let (signature, key) = match crate::signing::approval(a) {
+                None => ("none", None),
+                Some(Ok(v)) => ("valid", Some(v.fingerprint)),
+                Some(Err(_)) => ("bad", None),
+            };
+            json!({"by": a.by, "at": a.at, "comment": a.comment, "counts": a.digest == plan.digest,
+                "signature": signature, "key": key})
         })
         .collect();
     write_json_line(
@@ -182,6 +188,16 @@ pub fn rows(
             "live": tenant.is_some(),
         }),
     )?;
+    if let Some(verdict) = crate::signing::author(plan) {
+        let (signature, key) = match verdict {
+            Ok(v) => ("valid", Some(v.fingerprint)),
+            Err(_) => ("bad", None),
+        };
+        write_json_line(
+            out,
+            &json!({"row": "author_signature", "signature": signature, "key": key}),
+        )?;
+    }
     let selector = Selector::new(plan, &options.filter);
     let facts = Facts::of(plan);
     let (mut shown, mut total, mut result) = (0usize, 0usize, Ok(()));

@@ -79,8 +79,15 @@ pub fn approvers_text(approvers_json: &str) -> String {
         Ok(Value::Array(list)) if !list.is_empty() => list
             .iter()
             .map(|a| {
+                // Rows of earlier releases hold `{by, at, signed}` only.
+                let key = match (a["fingerprint"].as_str(), a["verified"].as_bool()) {
+                    (Some(fp), Some(true)) => format!(" (verified, {fp})"),
+                    (Some(fp), _) => format!(" (signed, {fp})"),
+                    (None, _) if a["signed"].as_bool() == Some(true) => " (signed)".to_string(),
+                    (None, _) => " (unsigned)".to_string(),
+                };
                 format!(
-                    "{} at {}",
+                    "{}{key} at {}",
                     a["by"].as_str().unwrap_or("?"),
                     a["at"].as_str().unwrap_or("?")
                 )
@@ -195,7 +202,23 @@ pub fn history_json(r: &HistoryRecord) -> Value {
 
 #[cfg(test)]
 mod tests {
-    use super::short_digest;
+    use super::{approvers_text, short_digest};
+
+    #[test]
+    fn history_rows_of_every_release_name_their_approvers() {
+        // Earlier releases recorded `{by, at, signed}`.
+        assert_eq!(
+            approvers_text(r#"[{"by":"a@x","at":"T","signed":false}]"#),
+            "a@x (unsigned) at T"
+        );
+        assert_eq!(
+            approvers_text(
+                r#"[{"by":"b@x","at":"T","comment":"CHG-1","fingerprint":"SHA256:abc","signed":true,"verified":true},{"by":"c@x","at":"U","fingerprint":"SHA256:def","signed":true,"verified":false}]"#
+            ),
+            "b@x (verified, SHA256:abc) at T, c@x (signed, SHA256:def) at U"
+        );
+        assert_eq!(approvers_text("not json"), "nobody recorded");
+    }
 
     #[test]
     fn short_digests_cut_on_character_boundaries() {

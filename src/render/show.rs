@@ -200,13 +200,11 @@ fn header(plan: &Plan, computed_digest: &str) -> [Block<'static>; 2] {
         ),
         (
             "created",
-            Line::new()
-                .data(&plan.created_at)
-                .text(" by ")
-                .data(&plan.created_by)
-                .text(" with sync-access ")
-                .data(&plan.tool_version),
-            Mark::Plain,
+            author(plan),
+            match crate::signing::author(plan) {
+                Some(Err(_)) => Mark::Conflict,
+                _ => Mark::Plain,
+            },
         ),
         if computed_digest == plan.digest {
             (
@@ -266,11 +264,29 @@ fn header(plan: &Plan, computed_digest: &str) -> [Block<'static>; 2] {
     [title, Block::Fields(fields)]
 }
 
+fn author(plan: &Plan) -> Line {
+    let line = Line::new()
+        .data(&plan.created_at)
+        .text(" by ")
+        .data(&plan.created_by)
+        .text(" with sync-access ")
+        .data(&plan.tool_version);
+    match crate::signing::author(plan) {
+        None => line,
+        Some(Ok(verified)) => line.text(", signed with ").data(&verified.fingerprint),
+        Some(Err(why)) => line.text(", AUTHOR SIGNATURE DOES NOT VERIFY: ").data(&why),
+    }
+}
+
+/// Each approval, with what backs it: a signature (which key; whether the
+/// key may sign under that name is for `apply --allowed-signers` to say) or
+/// nothing but a name.
 fn approvals(plan: &Plan) -> Line {
     if plan.approvals.is_empty() {
         return "none".into();
     }
     let mut line = Line::new();
+    let mut unsigned = false;
     for (i, a) in plan.approvals.iter().enumerate() {
         if i > 0 {
             line = line.text("; ");
@@ -279,9 +295,25 @@ fn approvals(plan: &Plan) -> Line {
         if let Some(comment) = &a.comment {
             line = line.text(" (").data(comment).text(")");
         }
+        line = match crate::signing::approval(a) {
+            None => {
+                unsigned |= a.digest == plan.digest;
+                line.text(" [unsigned]")
+            }
+            Some(Ok(verified)) => line
+                .text(" [signed with ")
+                .data(&verified.fingerprint)
+                .text("]"),
+            Some(Err(why)) => line.text(" [BAD SIGNATURE: ").data(&why).text("]"),
+        };
         if a.digest != plan.digest {
             line = line.text(" [for another digest: does not count]");
         }
+    }
+    if unsigned {
+        line = line.text(
+            ". Unsigned approvals are names, which anyone who can edit this file can type: they prove nothing",
+        );
     }
     line
 }

@@ -907,9 +907,8 @@ pub fn single_trials() -> Vec<Trial> {
                 let path = dir.path().join("plan.json");
                 let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/demo-plan.json");
                 std::fs::copy(golden, &path).unwrap();
-                // A pipe that stays open and says nothing: were approve to
-                // ask, it would read end of file when the pipe closes and
-                // cancel; it must approve without asking.
+                // A pipe that stays open and says nothing: approve neither
+                // waits for it nor approves without -y; it refuses at once.
                 let out = std::process::Command::new(env!("CARGO_BIN_EXE_sync-access"))
                     .current_dir(dir.path())
                     .args(["approve", "--by", APPROVER, "plan.json"])
@@ -917,9 +916,10 @@ pub fn single_trials() -> Vec<Trial> {
                     .output()
                     .unwrap();
                 let ran = Ran::from(out);
-                ran.expect_code(0);
+                ran.expect_code(1);
                 assert!(!ran.stderr.contains("[y/N]"), "{ran:?}");
-                assert_eq!(read_json(&path)["approvals"][0]["by"], APPROVER);
+                assert!(ran.stderr.contains("--yes"), "{ran:?}");
+                assert_eq!(read_json(&path)["approvals"], serde_json::json!([]));
                 Ok(())
             },
         ),

@@ -351,34 +351,39 @@ fn secrets(kind: Kind) {
     // keygen, approve (signed), verify before, a stale apply, apply,
     // verify after, apply again, history.
     let keys = db.path("keys");
-    std::fs::create_dir_all(&keys).unwrap();
     let key = keys.join("approver.key");
     let key_arg = key.to_str().unwrap();
-    runner.run(&["keygen", key_arg]).expect(0, "keygen");
+    let ran = runner.run(&["keygen", key_arg, "--comment", "security@example.com"]);
+    ran.expect(0, "keygen");
+    let allowed = keys.join("allowed_signers");
+    std::fs::write(&allowed, &ran.stdout).unwrap();
+    let allowed = allowed.to_str().unwrap().to_string();
+    // The private key's body (past the constant header and the public key)
+    // must never be printed.
     let secret_key = std::fs::read_to_string(&key).unwrap();
-    let seed = secret_key.split_whitespace().last().unwrap().to_string();
-    assert!(seed.len() >= 32, "{secret_key}");
-    runner.secrets.push(seed);
+    let body: Vec<&str> = secret_key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    assert!(body.len() >= 4, "{}", body.len());
+    for line in &body[2..body.len() - 1] {
+        runner.secrets.push(line.to_string());
+    }
     let public = format!("{key_arg}.pub");
-    // A key where the other kind is expected: refused without quoting it.
+    // A public key without an agent cannot sign: refused without quoting it.
     runner
         .run(&[
             "approve",
             "--yes",
             "--by",
             "x",
-            "--signing-key",
+            "--key",
             &public,
             "plan.json",
         ])
-        .expect(1, "approve with a public key");
-    std::fs::copy(&key, keys.join("secret-as-public.pub")).unwrap();
-    let ran = runner.run(&[
-        "apply",
-        "plan.json",
-        "--trusted-key",
-        keys.join("secret-as-public.pub").to_str().unwrap(),
-    ]);
+        .expect(1, "approve with a public key and no agent");
+    // A private key where allowed signers are expected: refused, unquoted.
+    let ran = runner.run(&["apply", "plan.json", "--allowed-signers", key_arg]);
     assert_ne!(ran.code, Some(0), "{ran:?}");
     runner
         .run(&[
@@ -386,7 +391,7 @@ fn secrets(kind: Kind) {
             "--yes",
             "--by",
             "security@example.com",
-            "--signing-key",
+            "--key",
             key_arg,
             "plan.json",
         ])
@@ -399,13 +404,13 @@ fn secrets(kind: Kind) {
     db.exec(&format!(
         "INSERT INTO {groups} ({key_col}, {value_col}) VALUES ('zz-drift', '{{\"id\":\"zz-drift\",\"name\":\"Drift\",\"deleted\":false}}')"
     ));
-    let ran = runner.run(&["apply", "plan.json", "--trusted-key", &public]);
+    let ran = runner.run(&["apply", "plan.json", "--allowed-signers", &allowed]);
     ran.expect(5, "stale apply");
     assert!(ran.stderr.contains("zz-drift"), "{}", ran.stderr);
     db.exec(&format!(
         "DELETE FROM {groups} WHERE {key_col} = 'zz-drift'"
     ));
-    let ran = runner.run(&["apply", "plan.json", "--trusted-key", &public]);
+    let ran = runner.run(&["apply", "plan.json", "--allowed-signers", &allowed]);
     ran.expect(0, "apply");
     assert!(ran.stderr.contains("db.statement"), "{}", ran.stderr);
     runner
@@ -663,12 +668,20 @@ fn round_trip(db: &TestDb, file: &str, tenant: &str, args: &[&str]) -> Value {
     assert!(!ran.stderr.contains('\u{1b}'), "{}", ran.stderr);
 
     let before = db.dump();
-    Ran::of(
+    // approve refuses a name with control characters; a plan file edited
+    // by hand may still hold one, and it is escaped wherever it is shown.
+    let hostile_name = "o'brien \"sec\" 日本 \u{1b}[2J";
+    let ran = Ran::of(
         db.cmd()
-            .args(["approve", "--yes", "--by", "o'brien \"sec\" 日本 \u{1b}[2J"])
+            .args(["approve", "--yes", "--by", hostile_name])
             .arg(&path),
-    )
-    .expect(0, "approve");
+    );
+    ran.expect(1, "approve with an escape sequence in the name");
+    assert!(!ran.stderr.contains('\u{1b}'), "{}", ran.stderr);
+    let mut approved = read_json(&path);
+    approved["approvals"] = json!([{"by": hostile_name, "at": "2026-11-27T12:00:00Z",
+        "digest": approved["digest"]}]);
+    write_json(&path, &approved);
     let ran = Ran::of(db.cmd().arg("apply").arg(&path));
     ran.expect(0, "apply");
     let after = db.dump();
@@ -794,7 +807,7 @@ fn sealed(plan: &Value) -> Value {
 
 /// `plan` with its digest recomputed and every approval re-pointed at it:
 /// what someone editing a plan after its approval would forge.
-fn resealed(mut plan: Value) -> Value {
+pub(crate) fn resealed(mut plan: Value) -> Value {
     let digest = sync_access::plan::digest_of(&plan);
     plan["digest"] = json!(digest);
     if let Some(approvals) = plan["approvals"].as_array_mut() {
@@ -1077,7 +1090,7 @@ fn make_mutants(original: &[u8], plan: &Value) -> Vec<(String, Vec<u8>)> {
         }));
         // An edit that leaves the changes as they were, with an unsigned
         // approval re-pointed at it, is a forgery that apply cannot tell
-        // without trusted keys: `forged_approvals` covers it.
+        // without allowed signers: `forged_approvals` covers it.
         if !name.starts_with("huge author") {
             out.push((
                 format!("{name} (resealed, approval re-pointed)"),
@@ -1170,16 +1183,23 @@ fn mutants() {
     Ran::of(db.cmd().arg("apply").arg(&path)).expect(0, "the original");
 }
 
-/// Without trusted keys an approval is a claim, not a proof: anyone can
+/// Without allowed signers an approval is a claim, not a proof: anyone can
 /// re-point it at an edited plan's new digest. What such a forgery gets is
 /// bounded (apply writes only the changes the database needs for the plan's
-/// tenant and options, re-derived under its lock); with `--trusted-key` it
-/// gets nothing, and a signed approval cannot be re-pointed at all.
+/// tenant and options, re-derived under its lock); with `--allowed-signers`
+/// it gets nothing, and a signed approval cannot be re-pointed at all.
 fn forged_approvals() {
     let db = TestDb::with_rows(Kind::Sqlite, fixtures::rules());
     let key = db.path("approver.key");
-    Ran::of(db.cmd().arg("keygen").arg(&key)).expect(0, "keygen");
-    let public = db.path("approver.key.pub");
+    let ran = Ran::of(
+        db.cmd()
+            .arg("keygen")
+            .arg(&key)
+            .args(["--comment", "security@example.com"]),
+    );
+    ran.expect(0, "keygen");
+    let allowed = db.path("allowed_signers");
+    std::fs::write(&allowed, &ran.stdout).unwrap();
     let path = db.path("plan.json");
     Ran::of(db.cmd().args(["plan", "--skip-conflicts", "-o"]).arg(&path)).expect(0, "plan");
     let plan = read_json(&path);
@@ -1196,25 +1216,19 @@ fn forged_approvals() {
         db.cmd()
             .arg("apply")
             .arg(&forged)
-            .arg("--trusted-key")
-            .arg(&public),
+            .arg("--allowed-signers")
+            .arg(&allowed),
     );
-    ran.expect(4, "forged, with a trusted key");
+    ran.expect(4, "forged, with allowed signers");
     assert!(ran.stderr.contains("did not sign"), "{}", ran.stderr);
 
     // Signed, then re-pointed after the same edit: the signature no longer
-    // verifies, with or without trusted keys.
+    // verifies, with or without allowed signers.
     std::fs::copy(&path, db.path("signed.json")).unwrap();
     let signed = db.path("signed.json");
     Ran::of(
         db.cmd()
-            .args([
-                "approve",
-                "--yes",
-                "--by",
-                "security@example.com",
-                "--signing-key",
-            ])
+            .args(["approve", "--yes", "--by", "security@example.com", "--key"])
             .arg(&key)
             .arg(&signed),
     )
@@ -1222,11 +1236,11 @@ fn forged_approvals() {
     let mut edited_signed = read_json(&signed);
     edited_signed["created_by"] = json!("mallory@example.com");
     write_json(&signed, &resealed(edited_signed));
-    for trusted in [true, false] {
+    for with_signers in [true, false] {
         let mut cmd = db.cmd();
         cmd.arg("apply").arg(&signed);
-        if trusted {
-            cmd.arg("--trusted-key").arg(&public);
+        if with_signers {
+            cmd.arg("--allowed-signers").arg(&allowed);
         }
         let ran = Ran::of(&mut cmd);
         ran.expect(4, "signed, re-pointed");
@@ -1234,9 +1248,9 @@ fn forged_approvals() {
     }
     assert_eq!(db.dump(), before);
 
-    // Without trusted keys the unsigned forgery counts, and writes exactly
+    // Without allowed signers the unsigned forgery counts, and writes exactly
     // the changes of the plan that was approved: nothing more.
-    Ran::of(db.cmd().arg("apply").arg(&forged)).expect(0, "forged, no trusted key");
+    Ran::of(db.cmd().arg("apply").arg(&forged)).expect(0, "forged, no allowed signers");
     let after = db.dump();
     let written: Vec<&(String, String)> = after
         .keys()

@@ -439,7 +439,7 @@ fn approvals_in_the_header() {
         .success();
     let table = run(&[], &path, 0);
     assert!(
-        table.contains("approvals  security@example.com at 2026-11-27T12:00:00Z (CHG-42)\n"),
+        table.contains("approvals  security@example.com at 2026-11-27T12:00:00Z (CHG-42) [unsigned]. Unsigned approvals are names, which anyone who can edit this file can type: they prove nothing\n"),
         "{table}"
     );
     // An approval of other content is listed, and said not to count.
@@ -448,7 +448,7 @@ fn approvals_in_the_header() {
     std::fs::write(&path, serde_json::to_vec_pretty(&plan).unwrap()).unwrap();
     let table = run(&[], &path, 0);
     assert!(
-        table.contains("(CHG-42) [for another digest: does not count]"),
+        table.contains("(CHG-42) [unsigned] [for another digest: does not count]"),
         "{table}"
     );
     let json = run(&["--format", "json"], &path, 0);
@@ -456,7 +456,7 @@ fn approvals_in_the_header() {
     assert_eq!(
         header["approvals"],
         json!([{"by": "security@example.com", "at": "2026-11-27T12:00:00Z",
-                "comment": "CHG-42", "counts": false}])
+                "comment": "CHG-42", "counts": false, "signature": "none", "key": null}])
     );
 }
 

@@ -175,6 +175,9 @@ impl TestDb {
             .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
             .env("SYNC_ACCESS_USER", "tester@example.com")
             .env_remove("RUST_LOG")
+            // The developer's own agent and policy stay out of the tests.
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("SYNC_ACCESS_POLICY")
             .current_dir(self.dir.path());
         cmd
     }
