@@ -46,8 +46,8 @@ impl Cli {
     }
 
     /// Parses a command line, with the connection flags accepted in both
-    /// places: after the command that connects (whose help lists them)
-    /// and before it, where SPEC §7 and earlier versions had them as
+    /// places: after the command that connects (whose help lists them, but
+    /// for `show`, where they serve only `--live`) and before it, where SPEC §7 and earlier versions had them as
     /// global flags. Given in both places, the command's own win, flag by
     /// flag; given before a command that does not connect, they are
     /// ignored.
@@ -56,7 +56,13 @@ impl Cli {
         I: IntoIterator<Item = T>,
         T: Into<std::ffi::OsString> + Clone,
     {
-        let matches = Cli::command().try_get_matches_from(args)?;
+        let matches = Cli::command()
+            .mut_subcommand("show", |show| {
+                ["database_url", "config", "datasource", "connect_timeout"]
+                    .into_iter()
+                    .fold(show, |show, id| show.mut_arg(id, |arg| arg.hide(true)))
+            })
+            .try_get_matches_from(args)?;
         let mut cli = Cli::from_arg_matches(&matches)?;
         if let Some(connection) = cli.command.connection_mut() {
             connection.merge_before(&cli.connection_before);
@@ -325,11 +331,14 @@ pub struct ShowArgs {
     #[arg(long, value_name = "COLUMNS")]
     pub width: Option<u16>,
     /// Read each user's current access in the tenant from the database
-    /// (read-only) and show it as the "before" side, like `kubectl diff`
+    /// (read-only) and show it as the "before" side, like `kubectl diff`;
+    /// the database is named as for `plan` (--database-url, -c/--config,
+    /// --datasource, --connect-timeout)
     #[arg(long)]
     pub live: bool,
-    // The database, with --live.
-    #[command(flatten, next_help_heading = "Connection (with --live)")]
+    // The database, with --live; hidden from `show --help` by
+    // `Cli::parse_args_from`: only --live uses them, and its help names them.
+    #[command(flatten, next_help_heading = "Connection")]
     pub connection: ConnectionArgs,
 }
 

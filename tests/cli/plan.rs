@@ -527,7 +527,8 @@ pub fn single_trials() -> Vec<Trial> {
 /// it; given in both places, the command's own win, and sources that clash
 /// across the two places are refused as in one; before a command that
 /// does not connect they are accepted and ignored, after it they are a
-/// usage error; and only the commands that connect list them.
+/// usage error; and only the commands that connect list them (`show`
+/// names them in the help of --live).
 fn connection_flags_before_or_after_the_command() -> Result<(), libtest_mimic::Failed> {
     let dir = tempfile::tempdir().unwrap();
     let cmd = || {
@@ -679,8 +680,28 @@ fn connection_flags_before_or_after_the_command() -> Result<(), libtest_mimic::F
             "{command}: {help}"
         );
     }
+    // `show` takes them for --live only: its help names them there, and
+    // does not list them as options of their own.
     let help = cmd().args(["show", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    assert!(help.contains("Connection (with --live):"), "{help}");
+    let option_lines = |flag: &str| {
+        help.lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with(flag) || l.starts_with(&format!("-c, {flag}")))
+            .count()
+    };
+    for flag in [
+        "--database-url",
+        "--config",
+        "--datasource",
+        "--connect-timeout",
+    ] {
+        assert_eq!(option_lines(flag), 0, "{flag}: {help}");
+    }
+    let live = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("--live"))
+        .unwrap_or_else(|| panic!("{help}"));
+    assert!(live.contains("--database-url"), "{help}");
     Ok(())
 }
