@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 pub use crate::connect::kestra::DEFAULT_DATABASE_URL;
 
@@ -22,37 +22,78 @@ fn parse_connect_timeout(value: &str) -> Result<u64, String> {
     version,
     about = "Mirror a Kestra store's legacy global access into a tenant: plan, show, approve, apply",
     long_about = None,
-    disable_version_flag = true
+    disable_version_flag = true,
+    after_help = "The connection flags (--database-url, -c/--config, --datasource, \
+--connect-timeout) follow a command that connects (plan, apply, verify, history, demo, \
+show --live); given before the command, as earlier versions documented them, they are \
+accepted too."
 )]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
+    /// The connection flags given before the command: merged into the
+    /// command's own by [`Cli::parse_args_from`], read nowhere else.
+    #[command(flatten)]
+    pub connection_before: ConnectionBefore,
     #[command(subcommand)]
     pub command: Command,
 }
 
+impl Cli {
+    /// Parses the process's command line: see [`Cli::parse_args_from`].
+    pub fn parse_args() -> Result<Cli, clap::Error> {
+        Cli::parse_args_from(std::env::args_os())
+    }
+
+    /// Parses a command line, with the connection flags accepted in both
+    /// places: after the command that connects (whose help lists them, but
+    /// for `show`, where they serve only `--live`) and before it, where SPEC §7 and earlier versions had them as
+    /// global flags. Given in both places, the command's own win, flag by
+    /// flag; given before a command that does not connect, they are
+    /// ignored.
+    pub fn parse_args_from<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Cli::command()
+            .mut_subcommand("show", |show| {
+                ["database_url", "config", "datasource", "connect_timeout"]
+                    .into_iter()
+                    .fold(show, |show, id| show.mut_arg(id, |arg| arg.hide(true)))
+            })
+            .try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        if let Some(connection) = cli.command.connection_mut() {
+            connection.merge_before(&cli.connection_before);
+        }
+        Ok(cli)
+    }
+}
+
+/// The connection flags in their old place, before the command. Not global
+/// (a global flag shows in the help of every command, `keygen` and
+/// `approve` included, and is accepted after them), and hidden: the
+/// commands that connect document them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConnectionBefore {
+    #[arg(long = "database-url", hide = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    #[arg(short = 'c', long = "config", hide = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    #[arg(long = "datasource", hide = true, value_name = "NAME")]
+    pub datasource: Option<String>,
+    #[arg(
+        long = "connect-timeout",
+        hide = true,
+        value_name = "SECS",
+        value_parser = parse_connect_timeout
+    )]
+    pub connect_timeout: Option<u64>,
+}
+
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    // Where the database is and how to reach it (README "Connecting" and
-    // "Production databases"); these flags stay together.
-    /// Database URL: sqlite:PATH, postgres://..., mysql://... [env:
-    /// DATABASE_URL] [default: a Kestra configuration if one is found, else
-    /// sqlite:sync-access-demo.db]
-    #[arg(long, global = true, value_name = "URL")]
-    pub database_url: Option<String>,
-    /// Kestra configuration file whose datasources.<name> gives the database
-    /// [default: KESTRA_CONFIGURATION, else ~/.kestra/config.yml if it
-    /// exists]
-    #[arg(short = 'c', long = "config", global = true, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-    /// Which datasource of the Kestra configuration [default: the only one,
-    /// else the one kestra.repository.type names]
-    #[arg(long, global = true, value_name = "NAME")]
-    pub datasource: Option<String>,
-    /// Seconds to wait for the database connection, at least 1 [default:
-    /// the URL's connect_timeout/connectTimeout, else 10]
-    #[arg(long, global = true, value_name = "SECS", value_parser = parse_connect_timeout)]
-    pub connect_timeout: Option<u64>,
     /// Kestra's plugins directory: accepted so that a command line copied
     /// from Kestra's docs works; it has no effect here
     #[arg(
@@ -64,8 +105,14 @@ pub struct GlobalArgs {
         hide_env = true
     )]
     pub plugins: Option<PathBuf>,
-    /// Log level
-    #[arg(short = 'l', long = "log-level", global = true, value_enum)]
+    /// Log level (any case)
+    #[arg(
+        short = 'l',
+        long = "log-level",
+        global = true,
+        value_enum,
+        ignore_case = true
+    )]
     pub log_level: Option<LogLevel>,
     /// More logs (-v info, -vv debug, -vvv trace)
     #[arg(short = 'v', long = "verbose", global = true, action = ArgAction::Count)]
@@ -76,6 +123,58 @@ pub struct GlobalArgs {
     /// Print the version
     #[arg(short = 'V', long = "version", action = ArgAction::Version)]
     pub version: Option<bool>,
+}
+
+/// Where the database is: only on the commands that connect. One group, so
+/// that connection options added later (TLS, schemas) land in one place.
+#[derive(Debug, Clone, Args)]
+pub struct ConnectionArgs {
+    // Where the database is and how to reach it (README "Connecting" and
+    // "Production databases"); these flags stay together.
+    /// Database URL: sqlite:PATH, postgres://..., mysql://... [env:
+    /// DATABASE_URL] [default: a Kestra configuration if one is found, else
+    /// sqlite:sync-access-demo.db]
+    #[arg(long, value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Kestra configuration file whose datasources.<name> gives the database
+    /// [default: KESTRA_CONFIGURATION, else ~/.kestra/config.yml if it
+    /// exists]
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Which datasource of the Kestra configuration [default: the only one,
+    /// else the one kestra.repository.type names]
+    #[arg(long, value_name = "NAME")]
+    pub datasource: Option<String>,
+    /// Seconds to wait for the database connection, at least 1 [default:
+    /// the URL's connect_timeout/connectTimeout, else 10]
+    #[arg(long, value_name = "SECS", value_parser = parse_connect_timeout)]
+    pub connect_timeout: Option<u64>,
+}
+
+impl ConnectionArgs {
+    /// Takes each flag given before the command (`before`) that the command
+    /// was not given itself, as the global flags of earlier versions were
+    /// (the later one wins). Sources that clash across the two places
+    /// (`-c` before, `--database-url` after) are refused like any other
+    /// clash, by `connect::kestra::resolve`.
+    fn merge_before(&mut self, before: &ConnectionBefore) {
+        let ConnectionBefore {
+            database_url,
+            config,
+            datasource,
+            connect_timeout,
+        } = before;
+        if self.database_url.is_none() {
+            self.database_url.clone_from(database_url);
+        }
+        if self.config.is_none() {
+            self.config.clone_from(config);
+        }
+        if self.datasource.is_none() {
+            self.datasource.clone_from(datasource);
+        }
+        self.connect_timeout = self.connect_timeout.or(*connect_timeout);
+    }
 }
 
 impl GlobalArgs {
@@ -100,6 +199,23 @@ pub enum LogLevel {
     Error,
 }
 
+impl Command {
+    /// The connection flags of a command that has them.
+    fn connection_mut(&mut self) -> Option<&mut ConnectionArgs> {
+        match self {
+            Command::Plan(args) => Some(&mut args.connection),
+            Command::Show(args) => Some(&mut args.connection),
+            Command::Apply(args) => Some(&mut args.connection),
+            Command::Verify(args) => Some(&mut args.connection),
+            Command::History(args) => Some(&mut args.connection),
+            Command::Demo(args) => Some(&mut args.connection),
+            Command::Approve(_) | Command::Keygen(_) | Command::Completions(_) | Command::Man => {
+                None
+            }
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Read the store and write the plan (read-only)
@@ -118,6 +234,17 @@ pub enum Command {
     Demo(DemoArgs),
     /// Make an OpenSSH ed25519 key pair for signing plans and approvals
     Keygen(KeygenArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(CompletionsArgs),
+    /// Print the manual page (roff), as in `sync-access man | man -l -`
+    Man,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell, as in `sync-access completions bash > /etc/bash_completion.d/sync-access`
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 #[derive(Debug, Args)]
@@ -141,7 +268,7 @@ pub struct PlanArgs {
     #[arg(long)]
     pub detailed_exitcode: bool,
     /// Who makes the plan [default: the --key's comment, else $USER]
-    #[arg(long, env = "SYNC_ACCESS_USER")]
+    #[arg(long, env = "SYNC_ACCESS_USER", hide_env_values = true)]
     pub created_by: Option<String>,
     /// Sign the plan as its author with this OpenSSH ed25519 key: a private
     /// key file, or a public key (.pub) whose private half is in ssh-agent
@@ -150,6 +277,9 @@ pub struct PlanArgs {
     /// Replace the -o file even when it is read-only
     #[arg(long, requires = "out")]
     pub force: bool,
+    // Last: the heading would otherwise carry over to the flags after it.
+    #[command(flatten, next_help_heading = "Connection")]
+    pub connection: ConnectionArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -171,7 +301,7 @@ pub enum OpArg {
 
 #[derive(Debug, Args)]
 pub struct ShowArgs {
-    /// The plan file
+    /// The plan file; `-` reads it from stdin
     pub plan: PathBuf,
     /// Output format: tables for a terminal, markdown for a pull request,
     /// json for tools (one object per line)
@@ -200,6 +330,16 @@ pub struct ShowArgs {
     /// wrapping when piped]
     #[arg(long, value_name = "COLUMNS")]
     pub width: Option<u16>,
+    /// Read each user's current access in the tenant from the database
+    /// (read-only) and show it as the "before" side, like `kubectl diff`;
+    /// the database is named as for `plan` (--database-url, -c/--config,
+    /// --datasource, --connect-timeout)
+    #[arg(long)]
+    pub live: bool,
+    // The database, with --live; hidden from `show --help` by
+    // `Cli::parse_args_from`: only --live uses them, and its help names them.
+    #[command(flatten, next_help_heading = "Connection")]
+    pub connection: ConnectionArgs,
 }
 
 #[derive(Debug, Args)]
@@ -246,7 +386,7 @@ pub struct KeygenArgs {
     pub out: PathBuf,
     /// The key's comment: the name it signs for [default: $SYNC_ACCESS_USER,
     /// else $USER]
-    #[arg(long, short = 'C', env = "SYNC_ACCESS_USER")]
+    #[arg(long, short = 'C', env = "SYNC_ACCESS_USER", hide_env_values = true)]
     pub comment: Option<String>,
 }
 
@@ -258,11 +398,16 @@ pub struct ApplyArgs {
     #[arg(long, default_value_t = 5, value_name = "SECS")]
     pub lock_timeout: u64,
     /// Who applies [default: $USER]
-    #[arg(long, env = "SYNC_ACCESS_USER")]
+    #[arg(long, env = "SYNC_ACCESS_USER", hide_env_values = true)]
     pub applied_by: Option<String>,
     /// The policy: allowed signers, approvals required, four-eyes (YAML);
     /// flags can only make it stricter
-    #[arg(long, env = "SYNC_ACCESS_POLICY", value_name = "FILE")]
+    #[arg(
+        long,
+        env = "SYNC_ACCESS_POLICY",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     pub policy: Option<PathBuf>,
     /// Count only approvals signed by a key that this OpenSSH
     /// allowed_signers file allows for the approver's name
@@ -275,16 +420,48 @@ pub struct ApplyArgs {
     /// name or key (needs allowed signers)
     #[arg(long)]
     pub four_eyes: bool,
+    // Last: the heading would otherwise carry over to the flags after it.
+    #[command(flatten, next_help_heading = "Connection")]
+    pub connection: ConnectionArgs,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The plan file
     pub plan: PathBuf,
+    /// Output format: a sentence, or one JSON object for tools
+    #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+    pub format: ReportFormat,
+    // Last: the heading would otherwise carry over to the flags after it.
+    #[command(flatten, next_help_heading = "Connection")]
+    pub connection: ConnectionArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum HistoryFormat {
+    Table,
+    Json,
 }
 
 #[derive(Debug, Args)]
-pub struct HistoryArgs {}
+pub struct HistoryArgs {
+    /// Output format: a table, or one JSON object per line for tools
+    #[arg(long, value_enum, default_value_t = HistoryFormat::Table)]
+    pub format: HistoryFormat,
+    /// Wrap the table to this many columns [default: the terminal's; no
+    /// wrapping when piped]
+    #[arg(long, value_name = "COLUMNS")]
+    pub width: Option<u16>,
+    // Last: the heading would otherwise carry over to the flags after it.
+    #[command(flatten, next_help_heading = "Connection")]
+    pub connection: ConnectionArgs,
+}
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -303,4 +480,119 @@ pub struct DemoArgs {
     /// Drop the IAM tables first if they exist (destroys their data)
     #[arg(long)]
     pub reset: bool,
+    // Last: the heading would otherwise carry over to the flags after it.
+    #[command(flatten, next_help_heading = "Connection")]
+    pub connection: ConnectionArgs,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::parse_args_from(std::iter::once("sync-access").chain(args.iter().copied()))
+    }
+
+    fn connection(args: &[&str]) -> ConnectionArgs {
+        let mut cli = parse(args).unwrap();
+        cli.command
+            .connection_mut()
+            .expect("a command that connects")
+            .clone()
+    }
+
+    #[test]
+    fn the_derive_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    /// README "Connecting": the flags work after the command and, as SPEC
+    /// §7 had them, before it; given in both places, the command's own
+    /// win, flag by flag.
+    #[test]
+    fn connection_flags_before_or_after_the_command() {
+        for command in [
+            &["plan"][..],
+            &["apply", "p.json"],
+            &["verify", "p.json"],
+            &["history"],
+            &["demo"],
+            &["show", "--live", "p.json"],
+        ] {
+            let before = [&["--database-url", "sqlite:a.db"][..], command].concat();
+            assert_eq!(
+                connection(&before).database_url.as_deref(),
+                Some("sqlite:a.db"),
+                "{before:?}"
+            );
+            let after = [command, &["--database-url", "sqlite:b.db"]].concat();
+            assert_eq!(
+                connection(&after).database_url.as_deref(),
+                Some("sqlite:b.db")
+            );
+            let both = [
+                &["--database-url", "sqlite:a.db", "--connect-timeout", "7"][..],
+                command,
+                &["--database-url", "sqlite:b.db"],
+            ]
+            .concat();
+            let merged = connection(&both);
+            assert_eq!(merged.database_url.as_deref(), Some("sqlite:b.db"));
+            assert_eq!(
+                merged.connect_timeout,
+                Some(7),
+                "per flag: the timeout is kept"
+            );
+        }
+        let c = connection(&["-c", "kestra.yml", "--datasource", "main", "plan"]);
+        assert_eq!(
+            c.config.as_deref(),
+            Some(std::path::Path::new("kestra.yml"))
+        );
+        assert_eq!(c.datasource.as_deref(), Some("main"));
+        assert_eq!(
+            connection(&["--connect-timeout", "5", "plan"]).connect_timeout,
+            Some(5)
+        );
+        assert_eq!(connection(&["plan"]).connect_timeout, None);
+        assert_eq!(
+            connection(&["--connect-timeout", "5", "plan", "--connect-timeout", "3"])
+                .connect_timeout,
+            Some(3)
+        );
+        // The same check of the value in both places.
+        assert!(parse(&["--connect-timeout", "0", "plan"]).is_err());
+        // Two sources across the two places are both kept, so that the
+        // resolver refuses the clash as it refuses it in one place.
+        let c = connection(&["-c", "kestra.yml", "plan", "--database-url", "sqlite:b.db"]);
+        assert_eq!(
+            (c.config.as_deref(), c.database_url.as_deref()),
+            (
+                Some(std::path::Path::new("kestra.yml")),
+                Some("sqlite:b.db")
+            )
+        );
+    }
+
+    /// Before a command that does not connect, the flags are accepted and
+    /// ignored; after it, they are not flags of that command.
+    #[test]
+    fn connection_flags_and_commands_that_do_not_connect() {
+        for command in [
+            &["keygen", "k"][..],
+            &["approve", "--by", "x", "p.json"],
+            &["completions", "bash"],
+            &["man"],
+        ] {
+            let before = [
+                &["--database-url", "sqlite:a.db", "-c", "k.yml"][..],
+                command,
+            ]
+            .concat();
+            let mut cli = parse(&before).unwrap();
+            assert!(cli.command.connection_mut().is_none());
+        }
+        assert!(parse(&["keygen", "--database-url", "sqlite:a.db", "k"]).is_err());
+        assert!(parse(&["approve", "--by", "x", "-c", "k.yml", "p.json"]).is_err());
+    }
 }

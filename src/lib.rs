@@ -6,6 +6,11 @@
 //! goes plan file -> validation -> store under lock -> the same sync ->
 //! comparison -> writes.
 
+// Output goes through `commands::stream_stdout`, `report_done` and `say!`,
+// which neither panic on a closed pipe nor let a failed report change the
+// exit code of a committed apply: print!/eprint! would do both.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod cli;
 pub(crate) mod commands;
 pub mod connect;
@@ -13,6 +18,7 @@ pub mod demo;
 pub mod error;
 pub mod plan;
 pub(crate) mod plan_file;
+pub(crate) mod progress;
 pub(crate) mod render;
 pub(crate) mod signing;
 pub mod store;
@@ -29,17 +35,18 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
         .enable_all()
         .build()
         .map_err(|e| Error::io_on("starting the runtime", e))?;
-    let global = &cli.global;
     runtime.block_on(async {
         match &cli.command {
-            Command::Plan(args) => commands::plan::run(global, args).await,
-            Command::Show(args) => commands::show::run(args),
+            Command::Plan(args) => commands::plan::run(args).await,
+            Command::Show(args) => commands::show::run(args).await,
             Command::Approve(args) => commands::approve::run(args),
-            Command::Apply(args) => commands::apply::run(global, args).await,
-            Command::Verify(args) => commands::verify::run(global, args).await,
-            Command::History(args) => commands::history::run(global, args).await,
-            Command::Demo(args) => commands::demo::run(global, args).await,
+            Command::Apply(args) => commands::apply::run(args).await,
+            Command::Verify(args) => commands::verify::run(args).await,
+            Command::History(args) => commands::history::run(args).await,
+            Command::Demo(args) => commands::demo::run(args).await,
             Command::Keygen(args) => commands::keygen::run(args),
+            Command::Completions(args) => commands::completions::run(args),
+            Command::Man => commands::man::run(),
         }
     })
 }

@@ -1,9 +1,7 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = match sync_access::cli::Cli::try_parse() {
+    let cli = match sync_access::cli::Cli::parse_args() {
         Ok(cli) => cli,
         // Help and version are successes; a usage error exits 1 (SPEC §6),
         // not clap's 2, which means "changes planned" here.

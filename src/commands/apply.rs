@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::cli::{ApplyArgs, GlobalArgs};
+use crate::cli::ApplyArgs;
 use crate::error::{Error, ErrorKind, ExitStatus, Result};
 use crate::plan::{self, Loaded};
 use crate::render;
@@ -13,11 +13,18 @@ use crate::store::{Access, HistoryRecord, ReadMode, Store};
 use crate::sync::{into_writes, sync};
 
 enum Attempt {
-    Applied { rows: usize },
+    /// Written and recorded in the open transaction: only COMMIT is left.
+    Written {
+        rows: usize,
+    },
     AlreadyApplied(HistoryRecord),
 }
 
-pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
+/// How long an interrupted apply waits for its rollback before it closes
+/// the connection instead (the server then rolls back on its own).
+const ROLLBACK_WAIT: Duration = Duration::from_secs(2);
+
+pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
     // Flags and policy first: a usage error needs no plan read.
     let policy = Policy::from_flags(&Flags {
@@ -26,13 +33,18 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
         require_approvals: args.require_approvals,
         four_eyes: args.four_eyes,
     })?;
+    // From here on, Ctrl-C and SIGTERM end the apply cleanly: rolled back,
+    // and said so.
+    let mut signals = Signals::install()?;
     let progress = super::Progress::on_terminal();
     progress.phase("reading the plan");
     let loaded = plan::load(path)?;
     tracing::info!(changes = loaded.plan.changes.len(), "loaded the plan");
     let verdict = validate(&loaded, path, &policy)?;
-    let unsigned_names = verdict.unsigned_names();
-    let not_counted = verdict.not_counted;
+    let notes = Notes {
+        unsigned_names: verdict.unsigned_names(),
+        not_counted: verdict.not_counted,
+    };
     let approvers = verdict.counted;
     let applied_by = super::who(args.applied_by.as_deref(), "--applied-by", None)?;
     // What apply compares is the digest of the approved changes: the
@@ -42,8 +54,16 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
     let approved = plan::changes_digest(&loaded.plan.changes);
     loaded.plan.changes = Vec::new();
     let plan = &loaded.plan;
-    let (target, mut store) =
-        super::open_store_for_plan(global, Access::ReadWrite, path, &plan.source).await?;
+    let (target, mut store) = tokio::select! {
+        biased;
+        kind = signals.recv() => return Err(interrupted(path, kind)),
+        opened = super::open_store_for_plan(
+            &args.connection,
+            Access::ReadWrite,
+            path,
+            &plan.source,
+        ) => opened?,
+    };
     let identity = store.identity().await?;
     if identity != plan.source.identity {
         return Err(not_applied(
@@ -59,56 +79,208 @@ pub async fn run(global: &GlobalArgs, args: &ApplyArgs) -> Result<ExitStatus> {
         ));
     }
     let not_applied = |e: Error| not_applied(path, e);
-    progress.phase("waiting for the lock, re-reading and comparing; then writing");
-    store
-        .begin_apply(Duration::from_secs(args.lock_timeout))
-        .await
-        .map_err(not_applied)?;
-    let attempt = attempt(&mut store, plan, &approved, path, &applied_by, &approvers).await;
+    progress.phase("waiting for the lock");
+    let outcome = tokio::select! {
+        biased;
+        kind = signals.recv() => {
+            progress.finish();
+            roll_back_or_close(store).await;
+            return Err(interrupted(path, kind));
+        }
+        outcome = async {
+            store
+                .begin_apply(Duration::from_secs(args.lock_timeout))
+                .await
+                .map_err(not_applied)?;
+            attempt(&mut store, plan, &approved, path, &applied_by, &approvers, &progress).await
+        } => outcome,
+    };
+    match outcome {
+        Ok(Attempt::Written { rows }) => {
+            progress.phase("committing");
+            commit(
+                store,
+                &mut signals,
+                plan,
+                path,
+                rows,
+                &target,
+                &progress,
+                &notes,
+            )
+            .await
+        }
+        Ok(Attempt::AlreadyApplied(record)) => {
+            progress.finish();
+            store.rollback().await.map_err(not_applied)?;
+            super::report_done(&format!(
+                "Plan {} was already applied at {} by {} (approved by {}); nothing to do.\n",
+                render::clean(&record.digest),
+                render::clean(&record.applied_at),
+                render::clean(&record.applied_by),
+                render::clean(&render::approvers_text(&record.approvers))
+            ));
+            Ok(ExitStatus::Success)
+        }
+        Err(e) => {
+            progress.finish();
+            // The transaction is rolled back; on a lost connection the
+            // server rolls it back itself.
+            let _ = store.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// What the approval check found that does not stop the apply, said once
+/// the plan is applied, so that a refusal stays one line.
+struct Notes {
+    /// Approvals that did not count, and why.
+    not_counted: Vec<String>,
+    /// The approvals that counted are names without a verified signature.
+    unsigned_names: bool,
+}
+
+/// COMMIT, which a signal cannot stop half-way: once it is sent, the
+/// apply waits for its answer, and says what became of the plan.
+#[allow(clippy::too_many_arguments)]
+async fn commit(
+    mut store: Store,
+    signals: &mut Signals,
+    plan: &plan::Plan,
+    path: &Path,
+    rows: usize,
+    target: &crate::connect::Target,
+    progress: &super::Progress,
+    notes: &Notes,
+) -> Result<ExitStatus> {
+    let mut signalled = None;
+    let committed = {
+        let commit = store.commit();
+        tokio::pin!(commit);
+        loop {
+            tokio::select! {
+                result = &mut commit => break result,
+                kind = signals.recv(), if signalled.is_none() => {
+                    signalled = Some(kind);
+                    crate::say!("interrupted during the commit: waiting for the database to finish it");
+                }
+            }
+        }
+    };
     progress.finish();
-    match attempt {
-        Ok(Attempt::Applied { rows }) => {
+    match committed {
+        Ok(()) => {
             let s = &plan.summary;
-            println!(
-                "Applied plan {} to tenant `{}` on {}: {} role(s), {} group(s), {} membership(s), {} binding(s){} ({rows} row(s) written).",
+            super::report_done(&format!(
+                "Applied plan {} to tenant `{}` on {}: {} role(s), {} group(s), {} membership(s), {} binding(s){} ({rows} row(s) written).\n",
                 plan.digest,
-                plan.tenant,
+                render::clean(&plan.tenant),
                 target.display(),
                 s.add_role,
                 s.add_group,
                 s.add_membership,
                 s.add_binding,
                 if s.create_tenant > 0 { ", and the tenant created" } else { "" },
-            );
-            // Said once the outcome is known, so that a refusal stays one
-            // line.
-            for why in &not_counted {
-                eprintln!("note: not counted: {}", render::clean(why));
+            ));
+            if signalled.is_some() {
+                crate::say!(
+                    "the interruption came after the commit had started: the plan IS applied"
+                );
             }
-            if unsigned_names {
-                eprintln!(
+            for why in &notes.not_counted {
+                crate::say!("note: not counted: {}", render::clean(why));
+            }
+            if notes.unsigned_names {
+                crate::say!(
                     "warning: {}: the approvals that counted are unsigned names, which anyone who can edit the plan file can type; give --allowed-signers FILE or --policy FILE to require signatures",
                     path.display()
                 );
             }
-            Ok(ExitStatus::Success)
-        }
-        Ok(Attempt::AlreadyApplied(record)) => {
-            store.rollback().await.map_err(not_applied)?;
-            println!(
-                "Plan {} was already applied at {} by {} (approved by {}); nothing to do.",
-                render::clean(&record.digest),
-                render::clean(&record.applied_at),
-                render::clean(&record.applied_by),
-                render::clean(&render::approvers_text(&record.approvers))
+            crate::say!(
+                "next: sync-access verify {}; sync-access history",
+                path.display()
             );
             Ok(ExitStatus::Success)
         }
         Err(e) => {
-            // The transaction is rolled back; on a lost connection the
-            // server rolls it back itself.
+            let refused_before_commit = e.kind() == ErrorKind::Locked;
             let _ = store.rollback().await;
-            Err(e)
+            match signalled {
+                Some(kind) if refused_before_commit => Err(interrupted(path, kind)),
+                _ if refused_before_commit => Err(not_applied(path, e)),
+                _ => Err(e.reworded(|why| {
+                    format!(
+                        "{}: the commit failed, so the plan is most likely not applied; `sync-access history` tells for sure: {why}",
+                        path.display()
+                    )
+                })),
+            }
+        }
+    }
+}
+
+/// Rolls the open transaction back, waiting a little; a connection busy
+/// with a statement that does not end is closed instead, and the server
+/// rolls back what it had not committed.
+async fn roll_back_or_close(mut store: Store) {
+    if tokio::time::timeout(ROLLBACK_WAIT, store.rollback())
+        .await
+        .is_err()
+    {
+        tracing::info!("the rollback did not answer in time: closing the connection");
+    }
+    drop(store);
+}
+
+fn interrupted(path: &Path, kind: ErrorKind) -> Error {
+    Error::new(
+        kind,
+        format!(
+            "{}: interrupted: rolled back, nothing written",
+            path.display()
+        ),
+    )
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, caught instead of ending the process, so
+/// that an apply can roll back and say so.
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let install =
+                |kind| signal(kind).map_err(|e| Error::io_on("installing a signal handler", e));
+            Ok(Signals {
+                interrupt: install(SignalKind::interrupt())?,
+                terminate: install(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// Waits for a signal: which one, as the kind of error it ends with.
+    async fn recv(&mut self) -> ErrorKind {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => ErrorKind::Interrupted { terminated: false },
+                _ = self.terminate.recv() => ErrorKind::Interrupted { terminated: true },
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            ErrorKind::Interrupted { terminated: false }
         }
     }
 }
@@ -146,6 +318,7 @@ async fn attempt(
     path: &Path,
     applied_by: &str,
     approvers: &[Counted],
+    progress: &super::Progress,
 ) -> Result<Attempt> {
     let not_applied = |e: Error| not_applied(path, e);
     let stale = |why: String| not_applied(Error::stale(format!("stale: {why}")));
@@ -156,11 +329,17 @@ async fn attempt(
     {
         return Ok(Attempt::AlreadyApplied(record));
     }
+    progress.counted(
+        "re-reading the store under the lock",
+        super::Counter::RowsRead,
+        None,
+    );
     let snapshot = store
         .read_snapshot(&plan.tenant, ReadMode::InApply)
         .await
         .map_err(not_applied)?;
     tracing::info!("read the snapshot under the lock");
+    progress.phase("re-deriving the changes and comparing them with the approved ones");
     let now = sync(&snapshot, &plan.sync_options()).map_err(|e| stale(e.to_string()))?;
     tracing::info!(changes = now.changes.len(), "re-derived the changes");
     // Documents are canonical text: equal changes are equal bytes.
@@ -179,6 +358,11 @@ async fn attempt(
     let writes =
         into_writes(&snapshot, &plan.tenant, now.changes).map_err(|e| stale(e.to_string()))?;
     drop(snapshot);
+    progress.counted(
+        "writing",
+        super::Counter::RowsWritten,
+        Some(writes.len() as u64),
+    );
     store.write(&writes).await.map_err(not_applied)?;
     tracing::info!(rows = writes.len(), "wrote the changes");
     // Each counted approver: the principal (`by`), when, the comment, the
@@ -208,16 +392,5 @@ async fn attempt(
         summary: serde_json::to_string(&plan.summary).expect("a summary always serialises"),
     };
     store.record(&record).await.map_err(not_applied)?;
-    store.commit().await.map_err(|e| match e.kind() {
-        // Refused before anything was committed (SQLite readers that never
-        // let go): the transaction is rolled back next.
-        ErrorKind::Locked => not_applied(e),
-        _ => e.reworded(|why| {
-            format!(
-                "{}: the commit failed, so the plan is most likely not applied; `sync-access history` tells for sure: {why}",
-                path.display()
-            )
-        }),
-    })?;
-    Ok(Attempt::Applied { rows: writes.len() })
+    Ok(Attempt::Written { rows: writes.len() })
 }

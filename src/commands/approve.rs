@@ -49,7 +49,7 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
         // Exactly the bytes to sign: no newline is added.
         let message = signing::approval_message(&approval);
         super::stream_stdout(|out| out.write_all(&message))?;
-        eprintln!(
+        crate::say!(
             "Sign these bytes with `ssh-keygen -Y sign -n {} -f KEY FILE`, then attach FILE.sig with `sync-access approve {} --signature FILE.sig`.",
             signing::NAMESPACE,
             path.display()
@@ -57,7 +57,7 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
         return Ok(ExitStatus::Success);
     }
     let by = approval.by.clone();
-    eprint!("{}", render::plan_summary_for_stderr(plan));
+    super::say(format_args!("{}", render::plan_summary_for_stderr(plan)));
     if !args.yes {
         if !std::io::stdin().is_terminal() {
             return Err(Error::usage(format!(
@@ -100,7 +100,7 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
         Ok(Some(approved.to_pretty_json()))
     })?;
     let Some(written) = written else {
-        eprintln!(
+        crate::say!(
             "{}: already approved by {}; nothing written.",
             path.display(),
             render::clean(&by)
@@ -108,14 +108,18 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
         return Ok(ExitStatus::Success);
     };
     if let Some(note) = written.note(path) {
-        eprintln!("{}", render::clean(&note));
+        crate::say!("{}", render::clean(&note));
     }
-    eprintln!(
+    crate::say!(
         "{}: approved by {}{} (digest {}).",
         path.display(),
         render::clean(&by),
         if signed { ", signed" } else { ", unsigned" },
         digest
+    );
+    crate::say!(
+        "next: sync-access apply {}  (or more approvals first, if your policy asks)",
+        path.display()
     );
     Ok(ExitStatus::Success)
 }
@@ -207,7 +211,10 @@ fn read_small(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn confirm(by: &str) -> Result<bool> {
-    eprint!("Approve this plan as {}? [y/N] ", render::clean(by));
+    super::say(format_args!(
+        "Approve this plan as {}? [y/N] ",
+        render::clean(by)
+    ));
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin()

@@ -1,14 +1,14 @@
 //! `demo`: create a demo store, or a large synthetic one for benchmarks.
 
-use crate::cli::{DemoArgs, GlobalArgs};
+use crate::cli::DemoArgs;
 use crate::demo;
 use crate::error::{Error, ExitStatus, Result};
 use crate::store::{Access, Store};
 
-pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitStatus> {
+pub async fn run(args: &DemoArgs) -> Result<ExitStatus> {
     // Never a Kestra configuration found in the environment: demo writes.
-    let target = super::resolve_explicit(global)?.target;
-    let timeout = super::connect_timeout(global, &target);
+    let target = super::resolve_explicit(&args.connection)?.target;
+    let timeout = super::connect_timeout(&args.connection, &target);
     let mut store = Store::connect(&target, Access::Create, timeout).await?;
     if args.reset {
         store.drop_all().await?;
@@ -31,7 +31,7 @@ pub async fn run(global: &GlobalArgs, args: &DemoArgs) -> Result<ExitStatus> {
             demo::load_synthetic(&mut store, &shape).await?
         }
     };
-    eprintln!(
+    crate::say!(
         "Created a demo store at {}: {} tenant(s), {} user(s), {} group(s), {} role(s), {} binding(s).",
         target.display(),
         counts[0],

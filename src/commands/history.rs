@@ -1,14 +1,24 @@
 //! `history`: the applied plans, newest first.
 
-use crate::cli::{GlobalArgs, HistoryArgs};
+use crate::cli::{HistoryArgs, HistoryFormat};
 use crate::error::{ExitStatus, Result};
 use crate::render;
 use crate::store::Access;
 
-pub async fn run(global: &GlobalArgs, _args: &HistoryArgs) -> Result<ExitStatus> {
-    let (_target, mut store) = super::open_store(global, Access::ReadOnly).await?;
+pub async fn run(args: &HistoryArgs) -> Result<ExitStatus> {
+    let (_target, mut store) = super::open_store(&args.connection, Access::ReadOnly).await?;
     let records = store.history().await?;
-    let table = render::history_table(&records);
-    super::stream_stdout(|out| out.write_all(table.as_bytes()))?;
+    match args.format {
+        HistoryFormat::Json => super::stream_stdout(|out| {
+            for record in &records {
+                render::write_json_line(out, &render::history_json(record))?;
+            }
+            Ok(())
+        })?,
+        HistoryFormat::Table => {
+            let style = super::show::terminal_style(args.width, super::show::Stream::Stdout);
+            super::stream_stdout(|out| render::history_table(out, &records, style))?
+        }
+    }
     Ok(ExitStatus::Success)
 }

@@ -18,7 +18,7 @@ pub fn run(args: &KeygenArgs) -> Result<ExitStatus> {
         comment.clone()
     };
     super::stream_stdout(|out| writeln!(out, "{principals} {line}"))?;
-    eprintln!(
+    crate::say!(
         "Wrote the private key to {} (keep it to yourself: `--key {}`) and the public key to {}; the line above goes into allowed_signers.",
         args.out.display(),
         args.out.display(),

@@ -2,9 +2,11 @@
 
 pub mod apply;
 pub mod approve;
+pub mod completions;
 pub mod demo;
 pub mod history;
 pub mod keygen;
+pub mod man;
 pub mod plan;
 pub mod show;
 pub mod verify;
@@ -13,7 +15,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::cli::GlobalArgs;
+use crate::cli::ConnectionArgs;
 use crate::connect::kestra::{self, Origin, Request};
 use crate::connect::Target;
 use crate::error::{Error, Result};
@@ -25,22 +27,22 @@ use crate::store::{Access, Store};
 /// default (see [`kestra::resolve`]); a Kestra configuration is named on
 /// stderr, with the datasource and the environment variables that
 /// overrode it.
-pub fn resolve(global: &GlobalArgs) -> Result<kestra::Resolved> {
+pub fn resolve(connection: &ConnectionArgs) -> Result<kestra::Resolved> {
     resolve_request(Request {
-        config: global.config.clone(),
-        database_url: global.database_url.clone(),
-        datasource: global.datasource.clone(),
+        config: connection.config.clone(),
+        database_url: connection.database_url.clone(),
+        datasource: connection.datasource.clone(),
         explicit_only: false,
     })
 }
 
 /// As [`resolve`], for `demo`: only a database named on the command line or
 /// in `DATABASE_URL`, else the demo default.
-pub fn resolve_explicit(global: &GlobalArgs) -> Result<kestra::Resolved> {
+pub fn resolve_explicit(connection: &ConnectionArgs) -> Result<kestra::Resolved> {
     resolve_request(Request {
-        config: global.config.clone(),
-        database_url: global.database_url.clone(),
-        datasource: global.datasource.clone(),
+        config: connection.config.clone(),
+        database_url: connection.database_url.clone(),
+        datasource: connection.datasource.clone(),
         explicit_only: true,
     })
 }
@@ -53,7 +55,7 @@ fn resolve_request(request: Request) -> Result<kestra::Resolved> {
         .collect();
     let resolved = kestra::resolve(&request, &kestra::process_env, &env_vars)?;
     if let Origin::Kestra(how) = &resolved.origin {
-        eprintln!(
+        crate::say!(
             "sync-access: database from the Kestra configuration in {}",
             crate::render::clean(how)
         );
@@ -63,13 +65,13 @@ fn resolve_request(request: Request) -> Result<kestra::Resolved> {
 }
 
 /// The database the command line and the environment name.
-pub fn target(global: &GlobalArgs) -> Result<Target> {
-    Ok(resolve(global)?.target)
+pub fn target(connection: &ConnectionArgs) -> Result<Target> {
+    Ok(resolve(connection)?.target)
 }
 
 /// `--connect-timeout`, else the URL's, else 10 seconds.
-pub fn connect_timeout(global: &GlobalArgs, target: &Target) -> Duration {
-    global
+pub fn connect_timeout(connection: &ConnectionArgs, target: &Target) -> Duration {
+    connection
         .connect_timeout
         .map(Duration::from_secs)
         .or_else(|| target.connect_timeout())
@@ -77,21 +79,21 @@ pub fn connect_timeout(global: &GlobalArgs, target: &Target) -> Duration {
 }
 
 /// Connects and checks that the database is an IAM store.
-pub async fn open_store(global: &GlobalArgs, access: Access) -> Result<(Target, Store)> {
-    let target = target(global)?;
-    connect_checked(global, target, access).await
+pub async fn open_store(connection: &ConnectionArgs, access: Access) -> Result<(Target, Store)> {
+    let target = target(connection)?;
+    connect_checked(connection, target, access).await
 }
 
 /// As [`open_store`], for a command that works on a plan: when no database
 /// was given and the plan was made on another one than the demo default,
 /// says which and how to pass it, instead of failing on the demo file.
 pub async fn open_store_for_plan(
-    global: &GlobalArgs,
+    connection: &ConnectionArgs,
     access: Access,
     plan_path: &Path,
     source: &crate::plan::Source,
 ) -> Result<(Target, Store)> {
-    let resolved = resolve(global)?;
+    let resolved = resolve(connection)?;
     if resolved.origin == Origin::Default
         && (source.backend != "sqlite" || source.database != resolved.target.display())
     {
@@ -104,16 +106,16 @@ pub async fn open_store_for_plan(
             resolved.target.display(),
         )));
     }
-    connect_checked(global, resolved.target, access).await
+    connect_checked(connection, resolved.target, access).await
 }
 
 async fn connect_checked(
-    global: &GlobalArgs,
+    connection: &ConnectionArgs,
     target: Target,
     access: Access,
 ) -> Result<(Target, Store)> {
     tracing::info!(database = %target.display(), "connecting");
-    let timeout = connect_timeout(global, &target);
+    let timeout = connect_timeout(connection, &target);
     let mut store = Store::connect(&target, access, timeout).await?;
     store.check_schema().await?;
     Ok((target, store))
@@ -140,7 +142,8 @@ pub fn now_secs() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Streams to stdout; a closed pipe (`| head`) ends quietly.
+/// Streams a command's output to stdout. A closed stdout (`| head`,
+/// `| true`) ends it quietly: the reader wanted no more, which is no error.
 pub fn stream_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
     let mut out = std::io::stdout().lock();
     match write(&mut out).and_then(|_| out.flush()) {
@@ -150,39 +153,39 @@ pub fn stream_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) 
     }
 }
 
-/// Progress on stderr for long runs: a spinner naming the phase, only when
-/// stderr is a terminal (never in pipes, logs or CI).
-pub struct Progress(Option<indicatif::ProgressBar>);
-
-impl Progress {
-    /// A spinner on a terminal; nothing otherwise.
-    pub fn on_terminal() -> Progress {
-        use std::io::IsTerminal;
-        if !std::io::stderr().is_terminal() {
-            return Progress(None);
-        }
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.enable_steady_tick(std::time::Duration::from_millis(120));
-        Progress(Some(bar))
-    }
-
-    /// Names the phase now under way.
-    pub fn phase(&self, what: &str) {
-        if let Some(bar) = &self.0 {
-            bar.set_message(what.to_string());
-        }
-    }
-
-    /// Clears the spinner before the command prints its result.
-    pub fn finish(&self) {
-        if let Some(bar) = &self.0 {
-            bar.finish_and_clear();
+/// Writes to stdout what a command says after its work is done for good
+/// (a committed apply): no failure to print may change the exit code or
+/// suggest that the work failed, so a failure is said on stderr instead.
+pub fn report_done(text: &str) {
+    use std::io::ErrorKind;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => {}
+        Err(e) => {
+            let why = if e.kind() == ErrorKind::BrokenPipe {
+                "stdout was closed".to_string()
+            } else {
+                format!("stdout: {e}")
+            };
+            say(format_args!(
+                "note: done, but this report could not be printed ({why}):\n{text}"
+            ));
         }
     }
 }
 
-impl Drop for Progress {
-    fn drop(&mut self) {
-        self.finish();
-    }
+/// Writes to stderr. A closed or broken stderr is not worth a panic, nor an
+/// error: what was said there is lost, the command's result is not.
+pub fn say(args: std::fmt::Arguments) {
+    let _ = std::io::stderr().lock().write_fmt(args);
 }
+
+/// `say!("...")`: [`say`] with `format!` arguments and a final newline.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::commands::say(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+pub use crate::progress::{Counter, Progress};

@@ -2,7 +2,7 @@
 
 use std::io::IsTerminal;
 
-use crate::cli::{GlobalArgs, PlanArgs};
+use crate::cli::PlanArgs;
 use crate::error::{Error, ExitStatus, Result};
 use crate::plan::{now_rfc3339, Plan, Provenance, Source};
 use crate::plan_file;
@@ -10,7 +10,10 @@ use crate::signing::{self, key::SigningKey};
 use crate::store::{Access, ReadMode};
 use crate::sync::{sync, SyncOptions};
 
-pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<ExitStatus> {
+/// Rows of "Needs attention" that `plan` shows on a terminal.
+const ATTENTION_ROWS: usize = 10;
+
+pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
     let options = SyncOptions {
         tenant: args.tenant.clone(),
         create_tenant: args.create_tenant,
@@ -20,16 +23,19 @@ pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<ExitStatus> {
     // The key is read first: a wrong path fails before the store is read.
     let key = args.key.as_deref().map(SigningKey::load).transpose()?;
     let created_at = now_rfc3339()?;
+    // A plan of a million changes on a terminal helps nobody: without -o,
+    // a terminal gets the review's top and how to save the plan.
+    let to_terminal = args.out.is_none() && std::io::stdout().is_terminal();
     let progress = super::Progress::on_terminal();
     progress.phase("connecting");
-    let (target, mut store) = super::open_store(global, Access::ReadOnly).await?;
+    let (target, mut store) = super::open_store(&args.connection, Access::ReadOnly).await?;
     let identity = store.identity().await?;
     // Before the long read: a plan is never made by nobody.
     let provenance = Provenance {
         created_at,
         created_by: super::who(args.created_by.as_deref(), "--created-by", key.as_ref())?,
     };
-    progress.phase("reading the store");
+    progress.counted("reading the store", super::Counter::RowsRead, None);
     let snapshot = store
         .read_snapshot(&options.tenant, ReadMode::ReadOnly)
         .await?;
@@ -40,7 +46,13 @@ pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<ExitStatus> {
         bindings = snapshot.bindings.len(),
         "read snapshot"
     );
-    progress.phase("deriving the changes");
+    progress.phase(&format!(
+        "deriving the changes from {} documents",
+        snapshot.users.len()
+            + snapshot.groups.len()
+            + snapshot.roles.len()
+            + snapshot.bindings.len()
+    ));
     let result = sync(&snapshot, &options).map_err(|e| Error::usage(e.to_string()))?;
     drop(snapshot);
     tracing::info!(changes = result.changes.len(), "derived the changes");
@@ -49,7 +61,7 @@ pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<ExitStatus> {
         database: target.display(),
         identity,
     };
-    progress.phase("sealing and writing the plan");
+    progress.phase(&format!("sealing {} changes", result.changes.len()));
     let mut plan = Plan::new(result, &options, source, provenance);
     tracing::info!(digest = %plan.digest, "sealed the plan");
     if let Some(key) = &key {
@@ -57,27 +69,55 @@ pub async fn run(global: &GlobalArgs, args: &PlanArgs) -> Result<ExitStatus> {
         plan.author_signature = Some(key.sign(&signing::author_message(&plan))?);
         tracing::info!(key = %key.fingerprint(), "signed the plan as its author");
     }
+    if !to_terminal {
+        progress.phase("writing the plan");
+    }
     let written = match &args.out {
         Some(path) => Some(plan_file::write(path, args.force, |file| {
             plan.write_pretty(file)
         })?),
+        None if to_terminal => None,
         None => {
             super::stream_stdout(|out| plan.write_pretty(out))?;
             None
         }
     };
     progress.finish();
+    drop(progress);
     if let (Some(written), Some(path)) = (written, &args.out) {
         if let Some(note) = written.note(path) {
-            eprintln!("{}", crate::render::clean(&note));
+            crate::say!("{}", crate::render::clean(&note));
         }
     }
     tracing::info!("wrote the plan");
-    if std::io::stderr().is_terminal() {
+    if to_terminal {
+        let style = super::show::terminal_style(None, super::show::Stream::Stdout);
+        let review = crate::render::plan_summary_table(&plan, style, Some(ATTENTION_ROWS));
+        super::stream_stdout(|out| {
+            write!(
+                out,
+                "{review}\nThis is a summary; the plan itself was not saved. Save it with\n  sync-access plan -o plan.json      (or: sync-access plan > plan.json)\nthen review it with `sync-access show plan.json`.\n"
+            )
+        })?;
+    } else if std::io::stderr().is_terminal() {
         let style = super::show::terminal_style(None, super::show::Stream::Stderr);
-        eprint!("{}", crate::render::plan_summary_table(&plan, style));
+        let review = crate::render::plan_summary_table(&plan, style, None);
+        super::say(format_args!("{review}"));
     } else {
-        eprint!("{}", crate::render::plan_summary_for_stderr(&plan));
+        super::say(format_args!(
+            "{}",
+            crate::render::plan_summary_for_stderr(&plan)
+        ));
+    }
+    if let Some(path) = &args.out {
+        let path = path.display();
+        if plan.applyable {
+            crate::say!("next: sync-access show {path}, then sync-access approve {path} --by YOU");
+        } else {
+            crate::say!(
+                "next: sync-access show {path} to see the conflicts; resolve them and plan again, or plan with --skip-conflicts"
+            );
+        }
     }
     Ok(if !plan.applyable {
         ExitStatus::Conflicts

@@ -1,35 +1,85 @@
-//! `show`: render a plan for review.
+//! `show`: render a plan for review; with `--live`, beside the tenant's
+//! current access, read from the database.
 
 use std::io::IsTerminal;
+use std::path::Path;
 
 use crate::cli::{OpArg, ShowArgs, ShowFormat};
 use crate::error::{Error, ExitStatus, Result};
 use crate::plan;
-use crate::render::{self, Filter, Format, ShowOptions, Style};
+use crate::render::{self, Filter, Format, ShowOptions, Style, Tenant};
+use crate::store::{Access, ReadMode};
 use crate::sync::Op;
 
 /// Rows per table when `--limit` is not given, for the human formats.
 const DEFAULT_LIMIT: usize = 50;
 
-pub fn run(args: &ShowArgs) -> Result<ExitStatus> {
+pub async fn run(args: &ShowArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
     let started = std::time::Instant::now();
-    let loaded = plan::load(path)?;
+    let loaded = if path == Path::new("-") {
+        plan::load_stdin()?
+    } else {
+        plan::load(path)?
+    };
+    let name = if path == Path::new("-") {
+        "stdin".to_string()
+    } else {
+        path.display().to_string()
+    };
     tracing::info!(elapsed = ?started.elapsed(), changes = loaded.plan.changes.len(), "plan loaded");
-    let options = options(args);
-    let text = render::show(&loaded.plan, &loaded.computed_digest, &options);
+    let tenant = if args.live {
+        Some(live_tenant(args, &name, &loaded.plan).await?)
+    } else {
+        None
+    };
+    let options = options(args, &name);
+    super::stream_stdout(|out| {
+        render::show(
+            out,
+            &loaded.plan,
+            &loaded.computed_digest,
+            &options,
+            tenant.as_ref(),
+        )
+    })?;
     tracing::info!(elapsed = ?started.elapsed(), "plan rendered");
-    super::stream_stdout(|out| out.write_all(text.as_bytes()))?;
     if !loaded.digest_matches() {
         return Err(Error::refused(format!(
-            "{}: WARNING: digest mismatch: this plan was altered after it was made; do not approve it",
-            path.display()
+            "{name}: WARNING: digest mismatch: this plan was altered after it was made; do not approve it"
         )));
     }
     Ok(ExitStatus::Success)
 }
 
-fn options(args: &ShowArgs) -> ShowOptions {
+/// The tenant's current access, read in one read-only snapshot.
+async fn live_tenant(args: &ShowArgs, name: &str, plan: &plan::Plan) -> Result<Tenant> {
+    // As apply and verify: no database given for a plan made elsewhere
+    // is told how to pass it, not read from the demo file.
+    let (target, mut store) = super::open_store_for_plan(
+        &args.connection,
+        Access::ReadOnly,
+        Path::new(name),
+        &plan.source,
+    )
+    .await?;
+    let identity = store.identity().await?;
+    if identity != plan.source.identity {
+        crate::say!(
+            "warning: the plan was made against another database ({} at {}); this is {} at {}: the \"before\" side is this database's",
+            render::clean(&crate::connect::redact(&plan.source.identity)),
+            render::clean(&crate::connect::redact(&plan.source.database)),
+            identity,
+            target.display()
+        );
+    }
+    let snapshot = store
+        .read_snapshot(&plan.tenant, ReadMode::ReadOnly)
+        .await?;
+    Ok(Tenant::of(&snapshot, &plan.tenant))
+}
+
+fn options(args: &ShowArgs, name: &str) -> ShowOptions {
     let format = match args.format {
         ShowFormat::Table => Format::Table,
         ShowFormat::Markdown => Format::Markdown,
@@ -40,6 +90,7 @@ fn options(args: &ShowArgs) -> ShowOptions {
         (Some(n), _) => Some(n),
         (None, _) => Some(DEFAULT_LIMIT),
     };
+    let shell_name = if name == "stdin" { "-" } else { name };
     ShowOptions {
         format,
         diff: args.diff,
@@ -51,6 +102,12 @@ fn options(args: &ShowArgs) -> ShowOptions {
             op: args.op.map(op),
         },
         style: terminal_style(args.width, Stream::Stdout),
+        // The default markdown is for a pull-request comment; asked for
+        // with --limit, it is whatever size that makes.
+        fit_comment: args.limit.is_none(),
+        everything: format!(
+            "sync-access show {shell_name} --format markdown --limit 0 > review.md"
+        ),
     }
 }
 
@@ -70,33 +127,30 @@ pub enum Stream {
     Stderr,
 }
 
-/// Terminal conventions: the terminal's width and colour when the stream is
-/// a terminal (colour unless `NO_COLOR` is set and not empty); no wrapping
-/// and no colour when piped. `width` overrides the width either way.
+/// Terminal conventions: the terminal's width, and colour as anstream
+/// decides it (a terminal, `NO_COLOR` unset or empty, `CLICOLOR`,
+/// `CLICOLOR_FORCE`, `TERM=dumb`); no wrapping when piped. `width`
+/// overrides the width either way.
 pub fn terminal_style(width: Option<u16>, stream: Stream) -> Style {
-    let is_terminal = match stream {
-        Stream::Stdout => std::io::stdout().is_terminal(),
-        Stream::Stderr => std::io::stderr().is_terminal(),
-    };
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let detected = || {
-        let mut probe = comfy_table::Table::new();
-        if let Stream::Stderr = stream {
-            probe.use_stderr();
-        }
-        probe.width()
+    let (is_terminal, choice, size) = match stream {
+        Stream::Stdout => (
+            std::io::stdout().is_terminal(),
+            anstream::AutoStream::choice(&std::io::stdout()),
+            console::Term::stdout().size_checked(),
+        ),
+        Stream::Stderr => (
+            std::io::stderr().is_terminal(),
+            anstream::AutoStream::choice(&std::io::stderr()),
+            console::Term::stderr().size_checked(),
+        ),
     };
     // A pseudo-terminal may report no size (0 columns): do not squeeze
     // tables into nothing.
-    let usable = |w: &u16| *w >= 20;
+    let detected = size.map(|(_, columns)| columns).filter(|w| *w >= 20);
     Style {
-        width: width.map(|w| w.max(20)).or_else(|| {
-            if is_terminal {
-                detected().filter(usable)
-            } else {
-                None
-            }
-        }),
-        color: is_terminal && !no_color,
+        width: width
+            .map(|w| w.max(20))
+            .or(if is_terminal { detected } else { None }),
+        color: choice != anstream::ColorChoice::Never,
     }
 }

@@ -115,7 +115,7 @@ pub fn resolve(
         }
         if request.database_url.is_some() && env_url.is_some() {
             // The flag is the command line's word; say that it won.
-            eprintln!(
+            crate::say!(
                 "sync-access: --database-url is used; DATABASE_URL in the environment is not"
             );
         }
@@ -136,7 +136,7 @@ pub fn resolve(
     }
     let (text, file_name, origin) = if let Some(path) = &request.config {
         if env_config.is_some() {
-            eprintln!(
+            crate::say!(
                 "sync-access: -c {} is used; KESTRA_CONFIGURATION in the environment is not",
                 crate::render::clean(&path.display().to_string())
             );

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 
 use super::{canonical, Options, Plan, Source, Summary};
-use crate::sync::{Change, Finding};
+use crate::sync::{Change, Context, Finding};
 
 /// A writer that hashes what it is given.
 struct Hashing(Sha256);
@@ -65,6 +65,10 @@ struct Sealed<'a> {
     applyable: bool,
     changes: &'a [Change],
     conflicts: &'a [Finding],
+    /// Only when there is one: a plan without it hashes as before it
+    /// existed, as its JSON (which omits it) does.
+    #[serde(skip_serializing_if = "Context::is_empty")]
+    context: &'a Context,
     created_at: &'a str,
     created_by: &'a str,
     format: &'a str,
@@ -82,6 +86,7 @@ pub fn digest_of_plan(plan: &Plan) -> String {
         applyable: plan.applyable,
         changes: &plan.changes,
         conflicts: &plan.conflicts,
+        context: &plan.context,
         created_at: &plan.created_at,
         created_by: &plan.created_by,
         format: &plan.format,

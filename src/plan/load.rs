@@ -55,6 +55,24 @@ pub fn load(path: &Path) -> Result<Loaded> {
     parse(&bytes).map_err(refuse)
 }
 
+/// Reads and validates a plan from stdin (`show -`), within the same size
+/// limit as a file.
+pub fn load_stdin() -> Result<Loaded> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_PLAN_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io_on("stdin", e))?;
+    if bytes.len() as u64 > MAX_PLAN_BYTES {
+        return Err(Error::refused(format!(
+            "stdin: not a valid plan: over the limit of {MAX_PLAN_BYTES} bytes"
+        )));
+    }
+    parse(&bytes).map_err(|msg| Error::refused(format!("stdin: {msg}")))
+}
+
 /// Validates plan bytes; the error is a sentence without the path. The plan
 /// is read straight into its types (no `Value` of the whole file), which
 /// keep every member the digest covers: unknown fields are refused, so the

@@ -20,10 +20,10 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::sync::{Change, Finding, Op, SyncOptions, SyncResult};
+use crate::sync::{Change, Context, Finding, Op, SyncOptions, SyncResult};
 
 pub use digest::{changes_digest, digest_of, digest_of_plan};
-pub use load::{load, parse, Loaded};
+pub use load::{load, load_stdin, parse, Loaded};
 
 pub const FORMAT: &str = "sync-access/plan/v1";
 
@@ -45,6 +45,10 @@ pub struct Plan {
     pub changes: Vec<Change>,
     pub skipped: Vec<Finding>,
     pub conflicts: Vec<Finding>,
+    /// Facts for the review that the changes do not carry (role
+    /// permissions, user types); absent when there are none.
+    #[serde(default, skip_serializing_if = "Context::is_empty")]
+    pub context: Context,
     pub applyable: bool,
     pub digest: String,
     /// The author's SSH signature over `{created_at, created_by, digest}`
@@ -166,6 +170,7 @@ impl Plan {
             changes: result.changes,
             skipped: result.skipped,
             conflicts: result.conflicts,
+            context: result.context,
             digest: String::new(),
             author_signature: None,
             approvals: Vec::new(),

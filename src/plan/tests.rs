@@ -245,6 +245,88 @@ fn the_streamed_digest_is_the_digest_of_the_plan_as_json() {
     assert_eq!(digest_of_plan(&loaded.plan), loaded.plan.digest);
 }
 
+/// docs/plan-format.md §7 and §11: a plan with a `context` and findings
+/// that name what they are about. The streamed digest hashes `context` in
+/// its byte-sorted place (between `conflicts` and `created_at`), so it is
+/// the digest of the plan as generic JSON; and a file that spells an empty
+/// `context` or empty `differences` reads and hashes as one without them.
+#[test]
+fn a_plan_with_context_hashes_as_its_json() {
+    use crate::sync::{sync, RawDoc, Snapshot};
+    let snapshot = Snapshot {
+        tenants: vec![RawDoc::new(
+            "default",
+            r#"{"id":"default","name":"Default","deleted":false}"#,
+        )],
+        users: vec![RawDoc::new(
+            "root",
+            r#"{"id":"root","username":"root@example.com","type":"SUPER_ADMIN","groups":["ops"],"deleted":false}"#,
+        )],
+        groups: vec![RawDoc::new(
+            "ops",
+            r#"{"id":"ops","name":"Ops","deleted":false}"#,
+        )],
+        roles: vec![
+            RawDoc::new(
+                "admin",
+                r#"{"id":"admin","name":"Admin","permissions":{"USER":["READ","UPDATE"]},"deleted":false}"#,
+            ),
+            RawDoc::new(
+                "default_admin",
+                r#"{"id":"admin","tenantId":"default","name":"Admin","permissions":{"USER":["READ"]},"deleted":false}"#,
+            ),
+        ],
+        bindings: vec![RawDoc::new(
+            "b-1",
+            r#"{"id":"b-1","type":"USER","externalId":"root","roleId":"admin","deleted":false}"#,
+        )],
+    };
+    let options = SyncOptions::new("default");
+    let source = Source {
+        backend: "sqlite".into(),
+        database: "sqlite:x.db".into(),
+        identity: "sqlite:/x.db".into(),
+    };
+    let provenance = Provenance {
+        created_at: "2026-11-27T12:00:00Z".into(),
+        created_by: "ops".into(),
+    };
+    let plan = Plan::new(
+        sync(&snapshot, &options).unwrap(),
+        &options,
+        source,
+        provenance,
+    );
+    assert_eq!(plan.context.users["root"], "SUPER_ADMIN");
+    assert_eq!(plan.context.roles["admin"].name, "Admin");
+    let role = plan.conflicts.iter().find(|f| f.key == "admin").unwrap();
+    assert_eq!(role.differences[0].field, "permissions");
+    let binding = plan.conflicts.iter().find(|f| f.key == "b-1").unwrap();
+    assert_eq!(binding.subject_name.as_deref(), Some("root@example.com"));
+    assert_eq!(binding.role_name.as_deref(), Some("Admin"));
+    assert_eq!(binding.namespace, None, "all namespaces");
+
+    let as_json = serde_json::to_value(&plan).unwrap();
+    assert_eq!(digest_of_plan(&plan), digest_of(&as_json));
+    let sealed = String::from_utf8(sealed_content(&as_json)).unwrap();
+    let at = |member: &str| sealed.find(&format!("\"{member}\":")).unwrap();
+    assert!(at("conflicts") < at("context") && at("context") < at("created_at"));
+    let loaded = parse(&plan.to_pretty_json()).unwrap();
+    assert!(loaded.digest_matches());
+    assert_eq!(loaded.plan, plan);
+
+    // Empty spellings of the optional members change nothing.
+    let mut raw: Value = serde_json::from_slice(&sample_plan()).unwrap();
+    assert!(
+        raw.get("context").is_none(),
+        "an empty context is not written"
+    );
+    raw["context"] = serde_json::json!({"roles": {}});
+    raw["skipped"][0]["differences"] = serde_json::json!([]);
+    let loaded = parse(&serde_json::to_vec(&raw).unwrap()).unwrap();
+    assert!(loaded.digest_matches());
+}
+
 const PLAN_FORMAT_DOC: &str = include_str!("../../docs/plan-format.md");
 
 /// The body of the fenced block of docs/plan-format.md whose info
@@ -289,10 +371,16 @@ fn the_documented_test_vector_reproduces() {
                 r#"{"id":"ops","tenantId":"default","name":"Opérations","deleted":false}"#,
             ),
         ],
-        roles: vec![RawDoc::new(
-            "viewer",
-            r#"{"id":"viewer","name":"Viewer","permissions":{"FLOW":["READ"]},"deleted":false}"#,
-        )],
+        roles: vec![
+            RawDoc::new(
+                "viewer",
+                r#"{"id":"viewer","name":"Viewer","permissions":{"FLOW":["READ"]},"deleted":false}"#,
+            ),
+            RawDoc::new(
+                "default_viewer",
+                r#"{"id":"viewer","tenantId":"default","name":"Viewer","permissions":{"FLOW":["READ"]},"deleted":false}"#,
+            ),
+        ],
         bindings: vec![
             RawDoc::new(
                 "b-1",
@@ -353,7 +441,7 @@ fn the_documented_test_vector_reproduces() {
     // typed plan: from the file as generic JSON.
     let raw: Value = serde_json::from_str(vector).unwrap();
     assert_eq!(String::from_utf8(sealed_content(&raw)).unwrap(), canonical);
-    assert_eq!(canonical.len(), 1051, "the byte count the doc states");
+    assert_eq!(canonical.len(), 1063, "the byte count the doc states");
     assert_eq!(hex_digest_of(canonical.as_bytes()), digest);
     assert_eq!(digest_of(&raw), digest);
 

@@ -1,21 +1,44 @@
 //! `show --format json`: one JSON object per line (JSON Lines), each tagged
-//! by `row`: `plan` first, then `conflict`, `skipped`, `change` and, with
-//! `--diff`, `access` rows; `more` says what a limit left out. The same
-//! filters apply as for the tables; names sit next to ids.
+//! by `row`: `plan` first, then `attention`, `conflict`, `skipped`,
+//! `change` and, with `--diff`, `access` rows; `more` says what a limit left
+//! out. The same filters apply as for the tables; names sit next to ids.
+//! Written row by row.
 
-use std::fmt::Write as _;
+use std::io::{self, Write};
 
 use serde_json::{json, Map, Value};
 
-use super::access::{self, Gain, Through};
-use super::model::{Named, Row, Selection, Selector};
+use super::access::{Gain, Report, Tenant, Through};
+use super::attention::{self, Facts, Subject};
+use super::model::{rows as change_rows, Named, Row, Selection, Selector};
 use super::show::ShowOptions;
 use crate::connect::redact;
 use crate::plan::Plan;
 use crate::sync::Finding;
 
-fn push(out: &mut String, row: Value) {
-    let _ = writeln!(out, "{row}");
+/// Writes `value` as one line of JSON. What reaches a terminal must not
+/// move its cursor or reorder its text: serde_json escapes the C0 controls,
+/// and this escapes the rest that [`super::clean`] escapes (C1 controls,
+/// bidirectional overrides) the JSON way, `\u009b`, so the line stays valid
+/// JSON with the same meaning.
+pub fn write_json_line(out: &mut dyn Write, value: &Value) -> io::Result<()> {
+    let text = value.to_string();
+    if text.chars().any(super::doc::suspicious) {
+        let mut escaped = String::with_capacity(text.len() + 16);
+        for c in text.chars() {
+            if super::doc::suspicious(c) {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    escaped.push_str(&format!("\\u{unit:04x}"));
+                }
+            } else {
+                escaped.push(c);
+            }
+        }
+        writeln!(out, "{escaped}")
+    } else {
+        writeln!(out, "{text}")
+    }
 }
 
 fn name(n: &Named) -> Value {
@@ -25,14 +48,8 @@ fn name(n: &Named) -> Value {
 fn finding(tag: &str, f: &Finding) -> Value {
     let mut row = Map::new();
     row.insert("row".into(), json!(tag));
-    row.insert("kind".into(), json!(f.kind.as_str()));
-    row.insert("key".into(), json!(f.key));
-    if let Some(g) = &f.group_id {
-        row.insert("group_id".into(), json!(g));
-    }
-    row.insert("reason".into(), json!(f.reason));
-    if let Some(d) = &f.detail {
-        row.insert("detail".into(), json!(d));
+    if let Ok(Value::Object(fields)) = serde_json::to_value(f) {
+        row.extend(fields);
     }
     Value::Object(row)
 }
@@ -85,17 +102,54 @@ fn change(row: &Row) -> Value {
     }
 }
 
-fn more(out: &mut String, section: &str, shown: usize, total: usize) {
+fn more(out: &mut dyn Write, section: &str, shown: usize, total: usize) -> io::Result<()> {
     if total > shown {
-        push(
+        write_json_line(
             out,
-            json!({"row": "more", "section": section, "shown": shown, "omitted": total - shown}),
-        );
+            &json!({"row": "more", "section": section, "shown": shown, "omitted": total - shown}),
+        )?;
+    }
+    Ok(())
+}
+
+fn gain_value(gain: &Gain) -> Value {
+    match gain {
+        Gain::Joins {
+            group,
+            membership,
+            group_is_new,
+        } => json!({
+            "gains": "membership", "membership": membership.as_str(),
+            "group_id": group.id, "group_name": name(group),
+            "group_is_new": group_is_new,
+        }),
+        Gain::Role {
+            role,
+            namespace,
+            through,
+            binding,
+        } => {
+            let (via, group) = match through {
+                Through::Direct => ("direct", None),
+                Through::Group(g) => ("group", Some(g)),
+            };
+            json!({
+                "gains": "role", "role_id": role.id, "role_name": name(role),
+                "namespace": namespace, "through": via,
+                "group_id": group.map(|g| g.id), "group_name": group.and_then(|g| g.name),
+                "binding": binding,
+            })
+        }
     }
 }
 
-pub fn rows(plan: &Plan, computed_digest: &str, options: &ShowOptions) -> String {
-    let mut out = String::new();
+pub fn rows(
+    out: &mut dyn Write,
+    plan: &Plan,
+    computed_digest: &str,
+    options: &ShowOptions,
+    tenant: Option<&Tenant>,
+) -> io::Result<()> {
     let limit = options.limit;
     let take = limit.unwrap_or(usize::MAX);
     let approvals: Vec<Value> = plan
@@ -111,9 +165,9 @@ pub fn rows(plan: &Plan, computed_digest: &str, options: &ShowOptions) -> String
                 "signature": signature, "key": key})
         })
         .collect();
-    push(
-        &mut out,
-        json!({
+    write_json_line(
+        out,
+        &json!({
             "row": "plan",
             "format": plan.format,
             "tenant": plan.tenant,
@@ -131,78 +185,96 @@ pub fn rows(plan: &Plan, computed_digest: &str, options: &ShowOptions) -> String
             "applyable": plan.applyable,
             "approvals": approvals,
             "summary": plan.summary,
+            "live": tenant.is_some(),
         }),
-    );
+    )?;
     if let Some(verdict) = crate::signing::author(plan) {
         let (signature, key) = match verdict {
             Ok(v) => ("valid", Some(v.fingerprint)),
             Err(_) => ("bad", None),
         };
-        push(
-            &mut out,
-            json!({"row": "author_signature", "signature": signature, "key": key}),
-        );
+        write_json_line(
+            out,
+            &json!({"row": "author_signature", "signature": signature, "key": key}),
+        )?;
     }
     let selector = Selector::new(plan, &options.filter);
+    let facts = Facts::of(plan);
+    let (mut shown, mut total, mut result) = (0usize, 0usize, Ok(()));
+    attention::items(plan, &selector, &facts, &mut |item| {
+        total += 1;
+        if shown >= take || result.is_err() {
+            return true;
+        }
+        shown += 1;
+        let (who_type, who, members) = match &item.subject {
+            Subject::User(u, _) => ("user", Some(*u), Vec::new()),
+            Subject::Group(g, m) => ("group", Some(*g), m.iter().map(|m| m.id).collect()),
+            Subject::Document(kind, n) => (kind.as_str(), Some(*n), Vec::new()),
+            Subject::Unknown => ("unknown", None, Vec::new()),
+        };
+        let risks: Vec<&str> = item.risks.iter().map(|r| r.as_str()).collect();
+        let row = json!({
+            "row": "attention", "why": risks, "admin_permissions": item.admin,
+            "subject_type": who_type, "subject_id": who.map(|w| w.id),
+            "subject_name": who.and_then(|w| w.name), "joining_members": members,
+            "role_id": item.role.map(|(r, _)| r.id), "role_name": item.role.and_then(|(r, _)| r.name),
+            "namespace": item.role.and_then(|(_, ns)| ns),
+            "all_namespaces": item.role.is_some_and(|(_, ns)| ns.is_none()),
+            "joins_group": item.joins.map(|g| g.id),
+            "key": item.key, "reason": item.reason,
+        });
+        result = write_json_line(out, &row);
+        true
+    });
+    result?;
+    more(out, "attention", shown, total)?;
     for (tag, list) in [("conflict", &plan.conflicts), ("skipped", &plan.skipped)] {
-        let shown: Vec<&Finding> = list
-            .iter()
-            .filter(|f| options.filter.is_empty() || selector.matches_finding(f))
-            .collect();
-        for f in shown.iter().take(take) {
-            push(&mut out, finding(tag, f));
+        let keep = |f: &&Finding| options.filter.is_empty() || selector.matches_finding(f);
+        let total = list.iter().filter(keep).count();
+        for f in list.iter().filter(keep).take(take) {
+            write_json_line(out, &finding(tag, f))?;
         }
-        more(&mut out, tag, shown.len().min(take), shown.len());
+        more(out, tag, total.min(take), total)?;
     }
-    let selection = Selection::of(plan, &selector, limit);
-    for (op, section) in &selection.sections {
-        for row in &section.rows {
-            push(&mut out, change(row));
+    let selection = Selection::of(plan, &selector);
+    for (op, total) in &selection.totals {
+        for row in change_rows(plan, &selector, *op).take(take) {
+            write_json_line(out, &change(&row))?;
         }
-        more(&mut out, op.as_str(), section.rows.len(), section.total);
+        more(out, op.as_str(), (*total).min(take), *total)?;
     }
     if options.diff {
-        let report = access::report(plan, &selector, limit);
-        for user in &report.users {
-            for gain in &user.gains {
-                let mut row = json!({
-                    "row": "access", "user_id": user.user.id, "username": name(&user.user),
-                });
-                let extra = match gain {
-                    Gain::Joins {
-                        group,
-                        membership,
-                        group_is_new,
-                    } => json!({
-                        "gains": "membership", "membership": membership.as_str(),
-                        "group_id": group.id, "group_name": name(group),
-                        "group_is_new": group_is_new,
-                    }),
-                    Gain::Role {
-                        role,
-                        namespace,
-                        through,
-                        binding,
-                    } => {
-                        let (via, group) = match through {
-                            Through::Direct => ("direct", None),
-                            Through::Group(g) => ("group", Some(g)),
-                        };
-                        json!({
-                            "gains": "role", "role_id": role.id, "role_name": name(role),
-                            "namespace": namespace, "through": via,
-                            "group_id": group.map(|g| g.id), "group_name": group.and_then(|g| g.name),
-                            "binding": binding,
-                        })
+        let report = Report::new(plan, &selector, tenant);
+        let shown = report.shown(limit);
+        let mut shown_gains = 0;
+        for (listed, n) in &shown {
+            let user = listed.user;
+            if tenant.is_some() {
+                for held in report.before(listed) {
+                    let mut row = json!({
+                        "row": "access", "user_id": user.id, "username": name(&user), "now": true,
+                    });
+                    if let (Value::Object(row), Value::Object(extra)) =
+                        (&mut row, gain_value(&held))
+                    {
+                        row.extend(extra);
                     }
-                };
-                if let (Value::Object(row), Value::Object(extra)) = (&mut row, extra) {
+                    write_json_line(out, &row)?;
+                }
+            }
+            for gain in report.gains(listed).iter().take(*n) {
+                shown_gains += 1;
+                let mut row = json!({
+                    "row": "access", "user_id": user.id, "username": name(&user), "now": false,
+                });
+                if let (Value::Object(row), Value::Object(extra)) = (&mut row, gain_value(gain)) {
                     row.extend(extra);
                 }
-                push(&mut out, row);
+                write_json_line(out, &row)?;
             }
         }
-        more(&mut out, "access", report.shown_gains, report.total_gains);
+        more(out, "access", shown_gains, report.total_gains)?;
     }
-    out
+    out.flush()
 }

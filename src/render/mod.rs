@@ -2,20 +2,25 @@
 //! return strings, so that every output can be snapshot-tested.
 //!
 //! `show` is built in layers: [`model`] reads a plan's changes as readable
-//! rows, [`access`] derives what each user gains, [`show`] arranges both in
-//! a [`doc::Doc`], and [`doc`] prints that for a terminal or as markdown
-//! ([`json`] writes rows for tools instead).
+//! rows, [`access`] derives what each user gains (Kestra's namespace
+//! inheritance included), [`attention`] picks the risky grants, [`show`]
+//! arranges them in blocks, and [`doc`] prints each block as it comes, for
+//! a terminal or as markdown ([`json`] writes rows for tools instead).
 
 mod access;
+mod attention;
 mod doc;
 mod json;
 mod model;
 mod show;
 
-use comfy_table::{presets, ContentArrangement, Table};
+use std::io::{self, Write};
+
 use serde_json::Value;
 
+pub use access::Tenant;
 pub use doc::{clean, Style};
+pub use json::write_json_line;
 pub use model::Filter;
 pub use show::{show, Format, ShowOptions};
 
@@ -62,9 +67,10 @@ pub fn plan_summary_for_stderr(plan: &Plan) -> String {
 }
 
 /// What `plan` prints on stderr when it is a terminal: the header and the
-/// summary table of `show`.
-pub fn plan_summary_table(plan: &Plan, style: Style) -> String {
-    show::summary(plan, style)
+/// summary table of `show`; with `attention_rows`, that many rows of what
+/// needs attention too.
+pub fn plan_summary_table(plan: &Plan, style: Style, attention_rows: Option<usize>) -> String {
+    show::summary(plan, style, attention_rows)
 }
 
 /// `a@x (at ...), b@y (at ...)` from the history's approvers JSON.
@@ -121,55 +127,77 @@ pub fn changes_diff(approved: &[Change], needed: &[Change]) -> String {
     out
 }
 
-pub fn history_table(records: &[HistoryRecord]) -> String {
-    if records.is_empty() {
-        return "No plan has been applied to this database.\n".to_string();
-    }
-    let mut table = Table::new();
-    table
-        .load_preset(presets::UTF8_FULL_CONDENSED)
-        .set_content_arrangement(ContentArrangement::Disabled)
-        .set_header([
-            "applied at",
-            "tenant",
-            "digest",
-            "applied by",
-            "approved by",
-            "changes",
-        ]);
-    for r in records {
-        let changes = serde_json::from_str::<Value>(&r.summary)
-            .ok()
-            .and_then(|s| {
-                let o = s.as_object()?.clone();
-                Some(
-                    [
-                        "create_tenant",
-                        "add_role",
-                        "add_group",
-                        "add_membership",
-                        "add_binding",
-                    ]
+/// The plan's changes by op, as the history records them: `add_role 4,
+/// add_binding 8`.
+fn history_changes(summary: &str) -> String {
+    serde_json::from_str::<Value>(summary)
+        .ok()
+        .and_then(|s| {
+            let o = s.as_object()?.clone();
+            Some(
+                crate::sync::Op::ALL
                     .iter()
-                    .filter_map(|k| o.get(*k).and_then(Value::as_u64).map(|n| (k, n)))
+                    .map(|op| op.as_str())
+                    .filter_map(|k| o.get(k).and_then(Value::as_u64).map(|n| (k, n)))
                     .filter(|(_, n)| *n > 0)
                     .map(|(k, n)| format!("{k} {n}"))
                     .collect::<Vec<_>>()
                     .join(", "),
-                )
-            })
-            .unwrap_or_default();
-        // The history holds what plan files said: escape it for a terminal.
-        table.add_row([
-            &*clean(&r.applied_at),
-            &clean(&r.tenant),
-            &clean(short_digest(&r.digest)),
-            &clean(&r.applied_by),
-            &clean(&approvers_text(&r.approvers)),
-            if changes.is_empty() { "none" } else { &changes },
-        ]);
+            )
+        })
+        .filter(|c| !c.is_empty())
+        .unwrap_or_else(|| "none".to_string())
+}
+
+/// The applied plans, as a table that fits `style.width`.
+pub fn history_table(
+    out: &mut dyn Write,
+    records: &[HistoryRecord],
+    style: Style,
+) -> io::Result<()> {
+    if records.is_empty() {
+        return writeln!(out, "No plan has been applied to this database.");
     }
-    format!("{table}\n")
+    let mut table = doc::Table::new(vec![
+        "applied at",
+        "tenant",
+        "digest",
+        "applied by",
+        "approved by",
+        "changes",
+    ]);
+    for r in records {
+        // The history holds what plan files said: it is data, escaped.
+        table.row(
+            doc::Mark::Plain,
+            vec![
+                doc::Line::new().data(&r.applied_at),
+                doc::Line::new().data(&r.tenant),
+                doc::Line::new().data(short_digest(&r.digest)),
+                doc::Line::new().data(&r.applied_by),
+                doc::Line::new().data(approvers_text(&r.approvers)),
+                history_changes(&r.summary).into(),
+            ],
+        );
+    }
+    let mut printer = doc::Printer::terminal(out, style);
+    printer.block(doc::Block::Table(table))?;
+    printer.finish("")
+}
+
+/// One applied plan for `history --format json`.
+pub fn history_json(r: &HistoryRecord) -> Value {
+    let parsed = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
+    serde_json::json!({
+        "digest": r.digest,
+        "tenant": r.tenant,
+        "plan_created_at": r.plan_created_at,
+        "plan_created_by": r.plan_created_by,
+        "approvers": parsed(&r.approvers),
+        "applied_at": r.applied_at,
+        "applied_by": r.applied_by,
+        "summary": parsed(&r.summary),
+    })
 }
 
 #[cfg(test)]

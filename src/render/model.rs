@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use crate::plan::Plan;
-use crate::sync::{Change, Finding, Kind, Membership, Op};
+use crate::sync::{Change, Finding, Kind, Membership, Op, SubjectType};
 
 /// An identifier with its readable name, when the plan records one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -254,16 +254,12 @@ impl Filter {
         out
     }
 
+    /// Whether a binding on `namespace` (`None`: all namespaces) reaches
+    /// the namespace of `--namespace`: see [`reaches`].
     pub fn namespace_matches(&self, namespace: Option<&str>) -> bool {
-        match (&self.namespace, namespace) {
-            (None, _) => true,
-            (Some(_), None) => false,
-            (Some(want), Some(ns)) => {
-                ns == want
-                    || (ns.len() > want.len()
-                        && ns.starts_with(want.as_str())
-                        && ns.as_bytes()[want.len()] == b'.')
-            }
+        match &self.namespace {
+            None => true,
+            Some(target) => reaches(namespace, target),
         }
     }
 
@@ -271,6 +267,22 @@ impl Filter {
         match &self.role {
             None => true,
             Some(want) => role.id == want || role.name == Some(want.as_str()),
+        }
+    }
+}
+
+/// Kestra's inheritance: a binding on namespace `company` reaches
+/// `company` and every namespace below it (`company.finance`,
+/// `company.finance.reports`), not `companyx`; a binding without a
+/// namespace reaches every namespace.
+pub fn reaches(binding: Option<&str>, target: &str) -> bool {
+    match binding {
+        None => true,
+        Some(ns) => {
+            target == ns
+                || (target.len() > ns.len()
+                    && target.starts_with(ns)
+                    && target.as_bytes()[ns.len()] == b'.')
         }
     }
 }
@@ -374,14 +386,13 @@ impl<'a> Selector<'a> {
         self.filter.op.map_or(true, |want| want == op)
     }
 
-    /// Findings name only a key: they are shown under a filter when that key
-    /// is what the filter names (the user, the role) and their kind is the
-    /// op's; `--namespace` matches none.
+    /// Whether a skipped or conflicting entry is shown: its kind must be
+    /// the op's; `--user` keeps the user's memberships and bindings,
+    /// `--role` the role and its bindings, `--namespace` the bindings that
+    /// reach the namespace (a plan made before findings named their
+    /// subject, role and namespace matches by key only).
     pub fn matches_finding(&self, finding: &Finding) -> bool {
         let f = self.filter;
-        if f.namespace.is_some() {
-            return false;
-        }
         if let Some(op) = f.op {
             let kind = match op {
                 Op::CreateTenant => return false,
@@ -394,27 +405,54 @@ impl<'a> Selector<'a> {
                 return false;
             }
         }
+        let is_grant = finding.kind == Kind::Binding && finding.subject_type.is_some();
+        if f.namespace.is_some() && !(is_grant && f.namespace_matches(finding.namespace.as_deref()))
+        {
+            return false;
+        }
         if let Some(user) = &self.user {
-            if !matches!(finding.kind, Kind::User | Kind::Membership)
-                || !user.keys.contains(finding.key.as_str())
-            {
+            let names = |id: Option<&str>, name: Option<&str>| {
+                id.is_some_and(|id| user.ids.contains(id))
+                    || name.is_some_and(|n| user.ids.contains(n))
+            };
+            let shown = match finding.kind {
+                Kind::User => user.keys.contains(finding.key.as_str()),
+                Kind::Membership => {
+                    user.keys.contains(finding.key.as_str())
+                        || names(finding.user_id.as_deref(), finding.username.as_deref())
+                }
+                Kind::Binding => match finding.subject_type {
+                    Some(SubjectType::User) => names(
+                        finding.subject_id.as_deref(),
+                        finding.subject_name.as_deref(),
+                    ),
+                    Some(SubjectType::Group) => finding
+                        .subject_id
+                        .as_deref()
+                        .is_some_and(|g| user.groups.contains(g)),
+                    None => false,
+                },
+                _ => false,
+            };
+            if !shown {
                 return false;
             }
         }
         if let Some(role) = &f.role {
-            if finding.kind != Kind::Role || finding.key != *role {
+            let shown = match finding.kind {
+                Kind::Role => finding.key == *role || finding.name.as_deref() == Some(role),
+                Kind::Binding => {
+                    finding.role_id.as_deref() == Some(role)
+                        || finding.role_name.as_deref() == Some(role)
+                }
+                _ => false,
+            };
+            if !shown {
                 return false;
             }
         }
         true
     }
-}
-
-/// The changes shown, per op: how many match, and the first `limit` rows.
-#[derive(Debug, Default)]
-pub struct Section<'a> {
-    pub total: usize,
-    pub rows: Vec<Row<'a>>,
 }
 
 /// Bindings counted by role and by namespace.
@@ -452,17 +490,20 @@ impl<'a> Spread<'a> {
     }
 }
 
-/// One pass over the plan: the sections shown and the spread of bindings.
+/// One pass over the plan: how many changes of each op the filter keeps,
+/// and the spread of bindings. The rows themselves are read again when they
+/// are printed ([`rows`]), so that no list of a million rows is ever held.
 #[derive(Debug, Default)]
 pub struct Selection<'a> {
-    pub sections: BTreeMap<Op, Section<'a>>,
+    /// Changes kept, per op.
+    pub totals: BTreeMap<Op, usize>,
     pub spread: Spread<'a>,
     /// Changes that match the filter.
     pub matched: usize,
 }
 
 impl<'a> Selection<'a> {
-    pub fn of(plan: &'a Plan, selector: &Selector<'a>, limit: Option<usize>) -> Self {
+    pub fn of(plan: &'a Plan, selector: &Selector<'a>) -> Self {
         let mut out = Selection::default();
         for change in &plan.changes {
             let op = change.op();
@@ -477,18 +518,30 @@ impl<'a> Selection<'a> {
             if let Row::Binding(b) = &row {
                 out.spread.add(b);
             }
-            let section = out.sections.entry(op).or_default();
-            section.total += 1;
-            if limit.map_or(true, |l| section.rows.len() < l) {
-                section.rows.push(row);
-            }
+            *out.totals.entry(op).or_default() += 1;
         }
         out
     }
 
     pub fn bindings(&self) -> usize {
-        self.sections.get(&Op::AddBinding).map_or(0, |s| s.total)
+        self.totals.get(&Op::AddBinding).copied().unwrap_or(0)
     }
+}
+
+/// The rows of `op` that the filter keeps, in the plan's order.
+pub fn rows<'a, 's>(
+    plan: &'a Plan,
+    selector: &'s Selector<'a>,
+    op: Op,
+) -> impl Iterator<Item = Row<'a>> + 's
+where
+    'a: 's,
+{
+    plan.changes
+        .iter()
+        .filter(move |c| c.op() == op)
+        .map(Row::of)
+        .filter(move |row| selector.matches(row))
 }
 
 /// A reason without the identifiers it quotes: `group `sales` is in
@@ -548,16 +601,45 @@ mod tests {
     }
 
     #[test]
-    fn a_namespace_filter_matches_the_namespace_and_its_children_only() {
+    fn a_namespace_filter_keeps_the_bindings_that_reach_the_namespace() {
         let f = Filter {
             namespace: Some("company.data".into()),
             ..Filter::default()
         };
         assert!(f.namespace_matches(Some("company.data")));
-        assert!(f.namespace_matches(Some("company.data.raw")));
+        assert!(f.namespace_matches(Some("company")), "a parent reaches it");
+        assert!(f.namespace_matches(None), "all namespaces reach it");
+        assert!(
+            !f.namespace_matches(Some("company.data.raw")),
+            "a child does not"
+        );
         assert!(!f.namespace_matches(Some("company.database")));
-        assert!(!f.namespace_matches(Some("company")));
-        assert!(!f.namespace_matches(None));
+        assert!(!f.namespace_matches(Some("comp")));
+    }
+
+    /// The inheritance rule, the slow and obvious way: the namespaces a
+    /// binding on `target`'s ancestors reach are `target`'s dot-separated
+    /// prefixes.
+    fn reaches_by_brute_force(binding: Option<&str>, target: &str) -> bool {
+        let Some(binding) = binding else {
+            return true;
+        };
+        let parts: Vec<&str> = target.split('.').collect();
+        (1..=parts.len()).any(|n| parts[..n].join(".") == binding)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn inheritance_agrees_with_the_brute_force_model(
+            binding in proptest::option::of("[ab.]{0,6}"),
+            target in "[ab.]{0,6}",
+        ) {
+            proptest::prop_assert_eq!(
+                reaches(binding.as_deref(), &target),
+                reaches_by_brute_force(binding.as_deref(), &target),
+                "binding {:?} target {:?}", binding, target
+            );
+        }
     }
 
     #[test]
@@ -567,13 +649,7 @@ mod tests {
             "group `…` is in conflict"
         );
         assert_eq!(reason_class("user deleted"), "user deleted");
-        let finding = |reason: &str| Finding {
-            kind: Kind::Binding,
-            key: "k".into(),
-            group_id: None,
-            reason: reason.into(),
-            detail: None,
-        };
+        let finding = |reason: &str| Finding::new(Kind::Binding, "k", reason);
         let findings = [
             finding("role `a` is in conflict"),
             finding("user missing"),

@@ -1,13 +1,18 @@
-//! `show`: a plan as a reviewer reads it. Header, summary, conflicts and
-//! skipped entries first, then the changes, then the access each user gains.
+//! `show`: a plan as a reviewer reads it. Header, what needs attention,
+//! the summary, conflicts and skipped entries first, then the changes, then
+//! the access each user gains. Printed as it is built: a plan of a million
+//! changes is never held as text.
 
-use super::access::{self, Gain, Report, Through};
-use super::doc::{self, Block, Doc, Line, Mark, Style, Table};
+use std::io::{self, Write};
+
+use super::access::{Gain, Listed, Report, Tenant, Through};
+use super::attention::{self, Facts, Item, Risk, Subject};
+use super::doc::{Block, Line, Mark, Printer, Style, Table};
 use super::json;
-use super::model::{by_reason, Filter, Named, Row, Section, Selection, Selector};
+use super::model::{by_reason, rows, Filter, Named, Row, Selection, Selector};
 use crate::connect::redact;
 use crate::plan::Plan;
-use crate::sync::{Finding, Op};
+use crate::sync::{Finding, Kind, Op, SubjectType};
 
 /// Reasons listed in the summary at most; the conflicts and skipped tables
 /// list every entry.
@@ -29,70 +34,112 @@ pub struct ShowOptions {
     pub limit: Option<usize>,
     pub filter: Filter,
     pub style: Style,
+    /// Markdown: stop before a pull-request comment's size and say how to
+    /// get the rest.
+    pub fit_comment: bool,
+    /// The command that prints everything, for the cut note.
+    pub everything: String,
 }
 
-/// The whole output of `show`. `computed_digest` is the digest of the
-/// plan's content, as recomputed when it was loaded.
-pub fn show(plan: &Plan, computed_digest: &str, options: &ShowOptions) -> String {
+/// Writes the whole output of `show` to `out`. `computed_digest` is the
+/// digest of the plan's content, as recomputed when it was loaded;
+/// `tenant`, the tenant's current access read from the database
+/// (`--live`).
+pub fn show(
+    out: &mut dyn Write,
+    plan: &Plan,
+    computed_digest: &str,
+    options: &ShowOptions,
+    tenant: Option<&Tenant>,
+) -> io::Result<()> {
     match options.format {
-        Format::Json => json::rows(plan, computed_digest, options),
-        Format::Table => doc::terminal(&review(plan, computed_digest, options), options.style),
-        Format::Markdown => doc::markdown(&review(plan, computed_digest, options)),
+        Format::Json => json::rows(out, plan, computed_digest, options, tenant),
+        Format::Table => {
+            let mut printer = Printer::terminal(out, options.style);
+            review(&mut printer, plan, computed_digest, options, tenant)?;
+            printer.finish(&options.everything)
+        }
+        Format::Markdown => {
+            let mut printer = Printer::markdown(out, options.fit_comment);
+            review(&mut printer, plan, computed_digest, options, tenant)?;
+            printer.finish(&options.everything)
+        }
     }
 }
 
-/// The review document, for the table and markdown printers.
-pub fn review(plan: &Plan, computed_digest: &str, options: &ShowOptions) -> Doc {
+/// The review, block by block, for the table and markdown printers.
+pub fn review(
+    out: &mut Printer,
+    plan: &Plan,
+    computed_digest: &str,
+    options: &ShowOptions,
+    tenant: Option<&Tenant>,
+) -> io::Result<()> {
     let limit = options.limit;
-    let mut out = Doc::default();
     if computed_digest != plan.digest {
-        out.push(mismatch_warning(plan, computed_digest));
+        out.block(mismatch_warning(plan, computed_digest))?;
     }
-    header(plan, computed_digest, &mut out);
-    out.push(Block::Heading("Summary".into()));
-    out.push(Block::Table(summary_table(plan, limit)));
-
+    for block in header(plan, computed_digest) {
+        out.block(block)?;
+    }
     let selector = Selector::new(plan, &options.filter);
-    let selection = Selection::of(plan, &selector, limit);
+    let facts = Facts::of(plan);
+    attention_section(out, plan, &selector, &facts, limit)?;
+    out.block(Block::Heading("Summary".into()))?;
+    out.block(Block::Table(summary_table(plan, limit)))?;
+
+    let selection = Selection::of(plan, &selector);
     if !options.filter.is_empty() {
-        out.push(Block::Para(filter_note(plan, &options.filter, &selection)));
+        out.block(Block::Para(filter_note(plan, &options.filter, &selection)))?;
     }
-    findings(plan, &selector, limit, &mut out);
+    findings(out, plan, &selector, limit)?;
     if limit.is_some_and(|l| selection.bindings() > l) {
-        spread(&selection, limit, &mut out);
+        spread(out, &selection, limit)?;
     }
     if selection.matched == 0 {
-        out.push(Block::Para(
+        out.block(Block::Para(
             if plan.changes.is_empty() {
                 "No changes: the tenant already has everything this plan could add."
             } else {
                 "No change matches the filter."
             }
             .into(),
-        ));
+        ))?;
     }
-    for (op, section) in &selection.sections {
-        changes(*op, section, &mut out);
+    for (op, total) in &selection.totals {
+        changes(out, plan, &selector, *op, *total, limit, &options.filter)?;
     }
-    let report = access::report(plan, &selector, limit);
-    if report.total_users > 0 || selection.matched > 0 {
-        access_section(plan, &report, options.diff, &mut out);
+    let report = Report::new(plan, &selector, tenant);
+    if report.total_users > 0 || selection.matched > 0 || tenant.is_some() {
+        access_section(out, plan, &report, options, tenant.is_some())?;
     }
     if computed_digest != plan.digest {
-        out.push(mismatch_warning(plan, computed_digest));
+        out.block(mismatch_warning(plan, computed_digest))?;
     }
-    out
+    Ok(())
 }
 
-/// What `plan` prints on a terminal: the header and summary of `show`.
-pub fn summary(plan: &Plan, style: Style) -> String {
-    let mut out = Doc::default();
-    header(plan, &plan.digest, &mut out);
-    out.push(Block::Table(summary_table(plan, Some(10))));
-    doc::terminal(&out, style)
+/// What `plan` prints on a terminal: the header, what needs attention and
+/// the summary of `show`.
+pub fn summary(plan: &Plan, style: Style, attention_rows: Option<usize>) -> String {
+    let mut out = Vec::new();
+    let mut printer = Printer::terminal(&mut out, style);
+    let _ = (|| -> io::Result<()> {
+        for block in header(plan, &plan.digest) {
+            printer.block(block)?;
+        }
+        if let Some(limit) = attention_rows {
+            let filter = Filter::default();
+            let selector = Selector::new(plan, &filter);
+            let facts = Facts::of(plan);
+            attention_section(&mut printer, plan, &selector, &facts, Some(limit))?;
+        }
+        printer.block(Block::Table(summary_table(plan, Some(10))))
+    })();
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-fn mismatch_warning(plan: &Plan, computed_digest: &str) -> Block {
+fn mismatch_warning(plan: &Plan, computed_digest: &str) -> Block<'static> {
     Block::Warning(vec![
         "WARNING: DIGEST MISMATCH: this plan was altered after it was made.".into(),
         Line::new().text("The plan says   ").data(&plan.digest),
@@ -108,6 +155,18 @@ fn named(n: &Named) -> Line {
     }
 }
 
+/// A binding's namespace as a reviewer must read it: with what it reaches.
+fn reach(ns: Option<&str>, filter: &Filter) -> Line {
+    let line = match ns {
+        Some(ns) => Line::new().data(ns).text(" and below"),
+        None => "all namespaces".into(),
+    };
+    match filter.namespace.as_deref() {
+        Some(target) if ns != Some(target) => line.text(" (reaches ").data(target).text(")"),
+        _ => line,
+    }
+}
+
 fn namespace(ns: Option<&str>) -> Line {
     match ns {
         Some(ns) => Line::new().data(ns),
@@ -119,14 +178,14 @@ fn count(n: usize, one: &'static str, many: &'static str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
 
-fn header(plan: &Plan, computed_digest: &str, out: &mut Doc) {
-    out.push(Block::Title(
+fn header(plan: &Plan, computed_digest: &str) -> [Block<'static>; 2] {
+    let title = Block::Title(
         Line::new()
             .text("Plan ")
             .data(super::short_digest(&plan.digest))
             .text(" for tenant ")
             .data(&plan.tenant),
-    ));
+    );
     let mut fields = vec![
         (
             "source",
@@ -202,7 +261,7 @@ fn header(plan: &Plan, computed_digest: &str, out: &mut Doc) {
             Mark::Conflict,
         )
     });
-    out.push(Block::Fields(fields));
+    [title, Block::Fields(fields)]
 }
 
 fn author(plan: &Plan) -> Line {
@@ -259,7 +318,7 @@ fn approvals(plan: &Plan) -> Line {
     line
 }
 
-fn summary_table(plan: &Plan, limit: Option<usize>) -> Table {
+fn summary_table(plan: &Plan, limit: Option<usize>) -> Table<'static> {
     let s = &plan.summary;
     let mut t = Table::new(vec!["", "count"]).right(&[1]);
     for op in Op::ALL {
@@ -324,98 +383,310 @@ fn filter_note(plan: &Plan, filter: &Filter, selection: &Selection) -> Line {
     for (flag, value) in filter.flags() {
         line = line.text(format!(" {flag} ")).data(value);
     }
-    line.text(format!(
-        ": {} of {} shown. The summary counts the whole plan; conflicts and skipped entries are listed when their kind and key match the filter.",
+    let mut line = line.text(format!(
+        ": {} of {} shown. The summary counts the whole plan.",
         selection.matched,
         count(plan.changes.len(), "change", "changes")
-    ))
+    ));
+    if filter.namespace.is_some() {
+        line = line.text(
+            " --namespace keeps what reaches the namespace: bindings on it, on a parent namespace (Kestra's inheritance) and on all namespaces.",
+        );
+    }
+    line
 }
 
-fn more(shown: usize, total: usize, what: &str, out: &mut Doc) {
+fn more(out: &mut Printer, shown: usize, total: usize, what: &str) -> io::Result<()> {
     if total > shown {
-        out.push(Block::More(
+        out.block(Block::More(
             format!(
                 "… and {} more {what} (--limit 0 shows all; --user, --role, --namespace and --op narrow)",
                 total - shown
             )
             .into(),
-        ));
+        ))?;
+    }
+    Ok(())
+}
+
+fn user_line(user: &Named, user_type: Option<&str>) -> Line {
+    let line = Line::new().text("user ").append(named(user));
+    match user_type {
+        Some(t) => line.text(", ").data(t),
+        None => line,
     }
 }
 
-fn findings(plan: &Plan, selector: &Selector, limit: Option<usize>, out: &mut Doc) {
+fn role_line(role: &Named, ns: Option<&str>, filter: &Filter) -> Line {
+    Line::new()
+        .text("role ")
+        .append(named(role))
+        .text(" on ")
+        .append(reach(ns, filter))
+}
+
+fn risks_line(item: &Item) -> Line {
+    let mut line = Line::new();
+    for (i, risk) in item.risks.iter().enumerate() {
+        if i > 0 {
+            line = line.text(", ");
+        }
+        line = line.text(risk.as_str());
+        if *risk == Risk::AdminRole && !item.admin.is_empty() {
+            line = line.text(" (writes ").data(item.admin.join(", ")).text(")");
+        }
+    }
+    line
+}
+
+fn attention_row(item: &Item, filter: &Filter) -> (Mark, Vec<Line>) {
+    let who = match &item.subject {
+        Subject::User(user, t) => user_line(user, *t),
+        Subject::Group(group, joiners) => {
+            let mut line = Line::new().text("group ").append(named(group));
+            if !joiners.is_empty() {
+                line = line.text(": ");
+                for (i, m) in joiners.iter().take(10).enumerate() {
+                    if i > 0 {
+                        line = line.text(", ");
+                    }
+                    line = line.data(m.label());
+                }
+                if joiners.len() > 10 {
+                    line = line.text(format!(" and {} more", joiners.len() - 10));
+                }
+                line = line.text(" join in this plan");
+            }
+            line
+        }
+        Subject::Document(kind, n) => Line::new().text(kind.as_str()).text(" ").append(named(n)),
+        Subject::Unknown => Line::new(),
+    };
+    let what = match (&item.role, &item.joins) {
+        (Some((role, ns)), _) => role_line(role, *ns, filter),
+        (None, Some(group)) => Line::new().text("joins group ").append(named(group)),
+        _ => Line::new(),
+    };
+    let how = match item.reason {
+        Some(reason) => Line::new().data(item.key).text(": ").data(reason),
+        None => Line::new().text("binding ").data(item.key),
+    };
+    let mark = if item.risks.contains(&Risk::Conflict) {
+        Mark::Conflict
+    } else {
+        Mark::Plain
+    };
+    (mark, vec![risks_line(item), who, what, how])
+}
+
+fn attention_section(
+    out: &mut Printer,
+    plan: &Plan,
+    selector: &Selector,
+    facts: &Facts,
+    limit: Option<usize>,
+) -> io::Result<()> {
+    let mut total = 0usize;
+    attention::items(plan, selector, facts, &mut |_| {
+        total += 1;
+        true
+    });
+    if total == 0 {
+        return Ok(());
+    }
+    out.block(Block::Heading(format!("Needs attention ({total})").into()))?;
+    out.block(Block::Para(
+        "Conflicts; grants of admin-like roles (more than READ on USER, GROUP, ROLE, BINDING, SETTING or TENANT), on all namespaces, or to super admins and service accounts; and such grants that are skipped."
+            .into(),
+    ))?;
+    let take = limit.unwrap_or(usize::MAX);
+    let filter = selector.filter;
+    let table = Table::lazy(vec!["why", "who", "gains", "how"], move |emit| {
+        let mut n = 0;
+        attention::items(plan, selector, facts, &mut |item| {
+            if n >= take {
+                return false;
+            }
+            n += 1;
+            let (mark, cells) = attention_row(&item, filter);
+            emit(mark, cells)
+        });
+    });
+    out.block(Block::Table(table))?;
+    more(out, total.min(take), total, "items that need attention")
+}
+
+/// Who or what a skipped or conflicting entry is about, as far as the plan
+/// says.
+fn finding_about(f: &Finding, filter: &Filter) -> (Line, Line) {
+    match f.kind {
+        Kind::Membership => {
+            let who = match f.user_id.as_deref() {
+                Some(id) => user_line(&Named::new(id, f.username.as_deref()), None),
+                None => Line::new(),
+            };
+            let what = match (f.group_id.as_deref(), f.membership) {
+                (Some(g), Some(m)) => Line::new()
+                    .text(format!("{} of group ", m.as_str()))
+                    .append(named(&Named::new(g, f.group_name.as_deref()))),
+                (Some(g), None) => Line::new()
+                    .text("group ")
+                    .append(named(&Named::new(g, f.group_name.as_deref()))),
+                _ => Line::new(),
+            };
+            (who, what)
+        }
+        Kind::Binding => {
+            let who = match (f.subject_type, f.subject_id.as_deref()) {
+                (Some(SubjectType::User), Some(id)) => {
+                    user_line(&Named::new(id, f.subject_name.as_deref()), None)
+                }
+                (Some(SubjectType::Group), Some(id)) => Line::new()
+                    .text("group ")
+                    .append(named(&Named::new(id, f.subject_name.as_deref()))),
+                _ => Line::new(),
+            };
+            let what = match f.role_id.as_deref() {
+                Some(role) => role_line(
+                    &Named::new(role, f.role_name.as_deref()),
+                    f.namespace.as_deref(),
+                    filter,
+                ),
+                None => Line::new(),
+            };
+            (who, what)
+        }
+        Kind::Role | Kind::Group => (
+            Line::new(),
+            match &f.name {
+                Some(name) => Line::new().text(format!("{} ", f.kind.as_str())).data(name),
+                None => Line::new(),
+            },
+        ),
+        Kind::User => (Line::new(), Line::new()),
+    }
+}
+
+/// What differs between the legacy document and the tenant's, as a
+/// unified diff of their fields.
+fn differences_diff(f: &Finding) -> String {
+    let side = |legacy: bool| {
+        let mut text = String::new();
+        for d in &f.differences {
+            let value = if legacy { &d.legacy } else { &d.tenant };
+            let pretty = serde_json::to_string_pretty(value).unwrap_or_default();
+            for (i, line) in pretty.lines().enumerate() {
+                if i == 0 {
+                    text.push_str(&format!("{}: {line}\n", d.field));
+                } else {
+                    text.push_str(&format!("  {line}\n"));
+                }
+            }
+        }
+        text
+    };
+    let (legacy, tenant) = (side(true), side(false));
+    similar::TextDiff::from_lines(&legacy, &tenant)
+        .unified_diff()
+        .context_radius(2)
+        .header(
+            &format!(
+                "legacy {} {}{}",
+                f.kind.as_str(),
+                f.key,
+                f.group_id
+                    .as_deref()
+                    .map(|g| format!(" (group {g})"))
+                    .unwrap_or_default()
+            ),
+            "the tenant's document",
+        )
+        .to_string()
+}
+
+fn findings(
+    out: &mut Printer,
+    plan: &Plan,
+    selector: &Selector,
+    limit: Option<usize>,
+) -> io::Result<()> {
     let lists = [
         (
             &plan.conflicts,
             Mark::Conflict,
             "Conflicts",
             ": the plan cannot be applied until they are resolved",
+            "conflicts",
         ),
         (
             &plan.skipped,
             Mark::Plain,
             "Skipped",
             ": legacy entries that are not copied, with the reason",
+            "skipped entries",
         ),
     ];
-    for (list, mark, title, why) in lists {
-        let shown: Vec<&Finding> = list
-            .iter()
-            .filter(|f| selector.filter.is_empty() || selector.matches_finding(f))
-            .collect();
-        if shown.is_empty() {
+    let keep = |f: &&Finding| selector.filter.is_empty() || selector.matches_finding(f);
+    let filter = selector.filter;
+    for (list, mark, title, why, noun) in lists {
+        let total = list.iter().filter(keep).count();
+        if total == 0 {
             continue;
         }
-        out.push(Block::Heading(
-            format!("{title} ({}){why}", shown.len()).into(),
-        ));
-        let with_group = shown.iter().any(|f| f.group_id.is_some());
-        let with_detail = shown.iter().any(|f| f.detail.is_some());
-        let mut header = vec!["kind", "key"];
-        if with_group {
-            header.push("group");
-        }
-        header.push("reason");
+        out.block(Block::Heading(format!("{title} ({total}){why}").into()))?;
+        let with_detail = list.iter().filter(keep).any(|f| f.detail.is_some());
+        let mut header = vec!["kind", "key", "who", "what", "reason"];
         if with_detail {
             header.push("detail");
         }
-        let mut t = Table::new(header);
         let take = limit.unwrap_or(usize::MAX);
-        for f in shown.iter().take(take) {
-            let mut cells = vec![f.kind.as_str().into(), Line::new().data(&f.key)];
-            if with_group {
-                cells.push(
-                    f.group_id
-                        .as_deref()
-                        .map_or_else(Line::new, |g| Line::new().data(g)),
-                );
+        let table = Table::lazy(header, move |emit| {
+            for f in list.iter().filter(keep).take(take) {
+                let (who, what) = finding_about(f, filter);
+                let mut cells = vec![f.kind.as_str().into(), Line::new().data(&f.key), who, what];
+                cells.push(Line::new().data(&f.reason));
+                if with_detail {
+                    cells.push(
+                        f.detail
+                            .as_deref()
+                            .map_or_else(Line::new, |d| Line::new().data(d)),
+                    );
+                }
+                if !emit(mark, cells) {
+                    break;
+                }
             }
-            cells.push(Line::new().data(&f.reason));
-            if with_detail {
-                cells.push(
-                    f.detail
-                        .as_deref()
-                        .map_or_else(Line::new, |d| Line::new().data(d)),
-                );
+        });
+        out.block(Block::Table(table))?;
+        more(out, total.min(take), total, noun)?;
+        if mark == Mark::Conflict {
+            let differing: Vec<&Finding> = list
+                .iter()
+                .filter(keep)
+                .filter(|f| !f.differences.is_empty())
+                .take(take)
+                .collect();
+            if !differing.is_empty() {
+                out.block(Block::Heading(
+                    "What differs: the legacy document against the tenant's".into(),
+                ))?;
+                let mut diff = String::new();
+                for f in differing {
+                    diff.push_str(&differences_diff(f));
+                }
+                out.block(Block::Diff(diff))?;
             }
-            t.row(mark, cells);
         }
-        out.push(Block::Table(t));
-        let noun = if mark == Mark::Conflict {
-            "conflicts"
-        } else {
-            "skipped entries"
-        };
-        more(shown.len().min(take), shown.len(), noun, out);
     }
+    Ok(())
 }
 
-fn spread(selection: &Selection, limit: Option<usize>, out: &mut Doc) {
+fn spread(out: &mut Printer, selection: &Selection, limit: Option<usize>) -> io::Result<()> {
     let take = limit.unwrap_or(usize::MAX);
     let roles = selection.spread.roles();
-    out.push(Block::Heading(
+    out.block(Block::Heading(
         format!("Bindings to add by role ({})", roles.len()).into(),
-    ));
+    ))?;
     let mut t = Table::new(vec!["role", "to users", "to groups", "bindings"]).right(&[1, 2, 3]);
     for (role, users, groups) in roles.iter().take(take) {
         t.row(
@@ -428,24 +699,24 @@ fn spread(selection: &Selection, limit: Option<usize>, out: &mut Doc) {
             ],
         );
     }
-    out.push(Block::Table(t));
-    more(roles.len().min(take), roles.len(), "roles", out);
+    out.block(Block::Table(t))?;
+    more(out, roles.len().min(take), roles.len(), "roles")?;
 
     let namespaces = selection.spread.namespaces();
-    out.push(Block::Heading(
+    out.block(Block::Heading(
         format!("Bindings to add by namespace ({})", namespaces.len()).into(),
-    ));
+    ))?;
     let mut t = Table::new(vec!["namespace", "bindings"]).right(&[1]);
     for (ns, n) in namespaces.iter().take(take) {
         t.row(Mark::Plain, vec![namespace(*ns), n.to_string().into()]);
     }
-    out.push(Block::Table(t));
+    out.block(Block::Table(t))?;
     more(
+        out,
         namespaces.len().min(take),
         namespaces.len(),
         "namespaces",
-        out,
-    );
+    )
 }
 
 fn grants_line(grants: &[super::model::Grant]) -> Line {
@@ -465,7 +736,54 @@ fn grants_line(grants: &[super::model::Grant]) -> Line {
     line
 }
 
-fn changes(op: Op, section: &Section, out: &mut Doc) {
+fn change_cells(row: &Row) -> Vec<Line> {
+    let optional = |s: Option<&str>| s.map_or_else(Line::new, |s| Line::new().data(s));
+    match row {
+        Row::Tenant { key, name } => vec![Line::new().data(*key), optional(*name)],
+        Row::Role {
+            key,
+            role,
+            description,
+            grants,
+        } => vec![
+            Line::new().data(*key),
+            named(role),
+            grants_line(grants),
+            optional(*description),
+        ],
+        Row::Group {
+            key,
+            group,
+            description,
+        } => vec![Line::new().data(*key), named(group), optional(*description)],
+        Row::Membership(m) => vec![
+            named(&m.user),
+            named(&m.group),
+            m.membership.as_str().into(),
+        ],
+        Row::Binding(b) => vec![
+            Line::new().data(b.key),
+            match b.subject_type {
+                "USER" => "user".into(),
+                "GROUP" => "group".into(),
+                other => Line::new().data(other),
+            },
+            named(&b.subject),
+            named(&b.role),
+            namespace(b.namespace),
+        ],
+    }
+}
+
+fn changes(
+    out: &mut Printer,
+    plan: &Plan,
+    selector: &Selector,
+    op: Op,
+    total: usize,
+    limit: Option<usize>,
+    _filter: &Filter,
+) -> io::Result<()> {
     let (title, noun, header): (&str, &str, Vec<&'static str>) = match op {
         Op::CreateTenant => ("Tenant to create", "tenants", vec!["key", "name"]),
         Op::AddRole => (
@@ -489,51 +807,17 @@ fn changes(op: Op, section: &Section, out: &mut Doc) {
             vec!["key", "subject", "name", "role", "namespace"],
         ),
     };
-    out.push(Block::Heading(
-        format!("{title} ({})", section.total).into(),
-    ));
-    let mut t = Table::new(header);
-    let optional = |s: Option<&str>| s.map_or_else(Line::new, |s| Line::new().data(s));
-    for row in &section.rows {
-        let cells = match row {
-            Row::Tenant { key, name } => vec![Line::new().data(*key), optional(*name)],
-            Row::Role {
-                key,
-                role,
-                description,
-                grants,
-            } => vec![
-                Line::new().data(*key),
-                named(role),
-                grants_line(grants),
-                optional(*description),
-            ],
-            Row::Group {
-                key,
-                group,
-                description,
-            } => vec![Line::new().data(*key), named(group), optional(*description)],
-            Row::Membership(m) => vec![
-                named(&m.user),
-                named(&m.group),
-                m.membership.as_str().into(),
-            ],
-            Row::Binding(b) => vec![
-                Line::new().data(b.key),
-                match b.subject_type {
-                    "USER" => "user".into(),
-                    "GROUP" => "group".into(),
-                    other => Line::new().data(other),
-                },
-                named(&b.subject),
-                named(&b.role),
-                namespace(b.namespace),
-            ],
-        };
-        t.row(Mark::Add, cells);
-    }
-    out.push(Block::Table(t));
-    more(section.rows.len(), section.total, noun, out);
+    out.block(Block::Heading(format!("{title} ({total})").into()))?;
+    let take = limit.unwrap_or(usize::MAX);
+    let table = Table::lazy(header, move |emit| {
+        for row in rows(plan, selector, op).take(take) {
+            if !emit(Mark::Add, change_cells(&row)) {
+                break;
+            }
+        }
+    });
+    out.block(Block::Table(table))?;
+    more(out, total.min(take), total, noun)
 }
 
 fn through_line(through: &Through, binding: &str) -> Line {
@@ -547,16 +831,52 @@ fn through_line(through: &Through, binding: &str) -> Line {
     }
 }
 
-fn joins_note(group_is_new: bool) -> &'static str {
-    if group_is_new {
-        "new membership (the group is created by this plan)"
-    } else {
-        "new membership; the group exists already: its bindings in the tenant (not in this plan) apply too"
+fn joins_note(group_is_new: bool, live: bool) -> &'static str {
+    match (group_is_new, live) {
+        (true, _) => "new membership (the group is created by this plan)",
+        (false, true) => "new membership; the group's bindings in the tenant are listed too",
+        (false, false) => {
+            "new membership; the group exists already: its bindings in the tenant (not in this plan) apply too"
+        }
     }
 }
 
-fn access_section(plan: &Plan, report: &Report, diff: bool, out: &mut Doc) {
-    out.push(Block::Heading(
+fn gain_cells(user: &Named, gain: &Gain, filter: &Filter, live: bool) -> Vec<Line> {
+    match gain {
+        Gain::Joins {
+            group,
+            membership,
+            group_is_new,
+        } => vec![
+            named(user),
+            Line::new()
+                .text(format!("{} of group ", membership.as_str()))
+                .append(named(group)),
+            Line::new(),
+            joins_note(*group_is_new, live).into(),
+        ],
+        Gain::Role {
+            role,
+            namespace: ns,
+            through,
+            binding,
+        } => vec![
+            named(user),
+            Line::new().text("role ").append(named(role)),
+            reach(*ns, filter),
+            through_line(through, binding),
+        ],
+    }
+}
+
+fn access_section(
+    out: &mut Printer,
+    plan: &Plan,
+    report: &Report,
+    options: &ShowOptions,
+    live: bool,
+) -> io::Result<()> {
+    out.block(Block::Heading(
         Line::new()
             .text("Access gained in tenant ")
             .data(&plan.tenant)
@@ -565,74 +885,70 @@ fn access_section(plan: &Plan, report: &Report, diff: bool, out: &mut Doc) {
                 count(report.total_users, "user", "users"),
                 count(report.total_gains, "gain", "gains")
             )),
-    ));
-    let mut intro = Line::new().text(
-        "As far as this plan knows: a plan records only what it adds, not the access users already have in the tenant, nor the members and bindings that groups already have there. The sync never removes access.",
-    );
-    if diff {
-        intro = intro.text(
-            " So the \"before\" side of each diff is empty: it is not the user's current access, which the plan does not know.",
+    ))?;
+    let intro = if live {
+        let mut intro = Line::new().text(
+            "Read from the database now (--live): each user's current access in the tenant, with the members and bindings its groups already have there, is the \"before\"; the plan's changes make the \"after\". Bindings reach their namespace and the namespaces below it. The sync never removes access.",
         );
-    }
-    out.push(Block::Para(intro));
-    if report.total_users == 0 {
-        out.push(Block::Para(
-            "No user gains access through the changes shown.".into(),
-        ));
-    } else if diff {
-        out.push(Block::Diff(access_diff(report)));
-    } else {
-        let mut t = Table::new(vec!["user", "gains", "on", "through"]);
-        for user in &report.users {
-            for gain in &user.gains {
-                let cells = match gain {
-                    Gain::Joins {
-                        group,
-                        membership,
-                        group_is_new,
-                    } => vec![
-                        named(&user.user),
-                        Line::new()
-                            .text(format!("{} of group ", membership.as_str()))
-                            .append(named(group)),
-                        Line::new(),
-                        joins_note(*group_is_new).into(),
-                    ],
-                    Gain::Role {
-                        role,
-                        namespace: ns,
-                        through,
-                        binding,
-                    } => vec![
-                        named(&user.user),
-                        Line::new().text("role ").append(named(role)),
-                        namespace(*ns),
-                        through_line(through, binding),
-                    ],
-                };
-                t.row(Mark::Add, cells);
-            }
+        if plan.changes.is_empty() {
+            intro = intro.text(" This plan changes nothing.");
         }
-        out.push(Block::Table(t));
+        intro
+    } else {
+        let mut intro = Line::new().text(
+            "As far as this plan knows: a plan records only what it adds, not the access users already have in the tenant, nor the members and bindings that groups already have there (show --live reads them). Bindings reach their namespace and the namespaces below it. The sync never removes access.",
+        );
+        if options.diff {
+            intro = intro.text(
+                " So the \"before\" side of each diff is empty: it is not the user's current access, which the plan does not know.",
+            );
+        }
+        intro
+    };
+    out.block(Block::Para(intro))?;
+    let shown = report.shown(options.limit);
+    let shown_gains: usize = shown.iter().map(|(_, n)| n).sum();
+    let filter = &options.filter;
+    if report.total_users == 0 {
+        out.block(Block::Para(
+            "No user gains access through the changes shown.".into(),
+        ))?;
+    } else if options.diff {
+        // One diff per user, printed as it is made.
+        for (listed, n) in &shown {
+            out.block(Block::Diff(access_diff(report, listed, *n, live)))?;
+        }
+    } else {
+        let shown = &shown;
+        let table = Table::lazy(vec!["user", "gains", "on", "through"], move |emit| {
+            for (listed, n) in shown {
+                for gain in report.gains(listed).iter().take(*n) {
+                    if !emit(Mark::Add, gain_cells(&listed.user, gain, filter, live)) {
+                        return;
+                    }
+                }
+            }
+        });
+        out.block(Block::Table(table))?;
     }
-    if report.total_gains > report.shown_gains {
-        let cut = report.users.first().filter(|u| u.total > u.gains.len());
-        let users = report.total_users - report.users.len();
+    if report.total_gains > shown_gains {
+        let cut = shown.first().filter(|(l, n)| l.total > *n);
+        let users = report.total_users - shown.len();
         let what = match cut {
-            Some(u) => format!(
+            Some((l, n)) => format!(
                 "gains, {} of them for {}",
-                u.total - u.gains.len(),
-                plain_named(&u.user)
+                l.total - n,
+                plain_named(&l.user)
             ),
             None => format!("gains, of {}", count(users, "more user", "more users")),
         };
-        more(report.shown_gains, report.total_gains, &what, out);
+        more(out, shown_gains, report.total_gains, &what)?;
     }
     if !report.existing_groups.is_empty() {
         let mut line = Line::new().text(
-            "Groups that already exist in the tenant gain bindings here; their current members, not named in this plan, gain them too: ",
+            "Groups that already exist in the tenant gain bindings here; their current members, not named in this plan, gain them too (show --live names them): ",
         );
-        let shown = report.existing_groups.len().min(report.users.len().max(10));
+        let shown = report.existing_groups.len().min(shown.len().max(10));
         for (i, g) in report.existing_groups.iter().take(shown).enumerate() {
             if i > 0 {
                 line = line.text(", ");
@@ -645,8 +961,9 @@ fn access_section(plan: &Plan, report: &Report, diff: bool, out: &mut Doc) {
                 report.existing_groups.len() - shown
             ));
         }
-        out.push(Block::Para(line.text(".")));
+        out.block(Block::Para(line.text(".")))?;
     }
+    Ok(())
 }
 
 fn plain_named(n: &Named) -> String {
@@ -656,56 +973,72 @@ fn plain_named(n: &Named) -> String {
     }
 }
 
-/// One unified diff per user, concatenated like `git diff` over files.
-fn access_diff(report: &Report) -> String {
-    let mut out = String::new();
-    for user in &report.users {
-        let mut after = String::new();
-        for gain in &user.gains {
-            let line = match gain {
-                Gain::Joins {
-                    group,
-                    membership,
-                    group_is_new,
-                } => format!(
-                    "{} of group {}{}",
-                    membership.as_str(),
-                    plain_named(group),
-                    if *group_is_new {
-                        ""
-                    } else {
-                        ", with the bindings it already has in the tenant (not in this plan)"
-                    }
-                ),
-                Gain::Role {
-                    role,
-                    namespace,
-                    through,
-                    binding,
-                } => format!(
-                    "role {} on {}, through {} [binding {binding}]",
-                    plain_named(role),
-                    namespace.map_or("all namespaces".to_string(), |ns| format!("namespace {ns}")),
-                    match through {
-                        Through::Direct => "a direct binding".to_string(),
-                        Through::Group(g) => format!("group {}", plain_named(g)),
-                    }
-                ),
-            };
-            after.push_str(&line);
-            after.push('\n');
-        }
-        let who = plain_named(&user.user);
-        let diff = similar::TextDiff::from_lines("", after.as_str());
-        out.push_str(
-            &diff
-                .unified_diff()
-                .header(
-                    &format!("{who}: before (nothing recorded in the plan)"),
-                    &format!("{who}: after the plan"),
-                )
-                .to_string(),
-        );
+pub(super) fn gain_text(gain: &Gain) -> String {
+    match gain {
+        Gain::Joins {
+            group,
+            membership,
+            group_is_new,
+        } => format!(
+            "{} of group {}{}",
+            membership.as_str(),
+            plain_named(group),
+            if *group_is_new {
+                ""
+            } else {
+                ", with the bindings it has in the tenant"
+            }
+        ),
+        Gain::Role {
+            role,
+            namespace,
+            through,
+            binding,
+        } => format!(
+            "role {} on {}, through {} [binding {binding}]",
+            plain_named(role),
+            namespace.map_or("all namespaces".to_string(), |ns| format!(
+                "namespace {ns} and below"
+            )),
+            match through {
+                Through::Direct => "a direct binding".to_string(),
+                Through::Group(g) => format!("group {}", plain_named(g)),
+            }
+        ),
     }
-    out
+}
+
+/// One user's access as a unified diff, like `git diff` over a file: the
+/// access before the plan (with `--live`) against the access after it.
+fn access_diff(report: &Report, listed: &Listed, take: usize, live: bool) -> String {
+    let mut before = String::new();
+    for gain in report.before(listed) {
+        before.push_str(&gain_text(&gain));
+        before.push('\n');
+    }
+    let mut after_lines: Vec<String> = before.lines().map(str::to_string).collect();
+    after_lines.extend(report.gains(listed).iter().take(take).map(gain_text));
+    after_lines.sort();
+    let mut after = String::new();
+    for line in after_lines {
+        after.push_str(&line);
+        after.push('\n');
+    }
+    let mut sorted_before: Vec<&str> = before.lines().collect();
+    sorted_before.sort();
+    let before = sorted_before
+        .iter()
+        .map(|l| format!("{l}\n"))
+        .collect::<String>();
+    let who = plain_named(&listed.user);
+    let before_label = if live {
+        format!("{who}: now, in the database")
+    } else {
+        format!("{who}: before (nothing recorded in the plan)")
+    };
+    similar::TextDiff::from_lines(before.as_str(), after.as_str())
+        .unified_diff()
+        .context_radius(1 << 20)
+        .header(&before_label, &format!("{who}: after the plan"))
+        .to_string()
 }

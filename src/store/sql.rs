@@ -365,6 +365,8 @@ where
         let mut rows = query.fetch(&mut self.conn);
         let mut docs = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(read_error)? {
+            // Counted for the progress line (a relaxed atomic add).
+            crate::progress::rows_read(1);
             docs.push(RawDoc {
                 key: row.try_get(0).map_err(|e| db_error(doing, e))?,
                 value: row.try_get(1).map_err(|e| db_error(doing, e))?,
@@ -519,7 +521,7 @@ where
         let doing = format!("inserting into {}", table.name());
         for batch in batches(rows, D::BATCH_ROWS, D::BATCH_BYTES) {
             match D::insert_batch(&mut self.conn, table, batch).await {
-                Ok(()) => {}
+                Ok(()) => crate::progress::rows_written(batch.len()),
                 Err(e) if failure::<D>(&e) == Failure::KeyTaken => {
                     // A planned key taken by the time of the write (by a
                     // trigger, say): the database changed, the plan is stale.
@@ -550,6 +552,7 @@ where
                     .unwrap_or("?");
                 return Err(Error::stale(format!("user `{gone}` vanished during apply")));
             }
+            crate::progress::rows_written(batch.len());
         }
         Ok(())
     }

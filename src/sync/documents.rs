@@ -87,6 +87,8 @@ impl SubjectType {
 pub struct User<'a> {
     pub header: Header<'a>,
     pub username: Cow<'a, str>,
+    /// `STANDARD`, `SUPER_ADMIN`, `SERVICE_ACCOUNT` (absent: standard).
+    pub user_type: Option<Cow<'a, str>>,
     /// Legacy memberships, by group id: `groups` (MEMBER) overridden by
     /// `groupList` entries without a tenant.
     pub legacy_memberships: BTreeMap<Cow<'a, str>, Membership>,
@@ -160,6 +162,8 @@ mod fast {
         pub deleted: Option<bool>,
         #[serde(borrow)]
         pub username: Cow<'a, str>,
+        #[serde(borrow, default, rename = "type")]
+        pub user_type: Option<Cow<'a, str>>,
         #[serde(borrow, default)]
         pub groups: Option<Vec<Cow<'a, str>>>,
         #[serde(borrow, default, rename = "groupList")]
@@ -298,6 +302,7 @@ pub fn parse_user(raw: &RawDoc) -> Parsed<User<'_>> {
             return Ok(User {
                 header,
                 username: v.username,
+                user_type: v.user_type,
                 legacy_memberships,
                 tenant_memberships,
             });
@@ -552,9 +557,16 @@ mod slow {
             }
             Some(_) => return Err(fields.malformed("field `groupList` is not an array")),
         }
+        // Read for review only (service accounts, super admins): a type
+        // that is not a string is no reason to skip the user.
+        let user_type = obj
+            .get("type")
+            .and_then(Value::as_str)
+            .map(|t| Cow::Owned(t.to_string()));
         Ok(User {
             header,
             username,
+            user_type,
             legacy_memberships,
             tenant_memberships,
         })

@@ -6,16 +6,14 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
+use super::context::{self, Difference};
 use super::documents::{self, Binding, Group, Malformed, Parsed, Role, User};
 use super::{Finding, Kind, RawDoc, Snapshot, SyncResult};
 
 pub(super) fn malformed_finding(kind: Kind, m: &Malformed) -> Finding {
     Finding {
-        kind,
-        key: m.key.clone(),
-        group_id: None,
-        reason: "malformed".into(),
         detail: Some(m.detail.clone()),
+        ..Finding::new(kind, m.key.clone(), "malformed")
     }
 }
 
@@ -266,16 +264,14 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
             for (id, mut list) in keys {
                 list.sort_unstable();
                 for key in &list {
-                    out.conflicts.push(Finding {
+                    out.conflicts.push(Finding::new(
                         kind,
-                        key: key.to_string(),
-                        group_id: None,
-                        reason: format!(
+                        key.to_string(),
+                        format!(
                             "id `{id}` is used by several legacy documents ({})",
                             list.join(", ")
                         ),
-                        detail: None,
-                    });
+                    ));
                 }
                 scope.duplicates.insert(Cow::Owned(id.to_string()));
             }
@@ -317,6 +313,8 @@ pub(super) fn target_key(tenant: &str, id: &str) -> String {
 pub(super) trait Named<'a>: Scoped<'a> {
     fn name(&self) -> &str;
     fn raw(&self) -> &'a str;
+    /// What differs from `tenant`, the tenant's document it conflicts with.
+    fn differences(&self, tenant: &Self) -> Vec<Difference>;
 }
 impl<'a> Named<'a> for Role<'a> {
     fn name(&self) -> &str {
@@ -325,6 +323,9 @@ impl<'a> Named<'a> for Role<'a> {
     fn raw(&self) -> &'a str {
         self.raw
     }
+    fn differences(&self, tenant: &Self) -> Vec<Difference> {
+        context::role_differences(self, tenant)
+    }
 }
 impl<'a> Named<'a> for Group<'a> {
     fn name(&self) -> &str {
@@ -332,5 +333,19 @@ impl<'a> Named<'a> for Group<'a> {
     }
     fn raw(&self) -> &'a str {
         self.raw
+    }
+    fn differences(&self, tenant: &Self) -> Vec<Difference> {
+        let mut out = Vec::new();
+        if self.header.id != tenant.header.id {
+            out.push(context::difference(
+                "id",
+                &self.header.id,
+                &tenant.header.id,
+            ));
+        }
+        if self.name != tenant.name {
+            out.push(context::difference("name", &self.name, &tenant.name));
+        }
+        out
     }
 }

@@ -6,9 +6,12 @@
 //! By job: this file holds the types and [`sync`], which builds the indexes
 //! (`index.rs`: scopes, key holders, id availability) and then applies the
 //! rules (`rules.rs`: tenant, roles and groups, memberships, bindings);
-//! `documents.rs` reads the store's JSON; `writes.rs` turns changes into rows.
+//! `context.rs` names what findings are about and gathers the facts a review
+//! needs beside the changes; `documents.rs` reads the store's JSON;
+//! `writes.rs` turns changes into rows.
 //! How a plan file spells a change is `crate::plan`'s business.
 
+pub(crate) mod context;
 pub(crate) mod documents;
 mod index;
 mod rules;
@@ -16,10 +19,11 @@ mod rules;
 mod tests;
 pub(crate) mod writes;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
+pub use context::{Context, Difference, RoleFacts};
 pub use documents::{Document, Membership, RawDoc, SubjectType};
 use index::{Scope, UserIndex};
 use rules::{copy_documents, names, plan_bindings, plan_memberships, tenant_change, Dependencies};
@@ -203,9 +207,60 @@ pub struct Finding {
     /// What exactly is wrong, when the reason alone does not say.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    // Who and what the entry is about, for review; absent when unknown.
+    // A membership: the user and the group's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<Membership>,
+    // A binding: its subject, role and namespace (absent: all namespaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_type: Option<SubjectType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// A role or group: its name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A conflict with a document of the tenant: the fields that differ.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub differences: Vec<Difference>,
 }
 
 impl Finding {
+    pub fn new(kind: Kind, key: impl Into<String>, reason: impl Into<String>) -> Self {
+        Finding {
+            kind,
+            key: key.into(),
+            group_id: None,
+            reason: reason.into(),
+            detail: None,
+            user_id: None,
+            username: None,
+            group_name: None,
+            membership: None,
+            subject_type: None,
+            subject_id: None,
+            subject_name: None,
+            role_id: None,
+            role_name: None,
+            namespace: None,
+            name: None,
+            differences: Vec::new(),
+        }
+    }
+
     fn sort_key(&self) -> (Kind, &[u8], &[u8]) {
         (
             self.kind,
@@ -223,6 +278,8 @@ pub struct SyncResult {
     pub present: BTreeMap<Kind, usize>,
     pub skipped: Vec<Finding>,
     pub conflicts: Vec<Finding>,
+    /// What the review needs beside the changes.
+    pub context: Context,
 }
 
 impl SyncResult {
@@ -324,5 +381,15 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
     out.skipped.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     out.conflicts
         .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+    let user_types: HashMap<&str, &str> = users
+        .live
+        .iter()
+        .chain(&users.deleted)
+        .filter_map(|u| {
+            let t = u.user_type.as_deref()?;
+            (t != "STANDARD").then_some((u.header.id.as_ref(), t))
+        })
+        .collect();
+    out.context = context::context(&out, &roles.legacy, &user_types);
     Ok(out)
 }

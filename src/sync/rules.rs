@@ -7,10 +7,12 @@ use std::collections::{HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use super::documents::{Binding, Grant, Group, Role};
+use super::context;
+use super::documents::{Binding, Grant, Group, Role, User};
 use super::index::{target_key, Named, Scope, UserIndex};
 use super::{
-    Change, Document, Finding, Kind, Snapshot, SubjectType, SyncError, SyncOptions, SyncResult,
+    Change, Document, Finding, Kind, Membership, Snapshot, SubjectType, SyncError, SyncOptions,
+    SyncResult,
 };
 
 pub(super) fn tenant_change(
@@ -99,11 +101,8 @@ pub(super) fn copy_documents<'a, T: Named<'a>>(
         let id = legacy.header().id.as_ref();
         let key = target_key(tenant, id);
         let conflict = |reason: String| Finding {
-            kind,
-            key: legacy.header().key.to_string(),
-            group_id: None,
-            reason,
-            detail: None,
+            name: Some(legacy.name().to_string()),
+            ..Finding::new(kind, legacy.header().key, reason)
         };
         let outcome =
             if let Some(existing) = scope.tenant_by_id.get(id).map(|&i| &scope.tenant_docs[i]) {
@@ -114,21 +113,31 @@ pub(super) fn copy_documents<'a, T: Named<'a>>(
                         Kind::Role => "another name or other permissions",
                         _ => "another name",
                     };
-                    out.conflicts.push(conflict(format!(
-                        "tenant `{tenant}` already has {} `{id}` with {what}",
-                        kind.as_str()
-                    )));
+                    out.conflicts.push(Finding {
+                        differences: legacy.differences(existing),
+                        ..conflict(format!(
+                            "tenant `{tenant}` already has {} `{id}` with {what}",
+                            kind.as_str()
+                        ))
+                    });
                     Outcome::Conflict
                 }
             } else if let Some(reason) = scope.key_conflict(&key, kind) {
                 out.conflicts.push(conflict(reason));
                 Outcome::Conflict
             } else if let Some(other) = tenant_names.get(legacy.name()) {
-                out.conflicts.push(conflict(format!(
-                    "tenant `{tenant}` already has a {} named `{}` with id `{other}`",
-                    kind.as_str(),
-                    legacy.name()
-                )));
+                let existing = scope
+                    .tenant_by_id
+                    .get(*other)
+                    .map(|&i| &scope.tenant_docs[i]);
+                out.conflicts.push(Finding {
+                    differences: existing.map_or_else(Vec::new, |e| legacy.differences(e)),
+                    ..conflict(format!(
+                        "tenant `{tenant}` already has a {} named `{}` with id `{other}`",
+                        kind.as_str(),
+                        legacy.name()
+                    ))
+                });
                 Outcome::Conflict
             } else {
                 let value = Document::copy_to_tenant(legacy.raw(), tenant)
@@ -173,27 +182,29 @@ pub(super) fn plan_memberships(
     tenant: &str,
     out: &mut SyncResult,
 ) {
+    let membership_finding =
+        |user: &User, group_id: &str, membership: Membership, reason: String| Finding {
+            group_id: Some(group_id.to_string()),
+            user_id: Some(user.header.id.to_string()),
+            username: Some(user.username.to_string()).filter(|u| !u.is_empty()),
+            group_name: deps.group_names.get(group_id).map(|n| n.to_string()),
+            membership: Some(membership),
+            ..Finding::new(Kind::Membership, user.header.key, reason)
+        };
     for user in &users.deleted {
-        for group_id in user.legacy_memberships.keys() {
-            out.skipped.push(Finding {
-                kind: Kind::Membership,
-                key: user.header.key.to_string(),
-                group_id: Some(group_id.to_string()),
-                reason: "user deleted".into(),
-                detail: None,
-            });
+        for (group_id, &membership) in &user.legacy_memberships {
+            out.skipped.push(membership_finding(
+                user,
+                group_id,
+                membership,
+                "user deleted".into(),
+            ));
         }
     }
     for user in &users.live {
         for (group_id, &membership) in &user.legacy_memberships {
             let group_id = group_id.as_ref();
-            let finding = |reason: String| Finding {
-                kind: Kind::Membership,
-                key: user.header.key.to_string(),
-                group_id: Some(group_id.to_string()),
-                reason,
-                detail: None,
-            };
+            let finding = |reason: String| membership_finding(user, group_id, membership, reason);
             if let Some(reason) = deps.groups.ids.availability(group_id).reason(Kind::Group) {
                 out.skipped.push(finding(reason));
                 continue;
@@ -210,10 +221,17 @@ pub(super) fn plan_memberships(
                 Some(&existing) if existing == membership => {
                     *out.present.entry(Kind::Membership).or_default() += 1;
                 }
-                Some(&existing) => out.conflicts.push(finding(format!(
-                    "user is already {} of group `{group_id}` in tenant `{tenant}`",
-                    existing.as_str()
-                ))),
+                Some(&existing) => out.conflicts.push(Finding {
+                    differences: vec![context::difference(
+                        "membership",
+                        membership.as_str(),
+                        existing.as_str(),
+                    )],
+                    ..finding(format!(
+                        "user is already {} of group `{group_id}` in tenant `{tenant}`",
+                        existing.as_str()
+                    ))
+                }),
                 None => out.changes.push(Change::AddMembership {
                     key: user.header.key.to_string(),
                     user_id: user.header.id.to_string(),
@@ -241,12 +259,19 @@ pub(super) fn plan_bindings(
     let tenant_grants: HashSet<&Grant> = bindings.tenant_docs.iter().map(|b| &b.grant).collect();
     for binding in &bindings.legacy {
         let grant = &binding.grant;
-        let finding = |reason: String| Finding {
-            kind: Kind::Binding,
-            key: binding.header.key.to_string(),
-            group_id: None,
-            reason,
-            detail: None,
+        let finding = |reason: String| {
+            let mut finding = Finding::new(Kind::Binding, binding.header.key, reason);
+            let subject_name = match grant.subject_type {
+                SubjectType::User => deps
+                    .users
+                    .by_id
+                    .get(grant.external_id.as_ref())
+                    .map(|&i| deps.users.live[i].username.as_ref()),
+                SubjectType::Group => deps.group_names.get(grant.external_id.as_ref()).copied(),
+            };
+            let role_name = deps.role_names.get(grant.role_id.as_ref()).copied();
+            context::describe_binding(&mut finding, grant, subject_name, role_name);
+            finding
         };
         let subject = match grant.subject_type {
             SubjectType::User => deps
@@ -288,10 +313,13 @@ pub(super) fn plan_bindings(
             continue;
         }
         let id = binding.header.id.as_ref();
-        if bindings.tenant_by_id.contains_key(id) {
-            out.conflicts.push(finding(format!(
-                "tenant `{tenant}` already has binding `{id}` with another subject, role or namespace"
-            )));
+        if let Some(&i) = bindings.tenant_by_id.get(id) {
+            out.conflicts.push(Finding {
+                differences: context::grant_differences(grant, &bindings.tenant_docs[i].grant),
+                ..finding(format!(
+                    "tenant `{tenant}` already has binding `{id}` with another subject, role or namespace"
+                ))
+            });
             continue;
         }
         let key = target_key(tenant, id);

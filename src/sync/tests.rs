@@ -271,7 +271,7 @@ fn nothing_found(result: &SyncResult) -> bool {
 fn assert_no_secret(result: &SyncResult) {
     let text = format!("{result:?}");
     assert!(
-        !text.contains("SECRET"),
+        !text.contains(SECRET) && !text.contains("SECRET-HASH"),
         "a user's auths leaked into the result: {text}"
     );
 }
@@ -2092,6 +2092,208 @@ fn role_name_clash_under_a_shadowed_tenant_document() {
         find(&result.conflicts, Kind::Role, "r1").is_some(),
         "{result:#?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// What findings name, what differs, and the context (docs/rules.md §7, §8)
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_skipped_binding_names_its_subject_role_and_namespace() {
+    let r = Store::new()
+        .user(user_doc("alice", "alice@example.com"))
+        .role(role_doc("admin", "Admin", perms_admin()))
+        .binding(with(
+            user_binding("b-1", "alice", "ghost"),
+            "namespaceId",
+            json!("company.finance"),
+        ))
+        .binding(group_binding("b-2", "nobody", "admin"))
+        .sync();
+    let role_missing = skipped(&r, Kind::Binding, "b-1");
+    assert_eq!(role_missing.reason, "role missing");
+    assert_eq!(role_missing.subject_type, Some(SubjectType::User));
+    assert_eq!(role_missing.subject_id.as_deref(), Some("alice"));
+    assert_eq!(
+        role_missing.subject_name.as_deref(),
+        Some("alice@example.com")
+    );
+    assert_eq!(role_missing.role_id.as_deref(), Some("ghost"));
+    assert_eq!(role_missing.role_name, None, "no role of that id");
+    assert_eq!(role_missing.namespace.as_deref(), Some("company.finance"));
+    let group_missing = skipped(&r, Kind::Binding, "b-2");
+    assert_eq!(group_missing.subject_type, Some(SubjectType::Group));
+    assert_eq!(group_missing.subject_name, None, "no group of that id");
+    assert_eq!(group_missing.role_name.as_deref(), Some("Admin"));
+    assert_eq!(group_missing.namespace, None, "all namespaces");
+}
+
+#[test]
+fn a_membership_finding_names_user_group_and_membership() {
+    let r = Store::new()
+        .user(deleted(with(
+            user_doc("bob", "bob"),
+            "groupList",
+            json!([entry(None, "ops", "OWNER")]),
+        )))
+        .group(group_doc("ops", "Operations"))
+        .sync();
+    let f = find_membership(&r.skipped, "bob", "ops").expect("skipped");
+    assert_eq!(f.reason, "user deleted");
+    assert_eq!(f.user_id.as_deref(), Some("bob"));
+    assert_eq!(f.username.as_deref(), Some("bob"));
+    assert_eq!(f.group_name.as_deref(), Some("Operations"));
+    assert_eq!(f.membership, Some(Membership::Owner));
+}
+
+#[test]
+fn conflicts_with_the_tenant_say_what_differs() {
+    let r = Store::new()
+        .role(role_doc(
+            "admin",
+            "Admin",
+            json!({"FLOW": ["READ", "UPDATE"]}),
+        ))
+        .role(in_tenant(
+            role_doc(
+                "admin",
+                "Admin",
+                json!({"FLOW": ["UPDATE", "READ"], "USER": []}),
+            ),
+            T,
+        ))
+        .role(role_doc("viewer", "Viewer", json!({"FLOW": ["READ"]})))
+        .role(in_tenant(
+            role_doc("viewer", "Reader", json!({"FLOW": ["CREATE"]})),
+            T,
+        ))
+        .group(group_doc("ops", "Ops"))
+        .group(in_tenant(group_doc("other", "Ops"), T))
+        .user(with(
+            user_doc("alice", "alice"),
+            "groupList",
+            json!([
+                entry(None, "ops2", "OWNER"),
+                entry(Some(T), "ops2", "MEMBER")
+            ]),
+        ))
+        .group(group_doc("ops2", "Ops 2"))
+        .group(in_tenant(group_doc("ops2", "Ops 2"), T))
+        .binding(user_binding("b-1", "alice", "reader"))
+        .binding(in_tenant(
+            with(
+                user_binding("b-1", "alice", "reader"),
+                "namespaceId",
+                json!("x"),
+            ),
+            T,
+        ))
+        .role(role_doc("reader", "Reader2", json!({})))
+        .role(in_tenant(role_doc("reader", "Reader2", json!({})), T))
+        .sync();
+    // Permissions compare as sets: admin is present, not in conflict.
+    assert!(find(&r.conflicts, Kind::Role, "admin").is_none());
+    let viewer = conflict(&r, Kind::Role, "viewer");
+    assert_eq!(viewer.name.as_deref(), Some("Viewer"));
+    let fields: Vec<(&str, &Value, &Value)> = viewer
+        .differences
+        .iter()
+        .map(|d| (d.field.as_str(), &d.legacy, &d.tenant))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("name", &json!("Viewer"), &json!("Reader")),
+            (
+                "permissions",
+                &json!({"FLOW": ["READ"]}),
+                &json!({"FLOW": ["CREATE"]})
+            ),
+        ]
+    );
+    // A name the tenant gives another id: compared with that document.
+    let ops = conflict(&r, Kind::Group, "ops");
+    assert_eq!(ops.differences.len(), 1);
+    assert_eq!(ops.differences[0].field, "id");
+    assert_eq!(
+        (&ops.differences[0].legacy, &ops.differences[0].tenant),
+        (&json!("ops"), &json!("other"))
+    );
+    let membership = find_membership(&r.conflicts, "alice", "ops2").expect("a conflict");
+    assert_eq!(membership.differences[0].field, "membership");
+    assert_eq!(
+        (
+            &membership.differences[0].legacy,
+            &membership.differences[0].tenant
+        ),
+        (&json!("OWNER"), &json!("MEMBER"))
+    );
+    let binding = conflict(&r, Kind::Binding, "b-1");
+    assert_eq!(binding.differences.len(), 1);
+    assert_eq!(binding.differences[0].field, "namespaceId");
+    assert_eq!(
+        (
+            &binding.differences[0].legacy,
+            &binding.differences[0].tenant
+        ),
+        (&Value::Null, &json!("x"))
+    );
+}
+
+#[test]
+fn the_context_holds_roles_not_added_and_users_not_standard() {
+    let r = Store::new()
+        .user(with(user_doc("root", "root"), "type", json!("SUPER_ADMIN")))
+        .user(with(user_doc("ci", "ci"), "type", json!("SERVICE_ACCOUNT")))
+        .user(with(user_doc("std", "std"), "type", json!("STANDARD")))
+        // Not a string: read for review only, never a reason to skip.
+        .user(with(user_doc("odd", "odd"), "type", json!(7)))
+        .user(with(user_doc("idle", "idle"), "type", json!("SUPER_ADMIN")))
+        .role(role_doc("admin", "Admin", perms_admin()))
+        .role(in_tenant(role_doc("admin", "Admin", perms_admin()), T))
+        .role(role_doc("viewer", "Viewer", json!({"FLOW": ["READ"]})))
+        .binding(user_binding("b-1", "root", "admin"))
+        .binding(user_binding("b-2", "ci", "viewer"))
+        .binding(user_binding("b-3", "std", "admin"))
+        .binding(user_binding("b-4", "odd", "admin"))
+        .sync();
+    assert!(nothing_found(&r), "{r:#?}");
+    // Admin is already in the tenant: its facts are in the context;
+    // Viewer is added by the plan, which carries its document.
+    assert_eq!(r.context.roles.keys().collect::<Vec<_>>(), ["admin"]);
+    assert_eq!(r.context.roles["admin"].name, "Admin");
+    // Actions as a sorted set.
+    assert_eq!(
+        r.context.roles["admin"].permissions["FLOW"],
+        ["CREATE", "DELETE", "READ", "UPDATE"]
+    );
+    // Named by the plan and not standard; `idle` is named by nothing.
+    assert_eq!(
+        r.context.users,
+        BTreeMap::from([
+            ("ci".to_string(), "SERVICE_ACCOUNT".to_string()),
+            ("root".to_string(), "SUPER_ADMIN".to_string()),
+        ])
+    );
+    assert!(Store::new().sync().context.is_empty());
+}
+
+#[test]
+fn user_types_are_read_on_the_fast_and_the_slow_path() {
+    let fast = r#"{"id":"u","username":"u","type":"SERVICE_ACCOUNT"}"#;
+    // A repeated member: the typed reading refuses it ("duplicate
+    // field"), the slow reading (a Value: the last one wins) reads it.
+    let slow = r#"{"id":"u","username":"x","username":"u","type":"SERVICE_ACCOUNT"}"#;
+    for text in [fast, slow] {
+        let raw = RawDoc::new("u", text);
+        let user = documents::parse_user(&raw).expect("a readable user");
+        assert_eq!(user.username, "u", "{text}");
+        assert_eq!(user.user_type.as_deref(), Some("SERVICE_ACCOUNT"), "{text}");
+    }
+    // Not a string (the slow path too): no type, and no reason to skip.
+    let raw = RawDoc::new("u", r#"{"id":"u","username":"u","type":7}"#);
+    let user = documents::parse_user(&raw).expect("a readable user");
+    assert_eq!(user.user_type, None);
 }
 
 // ---------------------------------------------------------------------------

@@ -229,6 +229,9 @@ impl Runner<'_> {
         let mut cmd = self.db.cmd();
         cmd.current_dir(self.work)
             .env("DATABASE_URL", &self.url)
+            // `--connect-timeout` before the command, where SPEC §7 put the
+            // connection flags: accepted on every command, used by those
+            // that connect.
             .args(["-vv", "--internal-log", "--connect-timeout", "5"])
             .args(args);
         if args.contains(&"-c") {

@@ -6,6 +6,7 @@ mod crash;
 mod fixtures;
 mod hostile;
 mod plan;
+mod review;
 mod show;
 mod signing;
 mod support;
@@ -21,6 +22,7 @@ fn main() {
         .chain(apply::SCENARIOS)
         .chain(crash::SCENARIOS)
         .chain(hostile::SCENARIOS)
+        .chain(review::SCENARIOS)
         .collect();
     let mut trials = Vec::new();
     for kind in Kind::ALL {

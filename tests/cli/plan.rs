@@ -351,6 +351,18 @@ fn kestra_config(kind: Kind) {
         by_url["source"]["identity"]
     );
     assert_eq!(by_config["changes"], by_url["changes"]);
+    // `-c` before the command, where SPEC §7 had it.
+    let before = db.path("config-before.json");
+    db.cmd()
+        .env_remove("DATABASE_URL")
+        .env_remove("SYNC_ACCESS_TEST_UNSET")
+        .arg("-c")
+        .arg(&config)
+        .args(["plan", "--skip-conflicts", "-o"])
+        .arg(&before)
+        .assert()
+        .code(0);
+    assert_eq!(read_json(&before), by_config);
 }
 
 /// Checks that need no database server.
@@ -493,6 +505,10 @@ pub fn single_trials() -> Vec<Trial> {
             Ok(())
         }),
         Trial::test(
+            "connect::connection_flags_before_or_after_the_command",
+            connection_flags_before_or_after_the_command,
+        ),
+        Trial::test(
             "golden::the_demo_plan_in_plans_is_a_valid_sealed_plan",
             || {
                 let plan = read_json(&repo("plans/demo-plan.json"));
@@ -504,4 +520,188 @@ pub fn single_trials() -> Vec<Trial> {
             },
         ),
     ]
+}
+
+/// README "Connecting": the connection flags work after the command that
+/// connects and, as README and SPEC §7 had them as global flags, before
+/// it; given in both places, the command's own win, and sources that clash
+/// across the two places are refused as in one; before a command that
+/// does not connect they are accepted and ignored, after it they are a
+/// usage error; and only the commands that connect list them (`show`
+/// names them in the help of --live).
+fn connection_flags_before_or_after_the_command() -> Result<(), libtest_mimic::Failed> {
+    let dir = tempfile::tempdir().unwrap();
+    let cmd = || {
+        let mut cmd = assert_cmd::Command::cargo_bin("sync-access").unwrap();
+        cmd.current_dir(dir.path())
+            .env("SOURCE_DATE_EPOCH", crate::support::SOURCE_DATE_EPOCH)
+            .env("SYNC_ACCESS_USER", "tester@example.com")
+            // No Kestra configuration from the environment or ~/.kestra.
+            .env("HOME", dir.path())
+            .env_remove("KESTRA_CONFIGURATION")
+            .env_remove("DATABASE_URL")
+            .env_remove("RUST_LOG");
+        cmd
+    };
+    // Where no flag points: a flag must beat it.
+    let elsewhere = || {
+        let mut cmd = cmd();
+        cmd.env("DATABASE_URL", "sqlite:no/such/dir/x.db");
+        cmd
+    };
+    cmd()
+        .args(["--database-url", "sqlite:x.db", "demo"])
+        .assert()
+        .success();
+    elsewhere()
+        .args(["--database-url", "sqlite:x.db", "plan", "-o", "before.json"])
+        .assert()
+        .code(0);
+    elsewhere()
+        .args(["plan", "--database-url", "sqlite:x.db", "-o", "after.json"])
+        .assert()
+        .code(0);
+    cmd()
+        .args(["--database-url", "sqlite:no/such/dir/y.db", "plan"])
+        .args(["--database-url", "sqlite:x.db", "-o", "both.json"])
+        .assert()
+        .code(0);
+    let before = read_json(&dir.path().join("before.json"));
+    assert!(!before["changes"].as_array().unwrap().is_empty());
+    assert_eq!(read_json(&dir.path().join("after.json")), before);
+    assert_eq!(read_json(&dir.path().join("both.json")), before);
+    // Without a flag, DATABASE_URL is used: here, a database that is not there.
+    elsewhere()
+        .args(["plan", "-o", "none.json"])
+        .assert()
+        .code(1);
+
+    // `-c` before the command is read: this one names H2, refused.
+    std::fs::write(
+        dir.path().join("application.yml"),
+        "datasources:\n  h2:\n    url: jdbc:h2:mem:public\n",
+    )
+    .unwrap();
+    let out = cmd()
+        .args(["-c", "application.yml", "plan"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("application.yml") && stderr.contains("not supported"),
+        "{stderr}"
+    );
+    // Two sources, one in each place: refused as in one place.
+    let out = cmd()
+        .args([
+            "-c",
+            "application.yml",
+            "plan",
+            "--database-url",
+            "sqlite:x.db",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("-c application.yml") && stderr.contains("--database-url"),
+        "{stderr}"
+    );
+    // The timeout is checked before the command too.
+    let out = cmd()
+        .args([
+            "--connect-timeout",
+            "0",
+            "plan",
+            "--database-url",
+            "sqlite:x.db",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("at least 1"));
+    // `--connect-timeout` before the command: a connection error, not a
+    // usage error.
+    let out = cmd()
+        .args(["--connect-timeout", "3", "plan"])
+        .args(["--database-url", "postgres://kestra@127.0.0.1:1/kestra"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("could not connect"), "{stderr}");
+    // `history` and `verify` read from the database the flag before names.
+    cmd()
+        .args(["--database-url", "sqlite:x.db", "history"])
+        .assert()
+        .success();
+    cmd()
+        .args(["--database-url", "sqlite:x.db", "verify", "before.json"])
+        .assert()
+        .code(5);
+
+    // Commands that do not connect: before them, accepted and ignored.
+    cmd()
+        .args(["--database-url", "sqlite:x.db", "--connect-timeout", "5"])
+        .args(["keygen", "key"])
+        .assert()
+        .success();
+    assert!(dir.path().join("key.pub").exists());
+    cmd()
+        .args(["-c", "application.yml", "show", "before.json"])
+        .assert()
+        .success();
+    // After them, not theirs.
+    let out = cmd()
+        .args(["keygen", "--connect-timeout", "5", "key2"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!dir.path().join("key2").exists());
+    // Only the commands that connect list them.
+    for (command, lists) in [
+        ("plan", true),
+        ("apply", true),
+        ("verify", true),
+        ("history", true),
+        ("demo", true),
+        ("keygen", false),
+        ("approve", false),
+        ("completions", false),
+    ] {
+        let help = cmd().args([command, "--help"]).output().unwrap();
+        let help = String::from_utf8_lossy(&help.stdout);
+        assert_eq!(help.contains("--database-url"), lists, "{command}: {help}");
+        assert_eq!(
+            help.contains("--connect-timeout"),
+            lists,
+            "{command}: {help}"
+        );
+    }
+    // `show` takes them for --live only: its help names them there, and
+    // does not list them as options of their own.
+    let help = cmd().args(["show", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let option_lines = |flag: &str| {
+        help.lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with(flag) || l.starts_with(&format!("-c, {flag}")))
+            .count()
+    };
+    for flag in [
+        "--database-url",
+        "--config",
+        "--datasource",
+        "--connect-timeout",
+    ] {
+        assert_eq!(option_lines(flag), 0, "{flag}: {help}");
+    }
+    let live = help
+        .lines()
+        .find(|l| l.trim_start().starts_with("--live"))
+        .unwrap_or_else(|| panic!("{help}"));
+    assert!(live.contains("--database-url"), "{help}");
+    Ok(())
 }

@@ -186,7 +186,7 @@ fn diff_of_the_demo_plan() {
     let plan = demo_plan();
     let diff = run(&["--diff", "--width", "100"], &plan, 0);
     assert!(diff.contains(
-        "+role Admin (admin) on namespace company, through group Platform (platform) [binding default_b-02]"
+        "+role Admin (admin) on namespace company and below, through group Platform (platform) [binding default_b-02]"
     ));
     snapshot("demo_diff", &diff);
     snapshot(
@@ -242,7 +242,13 @@ fn filters() {
             0,
         ),
     );
-    let none = run(&[&w[..], &["--namespace", "nowhere"]].concat(), &plan, 0);
+    // Editor is bound on company.data only: nothing of it reaches `nowhere`
+    // (a binding on all namespaces would).
+    let none = run(
+        &[&w[..], &["--namespace", "nowhere", "--role", "Editor"]].concat(),
+        &plan,
+        0,
+    );
     assert!(none.contains("No change matches the filter."));
     show()
         .args(["--op", "drop_everything"])
@@ -473,8 +479,303 @@ fn runs_through_the_binary() {
     )));
 }
 
+/// Every line of a table or paragraph fits `width` columns.
+fn assert_fits(text: &str, width: usize) {
+    for line in text.lines() {
+        assert!(
+            unicode_width::UnicodeWidthStr::width(line) <= width,
+            "a line wider than {width}: {line:?}"
+        );
+    }
+}
+
+fn new_sections_at_80_and_200_columns() {
+    for width in [80, 200] {
+        let w = width.to_string();
+        let demo = run(&["--width", &w], &demo_plan(), 0);
+        assert_fits(&demo, width);
+        let attention = demo.find("Needs attention (6)").expect("the section");
+        let summary = demo.find("Summary").unwrap();
+        assert!(attention < summary, "risks before the tables");
+        snapshot(&format!("demo_table_{width}"), &demo);
+        let rules = run(&["--width", &w], &rules_plan(), 0);
+        assert_fits(&rules, width);
+        assert!(rules.contains("What differs: the legacy document against the tenant's"));
+        snapshot(&format!("rules_table_{width}"), &rules);
+        let finance = run(
+            &["--width", &w, "--namespace", "company.finance"],
+            &demo_plan(),
+            0,
+        );
+        assert_fits(&finance, width);
+        snapshot(&format!("demo_namespace_finance_{width}"), &finance);
+    }
+}
+
+/// Who will reach company.finance: everyone whose binding is on it, on a
+/// parent namespace, or on all namespaces, in every format.
+fn namespace_inheritance() {
+    let plan = demo_plan();
+    let table = run(&["--namespace", "company.finance"], &plan, 0);
+    let access = &table[table.find("Access gained").unwrap()..];
+    for who in [
+        "alice@example.com",
+        "bob@example.com",
+        "ci-bot",
+        "grace@example.com",
+        "heidi@example.com",
+        "mallory@example.com",
+    ] {
+        assert!(
+            access.contains(who),
+            "{who} reaches company.finance:\n{access}"
+        );
+    }
+    assert!(
+        !access.contains("dave@example.com"),
+        "dave's roles are on company.data"
+    );
+    assert!(access.contains("company and below (reaches company.finance)"));
+    let json = run(
+        &[
+            "--format",
+            "json",
+            "--diff",
+            "--namespace",
+            "company.finance",
+        ],
+        &plan,
+        0,
+    );
+    let users: std::collections::BTreeSet<String> = json
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|r| r["row"] == "access")
+        .map(|r| r["user_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        users.into_iter().collect::<Vec<_>>(),
+        ["alice", "bob", "ci-bot", "grace", "heidi", "mallory"]
+    );
+    // Skipped grants that would reach it are named, with subject and role.
+    let skipped = &table[table.find("Skipped").unwrap()..table.find("Bindings to add").unwrap()];
+    assert!(
+        skipped.contains("user zoe") && skipped.contains("role Viewer (viewer)"),
+        "{skipped}"
+    );
+}
+
+fn findings_name_who_and_what() {
+    let rules = run(&["--format", "json"], &rules_plan(), 0);
+    let rows: Vec<Value> = rules
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let bindings: Vec<&Value> = rows
+        .iter()
+        .filter(|r| (r["row"] == "skipped" || r["row"] == "conflict") && r["kind"] == "binding")
+        .filter(|r| r["reason"] != "malformed")
+        .collect();
+    assert!(!bindings.is_empty());
+    for b in bindings {
+        assert!(
+            b["subject_type"].is_string() && b["subject_id"].is_string(),
+            "{b}"
+        );
+        assert!(b["role_id"].is_string(), "{b}");
+    }
+    let differing: Vec<&Value> = rows
+        .iter()
+        .filter(|r| r["row"] == "conflict" && r["differences"].is_array())
+        .collect();
+    assert!(!differing.is_empty(), "conflicts say what differs");
+    let attention = rows.iter().filter(|r| r["row"] == "attention").count();
+    let first_other = rows
+        .iter()
+        .position(|r| r["row"] != "plan" && r["row"] != "attention");
+    assert!(attention > 0);
+    assert_eq!(
+        first_other,
+        Some(1 + attention),
+        "attention rows come first"
+    );
+    let markdown = run(&["--format", "markdown"], &rules_plan(), 0);
+    let md_attention = markdown.find("## Needs attention").unwrap();
+    assert!(md_attention < markdown.find("## Summary").unwrap());
+    assert!(markdown.contains("```diff"), "the field diff of a conflict");
+}
+
+fn big_markdown_fits_a_comment() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = wide_store();
+    for i in 60..3000 {
+        let id = format!("u{i:04}");
+        store.users.push(doc(
+            &id,
+            // Long names: 50 rows per table no longer fit a comment.
+            json!({"id": id, "username": format!("user{i:04}-{}@example.com", "x".repeat(600)),
+                   "groups": [format!("g{}", i % 3)], "deleted": false}),
+        ));
+        store.bindings.push(doc(
+            &format!("x{i:04}"),
+            json!({"id": format!("x{i:04}"), "type": "USER", "externalId": id,
+                   "roleId": "admin", "deleted": false}),
+        ));
+    }
+    let plan = write(dir.path(), "big.json", &plan_of(store));
+    let markdown = run(&["--format", "markdown"], &plan, 0);
+    assert!(
+        markdown.chars().count() <= 65_536,
+        "{} characters",
+        markdown.chars().count()
+    );
+    assert!(
+        markdown.contains("--format markdown --limit 0 > review.md` prints all of it"),
+        "{}",
+        &markdown[markdown.len().saturating_sub(600)..]
+    );
+    // Asked for everything, it is all there.
+    let all = run(&["--format", "markdown", "--limit", "0"], &plan, 0);
+    assert!(all.chars().count() > 65_536);
+    assert!(!all.contains("The review stops here"));
+    assert!(all.contains(&format!("`user2999-{}@example.com`", "x".repeat(600))));
+}
+
+fn reads_the_plan_from_stdin() {
+    let bytes = std::fs::read(demo_plan()).unwrap();
+    let out = show()
+        .args(["--width", "100", "-"])
+        .write_stdin(bytes)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let from_file = run(&["--width", "100"], &demo_plan(), 0);
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), from_file);
+    let out = show().arg("-").write_stdin("garbage").output().unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(String::from_utf8_lossy(&out.stderr).starts_with("error: stdin: not a valid plan"));
+}
+
+fn a_closed_stdout_ends_quietly() {
+    // `show … | head -1`: the reader leaves early.
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("sync-access"))
+        .args(["show", "--limit", "0", "--format", "markdown"])
+        .arg(demo_plan())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn completions_and_manual() {
+    let bash = Command::cargo_bin("sync-access")
+        .unwrap()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    assert!(bash.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("sync-access.bash");
+    std::fs::write(&script, &bash.stdout).unwrap();
+    let checked = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        checked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    let text = String::from_utf8(bash.stdout).unwrap();
+    assert!(text.contains("--namespace") && text.contains("approve"));
+    for shell in ["zsh", "fish"] {
+        Command::cargo_bin("sync-access")
+            .unwrap()
+            .args(["completions", shell])
+            .assert()
+            .success();
+    }
+    let man = Command::cargo_bin("sync-access")
+        .unwrap()
+        .arg("man")
+        .output()
+        .unwrap();
+    let man = String::from_utf8(man.stdout).unwrap();
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH"),
+        "{}",
+        &man[..200.min(man.len())]
+    );
+    assert!(man.contains(r"sync\-access"), "the roff escapes the name");
+}
+
+fn command_line_conventions() {
+    let cmd = || Command::cargo_bin("sync-access").unwrap();
+    // Log levels in any case.
+    cmd()
+        .args(["-l", "debug", "show"])
+        .arg(demo_plan())
+        .assert()
+        .success();
+    // Connection flags only where a command connects.
+    let help = cmd().args(["keygen", "--help"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("--database-url"));
+    let help = cmd().args(["approve", "--help"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&help.stdout).contains("--database-url"));
+    let help = cmd()
+        .args(["plan", "--help"])
+        .env("SYNC_ACCESS_USER", "")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).to_string();
+    assert!(help.contains("--database-url"), "{help}");
+    assert!(help.contains("[env: SYNC_ACCESS_USER]"), "{help}");
+    assert!(!help.contains("SYNC_ACCESS_USER="), "{help}");
+    cmd()
+        .args(["keygen", "--database-url", "sqlite:x.db", "k"])
+        .assert()
+        .code(1);
+}
+
 pub fn single_trials() -> Vec<Trial> {
-    let tests: [(&str, fn()); 11] = [
+    let tests: [(&str, fn()); 20] = [
+        (
+            "show::new_sections_at_80_and_200_columns",
+            new_sections_at_80_and_200_columns,
+        ),
+        ("show::namespace_inheritance", namespace_inheritance),
+        (
+            "show::findings_name_who_and_what",
+            findings_name_who_and_what,
+        ),
+        (
+            "show::big_markdown_fits_a_comment",
+            big_markdown_fits_a_comment,
+        ),
+        ("show::reads_the_plan_from_stdin", reads_the_plan_from_stdin),
+        (
+            "show::a_closed_stdout_ends_quietly",
+            a_closed_stdout_ends_quietly,
+        ),
+        ("cli::completions_and_manual", completions_and_manual),
+        ("cli::command_line_conventions", command_line_conventions),
+        (
+            "show::runs_through_the_binary_on_the_demo_plan",
+            runs_through_the_binary,
+        ),
         (
             "show::runs_through_the_binary_on_the_demo_plan",
             runs_through_the_binary,

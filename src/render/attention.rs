@@ -1,0 +1,366 @@
+//! "Needs attention": the grants a reviewer must read before anything else.
+//!
+//! A grant needs attention when
+//! - its role is **admin-like**: it can do more than read on what controls
+//!   access or the instance (`USER`, `GROUP`, `ROLE`, `BINDING`, `SETTING`,
+//!   `TENANT`): whoever holds it can grant themselves anything else;
+//! - it is on **all namespaces** (a binding without a namespace);
+//! - it reaches a **super admin** or a **service account** (by a direct
+//!   binding, a membership, or a group they join);
+//!
+//! and every **conflict** needs attention, as does every **skipped** grant
+//! that would need it if it were applied (someone expects that access).
+
+use std::collections::HashMap;
+
+use super::model::{grants, Named, Row, Selector};
+use crate::plan::Plan;
+use crate::sync::{Change, Finding, Kind, SubjectType};
+
+/// Permissions that control access or the instance itself.
+pub const ADMIN_PERMISSIONS: [&str; 6] = ["USER", "GROUP", "ROLE", "BINDING", "SETTING", "TENANT"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Risk {
+    Conflict,
+    AdminRole,
+    AllNamespaces,
+    SuperAdmin,
+    ServiceAccount,
+    Skipped,
+}
+
+impl Risk {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Risk::Conflict => "conflict",
+            Risk::AdminRole => "admin-like role",
+            Risk::AllNamespaces => "all namespaces",
+            Risk::SuperAdmin => "super admin",
+            Risk::ServiceAccount => "service account",
+            Risk::Skipped => "skipped",
+        }
+    }
+}
+
+/// What an item is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject<'a> {
+    User(Named<'a>, Option<&'a str>),
+    /// A group, and the members the plan makes join it.
+    Group(Named<'a>, Vec<Named<'a>>),
+    /// A role or group document (conflicts).
+    Document(Kind, Named<'a>),
+    /// Unknown (a malformed document).
+    Unknown,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item<'a> {
+    pub risks: Vec<Risk>,
+    pub subject: Subject<'a>,
+    /// The role granted, and on which namespace (`None`: all).
+    pub role: Option<(Named<'a>, Option<&'a str>)>,
+    /// A membership gained: the group.
+    pub joins: Option<Named<'a>>,
+    /// The binding's key, or the finding's key and reason.
+    pub key: &'a str,
+    pub reason: Option<&'a str>,
+    /// The admin permissions of the role, when it is admin-like.
+    pub admin: Vec<&'a str>,
+}
+
+/// What the plan knows about roles and users, for judging risk.
+pub struct Facts<'a> {
+    /// role id -> the admin permissions it can write (empty: not admin-like).
+    roles: HashMap<&'a str, Vec<&'a str>>,
+    users: HashMap<&'a str, &'a str>,
+    /// group id -> members the plan makes join it.
+    joiners: HashMap<&'a str, Vec<Named<'a>>>,
+}
+
+fn admin_permissions<'a>(
+    permissions: impl Iterator<Item = (&'a str, Vec<&'a str>)>,
+) -> Vec<&'a str> {
+    let mut out: Vec<&str> = permissions
+        .filter(|(p, actions)| {
+            ADMIN_PERMISSIONS.contains(p) && actions.iter().any(|a| *a != "READ")
+        })
+        .map(|(p, _)| p)
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+impl<'a> Facts<'a> {
+    pub fn of(plan: &'a Plan) -> Self {
+        let mut roles = HashMap::new();
+        let mut joiners: HashMap<&str, Vec<Named>> = HashMap::new();
+        for change in &plan.changes {
+            match change {
+                Change::AddRole { value, key } => {
+                    let map = value.map();
+                    let id = map.get("id").and_then(|v| v.as_str()).unwrap_or(key);
+                    let perms = grants(map.get("permissions"));
+                    let admin = admin_permissions(
+                        perms
+                            .iter()
+                            .flat_map(|g| g.permissions.iter().map(|p| (*p, g.actions.clone()))),
+                    );
+                    roles.insert(id, admin);
+                }
+                Change::AddMembership { .. } => {
+                    if let Row::Membership(m) = Row::of(change) {
+                        joiners.entry(m.group.id).or_default().push(m.user);
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (id, facts) in &plan.context.roles {
+            let admin =
+                admin_permissions(facts.permissions.iter().map(|(p, actions)| {
+                    (p.as_str(), actions.iter().map(String::as_str).collect())
+                }));
+            roles.insert(id.as_str(), admin);
+        }
+        let users = plan
+            .context
+            .users
+            .iter()
+            .map(|(id, t)| (id.as_str(), t.as_str()))
+            .collect();
+        Facts {
+            roles,
+            users,
+            joiners,
+        }
+    }
+
+    fn user_risk(&self, id: &str) -> Option<Risk> {
+        match *self.users.get(id)? {
+            "SUPER_ADMIN" => Some(Risk::SuperAdmin),
+            "SERVICE_ACCOUNT" => Some(Risk::ServiceAccount),
+            _ => None,
+        }
+    }
+
+    pub fn user_type(&self, id: &str) -> Option<&'a str> {
+        self.users.get(id).copied()
+    }
+
+    /// The risks of granting `role` on `namespace` to a subject.
+    fn grant_risks(
+        &self,
+        role: &str,
+        namespace: Option<&str>,
+        subject: SubjectType,
+        subject_id: &str,
+    ) -> (Vec<Risk>, Vec<&'a str>) {
+        let mut risks = Vec::new();
+        let admin = self.roles.get(role).cloned().unwrap_or_default();
+        if !admin.is_empty() {
+            risks.push(Risk::AdminRole);
+        }
+        if namespace.is_none() {
+            risks.push(Risk::AllNamespaces);
+        }
+        match subject {
+            SubjectType::User => risks.extend(self.user_risk(subject_id)),
+            SubjectType::Group => {
+                for m in self.joiners.get(subject_id).into_iter().flatten() {
+                    risks.extend(self.user_risk(m.id));
+                }
+            }
+        }
+        risks.sort_unstable();
+        risks.dedup();
+        (risks, admin)
+    }
+}
+
+/// Gives every item that the filter keeps to `emit`, conflicts first, then
+/// the changes, then the skipped grants; stops when `emit` says so.
+pub fn items<'a>(
+    plan: &'a Plan,
+    selector: &Selector<'a>,
+    facts: &Facts<'a>,
+    emit: &mut dyn FnMut(Item<'a>) -> bool,
+) {
+    let keep = |f: &Finding| selector.filter.is_empty() || selector.matches_finding(f);
+    for finding in plan.conflicts.iter().filter(|f| keep(f)) {
+        let mut item = finding_item(finding, facts);
+        item.risks.insert(0, Risk::Conflict);
+        if !emit(item) {
+            return;
+        }
+    }
+    for change in &plan.changes {
+        if !selector.op_matches(change.op()) {
+            continue;
+        }
+        let item = match change {
+            Change::AddBinding { .. } | Change::AddMembership { .. } => {
+                let row = Row::of(change);
+                if !selector.matches(&row) {
+                    continue;
+                }
+                match row {
+                    Row::Binding(b) => {
+                        let subject_type = if b.is_group() {
+                            SubjectType::Group
+                        } else {
+                            SubjectType::User
+                        };
+                        let (risks, admin) =
+                            facts.grant_risks(b.role.id, b.namespace, subject_type, b.subject.id);
+                        if risks.is_empty() {
+                            continue;
+                        }
+                        Item {
+                            risks,
+                            subject: subject(facts, subject_type, b.subject),
+                            role: Some((b.role, b.namespace)),
+                            joins: None,
+                            key: b.key,
+                            reason: None,
+                            admin,
+                        }
+                    }
+                    Row::Membership(m) => {
+                        let Some(risk) = facts.user_risk(m.user.id) else {
+                            continue;
+                        };
+                        Item {
+                            risks: vec![risk],
+                            subject: Subject::User(m.user, facts.user_type(m.user.id)),
+                            role: None,
+                            joins: Some(m.group),
+                            key: m.key,
+                            reason: None,
+                            admin: Vec::new(),
+                        }
+                    }
+                    _ => continue,
+                }
+            }
+            _ => continue,
+        };
+        if !emit(item) {
+            return;
+        }
+    }
+    for finding in plan.skipped.iter().filter(|f| keep(f)) {
+        let item = finding_item(finding, facts);
+        let risky_grant = item.risks.iter().any(|r| *r != Risk::Skipped);
+        if !risky_grant {
+            continue;
+        }
+        if !emit(item) {
+            return;
+        }
+    }
+}
+
+fn subject<'a>(facts: &Facts<'a>, subject_type: SubjectType, who: Named<'a>) -> Subject<'a> {
+    match subject_type {
+        SubjectType::User => Subject::User(who, facts.user_type(who.id)),
+        SubjectType::Group => {
+            Subject::Group(who, facts.joiners.get(who.id).cloned().unwrap_or_default())
+        }
+    }
+}
+
+/// A skipped or conflicting entry as an item (the risks of its grant, if
+/// it is one, and `Skipped` for a skipped entry).
+fn finding_item<'a>(f: &'a Finding, facts: &Facts<'a>) -> Item<'a> {
+    let mut item = Item {
+        risks: Vec::new(),
+        subject: Subject::Unknown,
+        role: None,
+        joins: None,
+        key: &f.key,
+        reason: Some(&f.reason),
+        admin: Vec::new(),
+    };
+    match (
+        f.kind,
+        f.subject_type,
+        f.subject_id.as_deref(),
+        f.role_id.as_deref(),
+    ) {
+        (Kind::Binding, Some(st), Some(sid), Some(role)) => {
+            let (risks, admin) = facts.grant_risks(role, f.namespace.as_deref(), st, sid);
+            item.risks = risks;
+            item.admin = admin;
+            item.subject = subject(facts, st, Named::new(sid, f.subject_name.as_deref()));
+            item.role = Some((
+                Named::new(role, f.role_name.as_deref()),
+                f.namespace.as_deref(),
+            ));
+        }
+        (Kind::Membership, _, _, _) => {
+            if let (Some(uid), Some(gid)) = (f.user_id.as_deref(), f.group_id.as_deref()) {
+                item.subject =
+                    Subject::User(Named::new(uid, f.username.as_deref()), facts.user_type(uid));
+                item.joins = Some(Named::new(gid, f.group_name.as_deref()));
+                item.risks.extend(facts.user_risk(uid));
+            }
+        }
+        (Kind::Role | Kind::Group, _, _, _) => {
+            item.subject = Subject::Document(f.kind, Named::new(&f.key, f.name.as_deref()));
+        }
+        _ => {}
+    }
+    item.risks.push(Risk::Skipped);
+    item
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::model::Filter;
+
+    fn demo() -> Plan {
+        serde_json::from_str(include_str!("../../plans/demo-plan.json")).unwrap()
+    }
+
+    #[test]
+    fn the_demo_plans_risky_grants_are_named() {
+        let plan = demo();
+        let filter = Filter::default();
+        let selector = Selector::new(&plan, &filter);
+        let facts = Facts::of(&plan);
+        let mut seen = Vec::new();
+        items(&plan, &selector, &facts, &mut |item| {
+            seen.push((item.key, item.risks.clone()));
+            true
+        });
+        use Risk::*;
+        assert_eq!(
+            seen,
+            vec![
+                ("default_b-01", vec![AdminRole, AllNamespaces, SuperAdmin]),
+                ("default_b-02", vec![AdminRole]),
+                ("default_b-07", vec![ServiceAccount]),
+                ("default_b-09", vec![AllNamespaces]),
+                ("b-12", vec![AllNamespaces, Skipped]),
+                ("b-13", vec![AllNamespaces, Skipped]),
+            ]
+        );
+    }
+
+    #[test]
+    fn admin_like_means_more_than_reading_access_control() {
+        let perms = |list: &[(&'static str, &[&'static str])]| {
+            admin_permissions(list.iter().map(|(p, a)| (*p, a.to_vec())))
+        };
+        assert_eq!(perms(&[("USER", &["READ"])]), Vec::<&str>::new());
+        assert_eq!(perms(&[("FLOW", &["READ", "DELETE"])]), Vec::<&str>::new());
+        assert_eq!(
+            perms(&[("BINDING", &["CREATE"]), ("ROLE", &["UPDATE"])]),
+            ["BINDING", "ROLE"]
+        );
+    }
+}
