@@ -99,13 +99,21 @@ pub fn write(
     Ok(Written { through_link })
 }
 
+/// One change to a file's bytes: `replace` (a range of them) by `with`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub replace: std::ops::Range<usize>,
+    pub with: Vec<u8>,
+}
+
 /// Rewrites the plan file at `path` under an exclusive lock: `edit` gets
-/// the bytes read under the lock and returns the new ones, or `None` to
-/// leave the file as it is.
+/// the bytes read under the lock and returns how they change, or `None` to
+/// leave the file as it is. The new file is written from the old bytes and
+/// the edit, never a second copy of a plan of hundreds of megabytes.
 pub fn update(
     path: &Path,
     force: bool,
-    edit: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>>,
+    edit: impl FnOnce(&[u8]) -> Result<Option<Edit>>,
 ) -> Result<Option<Written>> {
     let (real, through_link) = resolve(path)?;
     let Some(mut locked) = lock(&real, path)? else {
@@ -119,10 +127,22 @@ pub fn update(
     locked
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, e))?;
-    let Some(new) = edit(&bytes)? else {
+    let Some(Edit { replace: range, with }) = edit(&bytes)? else {
         return Ok(None);
     };
-    replace(&real, path, meta.as_ref(), |file| file.write_all(&new))?;
+    if range.start > range.end || range.end > bytes.len() {
+        return Err(Error::usage(format!(
+            "{}: an edit outside the file; nothing written",
+            path.display()
+        )));
+    }
+    replace(&real, path, meta.as_ref(), |file| {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&bytes[..range.start])?;
+        out.write_all(&with)?;
+        out.write_all(&bytes[range.end..])?;
+        out.flush()
+    })?;
     drop(locked);
     Ok(Some(Written { through_link }))
 }
@@ -235,7 +255,10 @@ mod tests {
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let written = update(&link, false, |old| {
             assert_eq!(old, b"old");
-            Ok(Some(b"new".to_vec()))
+            Ok(Some(Edit {
+                replace: 0..old.len(),
+                with: b"new".to_vec(),
+            }))
         })
         .unwrap()
         .unwrap();

@@ -38,8 +38,16 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     let mut signals = Signals::install()?;
     let progress = super::Progress::on_terminal();
     progress.phase("reading the plan");
-    let loaded = plan::load(path)?;
-    tracing::info!(changes = loaded.plan.changes.len(), "loaded the plan");
+    // What apply compares is the digest of the approved changes: the
+    // changes themselves (a million of them are hundreds of megabytes) are
+    // checked and hashed as they are read, never kept; they are read again
+    // only to show a diff.
+    let plan::Scanned {
+        loaded,
+        changes_digest: approved,
+        ..
+    } = plan::load_without_changes(path)?;
+    tracing::info!(changes = loaded.plan.summary.changes(), "read the plan");
     let verdict = validate(&loaded, path, &policy)?;
     let notes = Notes {
         unsigned_names: verdict.unsigned_names(),
@@ -47,12 +55,6 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     };
     let approvers = verdict.counted;
     let applied_by = super::who(args.applied_by.as_deref(), "--applied-by", None)?;
-    // What apply compares is the digest of the approved changes: the
-    // changes themselves (a million of them are hundreds of megabytes) are
-    // freed before the store is read, and read again only to show a diff.
-    let mut loaded = loaded;
-    let approved = plan::changes_digest(&loaded.plan.changes);
-    loaded.plan.changes = Vec::new();
     let plan = &loaded.plan;
     let (target, mut store) = tokio::select! {
         biased;

@@ -43,7 +43,18 @@ impl Loaded {
 /// is recomputed but not enforced here (`show` displays altered plans with a
 /// warning); see [`Loaded::require_intact`].
 pub fn load(path: &Path) -> Result<Loaded> {
-    let refuse = |msg: String| Error::refused(format!("{}: {msg}", path.display()));
+    let bytes = read_bytes(path)?;
+    parse(&bytes).map_err(|msg| refused(path, msg))
+}
+
+/// The refusal (exit 4) of the plan file at `path`, for `why`.
+pub(super) fn refused(path: &Path, why: String) -> Error {
+    Error::refused(format!("{}: {why}", path.display()))
+}
+
+/// A plan file's bytes, within the size limit, not yet validated.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    let refuse = |msg: String| refused(path, msg);
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.len() > MAX_PLAN_BYTES {
         return Err(refuse(format!(
@@ -51,8 +62,7 @@ pub fn load(path: &Path) -> Result<Loaded> {
             meta.len()
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse(&bytes).map_err(refuse)
+    std::fs::read(path).map_err(|e| Error::io(path, e))
 }
 
 /// Reads and validates a plan from stdin (`show -`), within the same size
@@ -78,6 +88,24 @@ pub fn load_stdin() -> Result<Loaded> {
 /// keep every member the digest covers: unknown fields are refused, so the
 /// digest recomputed from the types is the file's own.
 pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
+    check_format(bytes)?;
+    let plan: Plan =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a valid {FORMAT} plan: {e}"))?;
+    let mut tally = Tally::new(&plan.tenant);
+    for change in &plan.changes {
+        tally.add(change);
+    }
+    check_consistency(&plan, &tally)?;
+    let computed_digest = digest_of_plan(&plan);
+    Ok(Loaded {
+        plan,
+        computed_digest,
+    })
+}
+
+/// JSON, an object, and a plan of this format: what is checked before
+/// the plan's shape, so that another file is told what it is not.
+pub(super) fn check_format(bytes: &[u8]) -> std::result::Result<(), String> {
     #[derive(Deserialize)]
     struct Probe {
         format: Option<Value>,
@@ -100,22 +128,86 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
             ))
         }
     }
-    let plan: Plan =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a valid {FORMAT} plan: {e}"))?;
-    check_consistency(&plan)?;
-    let computed_digest = digest_of_plan(&plan);
-    Ok(Loaded {
-        plan,
-        computed_digest,
-    })
+    Ok(())
+}
+
+/// What a plan's changes say of themselves, gathered one change at a time
+/// (a plan read without keeping its changes sees each of them once).
+pub(super) struct Tally<'t> {
+    tenant: &'t str,
+    counts: [usize; Op::ALL.len()],
+    /// The first change whose key and document disagree, and why.
+    first_mismatch: Option<String>,
+    /// The first change out of order, after the one before it.
+    first_disorder: Option<String>,
+    /// The sort key of the change before: op, key, group id.
+    previous: Option<(Op, String, String)>,
+}
+
+impl<'t> Tally<'t> {
+    pub(super) fn new(tenant: &'t str) -> Self {
+        Tally {
+            tenant,
+            counts: [0; Op::ALL.len()],
+            first_mismatch: None,
+            first_disorder: None,
+            previous: None,
+        }
+    }
+
+    pub(super) fn add(&mut self, change: &Change) {
+        let op = change.op();
+        self.counts[Op::ALL.iter().position(|o| *o == op).unwrap_or(0)] += 1;
+        if self.first_mismatch.is_none() {
+            if let Some(problem) = change_mismatch(change, self.tenant) {
+                self.first_mismatch = Some(format!(
+                    "change `{} {}`: {problem}",
+                    op.as_str(),
+                    change.key()
+                ));
+            }
+        }
+        match &mut self.previous {
+            Some((previous_op, key, group_id)) => {
+                if self.first_disorder.is_none()
+                    && (*previous_op, key.as_bytes(), group_id.as_bytes()) >= change.sort_key()
+                {
+                    self.first_disorder = Some(format!(
+                        "changes are not in order or repeat a change (`{}` {} then `{}` {})",
+                        previous_op.as_str(),
+                        key,
+                        op.as_str(),
+                        change.key()
+                    ));
+                }
+                // The buffers are reused: a plan has a million changes.
+                *previous_op = op;
+                key.clear();
+                key.push_str(change.key());
+                group_id.clear();
+                group_id.push_str(change.group_id().unwrap_or(""));
+            }
+            None => {
+                self.previous = Some((
+                    op,
+                    change.key().to_string(),
+                    change.group_id().unwrap_or("").to_string(),
+                ))
+            }
+        }
+    }
+
+    fn count(&self, op: Op) -> usize {
+        self.counts[Op::ALL.iter().position(|o| *o == op).unwrap_or(0)]
+    }
 }
 
 /// What the shape alone cannot say: a plan must be internally coherent, so
 /// that a reviewer reading its summary reads the truth about its changes.
-fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
+pub(super) fn check_consistency(plan: &Plan, tally: &Tally) -> std::result::Result<(), String> {
     let bad = |msg: String| Err(format!("not a valid plan: {msg}"));
     for op in Op::ALL {
-        let actual = plan.changes.iter().filter(|c| c.op() == op).count();
+        let actual = tally.count(op);
         if plan.summary.count(op) != actual {
             return bad(format!(
                 "summary says {} {} but the plan has {actual}",
@@ -134,25 +226,11 @@ fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
     if plan.tenant.is_empty() {
         return bad("`tenant` is empty".into());
     }
-    for change in &plan.changes {
-        if let Some(problem) = change_mismatch(change, &plan.tenant) {
-            return bad(format!(
-                "change `{} {}`: {problem}",
-                change.op().as_str(),
-                change.key()
-            ));
-        }
+    if let Some(mismatch) = &tally.first_mismatch {
+        return bad(mismatch.clone());
     }
-    for pair in plan.changes.windows(2) {
-        if pair[0].sort_key() >= pair[1].sort_key() {
-            return bad(format!(
-                "changes are not in order or repeat a change (`{}` {} then `{}` {})",
-                pair[0].op().as_str(),
-                pair[0].key(),
-                pair[1].op().as_str(),
-                pair[1].key()
-            ));
-        }
+    if let Some(disorder) = &tally.first_disorder {
+        return bad(disorder.clone());
     }
     Ok(())
 }

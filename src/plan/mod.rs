@@ -12,6 +12,7 @@ pub mod canonical;
 mod change;
 mod digest;
 mod load;
+mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -23,7 +24,8 @@ use crate::error::{Error, Result};
 use crate::sync::{Change, Context, Finding, Op, SyncOptions, SyncResult};
 
 pub use digest::{changes_digest, digest_of, digest_of_plan};
-pub use load::{load, load_stdin, parse, Loaded};
+pub use load::{load, load_stdin, parse, read_bytes, Loaded};
+pub use stream::{load_without_changes, parse_for_approval, parse_without_changes, Scanned};
 
 pub const FORMAT: &str = "sync-access/plan/v1";
 
