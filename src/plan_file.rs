@@ -127,7 +127,11 @@ pub fn update(
     locked
         .read_to_end(&mut bytes)
         .map_err(|e| Error::io(path, e))?;
-    let Some(Edit { replace: range, with }) = edit(&bytes)? else {
+    let Some(Edit {
+        replace: range,
+        with,
+    }) = edit(&bytes)?
+    else {
         return Ok(None);
     };
     if range.start > range.end || range.end > bytes.len() {

@@ -226,7 +226,11 @@ fn relocated(e: &serde_json::Error, bytes: &[u8], offset: usize) -> String {
     };
     let before = &bytes[..offset.min(bytes.len())];
     let lines_before = before.iter().filter(|&&b| b == b'\n').count();
-    let column_before = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+    let column_before = before.len()
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
     let (line, column) = if e.line() == 1 {
         (lines_before + 1, column_before + e.column())
     } else {
@@ -259,7 +263,10 @@ impl Scanned {
             },
             None => {
                 // The file is one object with nothing but whitespace after.
-                let close = bytes.iter().rposition(|&b| b == b'}').unwrap_or(bytes.len());
+                let close = bytes
+                    .iter()
+                    .rposition(|&b| b == b'}')
+                    .unwrap_or(bytes.len());
                 let end_of_last = bytes[..close]
                     .iter()
                     .rposition(|b| !b.is_ascii_whitespace())

@@ -142,11 +142,17 @@ fn mutate_value(raw: &mut Value, which: u8, text: &str) {
 /// A plan read without keeping its changes reads as one read whole: the
 /// same plan but its changes, the same digests, the same refusal (the same
 /// words when the file has one fault, `same_words`).
-fn same_reading(bytes: &[u8], same_words: bool) -> Result<(), proptest::test_runner::TestCaseError> {
+fn same_reading(
+    bytes: &[u8],
+    same_words: bool,
+) -> Result<(), proptest::test_runner::TestCaseError> {
     match (parse(bytes), parse_without_changes(bytes)) {
         (Ok(whole), Ok(scanned)) => {
             proptest::prop_assert_eq!(&scanned.loaded.computed_digest, &whole.computed_digest);
-            proptest::prop_assert_eq!(&scanned.changes_digest, &changes_digest(&whole.plan.changes));
+            proptest::prop_assert_eq!(
+                &scanned.changes_digest,
+                &changes_digest(&whole.plan.changes)
+            );
             let mut without = whole.plan.clone();
             without.changes.clear();
             proptest::prop_assert_eq!(&scanned.loaded.plan, &without);
@@ -203,7 +209,10 @@ fn an_approval_is_spliced_in_as_the_whole_plan_would_write_it() {
     // Replacing `approvals: []`, then appending to a list of one.
     let once = splice(&bytes, std::slice::from_ref(&approval));
     expected.approvals.push(approval.clone());
-    assert_eq!(String::from_utf8(once.clone()).unwrap(), String::from_utf8(expected.to_pretty_json()).unwrap());
+    assert_eq!(
+        String::from_utf8(once.clone()).unwrap(),
+        String::from_utf8(expected.to_pretty_json()).unwrap()
+    );
     let mut second = approval.clone();
     second.by = "another".into();
     let twice = splice(&once, &[approval.clone(), second.clone()]);

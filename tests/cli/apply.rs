@@ -959,7 +959,11 @@ fn approve_splices(kind: Kind) {
     let member = "\n  \"approvals\": ";
     let cut = planned.find(member).expect("the plan writes its approvals");
     assert_eq!(planned[cut..], format!("{member}[]\n}}\n"));
-    assert_eq!(approved[..cut], planned[..cut], "the bytes before the approvals");
+    assert_eq!(
+        approved[..cut],
+        planned[..cut],
+        "the bytes before the approvals"
+    );
     assert!(approved.ends_with("\n    }\n  ]\n}\n"), "{approved}");
     let first = &read_json(&path)["approvals"];
     assert_eq!(first.as_array().unwrap().len(), 1);
@@ -971,7 +975,12 @@ fn approve_splices(kind: Kind) {
     plan.as_object_mut().unwrap().remove("approvals");
     let compact = serde_json::to_string(&plan).unwrap();
     std::fs::write(&path, format!("{compact}\n")).unwrap();
-    run(&db, &["approve", "--yes", "--by", "auditor@example.com"], &path).expect_code(0);
+    run(
+        &db,
+        &["approve", "--yes", "--by", "auditor@example.com"],
+        &path,
+    )
+    .expect_code(0);
     let approved = std::fs::read_to_string(&path).unwrap();
     let kept = compact.strip_suffix('}').unwrap();
     assert!(approved.starts_with(kept), "{approved}");
