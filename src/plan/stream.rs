@@ -96,9 +96,23 @@ pub fn parse_for_approval(bytes: &[u8]) -> std::result::Result<Scanned, String> 
 }
 
 fn scan(bytes: &[u8], changes_digest: bool) -> std::result::Result<Scanned, String> {
-    check_format(bytes)?;
     let invalid = |e: String| format!("not a valid {FORMAT} plan: {e}");
-    let head: Head = serde_json::from_slice(bytes).map_err(|e| invalid(e.to_string()))?;
+    // What is not a plan of this format is told so, as `parse` tells it;
+    // that check is a pass over the whole file, made only when needed.
+    let head: Head = match serde_json::from_slice(bytes) {
+        Ok(head) => head,
+        Err(e) => {
+            check_format(bytes)?;
+            return Err(invalid(e.to_string()));
+        }
+    };
+    if head.format != FORMAT {
+        check_format(bytes)?;
+        return Err(format!(
+            "not a valid plan: format `{}` is not `{FORMAT}`",
+            head.format
+        ));
+    }
     let approvals_span = head.approvals.map(|raw| span_of(bytes, raw.get()));
     let approvals: Vec<Approval> = match (head.approvals, &approvals_span) {
         (Some(raw), Some(span)) => serde_json::from_str(raw.get())

@@ -294,6 +294,17 @@ fn garbage_is_refused_with_a_sentence() {
         .contains("format `other`"));
     assert!(parse(b"[]").unwrap_err().contains("not a JSON object"));
     assert!(parse(b"{}").unwrap_err().contains("no `format`"));
+    for garbage in [&b"not json"[..], b"{\"format\":\"other\"}", b"[]", b"{}"] {
+        same_reading(garbage, true).unwrap();
+    }
+    // A whole plan of another format is told so, not what it lacks.
+    let other = String::from_utf8(sample_plan())
+        .unwrap()
+        .replace(FORMAT, "sync-access/plan/v9");
+    assert!(parse(other.as_bytes())
+        .unwrap_err()
+        .contains("format `sync-access/plan/v9`"));
+    same_reading(other.as_bytes(), true).unwrap();
 }
 
 /// The canonical form of each kind of change, member by member: what the
