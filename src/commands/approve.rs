@@ -8,8 +8,6 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest as _, Sha256};
-
 use crate::cli::ApproveArgs;
 use crate::error::{Error, ExitStatus, Result};
 use crate::plan::{self, Approval, Plan};
@@ -25,11 +23,11 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     // The changes are checked and hashed as they are read, not kept: the
     // approval is spliced into the file's bytes (issue 15: a million
     // changes approve in seconds, in the memory of the file).
-    let bytes = plan::read_bytes(path)?;
-    let read = Sha256::digest(&bytes);
+    // The bytes are kept to tell, under the lock, that the file is the one
+    // checked (the same memory is read into again, and compared).
+    let mut bytes = plan::read_bytes(path)?;
     let scanned = plan::parse_for_approval(&bytes)
         .map_err(|why| Error::refused(format!("{}: {why}", path.display())))?;
-    drop(bytes);
     scanned.loaded.require_intact(path)?;
     let plan = &scanned.loaded.plan;
     if !plan.applyable {
@@ -89,9 +87,9 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     let digest = plan.digest.clone();
     // Re-read under the lock: another approve may have landed meanwhile.
     // The same bytes need no second check.
-    let written = plan_file::update(path, args.force, |bytes| {
+    let written = plan_file::update(path, args.force, &mut bytes, |bytes, unchanged| {
         let rescanned;
-        let current = if Sha256::digest(bytes) == read {
+        let current = if unchanged {
             &scanned
         } else {
             rescanned = plan::parse_for_approval(bytes)
