@@ -20,11 +20,10 @@ const MAX_MESSAGE_BYTES: u64 = 64 * 1024;
 
 pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
-    // The changes are checked and hashed as they are read, not kept: the
-    // approval is spliced into the file's bytes (issue 15: a million
-    // changes approve in seconds, in the memory of the file).
-    // The bytes are kept to tell, under the lock, that the file is the one
-    // checked (the same memory is read into again, and compared).
+    // The changes are checked and hashed as they are read, not kept, and
+    // the approval is spliced into the file's bytes (issue 15). The bytes
+    // are kept to tell, under the lock, that the file is still the one
+    // checked: it is read again into the same memory, and compared.
     let mut bytes = plan::read_bytes(path)?;
     let scanned = plan::parse_for_approval(&bytes)
         .map_err(|why| Error::refused(format!("{}: {why}", path.display())))?;
@@ -86,7 +85,7 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     let signed = approval.signature.is_some();
     let digest = plan.digest.clone();
     // Re-read under the lock: another approve may have landed meanwhile.
-    // The same bytes need no second check.
+    // The same bytes need no second check; other bytes get all of them.
     let written = plan_file::update(path, args.force, &mut bytes, |bytes, unchanged| {
         let rescanned;
         let current = if unchanged {
