@@ -126,7 +126,7 @@ fn binding(
     doc
 }
 
-/// The small demo: every outcome of SPEC §3 but conflicts.
+/// The small demo: every outcome of docs/rules.md §5–§7 but conflicts.
 pub fn small() -> Snapshot {
     let mut rows = Snapshot::default();
     push(

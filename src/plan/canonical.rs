@@ -1,4 +1,4 @@
-//! The one canonical-JSON writer (SPEC §4): object keys sorted by their
+//! The one canonical-JSON writer (docs/plan-format.md §10): object keys sorted by their
 //! UTF-8 bytes at every depth, no insignificant whitespace, serde_json's
 //! minimal string escaping and number format. The digest of a plan, the
 //! digest of its changes, a change's line in a diff and the text of every

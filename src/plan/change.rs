@@ -1,4 +1,4 @@
-//! A change as the plan file spells it (SPEC §4): one flat object whose
+//! A change as the plan file spells it (docs/plan-format.md §6): one flat object whose
 //! `op` says which of the other fields it has. This is the only
 //! description of a change's fields: the plan file, the digest and the
 //! diffs all serialise it (the digest and the diffs through

@@ -1,6 +1,6 @@
 //! What a plan's digest covers, and how anyone recomputes it: `sha256:` and
 //! the hex SHA-256 of the canonical JSON of the plan without `digest`,
-//! `author_signature` and `approvals` (SPEC §4), so that signing and
+//! `author_signature` and `approvals` (docs/plan-format.md §11), so that signing and
 //! approving never change what was approved.
 
 use std::io::Write;

@@ -166,7 +166,7 @@ fn change_mismatch(change: &Change, tenant: &str) -> Option<String> {
         Change::AddRole { key, value }
         | Change::AddGroup { key, value }
         | Change::AddBinding { key, value, .. } => (key, value, true),
-        // A user's key is its id in SPEC §2, but the plan names the key the
+        // A user's key is its id in docs/store.md §1, but the plan names the key the
         // store really has: nothing to cross-check.
         Change::AddMembership { .. } => return None,
     };

@@ -1,4 +1,4 @@
-//! The plan file (SPEC §4): its shape ([`Plan`]), the wire format of its
+//! The plan file (docs/plan-format.md): its shape ([`Plan`]), the wire format of its
 //! changes (`change.rs`), canonical JSON ([`canonical`]), its digest
 //! (`digest.rs`) and reading it back (`load.rs`).
 //!

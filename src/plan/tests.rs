@@ -1,4 +1,4 @@
-//! The plan format's own tests: the SPEC's digest test vector, the
+//! The plan format's own tests: the example plan's digest test vector (docs/plan-format.md §14), the
 //! canonical field order, and hostile edits of a real plan.
 
 use serde_json::Value;
@@ -13,7 +13,7 @@ fn the_spec_example_digest_is_reproduced() {
     assert_eq!(
         digest_of(&raw),
         raw["digest"].as_str().unwrap(),
-        "canonical JSON must match SPEC §4's test vector"
+        "canonical JSON must match the test vector of docs/plan-format.md §14"
     );
 }
 

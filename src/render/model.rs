@@ -124,7 +124,7 @@ fn action_rank(action: &str) -> (usize, &str) {
 }
 
 /// Permissions grouped by identical action sets, the widest set first; a
-/// permission without actions is absent (SPEC §3.2).
+/// permission without actions is absent (docs/rules.md §3).
 pub fn grants(permissions: Option<&Value>) -> Vec<Grant<'_>> {
     let Some(Value::Object(permissions)) = permissions else {
         return Vec::new();

@@ -24,7 +24,7 @@ use crate::sync::{RawDoc, Snapshot, Writes};
 use driver::Driver;
 use sql::SqlStore;
 
-/// The IAM tables of SPEC §2, in the order they are checked and read.
+/// The IAM tables of docs/store.md §1, in the order they are checked and read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
     Tenants,
@@ -131,7 +131,7 @@ impl Store {
         self.driver.backend()
     }
 
-    /// The most stable identity of the database the backend offers (SPEC §4).
+    /// The most stable identity of the database the backend offers (docs/store.md §7).
     pub async fn identity(&mut self) -> Result<String> {
         self.driver.identity().await
     }

@@ -1,4 +1,4 @@
-//! Typed views of the store's JSON documents (SPEC §2).
+//! Typed views of the store's JSON documents (docs/rules.md §1; the tables: docs/store.md §1).
 //!
 //! Views borrow from the snapshot's text, so a million bindings cost no copy
 //! of their strings. Parsing is lenient about fields the tool does not read

@@ -1,4 +1,4 @@
-//! The sync rules of SPEC §3: a pure function from a snapshot of the store to
+//! The sync rules of docs/rules.md: a pure function from a snapshot of the store to
 //! the changes that mirror the legacy scope into a tenant. No I/O, no async:
 //! `plan` and `apply` both call [`sync`], so what is reviewed and what is
 //! re-derived under the lock can never disagree by construction.
@@ -66,7 +66,7 @@ impl SyncOptions {
     }
 }
 
-/// One write of the plan. Field names are the plan format (SPEC §4);
+/// One write of the plan. Field names are the plan format (docs/plan-format.md §6);
 /// `crate::plan::change` reads and writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -161,7 +161,7 @@ impl Change {
         }
     }
 
-    /// SPEC §4 order: op, then key, then group id, strings by UTF-8 bytes.
+    /// docs/plan-format.md §9 order: op, then key, then group id, strings by UTF-8 bytes.
     pub fn sort_key(&self) -> (Op, &[u8], &[u8]) {
         (
             self.op(),
@@ -305,7 +305,7 @@ pub enum SyncError {
     EmptyTenant,
 }
 
-/// Computes the plan of SPEC §3 for `snapshot`. The result is independent of
+/// Computes the plan of docs/rules.md for `snapshot`. The result is independent of
 /// the order of the snapshot's rows. Linear in the snapshot: every lookup is
 /// a hash map, and documents are read in place, not copied.
 pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, SyncError> {

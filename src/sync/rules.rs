@@ -1,4 +1,4 @@
-//! The rules of SPEC §3, over the indexes of [`super::index`]: the tenant
+//! The rules of docs/rules.md, over the indexes of [`super::index`]: the tenant
 //! (§3.1), roles and groups copied (§3.2, §3.3), memberships (§3.4) and
 //! bindings (§3.5). Each rule appends to the one [`SyncResult`].
 
@@ -71,7 +71,7 @@ pub(super) enum Outcome {
     Conflict,
 }
 
-/// SPEC §3.2 and §3.3: roles and groups are copied by the same rules, with
+/// docs/rules.md §3 and §4: roles and groups are copied by the same rules, with
 /// `same` deciding when an existing tenant document is the copy.
 pub(super) fn copy_documents<'a, T: Named<'a>>(
     scope: &Scope<'a, T>,
@@ -175,7 +175,7 @@ pub(super) fn names<'r, 'a, T: Named<'a>>(scope: &'r Scope<'a, T>) -> HashMap<&'
         .collect()
 }
 
-/// SPEC §3.4.
+/// docs/rules.md §5.
 pub(super) fn plan_memberships(
     users: &UserIndex<'_>,
     deps: &Dependencies<'_, '_>,
@@ -249,7 +249,7 @@ pub(super) fn plan_memberships(
     }
 }
 
-/// SPEC §3.5.
+/// docs/rules.md §6.
 pub(super) fn plan_bindings(
     bindings: &Scope<'_, Binding<'_>>,
     deps: &Dependencies<'_, '_>,

@@ -1,4 +1,4 @@
-//! Tests of the sync rules (SPEC §3): one or more unit tests per rule, then
+//! Tests of the sync rules (docs/rules.md): one or more unit tests per rule, then
 //! property tests over random small stores.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -288,7 +288,7 @@ fn perms_admin() -> Value {
 }
 
 // ---------------------------------------------------------------------------
-// §3.1 Tenant
+// docs/rules.md §2 Tenant
 // ---------------------------------------------------------------------------
 
 #[test]
@@ -429,7 +429,7 @@ fn empty_store_plans_nothing() {
 }
 
 // ---------------------------------------------------------------------------
-// §3.2 Roles
+// docs/rules.md §3 Roles
 // ---------------------------------------------------------------------------
 
 #[test]
@@ -687,7 +687,7 @@ fn a_deleted_duplicate_id_is_no_conflict() {
 }
 
 // ---------------------------------------------------------------------------
-// §3.3 Groups
+// docs/rules.md §4 Groups
 // ---------------------------------------------------------------------------
 
 #[test]
@@ -785,7 +785,7 @@ fn duplicate_legacy_group_ids_are_all_in_conflict() {
 }
 
 // ---------------------------------------------------------------------------
-// §3.4 Memberships
+// docs/rules.md §5 Memberships
 // ---------------------------------------------------------------------------
 
 fn memberships_of(result: &SyncResult) -> Vec<(String, String, Membership)> {
@@ -1095,7 +1095,7 @@ fn membership_writes_append_to_group_list_and_keep_the_rest_of_the_user() {
 }
 
 // ---------------------------------------------------------------------------
-// §3.5 Bindings
+// docs/rules.md §6 Bindings
 // ---------------------------------------------------------------------------
 
 /// Alice (u1) in Devs (g1), role Admin (r1).
@@ -1444,7 +1444,7 @@ fn duplicate_legacy_binding_ids_are_all_in_conflict() {
 }
 
 // ---------------------------------------------------------------------------
-// §3 Judging order: skipped, conflict through a dependency, present, own
+// docs/rules.md §8 Judging order: skipped, conflict through a dependency, present, own
 // conflict, planned.
 // ---------------------------------------------------------------------------
 
@@ -1871,7 +1871,7 @@ fn skip_conflicts_applies_to_membership_conflicts() {
 }
 
 // ---------------------------------------------------------------------------
-// Ordering of changes (SPEC §4)
+// Ordering of changes (docs/plan-format.md §9)
 // ---------------------------------------------------------------------------
 
 #[test]

@@ -351,7 +351,7 @@ fn kestra_config(kind: Kind) {
         by_url["source"]["identity"]
     );
     assert_eq!(by_config["changes"], by_url["changes"]);
-    // `-c` before the command, where SPEC §7 had it.
+    // `-c` before the command, where earlier versions had it.
     let before = db.path("config-before.json");
     db.cmd()
         .env_remove("DATABASE_URL")
@@ -523,7 +523,7 @@ pub fn single_trials() -> Vec<Trial> {
 }
 
 /// README "Connecting": the connection flags work after the command that
-/// connects and, as README and SPEC §7 had them as global flags, before
+/// connects and, as earlier versions had them as global flags, before
 /// it; given in both places, the command's own win, and sources that clash
 /// across the two places are refused as in one; before a command that
 /// does not connect they are accepted and ignored, after it they are a
