@@ -199,15 +199,20 @@ fn attached(args: &ApproveArgs, signature: &Path, plan: &Plan) -> Result<Approva
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.len() > MAX_MESSAGE_BYTES {
+    use std::io::Read;
+    // Through a cap, whatever the path is (a FIFO or a device too).
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MESSAGE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > MAX_MESSAGE_BYTES {
         return Err(Error::refused(format!(
-            "{}: {} bytes is too large for an approval message or signature",
-            path.display(),
-            meta.len()
+            "{}: too large for an approval message or signature (over {MAX_MESSAGE_BYTES} bytes)",
+            path.display()
         )));
     }
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+    Ok(bytes)
 }
 
 fn confirm(by: &str) -> Result<bool> {
