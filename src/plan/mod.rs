@@ -11,6 +11,8 @@
 pub mod canonical;
 mod change;
 mod digest;
+#[cfg(test)]
+mod hostile_tests;
 mod load;
 mod tenant_id;
 #[cfg(test)]

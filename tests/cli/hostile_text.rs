@@ -98,10 +98,18 @@ impl Ran {
     fn clean(&self, what: &str) -> &Self {
         for (stream, text) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
             if let Some((at, c)) = text.char_indices().find(|(_, c)| raw_char(*c)) {
+                let around: String = text[..at]
+                    .chars()
+                    .rev()
+                    .take(80)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                    .chain(text[at..].chars().take(80))
+                    .collect();
                 panic!(
-                    "{what}: {stream} holds a raw U+{:04X} at byte {at}: {:?}",
-                    c as u32,
-                    &text[at.saturating_sub(80)..(at + 80).min(text.len())]
+                    "{what}: {stream} holds a raw U+{:04X} at byte {at}: {around:?}",
+                    c as u32
                 );
             }
         }
