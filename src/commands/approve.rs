@@ -166,7 +166,9 @@ fn attached(args: &ApproveArgs, signature: &Path, plan: &Plan) -> Result<Approva
         ))
     };
     let mut approval: Approval =
-        serde_json::from_slice(&message).map_err(|e| not_ours(&e.to_string()))?;
+        // serde quotes the file (an unknown field's name): escaped.
+        serde_json::from_slice(&message)
+            .map_err(|e| not_ours(&crate::escape::field(&e.to_string())))?;
     if approval.signature.is_some() {
         return Err(not_ours("it holds a signature"));
     }

@@ -17,9 +17,10 @@ use crate::plan::Plan;
 use crate::sync::Finding;
 
 /// Writes `value` as one line of JSON. What reaches a terminal must not
-/// move its cursor or reorder its text: serde_json escapes the C0 controls,
-/// and this escapes the rest that [`crate::escape::untrusted`] escapes (C1 controls,
-/// bidirectional overrides) the JSON way, `\u009b`, so the line stays valid
+/// move its cursor, reorder its text or hide part of it: serde_json escapes
+/// the C0 controls, and this escapes the rest of what
+/// [`crate::escape::is_escaped`] names (C1 controls, bidirectional marks,
+/// invisible characters) the JSON way, `\u009b`, so the line stays valid
 /// JSON with the same meaning.
 pub fn write_json_line(out: &mut dyn Write, value: &Value) -> io::Result<()> {
     let text = value.to_string();
