@@ -84,26 +84,48 @@ fn needs_escaping(text: &str) -> bool {
 /// [`MAX_FIELD_CHARS`] characters the rest is counted, not shown. A hostile
 /// plan may hold megabytes in one string; no reader reads that far.
 pub fn field(text: &str) -> Cow<'_, str> {
+    capped(text, untrusted)
+}
+
+/// `escape(text)`, or of its first [`MAX_FIELD_CHARS`] characters with the
+/// rest counted.
+fn capped(text: &str, escape: for<'t> fn(&'t str) -> Cow<'t, str>) -> Cow<'_, str> {
     match text.char_indices().nth(MAX_FIELD_CHARS) {
         Some((cut, _)) => {
             let rest = text[cut..].chars().count();
             Cow::Owned(format!(
                 "{}… ({rest} more characters)",
-                untrusted(&text[..cut])
+                escape(&text[..cut])
             ))
         }
-        None => untrusted(text),
+        None => escape(text),
     }
 }
 
 /// The last net before stderr, for the tool's own messages of several
 /// lines: each line break is kept, every other character of [`is_escaped`]
-/// escaped. The untrusted parts of a message were escaped where they were
-/// formatted in (so no line break of a plan's reaches here raw); this net
-/// leaves their escapes as they are (no backslash is touched, unlike
-/// [`untrusted`]) and catches what came from elsewhere (a driver's text).
+/// escaped, and a line is cut past [`MAX_FIELD_CHARS`] characters. The
+/// untrusted parts of a message were escaped where they were formatted in
+/// (so no line break of a plan's reaches here raw); this net leaves their
+/// escapes as they are (no backslash is touched, unlike [`untrusted`]) and
+/// catches what came from elsewhere (a driver's text).
 pub fn lines(text: &str) -> Cow<'_, str> {
-    escape_chars(text, |c| c != '\n' && is_escaped(c))
+    let plain =
+        |line: &str| !line.chars().any(is_escaped) && line.chars().nth(MAX_FIELD_CHARS).is_none();
+    if text.split('\n').all(plain) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(
+        text.split('\n')
+            .map(|line| capped(line, controls).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// Every character of [`is_escaped`] escaped; backslashes left alone.
+fn controls(text: &str) -> Cow<'_, str> {
+    escape_chars(text, is_escaped)
 }
 
 /// The net for a log line: as [`lines`], but a line break too is escaped,
@@ -187,6 +209,14 @@ mod tests {
         // Escapes made where the text was formatted in are left alone.
         assert_eq!(lines(&untrusted("\u{1b}\\u{7}")), "\\u{1b}\\u{5c}u{7}");
         assert!(matches!(lines("one\ntwo"), Cow::Borrowed(_)));
+        let long = format!("{}\u{7}", "x".repeat(MAX_FIELD_CHARS + 1));
+        assert_eq!(
+            lines(&format!("short\n{long}")),
+            format!(
+                "short\n{}… (2 more characters)",
+                "x".repeat(MAX_FIELD_CHARS)
+            )
+        );
         assert_eq!(log_line("a\nb\u{7}\n"), "a\\u{a}b\\u{7}\n");
         assert!(matches!(log_line("plain\n"), Cow::Borrowed(_)));
     }

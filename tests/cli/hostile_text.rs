@@ -265,6 +265,21 @@ fn plan_text_reaches_no_terminal_raw(kind: Kind) {
         .says("history json", "\\u001b");
     // Applied again: "already applied" quotes the history's record.
     Ran::of(db.cmd().arg("apply").arg(&file)).expect(0, "apply again");
+
+    // A file name is text too (a shared folder's): the warning logged for
+    // a plan made elsewhere names it, and the identity the plan claims,
+    // escaped by the log writer.
+    let odd = db.path("odd\u{1b}[2J\u{202e}.json");
+    let mut elsewhere = plan.clone();
+    elsewhere["source"]["identity"] = json!("elsewhere\u{1b}]0;X\u{7}");
+    write_json(&odd, &resealed(elsewhere));
+    Ran::of(db.cmd().arg("verify").arg(&odd))
+        .expect(0, "verify, made elsewhere")
+        .says("verify, made elsewhere", "made against another database")
+        // tracing's formatter writes ESC in a message as `\x1b` before
+        // the writer sees it; the rest is the writer's.
+        .says("verify, made elsewhere", "[2J\\u{202e}.json")
+        .says("verify, made elsewhere", "elsewhere\\u{1b}]0;X\\u{7}");
 }
 
 /// `plan --tenant` takes only the ids Kestra accepts; the refusal names
