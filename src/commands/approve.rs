@@ -223,9 +223,9 @@ fn confirm(by: &str) -> Result<bool> {
         render::clean(by)
     ));
     std::io::stderr().flush().ok();
+    // An answer is a word: a line without an end is not read for ever.
     let mut answer = String::new();
-    std::io::stdin()
-        .lock()
+    std::io::Read::take(std::io::stdin().lock(), 1024)
         .read_line(&mut answer)
         .map_err(|e| Error::io_on("stdin", e))?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
