@@ -430,7 +430,7 @@ fn fifos_and_stdin_are_read_through_the_cap() {
 /// A small sample of the unit-level property test, through the binary:
 /// plans mutated at the JSON level (hostile strings in every string field,
 /// huge numbers, deep nesting, duplicate members) never panic `show`,
-/// `approve` or `verify`, and nothing raw is printed.
+/// `approve`, `apply` or `verify`, and nothing raw is printed.
 fn mutated_plans_never_crash_nor_print_raw() {
     let golden: Value = serde_json::from_str(include_str!("../golden/rules-plan.json")).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -484,6 +484,7 @@ fn mutated_plans_never_crash_nor_print_raw() {
             &["show"][..],
             &["show", "--format", "markdown"][..],
             &["approve", "--yes", "--by", "reviewer@example.com"][..],
+            &["apply"][..],
             &["verify"][..],
         ] {
             let ran = Ran::of(bare().args(args).arg(&file));
