@@ -13,7 +13,7 @@
 //!   file keeps its permissions.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -115,10 +115,17 @@ pub fn update(
         ));
     };
     let meta = check_replaceable(&real, path, force)?;
-    let mut bytes = Vec::new();
-    locked
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io(path, e))?;
+    // The plan's size limit holds here too: the file may have grown since
+    // it was first read.
+    let limit = crate::plan::max_plan_bytes();
+    let bytes = crate::plan::read_capped(&mut locked, limit)
+        .map_err(|e| Error::io(path, e))?
+        .ok_or_else(|| {
+            Error::refused(format!(
+                "{}: not a valid plan: over the limit of {limit} bytes; nothing written",
+                path.display()
+            ))
+        })?;
     let Some(new) = edit(&bytes)? else {
         return Ok(None);
     };

@@ -322,6 +322,10 @@ async fn attempt(
 ) -> Result<Attempt> {
     let not_applied = |e: Error| not_applied(path, e);
     let stale = |why: String| not_applied(Error::stale(format!("stale: {why}")));
+    // What the sync rules say quotes the plan's tenant or the store's
+    // documents: escaped, on one line.
+    let sync_stale =
+        |e: &dyn std::fmt::Display| stale(crate::escape::field(&e.to_string()).into_owned());
     if let Some(record) = store
         .find_applied(&plan.digest)
         .await
@@ -340,7 +344,7 @@ async fn attempt(
         .map_err(not_applied)?;
     tracing::info!("read the snapshot under the lock");
     progress.phase("re-deriving the changes and comparing them with the approved ones");
-    let now = sync(&snapshot, &plan.sync_options()).map_err(|e| stale(e.to_string()))?;
+    let now = sync(&snapshot, &plan.sync_options()).map_err(|e| sync_stale(&e))?;
     tracing::info!(changes = now.changes.len(), "re-derived the changes");
     // Documents are canonical text: equal changes are equal bytes.
     if plan::changes_digest(&now.changes) != approved {
@@ -355,8 +359,7 @@ async fn attempt(
             diff.trim_end()
         )));
     }
-    let writes =
-        into_writes(&snapshot, &plan.tenant, now.changes).map_err(|e| stale(e.to_string()))?;
+    let writes = into_writes(&snapshot, &plan.tenant, now.changes).map_err(|e| sync_stale(&e))?;
     drop(snapshot);
     progress.counted(
         "writing",

@@ -14,6 +14,15 @@ use crate::sync::{sync, SyncOptions};
 const ATTENTION_ROWS: usize = 10;
 
 pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
+    // Before anything is read: a tenant Kestra would refuse, or one that
+    // only looks like another, is never planned.
+    if !crate::plan::is_valid_tenant_id(&args.tenant) {
+        return Err(Error::usage(format!(
+            "--tenant `{}`: not a tenant id: {}",
+            crate::escape::field(&args.tenant),
+            crate::plan::TENANT_ID_RULE
+        )));
+    }
     let options = SyncOptions {
         tenant: args.tenant.clone(),
         create_tenant: args.create_tenant,
@@ -53,7 +62,9 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
             + snapshot.roles.len()
             + snapshot.bindings.len()
     ));
-    let result = sync(&snapshot, &options).map_err(|e| Error::usage(e.to_string()))?;
+    // A malformed tenant document is quoted: escaped.
+    let result = sync(&snapshot, &options)
+        .map_err(|e| Error::usage(crate::escape::field(&e.to_string())))?;
     drop(snapshot);
     tracing::info!(changes = result.changes.len(), "derived the changes");
     let source = Source {

@@ -32,45 +32,90 @@ impl Loaded {
             Err(Error::refused(format!(
                 "{}: digest mismatch: the plan says {} but its content hashes to {}; it was altered after it was made",
                 path.display(),
-                self.plan.digest,
+                crate::escape::field(&self.plan.digest),
                 self.computed_digest
             )))
         }
     }
 }
 
+/// The size limit in force: [`MAX_PLAN_BYTES`], or less when the
+/// environment variable `SYNC_ACCESS_MAX_PLAN_BYTES` says so. That variable
+/// exists for the tests (a limit of gigabytes is slow to reach); it can
+/// only lower the limit.
+pub fn max_plan_bytes() -> u64 {
+    std::env::var("SYNC_ACCESS_MAX_PLAN_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(MAX_PLAN_BYTES, |n| n.min(MAX_PLAN_BYTES))
+}
+
 /// Reads and validates a plan file: size, JSON, format and shape. The digest
 /// is recomputed but not enforced here (`show` displays altered plans with a
 /// warning); see [`Loaded::require_intact`].
+///
+/// Whatever `path` is (a regular file, a FIFO, a device, a process
+/// substitution), at most the size limit is read: a regular file over it is
+/// refused before reading, anything else while reading.
 pub fn load(path: &Path) -> Result<Loaded> {
     let refuse = |msg: String| Error::refused(format!("{}: {msg}", path.display()));
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.len() > MAX_PLAN_BYTES {
+    let limit = max_plan_bytes();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if meta.is_file() && meta.len() > limit {
         return Err(refuse(format!(
-            "not a valid plan: {} bytes is over the limit of {MAX_PLAN_BYTES} bytes",
+            "not a valid plan: {} bytes is over the limit of {limit} bytes",
             meta.len()
         )));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = read_capped(file, limit)
+        .map_err(|e| Error::io(path, e))?
+        .ok_or_else(|| refuse(over_the_limit(limit)))?;
     parse(&bytes).map_err(refuse)
 }
 
 /// Reads and validates a plan from stdin (`show -`), within the same size
 /// limit as a file.
 pub fn load_stdin() -> Result<Loaded> {
+    let limit = max_plan_bytes();
+    let refuse = |msg: String| Error::refused(format!("stdin: {msg}"));
+    let bytes = read_capped(std::io::stdin().lock(), limit)
+        .map_err(|e| Error::io_on("stdin", e))?
+        .ok_or_else(|| refuse(over_the_limit(limit)))?;
+    parse(&bytes).map_err(refuse)
+}
+
+fn over_the_limit(limit: u64) -> String {
+    format!("not a valid plan: over the limit of {limit} bytes")
+}
+
+/// The bytes of `input`, read through a cap: `None` when it holds more than
+/// `limit` bytes (never more than `limit + 1` are read). Reading stops early
+/// once the input cannot be a plan (its first byte that is not white space
+/// is not `{`): `/dev/zero` or a binary file is refused at once, by the
+/// parser, with what was read.
+pub fn read_capped(input: impl std::io::Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read;
+    let mut capped = input.take(limit.saturating_add(1));
     let mut bytes = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(MAX_PLAN_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io_on("stdin", e))?;
-    if bytes.len() as u64 > MAX_PLAN_BYTES {
-        return Err(Error::refused(format!(
-            "stdin: not a valid plan: over the limit of {MAX_PLAN_BYTES} bytes"
-        )));
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match capped.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        bytes.extend_from_slice(&chunk[..n]);
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') {
+            return Ok(Some(bytes));
+        }
     }
-    parse(&bytes).map_err(|msg| Error::refused(format!("stdin: {msg}")))
+    if bytes.len() as u64 > limit {
+        return Ok(None);
+    }
+    Ok(Some(bytes))
 }
 
 /// Validates plan bytes; the error is a sentence without the path. The plan
@@ -86,13 +131,19 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
         if e.is_data() {
             "not a valid plan: not a JSON object".to_string()
         } else {
-            format!("not a valid plan: not JSON ({e})")
+            format!(
+                "not a valid plan: not JSON ({})",
+                crate::escape::field(&e.to_string())
+            )
         }
     })?;
     match probe.format {
         Some(Value::String(f)) if f == FORMAT => {}
         Some(Value::String(f)) => {
-            return Err(format!("not a valid plan: format `{f}` is not `{FORMAT}`"))
+            return Err(format!(
+                "not a valid plan: format `{}` is not `{FORMAT}`",
+                crate::escape::field(&f)
+            ))
         }
         _ => {
             return Err(format!(
@@ -100,8 +151,14 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
             ))
         }
     }
-    let plan: Plan =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a valid {FORMAT} plan: {e}"))?;
+    // serde's message quotes the file (an unknown field's name, a value of
+    // the wrong type): escaped.
+    let plan: Plan = serde_json::from_slice(bytes).map_err(|e| {
+        format!(
+            "not a valid {FORMAT} plan: {}",
+            crate::escape::field(&e.to_string())
+        )
+    })?;
     check_consistency(&plan)?;
     let computed_digest = digest_of_plan(&plan);
     Ok(Loaded {
@@ -134,12 +191,19 @@ fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
     if plan.tenant.is_empty() {
         return bad("`tenant` is empty".into());
     }
+    if !super::is_valid_tenant_id(&plan.tenant) {
+        return bad(format!(
+            "`tenant` `{}` is not a tenant id: {}",
+            crate::escape::field(&plan.tenant),
+            super::TENANT_ID_RULE
+        ));
+    }
     for change in &plan.changes {
         if let Some(problem) = change_mismatch(change, &plan.tenant) {
             return bad(format!(
                 "change `{} {}`: {problem}",
                 change.op().as_str(),
-                change.key()
+                crate::escape::field(change.key())
             ));
         }
     }
@@ -148,9 +212,9 @@ fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
             return bad(format!(
                 "changes are not in order or repeat a change (`{}` {} then `{}` {})",
                 pair[0].op().as_str(),
-                pair[0].key(),
+                crate::escape::field(pair[0].key()),
                 pair[1].op().as_str(),
-                pair[1].key()
+                crate::escape::field(pair[1].key())
             ));
         }
     }
@@ -190,7 +254,11 @@ fn change_mismatch(change: &Change, tenant: &str) -> Option<String> {
             return Some(format!("its document is not in tenant `{tenant}`"));
         }
         if *key != format!("{tenant}_{id}") {
-            return Some(format!("its key is not `{tenant}_{id}`"));
+            // The tenant passed its rule; the id is the document's.
+            return Some(format!(
+                "its key is not `{tenant}_{}`",
+                crate::escape::field(id)
+            ));
         }
     } else if key != id || id != tenant {
         return Some(format!("it does not create tenant `{tenant}`"));

@@ -11,7 +11,10 @@
 pub mod canonical;
 mod change;
 mod digest;
+#[cfg(test)]
+mod hostile_tests;
 mod load;
+mod tenant_id;
 #[cfg(test)]
 mod tests;
 
@@ -23,7 +26,8 @@ use crate::error::{Error, Result};
 use crate::sync::{Change, Context, Finding, Op, SyncOptions, SyncResult};
 
 pub use digest::{changes_digest, digest_of, digest_of_plan};
-pub use load::{load, load_stdin, parse, Loaded};
+pub use load::{load, load_stdin, max_plan_bytes, parse, read_capped, Loaded};
+pub use tenant_id::{is_valid_tenant_id, TENANT_ID_RULE};
 
 pub const FORMAT: &str = "sync-access/plan/v1";
 

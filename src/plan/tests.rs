@@ -204,6 +204,45 @@ fn garbage_is_refused_with_a_sentence() {
     assert!(parse(b"{}").unwrap_err().contains("no `format`"));
 }
 
+#[test]
+fn plans_are_read_through_the_cap() {
+    // Up to the limit: read whole; one byte more: refused, and no more
+    // than limit + 1 bytes were taken from the input.
+    let at_limit = format!("{{{}}}", " ".repeat(98));
+    assert_eq!(
+        read_capped(at_limit.as_bytes(), 100)
+            .unwrap()
+            .unwrap()
+            .len(),
+        100
+    );
+    let mut endless = std::io::Read::chain(b"{".as_slice(), std::io::repeat(b' '));
+    assert!(read_capped(&mut endless, 100).unwrap().is_none());
+    // What cannot be a plan stops the read after its first block.
+    let mut zeros = std::io::repeat(0);
+    let read = read_capped(&mut zeros, MAX_PLAN_BYTES).unwrap().unwrap();
+    assert!(read.len() <= 64 * 1024, "{}", read.len());
+    assert!(parse(&read).unwrap_err().contains("not JSON"));
+}
+
+#[test]
+fn a_tenant_that_is_no_tenant_id_is_no_valid_plan() {
+    let golden = include_str!("../../tests/golden/rules-plan.json");
+    assert!(parse(golden.as_bytes()).is_ok());
+    let mut plan: Value = serde_json::from_str(golden).unwrap();
+    let tenant = plan["tenant"].as_str().unwrap().to_string();
+    let text = serde_json::to_string(&plan)
+        .unwrap()
+        .replace(&format!("\"{tenant}"), "\"Acme\\u001b");
+    plan = serde_json::from_str(&text).unwrap();
+    plan["digest"] = Value::String(digest_of(&plan));
+    let why = parse(&serde_json::to_vec(&plan).unwrap()).unwrap_err();
+    assert!(
+        why.contains("`tenant` `Acme\\u{1b}` is not a tenant id"),
+        "{why}"
+    );
+}
+
 /// The canonical form of each kind of change, member by member: what the
 /// digest of the approved changes covers. Adding a field to a change is
 /// one edit in `change.rs`; this test says where it lands.

@@ -17,16 +17,17 @@ use crate::plan::Plan;
 use crate::sync::Finding;
 
 /// Writes `value` as one line of JSON. What reaches a terminal must not
-/// move its cursor or reorder its text: serde_json escapes the C0 controls,
-/// and this escapes the rest that [`super::clean`] escapes (C1 controls,
-/// bidirectional overrides) the JSON way, `\u009b`, so the line stays valid
+/// move its cursor, reorder its text or hide part of it: serde_json escapes
+/// the C0 controls, and this escapes the rest of what
+/// [`crate::escape::is_escaped`] names (C1 controls, bidirectional marks,
+/// invisible characters) the JSON way, `\u009b`, so the line stays valid
 /// JSON with the same meaning.
 pub fn write_json_line(out: &mut dyn Write, value: &Value) -> io::Result<()> {
     let text = value.to_string();
-    if text.chars().any(super::doc::suspicious) {
+    if text.chars().any(crate::escape::is_escaped) {
         let mut escaped = String::with_capacity(text.len() + 16);
         for c in text.chars() {
-            if super::doc::suspicious(c) {
+            if crate::escape::is_escaped(c) {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
                     escaped.push_str(&format!("\\u{unit:04x}"));
