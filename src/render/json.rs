@@ -268,7 +268,14 @@ pub fn rows(
                 let mut row = json!({
                     "row": "access", "user_id": user.id, "username": name(&user), "now": false,
                 });
-                if let (Value::Object(row), Value::Object(extra)) = (&mut row, gain_value(gain)) {
+                if let (Value::Object(row), Value::Object(mut extra)) = (&mut row, gain_value(gain))
+                {
+                    // A revert plan's access rows are losses.
+                    if plan.reverts.is_some() {
+                        if let Some(what) = extra.remove("gains") {
+                            extra.insert("loses".into(), what);
+                        }
+                    }
                     row.extend(extra);
                 }
                 write_json_line(out, &row)?;

@@ -323,7 +323,12 @@ fn summary_table(plan: &Plan, limit: Option<usize>) -> Table<'static> {
     let mut t = Table::new(vec!["", "count"]).right(&[1]);
     for op in Op::ALL {
         let n = s.count(op);
-        if op == Op::CreateTenant && n == 0 {
+        // What a plan cannot hold is not listed: a tenant to create or
+        // removals (revert plans) when there are none, additions in a
+        // revert plan.
+        if (op == Op::CreateTenant || op.is_removal()) && n == 0
+            || plan.reverts.is_some() && !op.is_removal()
+        {
             continue;
         }
         let mark = if n > 0 { Mark::Add } else { Mark::Plain };
@@ -564,6 +569,13 @@ fn finding_about(f: &Finding, filter: &Filter) -> (Line, Line) {
             },
         ),
         Kind::User => (Line::new(), Line::new()),
+        Kind::Tenant => (
+            Line::new(),
+            match &f.name {
+                Some(name) => Line::new().text("tenant ").data(name),
+                None => Line::new(),
+            },
+        ),
     }
 }
 
@@ -806,6 +818,27 @@ fn changes(
             "bindings to add",
             vec!["key", "subject", "name", "role", "namespace"],
         ),
+        Op::RemoveTenant => ("Tenant to remove", "tenants", vec!["key", "name"]),
+        Op::RemoveRole => (
+            "Roles to remove",
+            "roles to remove",
+            vec!["key", "role", "permissions", "description"],
+        ),
+        Op::RemoveGroup => (
+            "Groups to remove",
+            "groups to remove",
+            vec!["key", "group", "description"],
+        ),
+        Op::RemoveMembership => (
+            "Memberships to remove",
+            "memberships to remove",
+            vec!["user", "group", "membership"],
+        ),
+        Op::RemoveBinding => (
+            "Bindings to remove",
+            "bindings to remove",
+            vec!["key", "subject", "name", "role", "namespace"],
+        ),
     };
     out.block(Block::Heading(format!("{title} ({total})").into()))?;
     let take = limit.unwrap_or(usize::MAX);
@@ -876,17 +909,32 @@ fn access_section(
     options: &ShowOptions,
     live: bool,
 ) -> io::Result<()> {
+    // A revert plan's removals undo additions: what the additions gave is
+    // what each user loses (docs/revert.md §5).
+    let revert = plan.reverts.is_some();
     out.block(Block::Heading(
         Line::new()
-            .text("Access gained in tenant ")
+            .text(if revert {
+                "Access lost in tenant "
+            } else {
+                "Access gained in tenant "
+            })
             .data(&plan.tenant)
             .text(format!(
                 ", per user ({}, {})",
                 count(report.total_users, "user", "users"),
-                count(report.total_gains, "gain", "gains")
+                if revert {
+                    count(report.total_gains, "loss", "losses")
+                } else {
+                    count(report.total_gains, "gain", "gains")
+                }
             )),
     ))?;
-    let intro = if live {
+    let intro = if revert {
+        Line::new().text(
+            "What each user loses when the revert removes what the reverted plan wrote: its memberships, and the roles its bindings gave, directly or through a group. Access the users have in the tenant by other ways (not written by that plan) is not counted and stays.",
+        )
+    } else if live {
         let mut intro = Line::new().text(
             "Read from the database now (--live): each user's current access in the tenant, with the members and bindings its groups already have there, is the \"before\"; the plan's changes make the \"after\". Bindings reach their namespace and the namespaces below it. The sync never removes access.",
         );
@@ -911,16 +959,26 @@ fn access_section(
     let filter = &options.filter;
     if report.total_users == 0 {
         out.block(Block::Para(
-            "No user gains access through the changes shown.".into(),
+            if revert {
+                "No user loses access through the changes shown."
+            } else {
+                "No user gains access through the changes shown."
+            }
+            .into(),
         ))?;
     } else if options.diff {
         // One diff per user, printed as it is made.
         for (listed, n) in &shown {
-            out.block(Block::Diff(access_diff(report, listed, *n, live)))?;
+            out.block(Block::Diff(if revert {
+                loss_diff(report, listed, *n)
+            } else {
+                access_diff(report, listed, *n, live)
+            }))?;
         }
     } else {
         let shown = &shown;
-        let table = Table::lazy(vec!["user", "gains", "on", "through"], move |emit| {
+        let header = if revert { "loses" } else { "gains" };
+        let table = Table::lazy(vec!["user", header, "on", "through"], move |emit| {
             for (listed, n) in shown {
                 for gain in report.gains(listed).iter().take(*n) {
                     if !emit(Mark::Add, gain_cells(&listed.user, gain, filter, live)) {
@@ -1010,6 +1068,28 @@ pub(super) fn gain_text(gain: &Gain) -> String {
 
 /// One user's access as a unified diff, like `git diff` over a file: the
 /// access before the plan (with `--live`) against the access after it.
+/// A revert plan's diff for one user: the access the reverted plan gave,
+/// removed.
+fn loss_diff(report: &Report, listed: &Listed, take: usize) -> String {
+    let mut lines: Vec<String> = report
+        .gains(listed)
+        .iter()
+        .take(take)
+        .map(gain_text)
+        .collect();
+    lines.sort();
+    let before: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let who = plain_named(&listed.user);
+    similar::TextDiff::from_lines(before.as_str(), "")
+        .unified_diff()
+        .context_radius(1 << 20)
+        .header(
+            &format!("{who}: what the reverted plan gave"),
+            &format!("{who}: after the revert"),
+        )
+        .to_string()
+}
+
 fn access_diff(report: &Report, listed: &Listed, take: usize, live: bool) -> String {
     let mut before = String::new();
     for gain in report.before(listed) {

@@ -251,6 +251,7 @@ fn change_value(change: &Change) -> Map<String, Value> {
         | Change::AddGroup { value, .. }
         | Change::AddBinding { value, .. } => value.to_map(),
         Change::AddMembership { .. } => panic!("a membership has no value"),
+        removal => panic!("sync plans no removal: {removal:?}"),
     }
 }
 
@@ -3054,7 +3055,7 @@ fn planned(result: &SyncResult, kind: Kind) -> usize {
         Kind::Group => Op::AddGroup,
         Kind::Membership => Op::AddMembership,
         Kind::Binding => Op::AddBinding,
-        Kind::User => return 0,
+        Kind::User | Kind::Tenant => return 0,
     };
     result.count(op)
 }

@@ -6,6 +6,7 @@ mod crash;
 mod fixtures;
 mod hostile;
 mod plan;
+mod revert;
 mod review;
 mod show;
 mod signing;
@@ -23,6 +24,7 @@ fn main() {
         .chain(crash::SCENARIOS)
         .chain(hostile::SCENARIOS)
         .chain(review::SCENARIOS)
+        .chain(revert::SCENARIOS)
         .collect();
     let mut trials = Vec::new();
     for kind in Kind::ALL {
