@@ -17,7 +17,7 @@ enum Attempt {
     Written {
         rows: usize,
     },
-    AlreadyApplied(HistoryRecord),
+    AlreadyApplied(Box<HistoryRecord>),
 }
 
 /// How long an interrupted apply waits for its rollback before it closes
@@ -401,7 +401,7 @@ async fn attempt(
                 render::clean(by)
             ))));
         }
-        return Ok(Attempt::AlreadyApplied(record));
+        return Ok(Attempt::AlreadyApplied(Box::new(record)));
     }
     // The original of a revert must still be applied and not reverted.
     let original = match &plan.reverts {
