@@ -165,9 +165,7 @@ pub fn rows(
                 "signature": signature, "key": key})
         })
         .collect();
-    write_json_line(
-        out,
-        &json!({
+    let mut plan_row = json!({
             "row": "plan",
             "format": plan.format,
             "tenant": plan.tenant,
@@ -186,8 +184,12 @@ pub fn rows(
             "approvals": approvals,
             "summary": plan.summary,
             "live": tenant.is_some(),
-        }),
-    )?;
+    });
+    // Only a revert plan has it, as in the plan file.
+    if let Some(original) = &plan.reverts {
+        plan_row["reverts"] = json!(original);
+    }
+    write_json_line(out, &plan_row)?;
     if let Some(verdict) = crate::signing::author(plan) {
         let (signature, key) = match verdict {
             Ok(v) => ("valid", Some(v.fingerprint)),

@@ -224,6 +224,16 @@ fn header(plan: &Plan, computed_digest: &str) -> [Block<'static>; 2] {
             )
         },
     ];
+    if let Some(original) = &plan.reverts {
+        fields.push((
+            "reverts",
+            Line::new()
+                .text("plan ")
+                .data(original)
+                .text(": it removes what that plan wrote (docs/revert.md)"),
+            Mark::Plain,
+        ));
+    }
     let mut options = Vec::new();
     if plan.options.create_tenant {
         let name = plan.options.tenant_name.as_deref().unwrap_or(&plan.tenant);
