@@ -95,7 +95,10 @@ fn apply_then_revert(kind: Kind) {
     assert!(shown.contains("Access lost in tenant"), "{shown}");
     assert!(shown.contains("Bindings to remove (8)"), "{shown}");
     assert!(!shown.contains("add_role"), "{shown}");
-    assert!(shown.contains("heidi"), "heidi loses her admin binding: {shown}");
+    assert!(
+        shown.contains("heidi"),
+        "heidi loses her admin binding: {shown}"
+    );
     let (lines, _) = run(&db, &["show", p(&revert), "--format", "json", "--diff"], 0);
     let rows: Vec<Value> = lines
         .lines()
@@ -105,7 +108,10 @@ fn apply_then_revert(kind: Kind) {
     let losses: Vec<&Value> = rows.iter().filter(|r| r["row"] == "access").collect();
     assert!(!losses.is_empty() && losses.iter().all(|r| r.get("loses").is_some()));
     let (diff, _) = run(&db, &["show", p(&revert), "--diff"], 0);
-    assert!(diff.contains("after the revert") && diff.contains("\n-"), "{diff}");
+    assert!(
+        diff.contains("after the revert") && diff.contains("\n-"),
+        "{diff}"
+    );
 
     // Not approved: refused; then approved and applied.
     run(&db, &["apply", p(&revert)], 4);
