@@ -43,21 +43,38 @@ pub(crate) fn short_digest(digest: &str) -> &str {
 /// The few lines `plan` and `approve` print on stderr.
 pub fn plan_summary_for_stderr(plan: &Plan) -> String {
     let s = &plan.summary;
-    let mut out = format!(
-        "Plan {} for tenant `{}` on {}:\n  {} change(s): {}{} role(s), {} group(s), {} membership(s), {} binding(s)\n  {} already present, {} skipped, {} conflict(s)\n",
-        clean(short_digest(&plan.digest)),
-        clean(&plan.tenant),
-        clean(&crate::connect::redact(&plan.source.database)),
-        s.changes(),
-        if s.create_tenant > 0 { "create the tenant, " } else { "" },
-        s.add_role,
-        s.add_group,
-        s.add_membership,
-        s.add_binding,
-        s.present,
-        s.skipped,
-        s.conflicts,
-    );
+    let mut out = match &plan.reverts {
+        Some(original) => format!(
+            "Revert plan {} of plan {} for tenant `{}` on {}:\n  {} change(s): remove {} binding(s), {} membership(s), {} group(s), {} role(s){}\n  {} skipped, {} conflict(s)\n",
+            clean(short_digest(&plan.digest)),
+            clean(short_digest(original)),
+            clean(&plan.tenant),
+            clean(&crate::connect::redact(&plan.source.database)),
+            s.changes(),
+            s.remove_binding,
+            s.remove_membership,
+            s.remove_group,
+            s.remove_role,
+            if s.remove_tenant > 0 { ", and the tenant" } else { "" },
+            s.skipped,
+            s.conflicts,
+        ),
+        None => format!(
+            "Plan {} for tenant `{}` on {}:\n  {} change(s): {}{} role(s), {} group(s), {} membership(s), {} binding(s)\n  {} already present, {} skipped, {} conflict(s)\n",
+            clean(short_digest(&plan.digest)),
+            clean(&plan.tenant),
+            clean(&crate::connect::redact(&plan.source.database)),
+            s.changes(),
+            if s.create_tenant > 0 { "create the tenant, " } else { "" },
+            s.add_role,
+            s.add_group,
+            s.add_membership,
+            s.add_binding,
+            s.present,
+            s.skipped,
+            s.conflicts,
+        ),
+    };
     if !plan.applyable {
         out.push_str(
             "  NOT APPLYABLE: resolve the conflicts, or plan again with --skip-conflicts\n",

@@ -74,7 +74,11 @@ fn apply_then_revert(kind: Kind) {
     let original = read_json(&plan);
     assert_ne!(db.dump(), before, "the plan changed the store");
 
-    let (revert, _) = plan_revert(&db, &plan, &["--created-by", "ops@example.com"], 0);
+    let (revert, stderr) = plan_revert(&db, &plan, &["--created-by", "ops@example.com"], 0);
+    assert!(
+        stderr.contains("Revert plan") && stderr.contains("remove 8 binding(s), 8 membership(s)"),
+        "{stderr}"
+    );
     let revert_plan = read_json(&revert);
     assert_eq!(revert_plan["reverts"], original["digest"]);
     assert_eq!(revert_plan["conflicts"], json!([]));
