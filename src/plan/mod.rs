@@ -13,6 +13,8 @@ mod change;
 mod digest;
 mod load;
 #[cfg(test)]
+mod revert_tests;
+#[cfg(test)]
 mod tests;
 
 use std::io::Write;
