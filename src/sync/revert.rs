@@ -264,6 +264,21 @@ fn entries_of(doc: &str, tenant: &str, group: &str) -> Vec<Option<Membership>> {
         .collect()
 }
 
+/// Whether a document's `tenantId` is `tenant`, however malformed the rest
+/// (on a repeated member, the last one, as everywhere).
+fn in_tenant(raw: &RawDoc, tenant: &str) -> bool {
+    #[derive(Deserialize)]
+    struct TenantOf {
+        #[serde(default, rename = "tenantId")]
+        tenant_id: Option<String>,
+    }
+    match serde_json::from_str::<TenantOf>(&raw.value) {
+        Ok(doc) => doc.tenant_id.as_deref() == Some(tenant),
+        Err(_) => serde_json::from_str::<Value>(&raw.value)
+            .is_ok_and(|doc| doc.get("tenantId").and_then(Value::as_str) == Some(tenant)),
+    }
+}
+
 fn describe(found: &[Option<Membership>]) -> String {
     let each: Vec<&str> = found
         .iter()
@@ -305,18 +320,16 @@ impl Uses {
             }
         };
         for raw in &snapshot.bindings {
-            if removed_bindings.contains(raw.key.as_str()) {
-                continue;
-            }
-            let Ok(b) = documents::parse_binding(raw) else {
-                continue;
-            };
-            if b.header.tenant_id.as_deref() != Some(tenant) {
+            if removed_bindings.contains(raw.key.as_str()) || !in_tenant(raw, tenant) {
                 continue;
             }
             let by = format!("binding `{}`", raw.key);
+            // Even a malformed binding is something the tenant holds.
             uses.rest
                 .insert(format!("binding\0{}", raw.key), by.clone());
+            let Ok(b) = documents::parse_binding(raw) else {
+                continue;
+            };
             if b.header.deleted {
                 continue;
             }
@@ -345,16 +358,9 @@ impl Uses {
                 }
             }
         }
-        #[derive(Deserialize)]
-        struct TenantOf {
-            #[serde(default, rename = "tenantId")]
-            tenant_id: Option<String>,
-        }
         for (rows, noun) in [(&snapshot.roles, "role"), (&snapshot.groups, "group")] {
             for raw in rows {
-                let in_tenant = serde_json::from_str::<TenantOf>(&raw.value)
-                    .is_ok_and(|d| d.tenant_id.as_deref() == Some(tenant));
-                if in_tenant {
+                if in_tenant(raw, tenant) {
                     uses.rest.insert(
                         format!("{noun}\0{}", raw.key),
                         format!("{noun} `{}`", raw.key),
