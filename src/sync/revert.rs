@@ -62,6 +62,8 @@ pub fn revert(
     let mut removed_bindings: HashSet<&str> = HashSet::new();
     let mut removed_memberships: HashSet<(&str, &str)> = HashSet::new();
     let mut documents: Vec<(&Change, Kind)> = Vec::new();
+    // The last user read: key -> its `groupList` (`None`: no such user).
+    let mut lists: Option<(&str, Option<Vec<Value>>)> = None;
     for change in applied {
         match change {
             Change::AddBinding { key, value, .. } => {
@@ -86,9 +88,15 @@ pub fn revert(
                 group_name,
                 membership,
             } => {
-                let found = users
-                    .get(key.as_str())
-                    .map(|doc| entries_of(doc, tenant, group_id));
+                // A user's memberships are consecutive (changes are sorted
+                // by key): each document is parsed once.
+                if lists.as_ref().map(|(k, _)| *k) != Some(key.as_str()) {
+                    lists = Some((key, users.get(key.as_str()).map(|doc| group_list(doc))));
+                }
+                let found = lists
+                    .as_ref()
+                    .and_then(|(_, list)| list.as_ref())
+                    .map(|list| entries_of(list, tenant, group_id));
                 let problem = match found {
                     None => Some((DELETED, format!("user `{key}` is not in the store"))),
                     Some(found) if found.len() == 1 && found[0] == Some(*membership) => None,
@@ -238,17 +246,22 @@ fn drift(found: Option<&str>, written: &Document) -> Option<(&'static str, Strin
     }
 }
 
-/// The entries of a user document's `groupList` for `group` in `tenant`:
-/// the membership of each that is exactly `{groupId, membership, tenantId}`
-/// (as apply writes them), `None` for one that holds anything else.
-fn entries_of(doc: &str, tenant: &str, group: &str) -> Vec<Option<Membership>> {
-    let list = match serde_json::from_str::<Value>(doc) {
+/// A user document's `groupList` (empty when it has none, or it is not a
+/// list).
+fn group_list(doc: &str) -> Vec<Value> {
+    match serde_json::from_str::<Value>(doc) {
         Ok(Value::Object(mut map)) => match map.remove("groupList") {
             Some(Value::Array(list)) => list,
-            _ => return Vec::new(),
+            _ => Vec::new(),
         },
-        _ => return Vec::new(),
-    };
+        _ => Vec::new(),
+    }
+}
+
+/// The entries of a `groupList` for `group` in `tenant`: the membership of
+/// each that is exactly `{groupId, membership, tenantId}` (as apply writes
+/// them), `None` for one that holds anything else.
+fn entries_of(list: &[Value], tenant: &str, group: &str) -> Vec<Option<Membership>> {
     list.iter()
         .filter_map(Value::as_object)
         .filter(|e| {
