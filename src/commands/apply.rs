@@ -54,11 +54,17 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     let approved = plan::changes_digest(&loaded.plan.changes);
     // A revert is re-derived from the additions its removals undo
     // (docs/revert.md §4): those are kept, as additions.
-    let undone: Vec<Change> = std::mem::take(&mut loaded.plan.changes)
-        .into_iter()
-        .filter(|c| c.op().is_removal())
-        .map(Change::addition)
-        .collect();
+    // (Not a filter over all changes: collecting in place would keep the
+    // whole buffer of an ordinary plan's changes alive.)
+    let undone: Vec<Change> = if loaded.plan.reverts.is_some() {
+        std::mem::take(&mut loaded.plan.changes)
+            .into_iter()
+            .map(Change::addition)
+            .collect()
+    } else {
+        loaded.plan.changes = Vec::new();
+        Vec::new()
+    };
     let plan = &loaded.plan;
     let (target, mut store) = tokio::select! {
         biased;

@@ -341,7 +341,11 @@ fn summary_table(plan: &Plan, limit: Option<usize>) -> Table<'static> {
         {
             continue;
         }
-        let mark = if n > 0 { Mark::Add } else { Mark::Plain };
+        let mark = if n > 0 && !op.is_removal() {
+            Mark::Add
+        } else {
+            Mark::Plain
+        };
         t.row(mark, vec![op.as_str().into(), n.to_string().into()]);
     }
     t.row(
@@ -853,8 +857,13 @@ fn changes(
     out.block(Block::Heading(format!("{title} ({total})").into()))?;
     let take = limit.unwrap_or(usize::MAX);
     let table = Table::lazy(header, move |emit| {
+        let mark = if op.is_removal() {
+            Mark::Plain
+        } else {
+            Mark::Add
+        };
         for row in rows(plan, selector, op).take(take) {
-            if !emit(Mark::Add, change_cells(&row)) {
+            if !emit(mark, change_cells(&row)) {
                 break;
             }
         }
@@ -874,8 +883,12 @@ fn through_line(through: &Through, binding: &str) -> Line {
     }
 }
 
-fn joins_note(group_is_new: bool, live: bool) -> &'static str {
+fn joins_note(group_is_new: bool, live: bool, revert: bool) -> &'static str {
     match (group_is_new, live) {
+        (true, _) if revert => "membership the reverted plan added (the group is removed too)",
+        (false, _) if revert => {
+            "membership the reverted plan added; the group was there before, so its bindings in the tenant (not in this plan) are lost too"
+        }
         (true, _) => "new membership (the group is created by this plan)",
         (false, true) => "new membership; the group's bindings in the tenant are listed too",
         (false, false) => {
@@ -884,7 +897,8 @@ fn joins_note(group_is_new: bool, live: bool) -> &'static str {
     }
 }
 
-fn gain_cells(user: &Named, gain: &Gain, filter: &Filter, live: bool) -> Vec<Line> {
+/// `revert`: the gain is a loss (a revert plan, docs/revert.md §5).
+fn gain_cells(user: &Named, gain: &Gain, filter: &Filter, live: bool, revert: bool) -> Vec<Line> {
     match gain {
         Gain::Joins {
             group,
@@ -896,7 +910,7 @@ fn gain_cells(user: &Named, gain: &Gain, filter: &Filter, live: bool) -> Vec<Lin
                 .text(format!("{} of group ", membership.as_str()))
                 .append(named(group)),
             Line::new(),
-            joins_note(*group_is_new, live).into(),
+            joins_note(*group_is_new, live, revert).into(),
         ],
         Gain::Role {
             role,
@@ -991,7 +1005,10 @@ fn access_section(
         let table = Table::lazy(vec!["user", header, "on", "through"], move |emit| {
             for (listed, n) in shown {
                 for gain in report.gains(listed).iter().take(*n) {
-                    if !emit(Mark::Add, gain_cells(&listed.user, gain, filter, live)) {
+                    let cells = gain_cells(&listed.user, gain, filter, live, revert);
+                    // Colour marks additions only: a loss is plain.
+                    let mark = if revert { Mark::Plain } else { Mark::Add };
+                    if !emit(mark, cells) {
                         return;
                     }
                 }
