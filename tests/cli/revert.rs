@@ -26,6 +26,10 @@ pub const SCENARIOS: &[Scenario] = &[
         "revert::an_older_history_table_gains_the_revert_columns",
         older_history_table,
     ),
+    Scenario::new(
+        "revert::a_tenant_the_plan_created_is_removed_when_empty_again",
+        created_tenant,
+    ),
 ];
 
 /// Stdout and stderr of a run that ended with `code`.
@@ -355,4 +359,50 @@ fn older_history_table(kind: Kind) {
     run(&db, &["apply", p(&revert)], 0);
     assert_eq!(db.dump(), before);
     assert_eq!(db.history_rows(), 3);
+}
+
+/// A plan that created its tenant: the revert removes the tenant last, and
+/// the store is as before; a role added to the tenant since keeps it.
+fn created_tenant(kind: Kind) {
+    let db = TestDb::empty(kind);
+    run(&db, &["demo"], 0);
+    let before = db.dump();
+    let plan = approved_plan(&db, &["--tenant", "acme", "--create-tenant"]);
+    run(&db, &["apply", p(&plan)], 0);
+
+    // Something added to the tenant since: the tenant stays, naming it.
+    let k = kind;
+    let later = json!({"id": "auditor", "tenantId": "acme", "name": "Auditor", "permissions": {}, "deleted": false});
+    db.exec(&format!(
+        "INSERT INTO {} ({}, {}) VALUES ('acme_auditor', {})",
+        q(k, "roles"),
+        q(k, "key"),
+        q(k, "value"),
+        literal(&later)
+    ));
+    let (revert, _) = plan_revert(&db, &plan, &[], 3);
+    let conflicts = read_json(&revert)["conflicts"].clone();
+    assert_eq!(conflicts.as_array().unwrap().len(), 1, "{conflicts:#}");
+    assert_eq!(conflicts[0]["kind"], "tenant");
+    assert!(
+        conflicts[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("acme_auditor"),
+        "{conflicts:#}"
+    );
+    db.exec(&format!(
+        "DELETE FROM {} WHERE {} = 'acme_auditor'",
+        q(k, "roles"),
+        q(k, "key")
+    ));
+
+    let (revert, _) = plan_revert(&db, &plan, &[], 0);
+    let removals = read_json(&revert);
+    assert_eq!(removals["summary"]["remove_tenant"], 1);
+    approve(&db, &revert);
+    let (stdout, _) = run(&db, &["apply", p(&revert)], 0);
+    assert!(stdout.contains(", and the tenant"), "{stdout}");
+    assert_eq!(db.dump(), before);
+    run(&db, &["verify", p(&revert)], 0);
 }
