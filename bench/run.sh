@@ -5,6 +5,8 @@
 #   raw SQL   - hand-written set-based INSERT ... SELECT and UPDATE in one
 #               transaction (bench/raw-*.sql: the limit for apply)
 #   per row   - the same writes, one statement per row (bench/per_row.py)
+#   revert    - plan --revert of the applied plan, then apply of that revert
+#               (docs/revert.md), on the store the apply left
 # and writes BENCHMARKS.md.
 #
 # Usage: bench/run.sh [--sizes 10000,100000,1000000] [--backends sqlite,postgres,mysql]
@@ -131,6 +133,13 @@ for backend in "${backend_list[@]}"; do
     timed "$BIN" apply "$WORK/plan.json" > /dev/null
     apply_s=$SECS apply_rss=$RSS_MIB
 
+    timed "$BIN" plan --revert "$WORK/plan.json" --skip-conflicts -o "$WORK/revert.json"
+    revert_plan_s=$SECS
+    "$BIN" approve --yes --by bench@example.com "$WORK/revert.json" 2>/dev/null
+    timed "$BIN" apply "$WORK/revert.json" > /dev/null
+    revert_apply_s=$SECS revert_apply_rss=$RSS_MIB
+    rm -f "$WORK/revert.json"
+
     python3 bench/per_row.py "$WORK/plan.json" "$backend" > "$WORK/per-row.sql"
     rm -f "$WORK/plan.json"
 
@@ -143,8 +152,9 @@ for backend in "${backend_list[@]}"; do
     per_row_s=$SECS
     rm -f "$WORK/per-row.sql"
 
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$bindings" "$changes" \
-      "$read_s" "$plan_s" "$plan_rss" "$plan_mib" "$show_s" "$apply_s" "$apply_rss" "$raw_s" "$per_row_s" "$users" >> "$RESULTS"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$bindings" "$changes" \
+      "$read_s" "$plan_s" "$plan_rss" "$plan_mib" "$show_s" "$apply_s" "$apply_rss" "$raw_s" "$per_row_s" "$users" \
+      "$revert_plan_s" "$revert_apply_s" "$revert_apply_rss" >> "$RESULTS"
   done
   drop_pristine
 done
@@ -165,11 +175,12 @@ print("`sync-access demo --users N` (seed 42: 10 legacy bindings and 3 membershi
 print("analysed; each baseline runs on an identical fresh copy.\n")
 print("- raw read: the five tables' rows selected to /dev/null (COPY on PostgreSQL): the limit for `plan`")
 print("- raw SQL: `bench/raw-<backend>.sql`, set-based INSERT ... SELECT and UPDATE in one transaction: the limit for `apply`")
-print("- per row: the same writes, one statement per row (`bench/per_row.py`), as a per-entity API tool sends them\n")
-print("| backend | legacy bindings | changes | raw read s | plan s | plan / raw read | plan peak MiB | plan file MiB | show s | apply s | apply / raw SQL | apply peak MiB | raw SQL s | per row s | per row / apply |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for b, n, ch, rd, pl, prss, pmib, sh, ap, arss, raw, per, users in rows:
-    print("| %s | %s | %s | %.2f | %.2f | %.1f× | %s | %s | %.2f | %.2f | %.2f× | %s | %.2f | %.2f | %.1f× |" % (
+print("- per row: the same writes, one statement per row (`bench/per_row.py`), as a per-entity API tool sends them")
+print("- revert: `plan --revert` of the applied plan, then `apply` of that revert plan, on the store the apply left (docs/revert.md)\n")
+print("| backend | legacy bindings | changes | raw read s | plan s | plan / raw read | plan peak MiB | plan file MiB | show s | apply s | apply / raw SQL | apply peak MiB | raw SQL s | per row s | per row / apply | revert plan s | revert apply s | revert apply peak MiB |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for b, n, ch, rd, pl, prss, pmib, sh, ap, arss, raw, per, users, rpl, rap, rrss in rows:
+    print("| %s | %s | %s | %.2f | %.2f | %.1f× | %s | %s | %.2f | %.2f | %.2f× | %s | %.2f | %.2f | %.1f× | %.2f | %.2f | %s |" % (
         b, n, ch, f(rd), f(pl), f(pl) / max(f(rd), 0.01), prss, pmib, f(sh), f(ap), f(ap) / max(f(raw), 0.01),
-        arss, f(raw), f(per), f(per) / max(f(ap), 0.01)))
+        arss, f(raw), f(per), f(per) / max(f(ap), 0.01), f(rpl), f(rap), rrss))
 PY

@@ -249,6 +249,14 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// Plan the removal of what this applied plan wrote (its tenant, not
+    /// --tenant; see docs/revert.md)
+    #[arg(
+        long,
+        value_name = "APPLIED_PLAN",
+        conflicts_with_all = ["tenant", "create_tenant"]
+    )]
+    pub revert: Option<PathBuf>,
     /// The target tenant
     #[arg(long, default_value = "default")]
     pub tenant: String,
@@ -297,6 +305,11 @@ pub enum OpArg {
     AddGroup,
     AddMembership,
     AddBinding,
+    RemoveBinding,
+    RemoveMembership,
+    RemoveGroup,
+    RemoveRole,
+    RemoveTenant,
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,9 @@ use crate::sync::{sync, SyncOptions};
 const ATTENTION_ROWS: usize = 10;
 
 pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
+    if let Some(applied) = &args.revert {
+        return super::revert::run(args, applied).await;
+    }
     // Before anything is read: a tenant Kestra would refuse, or one that
     // only looks like another, is never planned.
     if !crate::plan::is_valid_tenant_id(&args.tenant) {
@@ -73,9 +76,21 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
         identity,
     };
     progress.phase(&format!("sealing {} changes", result.changes.len()));
-    let mut plan = Plan::new(result, &options, source, provenance);
+    let plan = Plan::new(result, &options, source, provenance);
+    finish(plan, args, key.as_ref(), progress, to_terminal)
+}
+
+/// Signs the sealed plan when asked, writes it, and says what it holds and
+/// what to do next: for plans and revert plans alike.
+pub(super) fn finish(
+    mut plan: Plan,
+    args: &PlanArgs,
+    key: Option<&SigningKey>,
+    progress: super::Progress,
+    to_terminal: bool,
+) -> Result<ExitStatus> {
     tracing::info!(digest = %plan.digest, "sealed the plan");
-    if let Some(key) = &key {
+    if let Some(key) = key {
         progress.phase("signing the plan");
         plan.author_signature = Some(key.sign(&signing::author_message(&plan))?);
         tracing::info!(key = %key.fingerprint(), "signed the plan as its author");

@@ -73,6 +73,9 @@ struct Sealed<'a> {
     created_by: &'a str,
     format: &'a str,
     options: &'a Options,
+    /// Only in a revert plan: other plans hash as before it existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reverts: Option<&'a str>,
     skipped: &'a [Finding],
     source: &'a Source,
     summary: &'a Summary,
@@ -91,6 +94,7 @@ pub fn digest_of_plan(plan: &Plan) -> String {
         created_by: &plan.created_by,
         format: &plan.format,
         options: &plan.options,
+        reverts: plan.reverts.as_deref(),
         skipped: &plan.skipped,
         source: &plan.source,
         summary: &plan.summary,

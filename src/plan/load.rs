@@ -198,6 +198,32 @@ fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
             super::TENANT_ID_RULE
         ));
     }
+    // A revert plan only removes, and every other plan only adds: a
+    // reviewer reads one or the other (docs/revert.md §2).
+    if let Some(reverts) = &plan.reverts {
+        if !is_digest(reverts) {
+            return bad("`reverts` is not a digest (`sha256:` and 64 lowercase hex digits)".into());
+        }
+        if plan.options.create_tenant || plan.options.tenant_name.is_some() {
+            return bad("a revert plan has no tenant to create".into());
+        }
+    }
+    if let Some(change) = plan
+        .changes
+        .iter()
+        .find(|c| c.op().is_removal() != plan.reverts.is_some())
+    {
+        return bad(format!(
+            "change `{} {}`: {}",
+            change.op().as_str(),
+            change.key(),
+            if plan.reverts.is_some() {
+                "a revert plan holds only removals"
+            } else {
+                "a removal belongs in a revert plan (with `reverts`)"
+            }
+        ));
+    }
     for change in &plan.changes {
         if let Some(problem) = change_mismatch(change, &plan.tenant) {
             return bad(format!(
@@ -221,18 +247,32 @@ fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
     Ok(())
 }
 
+fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
 /// Whether a change says what it does: its key is where its document goes,
 /// in the plan's tenant. A reviewer reads keys and names; apply writes
 /// documents: they must agree.
 fn change_mismatch(change: &Change, tenant: &str) -> Option<String> {
     let (key, value, in_tenant) = match change {
-        Change::CreateTenant { key, value } => (key, value, false),
+        Change::CreateTenant { key, value } | Change::RemoveTenant { key, value } => {
+            (key, value, false)
+        }
         Change::AddRole { key, value }
         | Change::AddGroup { key, value }
-        | Change::AddBinding { key, value, .. } => (key, value, true),
+        | Change::AddBinding { key, value, .. }
+        | Change::RemoveRole { key, value }
+        | Change::RemoveGroup { key, value }
+        | Change::RemoveBinding { key, value, .. } => (key, value, true),
         // A user's key is its id in docs/store.md §1, but the plan names the key the
         // store really has: nothing to cross-check.
-        Change::AddMembership { .. } => return None,
+        Change::AddMembership { .. } | Change::RemoveMembership { .. } => return None,
     };
     // Only two members are read: a borrowed view, not a whole Value.
     #[derive(Deserialize)]

@@ -14,6 +14,8 @@ mod digest;
 #[cfg(test)]
 mod hostile_tests;
 mod load;
+#[cfg(test)]
+mod revert_tests;
 mod tenant_id;
 #[cfg(test)]
 mod tests;
@@ -45,6 +47,10 @@ pub struct Plan {
     pub source: Source,
     pub tenant: String,
     pub options: Options,
+    /// A revert plan (docs/revert.md): the digest of the applied plan it
+    /// undoes. Absent in every other plan, which hashes as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverts: Option<String>,
     pub summary: Summary,
     pub changes: Vec<Change>,
     pub skipped: Vec<Finding>,
@@ -91,6 +97,18 @@ pub struct Summary {
     pub add_group: usize,
     pub add_membership: usize,
     pub add_binding: usize,
+    // A revert plan's removals; absent when 0, so that other plans' files
+    // and digests are unchanged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub remove_binding: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub remove_membership: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub remove_group: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub remove_role: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub remove_tenant: usize,
     pub present: usize,
     pub skipped: usize,
     pub conflicts: usize,
@@ -108,6 +126,11 @@ impl Summary {
             add_group: result.count(Op::AddGroup),
             add_membership: result.count(Op::AddMembership),
             add_binding: result.count(Op::AddBinding),
+            remove_binding: result.count(Op::RemoveBinding),
+            remove_membership: result.count(Op::RemoveMembership),
+            remove_group: result.count(Op::RemoveGroup),
+            remove_role: result.count(Op::RemoveRole),
+            remove_tenant: result.count(Op::RemoveTenant),
             present: result.present_total(),
             skipped: result.skipped.len(),
             conflicts: result.conflicts.len(),
@@ -115,7 +138,7 @@ impl Summary {
     }
 
     pub fn changes(&self) -> usize {
-        self.create_tenant + self.add_role + self.add_group + self.add_membership + self.add_binding
+        Op::ALL.iter().map(|op| self.count(*op)).sum()
     }
 
     pub fn count(&self, op: Op) -> usize {
@@ -125,6 +148,11 @@ impl Summary {
             Op::AddGroup => self.add_group,
             Op::AddMembership => self.add_membership,
             Op::AddBinding => self.add_binding,
+            Op::RemoveBinding => self.remove_binding,
+            Op::RemoveMembership => self.remove_membership,
+            Op::RemoveGroup => self.remove_group,
+            Op::RemoveRole => self.remove_role,
+            Op::RemoveTenant => self.remove_tenant,
         }
     }
 }
@@ -169,6 +197,7 @@ impl Plan {
                 tenant_name: options.tenant_name.clone(),
                 skip_conflicts: options.skip_conflicts,
             },
+            reverts: None,
             summary,
             applyable: result.conflicts.is_empty(),
             changes: result.changes,
@@ -179,6 +208,24 @@ impl Plan {
             author_signature: None,
             approvals: Vec::new(),
         };
+        plan.digest = digest_of_plan(&plan);
+        plan
+    }
+
+    /// Builds a revert plan of the plan with digest `reverts` (its removals
+    /// in `result`) and seals it with its digest.
+    pub fn revert(
+        result: SyncResult,
+        tenant: &str,
+        skip_conflicts: bool,
+        reverts: &str,
+        source: Source,
+        provenance: Provenance,
+    ) -> Self {
+        let mut options = SyncOptions::new(tenant);
+        options.skip_conflicts = skip_conflicts;
+        let mut plan = Plan::new(result, &options, source, provenance);
+        plan.reverts = Some(reverts.to_string());
         plan.digest = digest_of_plan(&plan);
         plan
     }

@@ -166,9 +166,7 @@ pub fn rows(
                 "signature": signature, "key": key})
         })
         .collect();
-    write_json_line(
-        out,
-        &json!({
+    let mut plan_row = json!({
             "row": "plan",
             "format": plan.format,
             "tenant": plan.tenant,
@@ -187,8 +185,12 @@ pub fn rows(
             "approvals": approvals,
             "summary": plan.summary,
             "live": tenant.is_some(),
-        }),
-    )?;
+    });
+    // Only a revert plan has it, as in the plan file.
+    if let Some(original) = &plan.reverts {
+        plan_row["reverts"] = json!(original);
+    }
+    write_json_line(out, &plan_row)?;
     if let Some(verdict) = crate::signing::author(plan) {
         let (signature, key) = match verdict {
             Ok(v) => ("valid", Some(v.fingerprint)),
@@ -269,7 +271,14 @@ pub fn rows(
                 let mut row = json!({
                     "row": "access", "user_id": user.id, "username": name(&user), "now": false,
                 });
-                if let (Value::Object(row), Value::Object(extra)) = (&mut row, gain_value(gain)) {
+                if let (Value::Object(row), Value::Object(mut extra)) = (&mut row, gain_value(gain))
+                {
+                    // A revert plan's access rows are losses.
+                    if plan.reverts.is_some() {
+                        if let Some(what) = extra.remove("gains") {
+                            extra.insert("loses".into(), what);
+                        }
+                    }
                     row.extend(extra);
                 }
                 write_json_line(out, &row)?;

@@ -59,6 +59,15 @@ pub(crate) trait Driver {
     /// Records an applied plan, inside the apply transaction.
     async fn record(&mut self, record: &HistoryRecord) -> Result<()>;
 
+    /// Deletes rows by key in batches, inside the apply transaction (a
+    /// revert). A row that is gone fails as stale.
+    async fn delete(&mut self, table: Table, keys: &[String]) -> Result<()>;
+
+    /// Marks the history row of `digest` as reverted by the plan with
+    /// digest `reverted_by`, inside the apply transaction; a row that is
+    /// missing or already reverted fails as stale.
+    async fn mark_reverted(&mut self, digest: &str, reverted_by: &str) -> Result<()>;
+
     async fn commit(&mut self) -> Result<()>;
 
     async fn rollback(&mut self) -> Result<()>;

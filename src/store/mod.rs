@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
-use crate::sync::{RawDoc, Snapshot, Writes};
+use crate::sync::{RawDoc, Removals, Snapshot, Writes};
 use driver::Driver;
 use sql::SqlStore;
 
@@ -86,6 +86,13 @@ pub struct HistoryRecord {
     pub applied_by: String,
     /// JSON object of the plan's summary counts.
     pub summary: String,
+    /// The digest of the revert plan that undid this one (docs/revert.md);
+    /// `None` when it was not reverted, or in a table of an older release.
+    pub reverted_by: Option<String>,
+    /// JSON object of user key -> `"absent"` or `"null"`: the `groupList`s
+    /// this apply created, and what was there before, for a revert.
+    /// `None` in rows of older releases and of revert plans.
+    pub created_group_lists: Option<String>,
 }
 
 /// The seam the commands use: one connection to one backend, behind the
@@ -209,6 +216,35 @@ impl Store {
 
     pub async fn record(&mut self, record: &HistoryRecord) -> Result<()> {
         self.driver.record(record).await
+    }
+
+    /// A revert's writes inside the apply transaction: bindings, then user
+    /// documents, groups, roles and the tenant, the reverse of `write`.
+    pub async fn remove(&mut self, removals: &Removals) -> Result<()> {
+        if !removals.bindings.is_empty() {
+            self.driver
+                .delete(Table::Bindings, &removals.bindings)
+                .await?;
+        }
+        if !removals.users.is_empty() {
+            self.driver.update_users(&removals.users).await?;
+        }
+        for (table, keys) in [
+            (Table::Groups, &removals.groups),
+            (Table::Roles, &removals.roles),
+            (Table::Tenants, &removals.tenants),
+        ] {
+            if !keys.is_empty() {
+                self.driver.delete(table, keys).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the plan `digest` as reverted by `reverted_by`, inside the
+    /// apply transaction.
+    pub async fn mark_reverted(&mut self, digest: &str, reverted_by: &str) -> Result<()> {
+        self.driver.mark_reverted(digest, reverted_by).await
     }
 
     pub async fn commit(&mut self) -> Result<()> {

@@ -10,7 +10,9 @@ use sqlx::error::DatabaseError;
 use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
 use sqlx::{Connection, Executor, QueryBuilder};
 
-use super::sql::{connect_error, db_error, execute, insert_values, strings, Dialect, Failure};
+use super::sql::{
+    add_revert_columns, connect_error, db_error, execute, insert_values, strings, Dialect, Failure,
+};
 use super::{Access, Table, HISTORY_TABLE};
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
@@ -46,6 +48,13 @@ impl MySql {
         if !tables.iter().any(|t| t == HISTORY_TABLE) {
             execute(conn, Self::HISTORY_DDL, "creating the history table").await?;
         }
+        // DDL commits here too: under the lock, before the transaction.
+        add_revert_columns(
+            conn,
+            Self::HISTORY_COLUMN_NAMES,
+            &Self::HISTORY_REVERT_COLUMNS,
+        )
+        .await?;
         execute(
             conn,
             &format!("SET SESSION innodb_lock_wait_timeout = {secs}"),
@@ -74,7 +83,21 @@ impl Dialect for MySql {
          digest VARCHAR(80) NOT NULL PRIMARY KEY, tenant VARCHAR(250) NOT NULL, \
          plan_created_at VARCHAR(40) NOT NULL, plan_created_by VARCHAR(250) NOT NULL, \
          approvers TEXT NOT NULL, applied_at VARCHAR(40) NOT NULL, applied_by VARCHAR(250) NOT NULL, \
-         summary TEXT NOT NULL) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
+         summary TEXT NOT NULL, reverted_by VARCHAR(80) NULL, created_group_lists LONGTEXT NULL) \
+         ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
+    const HISTORY_COLUMN_NAMES: &'static str =
+        "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND table_name = 'sync_access_history'";
+    const HISTORY_REVERT_COLUMNS: [(&'static str, &'static str); 2] = [
+        (
+            "reverted_by",
+            "ALTER TABLE sync_access_history ADD COLUMN reverted_by VARCHAR(80) NULL",
+        ),
+        (
+            "created_group_lists",
+            "ALTER TABLE sync_access_history ADD COLUMN created_group_lists LONGTEXT NULL",
+        ),
+    ];
     const TABLE_NAMES: &'static str =
         "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
          WHERE table_schema = DATABASE()";
@@ -249,5 +272,18 @@ impl Dialect for MySql {
         } else {
             Failure::Other
         }
+    }
+
+    async fn execute_counting(
+        conn: &mut MySqlConnection,
+        sql: &str,
+        binds: &[&str],
+    ) -> std::result::Result<u64, sqlx::Error> {
+        let query = binds
+            .iter()
+            .fold(sqlx::query::<sqlx::MySql>(sql), |query, value| {
+                query.bind(*value)
+            });
+        Ok(query.execute(&mut *conn).await?.rows_affected())
     }
 }

@@ -15,7 +15,9 @@ use sqlx::error::DatabaseError;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Executor};
 
-use super::sql::{connect_error, db_error, execute, insert_values, Dialect, Failure};
+use super::sql::{
+    add_revert_columns, connect_error, db_error, execute, insert_values, Dialect, Failure,
+};
 use super::{Access, Table};
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
@@ -48,8 +50,20 @@ impl Dialect for Sqlite {
          digest TEXT NOT NULL PRIMARY KEY, tenant TEXT NOT NULL, \
          plan_created_at TEXT NOT NULL, plan_created_by TEXT NOT NULL, \
          approvers TEXT NOT NULL, applied_at TEXT NOT NULL, applied_by TEXT NOT NULL, \
-         summary TEXT NOT NULL)";
+         summary TEXT NOT NULL, reverted_by TEXT, created_group_lists TEXT)";
     const TABLE_NAMES: &'static str = "SELECT name FROM sqlite_master WHERE type = 'table'";
+    const HISTORY_COLUMN_NAMES: &'static str =
+        "SELECT name FROM pragma_table_info('sync_access_history')";
+    const HISTORY_REVERT_COLUMNS: [(&'static str, &'static str); 2] = [
+        (
+            "reverted_by",
+            "ALTER TABLE sync_access_history ADD COLUMN reverted_by TEXT",
+        ),
+        (
+            "created_group_lists",
+            "ALTER TABLE sync_access_history ADD COLUMN created_group_lists TEXT",
+        ),
+    ];
     /// A deferred transaction holds one read lock over all five reads.
     const BEGIN_SNAPSHOT: &'static [&'static str] = &["BEGIN"];
     const BEGIN: &'static str = "BEGIN";
@@ -138,7 +152,24 @@ impl Dialect for Sqlite {
         // A spill of the page cache that cannot have the database file
         // (readers hold it) is skipped: the pages stay in memory until COMMIT.
         execute(conn, "PRAGMA busy_timeout = 0", "setting the lock timeout").await?;
-        execute(conn, Self::HISTORY_DDL, "creating the history table").await
+        execute(conn, Self::HISTORY_DDL, "creating the history table").await?;
+        add_revert_columns(
+            conn,
+            Self::HISTORY_COLUMN_NAMES,
+            &Self::HISTORY_REVERT_COLUMNS,
+        )
+        .await
+    }
+
+    async fn execute_counting(
+        conn: &mut SqliteConnection,
+        sql: &str,
+        binds: &[&str],
+    ) -> std::result::Result<u64, sqlx::Error> {
+        let query = binds
+            .iter()
+            .fold(sqlx::query(sql), |query, value| query.bind(*value));
+        Ok(query.execute(&mut *conn).await?.rows_affected())
     }
 
     async fn insert_batch(

@@ -14,6 +14,7 @@
 pub(crate) mod context;
 pub(crate) mod documents;
 mod index;
+pub(crate) mod revert;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -26,8 +27,12 @@ use serde::{Deserialize, Serialize};
 pub use context::{Context, Difference, RoleFacts};
 pub use documents::{Document, Membership, RawDoc, SubjectType};
 use index::{Scope, UserIndex};
+pub use revert::{revert, ListPrior};
 use rules::{copy_documents, names, plan_bindings, plan_memberships, tenant_change, Dependencies};
-pub use writes::{applied, into_writes, unmet_changes, writes_for, MissingUser, Unmet, Writes};
+pub use writes::{
+    applied, created_group_lists, into_writes, removals_for, removed, unmet_changes, writes_for,
+    MissingUser, Removals, Unmet, Writes,
+};
 
 /// The rows `sync` needs, read in one consistent snapshot. Each table holds
 /// at least every legacy document, every document of the target tenant and
@@ -101,6 +106,36 @@ pub enum Change {
         /// The role's name.
         role: String,
     },
+    // A revert plan's removals (docs/revert.md §2): each carries what it
+    // expects to find, exactly as the change it undoes wrote it.
+    RemoveBinding {
+        key: String,
+        value: Document,
+        subject: String,
+        role: String,
+    },
+    /// Removes `{tenantId, groupId, membership}` from the `groupList` of
+    /// the user whose key is `key`.
+    RemoveMembership {
+        key: String,
+        user_id: String,
+        username: String,
+        group_id: String,
+        group_name: String,
+        membership: Membership,
+    },
+    RemoveGroup {
+        key: String,
+        value: Document,
+    },
+    RemoveRole {
+        key: String,
+        value: Document,
+    },
+    RemoveTenant {
+        key: String,
+        value: Document,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -111,16 +146,44 @@ pub enum Op {
     AddGroup,
     AddMembership,
     AddBinding,
+    // Removals come in the reverse of the order apply writes additions:
+    // what uses a document goes before it.
+    RemoveBinding,
+    RemoveMembership,
+    RemoveGroup,
+    RemoveRole,
+    RemoveTenant,
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [
+    pub const ALL: [Op; 10] = [
         Op::CreateTenant,
         Op::AddRole,
         Op::AddGroup,
         Op::AddMembership,
         Op::AddBinding,
+        Op::RemoveBinding,
+        Op::RemoveMembership,
+        Op::RemoveGroup,
+        Op::RemoveRole,
+        Op::RemoveTenant,
     ];
+
+    pub fn is_removal(self) -> bool {
+        self.undone().is_some()
+    }
+
+    /// The addition a removal undoes; `None` for an addition.
+    pub fn undone(self) -> Option<Op> {
+        match self {
+            Op::RemoveBinding => Some(Op::AddBinding),
+            Op::RemoveMembership => Some(Op::AddMembership),
+            Op::RemoveGroup => Some(Op::AddGroup),
+            Op::RemoveRole => Some(Op::AddRole),
+            Op::RemoveTenant => Some(Op::CreateTenant),
+            _ => None,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -129,6 +192,11 @@ impl Op {
             Op::AddGroup => "add_group",
             Op::AddMembership => "add_membership",
             Op::AddBinding => "add_binding",
+            Op::RemoveBinding => "remove_binding",
+            Op::RemoveMembership => "remove_membership",
+            Op::RemoveGroup => "remove_group",
+            Op::RemoveRole => "remove_role",
+            Op::RemoveTenant => "remove_tenant",
         }
     }
 }
@@ -141,6 +209,11 @@ impl Change {
             Change::AddGroup { .. } => Op::AddGroup,
             Change::AddMembership { .. } => Op::AddMembership,
             Change::AddBinding { .. } => Op::AddBinding,
+            Change::RemoveBinding { .. } => Op::RemoveBinding,
+            Change::RemoveMembership { .. } => Op::RemoveMembership,
+            Change::RemoveGroup { .. } => Op::RemoveGroup,
+            Change::RemoveRole { .. } => Op::RemoveRole,
+            Change::RemoveTenant { .. } => Op::RemoveTenant,
         }
     }
 
@@ -150,14 +223,95 @@ impl Change {
             | Change::AddRole { key, .. }
             | Change::AddGroup { key, .. }
             | Change::AddMembership { key, .. }
-            | Change::AddBinding { key, .. } => key,
+            | Change::AddBinding { key, .. }
+            | Change::RemoveBinding { key, .. }
+            | Change::RemoveMembership { key, .. }
+            | Change::RemoveGroup { key, .. }
+            | Change::RemoveRole { key, .. }
+            | Change::RemoveTenant { key, .. } => key,
         }
     }
 
     pub fn group_id(&self) -> Option<&str> {
         match self {
-            Change::AddMembership { group_id, .. } => Some(group_id),
+            Change::AddMembership { group_id, .. } | Change::RemoveMembership { group_id, .. } => {
+                Some(group_id)
+            }
             _ => None,
+        }
+    }
+
+    /// The removal that undoes this addition, expecting exactly what it
+    /// wrote; a removal is its own.
+    pub fn removal(self) -> Change {
+        match self {
+            Change::CreateTenant { key, value } => Change::RemoveTenant { key, value },
+            Change::AddRole { key, value } => Change::RemoveRole { key, value },
+            Change::AddGroup { key, value } => Change::RemoveGroup { key, value },
+            Change::AddMembership {
+                key,
+                user_id,
+                username,
+                group_id,
+                group_name,
+                membership,
+            } => Change::RemoveMembership {
+                key,
+                user_id,
+                username,
+                group_id,
+                group_name,
+                membership,
+            },
+            Change::AddBinding {
+                key,
+                value,
+                subject,
+                role,
+            } => Change::RemoveBinding {
+                key,
+                value,
+                subject,
+                role,
+            },
+            removal => removal,
+        }
+    }
+
+    /// The addition this removal undoes (what `apply` re-derives a revert
+    /// from); an addition is its own.
+    pub fn addition(self) -> Change {
+        match self {
+            Change::RemoveTenant { key, value } => Change::CreateTenant { key, value },
+            Change::RemoveRole { key, value } => Change::AddRole { key, value },
+            Change::RemoveGroup { key, value } => Change::AddGroup { key, value },
+            Change::RemoveMembership {
+                key,
+                user_id,
+                username,
+                group_id,
+                group_name,
+                membership,
+            } => Change::AddMembership {
+                key,
+                user_id,
+                username,
+                group_id,
+                group_name,
+                membership,
+            },
+            Change::RemoveBinding {
+                key,
+                value,
+                subject,
+                role,
+            } => Change::AddBinding {
+                key,
+                value,
+                subject,
+                role,
+            },
+            addition => addition,
         }
     }
 
@@ -179,6 +333,8 @@ pub enum Kind {
     Group,
     Membership,
     Binding,
+    /// A revert's `create_tenant` that cannot be undone (docs/revert.md §3).
+    Tenant,
 }
 
 impl Kind {
@@ -189,6 +345,7 @@ impl Kind {
             Kind::Group => "group",
             Kind::Membership => "membership",
             Kind::Binding => "binding",
+            Kind::Tenant => "tenant",
         }
     }
 }

@@ -251,6 +251,7 @@ fn change_value(change: &Change) -> Map<String, Value> {
         | Change::AddGroup { value, .. }
         | Change::AddBinding { value, .. } => value.to_map(),
         Change::AddMembership { .. } => panic!("a membership has no value"),
+        removal => panic!("sync plans no removal: {removal:?}"),
     }
 }
 
@@ -3054,7 +3055,7 @@ fn planned(result: &SyncResult, kind: Kind) -> usize {
         Kind::Group => Op::AddGroup,
         Kind::Membership => Op::AddMembership,
         Kind::Binding => Op::AddBinding,
-        Kind::User => return 0,
+        Kind::User | Kind::Tenant => return 0,
     };
     result.count(op)
 }
@@ -3343,6 +3344,57 @@ proptest! {
             let next = apply(&snap, &opts.tenant, &first);
             let second = sync(&next, &opts).expect("the tenant exists now");
             prop_assert!(second.changes.is_empty(), "changes after apply: {:#?}", second.changes);
+        }
+    }
+}
+
+// Property 5: a revert undoes an apply (docs/revert.md §3).
+
+/// Each table's rows in order, each document as JSON (text when it is not
+/// JSON): equal when the store holds the same documents.
+fn json_rows(s: &Snapshot) -> Vec<Vec<(String, Value)>> {
+    [&s.tenants, &s.users, &s.groups, &s.roles, &s.bindings]
+        .iter()
+        .map(|rows| {
+            rows.iter()
+                .map(|r| {
+                    let doc = serde_json::from_str(&r.value)
+                        .unwrap_or_else(|_| Value::String(r.value.clone()));
+                    (r.key.clone(), doc)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// Reverting an apply that nothing touched since finds nothing changed
+    /// or deleted; what it removes is exactly what the plan wrote, and when
+    /// nothing else keeps a copy (a conflict `still used`), the store is
+    /// back, document for document.
+    #[test]
+    fn prop_applying_then_reverting_gives_back_every_document(snap in arb_snapshot(), opts in arb_options()) {
+        let Ok(first) = sync(&snap, &opts) else { return Ok(()) };
+        let lists = created_group_lists(&snap, &first.changes);
+        let next = apply(&snap, &opts.tenant, &first);
+        let undo = revert::revert(&first.changes, &next, &opts.tenant, false);
+        for f in &undo.conflicts {
+            prop_assert_eq!(f.reason.as_str(), revert::USED, "{:#?}", f);
+        }
+        let removed_keys: BTreeSet<(Op, &str, Option<&str>)> = undo
+            .changes
+            .iter()
+            .map(|c| (c.op().undone().expect("a removal"), c.key(), c.group_id()))
+            .collect();
+        for c in &first.changes {
+            let kept = undo.conflicts.iter().any(|f| f.key == c.key());
+            prop_assert!(kept || removed_keys.contains(&(c.op(), c.key(), c.group_id())), "{:?} is neither removed nor kept", c);
+        }
+        if undo.conflicts.is_empty() {
+            let removals = removals_for(&next, &opts.tenant, &undo.changes, &lists).expect("users exist");
+            prop_assert_eq!(json_rows(&removed(&next, &removals)), json_rows(&snap));
         }
     }
 }

@@ -7,6 +7,7 @@ mod fixtures;
 mod hostile;
 mod hostile_text;
 mod plan;
+mod revert;
 mod review;
 mod show;
 mod signing;
@@ -25,6 +26,7 @@ fn main() {
         .chain(hostile::SCENARIOS)
         .chain(hostile_text::SCENARIOS)
         .chain(review::SCENARIOS)
+        .chain(revert::SCENARIOS)
         .collect();
     let mut trials = Vec::new();
     for kind in Kind::ALL {

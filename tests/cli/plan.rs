@@ -67,7 +67,7 @@ fn normalise(plan: Value) -> Vec<u8> {
 }
 
 /// Compares with a golden file byte for byte; `UPDATE_GOLDEN=1` rewrites it.
-fn assert_golden(plan: Value, golden: &Path) {
+pub(crate) fn assert_golden(plan: Value, golden: &Path) {
     let bytes = normalise(plan);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(golden, &bytes).unwrap();
@@ -85,7 +85,7 @@ fn assert_golden(plan: Value, golden: &Path) {
     }
 }
 
-fn repo(path: &str) -> std::path::PathBuf {
+pub(crate) fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
