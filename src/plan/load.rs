@@ -100,6 +100,11 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
             ))
         }
     }
+    // A member given twice would be read by serde with the last value, by
+    // another reader perhaps with the first, under the same digest.
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| "not a valid plan: not UTF-8 text".to_string())?;
+    super::canonical::check(text).map_err(|unfit| format!("not a valid plan: {unfit}"))?;
     let plan: Plan =
         serde_json::from_slice(bytes).map_err(|e| format!("not a valid {FORMAT} plan: {e}"))?;
     check_consistency(&plan)?;

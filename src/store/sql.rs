@@ -15,7 +15,7 @@ use super::driver::Driver;
 use super::{Access, HistoryRecord, ReadMode, Table, HISTORY_TABLE};
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
-use crate::sync::{RawDoc, Snapshot};
+use crate::sync::{RawDoc, Snapshot, StoreKeys};
 
 /// A dialect's connection.
 pub(super) type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
@@ -71,12 +71,24 @@ pub(super) trait Dialect: Sized + 'static {
     /// A column read as text.
     fn text(column: &str) -> String;
 
+    /// A row of `SELECT key, value`: read as text, or where the backend
+    /// keeps bytes that are not UTF-8 (SQLite), as bytes, so that one bad
+    /// row is named as malformed instead of failing the read
+    /// ([`RawDoc::from_bytes`]).
+    fn raw_doc(row: &<Self::Db as Database>::Row) -> std::result::Result<RawDoc, sqlx::Error>;
+
     /// The `n`th (from 1) bind parameter.
     fn param(n: usize) -> String;
 
     /// A condition true when `key` starts with the text of parameter
     /// `first`, and how many parameters it binds (each one to the prefix).
     fn key_starts_with(first: usize) -> (String, usize);
+
+    /// How the tables that copies go to compare their keys; by bytes
+    /// unless the backend's collations say otherwise.
+    async fn key_rules(&mut self, _conn: &mut Conn<Self>) -> Result<StoreKeys> {
+        Ok(StoreKeys::default())
+    }
 
     /// Takes the backend's apply lock and opens the apply transaction, with
     /// the history table created when it is missing.
@@ -367,10 +379,7 @@ where
         while let Some(row) = rows.try_next().await.map_err(read_error)? {
             // Counted for the progress line (a relaxed atomic add).
             crate::progress::rows_read(1);
-            docs.push(RawDoc {
-                key: row.try_get(0).map_err(|e| db_error(doing, e))?,
-                value: row.try_get(1).map_err(|e| db_error(doing, e))?,
-            });
+            docs.push(D::raw_doc(&row).map_err(|e| db_error(doing, e))?);
         }
         Ok(docs)
     }
@@ -502,6 +511,7 @@ where
             groups: self.read_table(Table::Groups, tenant, mode).await?,
             roles: self.read_table(Table::Roles, tenant, mode).await?,
             bindings: self.read_table(Table::Bindings, tenant, mode).await?,
+            keys: self.dialect.key_rules(&mut self.conn).await?,
         };
         if mode == ReadMode::ReadOnly {
             self.execute("COMMIT", "ending the read transaction")

@@ -13,7 +13,10 @@
 
 pub(crate) mod context;
 pub(crate) mod documents;
+#[cfg(test)]
+mod hostile_tests;
 mod index;
+mod keys;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -26,6 +29,7 @@ use serde::{Deserialize, Serialize};
 pub use context::{Context, Difference, RoleFacts};
 pub use documents::{Document, Membership, RawDoc, SubjectType};
 use index::{Scope, UserIndex};
+pub use keys::{KeyRules, StoreKeys};
 use rules::{copy_documents, names, plan_bindings, plan_memberships, tenant_change, Dependencies};
 pub use writes::{applied, into_writes, unmet_changes, writes_for, MissingUser, Unmet, Writes};
 
@@ -40,6 +44,8 @@ pub struct Snapshot {
     pub groups: Vec<RawDoc>,
     pub roles: Vec<RawDoc>,
     pub bindings: Vec<RawDoc>,
+    /// How the store compares the keys of the tables copies go to.
+    pub keys: StoreKeys,
 }
 
 /// What the operator asked for; recorded in the plan so that `apply`
@@ -325,6 +331,7 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
         documents::parse_role,
         tenant,
         Kind::Role,
+        snapshot.keys.roles,
         &mut out,
     );
     let groups = Scope::new(
@@ -332,6 +339,7 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
         documents::parse_group,
         tenant,
         Kind::Group,
+        snapshot.keys.groups,
         &mut out,
     );
     let bindings = Scope::new(
@@ -339,6 +347,7 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
         documents::parse_binding,
         tenant,
         Kind::Binding,
+        snapshot.keys.bindings,
         &mut out,
     );
 

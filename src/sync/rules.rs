@@ -22,6 +22,17 @@ pub(super) fn tenant_change(
     let tenant = &options.tenant;
     let mut found = None;
     for raw in snapshot.tenants.iter().filter(|raw| &raw.key == tenant) {
+        // Whether the tenant exists is no finding to skip: a document the
+        // store and the tool could read differently stops the plan.
+        let unfit = match raw.undecodable {
+            Some(why) => Some(why.to_string()),
+            None => crate::plan::canonical::check(&raw.value)
+                .err()
+                .map(|unfit| unfit.to_string()),
+        };
+        if let Some(why) = unfit {
+            return Err(SyncError::TenantMalformed(tenant.clone(), why));
+        }
         let obj = match serde_json::from_str::<Value>(&raw.value) {
             Ok(Value::Object(obj)) => obj,
             _ => {

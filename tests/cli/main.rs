@@ -5,6 +5,7 @@ mod apply;
 mod crash;
 mod fixtures;
 mod hostile;
+mod hostile_store;
 mod plan;
 mod review;
 mod show;
@@ -22,6 +23,7 @@ fn main() {
         .chain(apply::SCENARIOS)
         .chain(crash::SCENARIOS)
         .chain(hostile::SCENARIOS)
+        .chain(hostile_store::SCENARIOS)
         .chain(review::SCENARIOS)
         .collect();
     let mut trials = Vec::new();
@@ -50,6 +52,7 @@ fn main() {
     trials.extend(show::single_trials());
     trials.extend(apply::single_trials());
     trials.extend(hostile::single_trials());
+    trials.extend(hostile_store::single_trials());
     trials.extend(signing::single_trials());
     trials.extend(tls::trials());
     libtest_mimic::run(&args, trials).exit();
