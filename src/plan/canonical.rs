@@ -479,7 +479,48 @@ impl Display for Unfit {
 /// the callers' limits differ.
 pub fn check(text: &str) -> Result<(), Unfit> {
     let top: &RawValue = serde_json::from_str(text).map_err(not_json)?;
+    // The walk recurses once per level: bounded, whatever the text.
+    if !nesting_within(top.get(), CHECK_DEPTH) {
+        return Err(Unfit::NotJson(format!(
+            "nested deeper than {CHECK_DEPTH} levels"
+        )));
+    }
     walk(top.get(), &mut String::new())
+}
+
+/// How deep [`check`] reads: a plan's documents (at most 127 levels,
+/// `crate::sync::documents`) sit three levels down in it.
+const CHECK_DEPTH: usize = 256;
+
+/// Whether the JSON `text` nests arrays and objects at most `limit` deep,
+/// counted over its bytes without parsing (strings skipped).
+pub(crate) fn nesting_within(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
 }
 
 fn not_json(e: serde_json::Error) -> Unfit {

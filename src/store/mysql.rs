@@ -94,6 +94,8 @@ impl Dialect for MySql {
         "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
     ];
     const BEGIN: &'static str = "START TRANSACTION";
+    /// DDL commits the transaction it is in.
+    const TRANSACTIONAL_DDL: bool = false;
     const LOCKING_READ: &'static str = " LOCK IN SHARE MODE";
 
     async fn connect(target: &Target, access: Access) -> Result<(MySqlConnection, Self)> {

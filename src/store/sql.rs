@@ -51,6 +51,8 @@ pub(super) trait Dialect: Sized + 'static {
     const BEGIN_SNAPSHOT: &'static [&'static str];
     /// Starts a read-write transaction (`load`).
     const BEGIN: &'static str;
+    /// Whether DDL takes part in a transaction (else it commits at once).
+    const TRANSACTIONAL_DDL: bool = true;
     /// Appended to each read of a snapshot taken inside the apply.
     const LOCKING_READ: &'static str = "";
 
@@ -623,8 +625,17 @@ where
         self.commit().await
     }
 
-    async fn drop_all(&mut self) -> Result<()> {
-        for table in Table::ALL.iter().map(|t| t.name()).chain([HISTORY_TABLE]) {
+    async fn begin(&mut self) -> Result<()> {
+        self.execute(D::BEGIN, "starting a transaction").await
+    }
+
+    fn transactional_ddl(&self) -> bool {
+        D::TRANSACTIONAL_DDL
+    }
+
+    async fn drop_all(&mut self, with_history: bool) -> Result<()> {
+        let history = with_history.then_some(HISTORY_TABLE);
+        for table in Table::ALL.iter().map(|t| t.name()).chain(history) {
             let sql = format!("DROP TABLE IF EXISTS {}", D::quote(table));
             self.execute(&sql, "dropping tables").await?;
         }

@@ -268,32 +268,7 @@ const MAX_NESTING: usize = 127;
 /// A document nested deeper would be accepted by the fast path and then
 /// fail where it is copied or shown; it is malformed instead.
 fn nesting_within_limit(text: &str) -> bool {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for byte in text.bytes() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return false;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    true
+    canonical::nesting_within(text, MAX_NESTING)
 }
 
 /// Why `raw` cannot be read the same way by every reader, before any of

@@ -27,6 +27,18 @@ pub const SCENARIOS: &[Scenario] = &[
         },
     ),
     Scenario::only(
+        "hostile_store_a_hot_journal_is_rolled_back_by_read_only_commands",
+        hot_journal,
+        |kind| match kind {
+            Kind::Sqlite => Ok(()),
+            _ => Err("a hot journal is SQLite's; a server rolls back a dead session itself"),
+        },
+    ),
+    Scenario::new(
+        "hostile_store_demo_refuses_a_database_holding_some_iam_tables",
+        demo_beside_other_tables,
+    ),
+    Scenario::only(
         "hostile_store_keys_the_server_takes_for_one_are_a_conflict",
         keys_compared_as_the_server_does,
         |kind| match kind {
@@ -472,4 +484,103 @@ fn keys_compared_as_the_server_does(kind: Kind) {
     );
     expect(db.cmd().arg("apply").arg(&skip), 0, "apply");
     assert!(stored_text(&db, "groups", "default_sales").is_some());
+}
+
+// ---------------------------------------------------------------------------
+// SQLite after a crash
+
+/// SQLite's journal header starts with these bytes once it has been
+/// synced, that is once the database file itself may have been changed:
+/// only then is a journal left behind "hot".
+const JOURNAL_MAGIC: [u8; 8] = [0xd9, 0xd5, 0x05, 0xf9, 0x20, 0xa1, 0x63, 0xd7];
+
+/// A writer that dies after it changed the database file leaves a hot
+/// journal; read-only commands used to fail on it with "attempt to write a
+/// readonly database", `history` (which the refusals tell the operator to
+/// run) included. The crash is taken as a copy of the file and its journal
+/// made while a writer is half-way through (its page cache spilled to the
+/// file): the state a kill -9 at that moment leaves.
+fn hot_journal(kind: Kind) {
+    let mut rows = store();
+    rows.roles.push(RawDoc::new(
+        "viewer",
+        r#"{"id":"viewer","name":"Viewer","permissions":{"FLOW":["READ"]},"deleted":false}"#,
+    ));
+    let db = TestDb::with_rows(kind, rows);
+    let crashed = db.path("crashed.db");
+    let journal = db.path("crashed.db-journal");
+    let (original, copy) = (db.path("store.db"), crashed.clone());
+    let url = db.url.clone();
+    let journal_copy = journal.clone();
+    runtime().block_on(async move {
+        use sqlx::Executor;
+        let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for sql in [
+            "CREATE TABLE ballast (x BLOB)",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+             INSERT INTO ballast SELECT randomblob(1000) FROM n",
+            "PRAGMA cache_size = 10",
+            "BEGIN IMMEDIATE",
+            "UPDATE ballast SET x = randomblob(1000)",
+            "UPDATE roles SET value = json_set(value, '$.name', 'Changed')",
+        ] {
+            c.execute(sql).await.unwrap();
+        }
+        // The journal, then the file (which it can undo), as they are now.
+        let journal_bytes = std::fs::read(format!("{}-journal", original.display())).unwrap();
+        std::fs::copy(&original, &copy).unwrap();
+        std::fs::write(&journal_copy, &journal_bytes).unwrap();
+        c.execute("ROLLBACK").await.unwrap();
+    });
+    let header = std::fs::read(&journal).unwrap();
+    assert_eq!(header[..8], JOURNAL_MAGIC, "the copied journal is hot");
+    let on_crashed = |args: &[&str]| {
+        let mut cmd = db.cmd();
+        cmd.env("DATABASE_URL", format!("sqlite:{}", crashed.display()))
+            .args(args);
+        cmd
+    };
+    let (stdout, stderr) = expect(&mut on_crashed(&["history"]), 0, "history");
+    assert!(!stderr.contains("readonly"), "{stdout}{stderr}");
+    assert!(!journal.exists(), "history rolled the journal back");
+    // What the crashed writer did is undone: the plan is the original's.
+    let (plan, _) = expect(&mut on_crashed(&["plan"]), 0, "plan");
+    let plan: serde_json::Value = serde_json::from_str(&plan).unwrap();
+    assert_eq!(plan["changes"][0]["value"]["name"], "Viewer", "{plan:#}");
+    let path = db.path("plan.json");
+    std::fs::write(&path, serde_json::to_vec(&plan).unwrap()).unwrap();
+    expect(&mut on_crashed(&["verify"]).arg(&path), 5, "verify");
+}
+
+// ---------------------------------------------------------------------------
+// demo
+
+/// `demo` into a database holding some of the IAM tables used to create
+/// the others, commit rows, then fail: half a store. Now it refuses (exit
+/// 1) and writes nothing; into an empty database it builds the whole store
+/// in one transaction, and `--reset` replaces what is there.
+fn demo_beside_other_tables(kind: Kind) {
+    let db = TestDb::empty(kind);
+    if kind == Kind::Sqlite {
+        // An empty file is an empty SQLite database.
+        std::fs::File::create(db.path("store.db")).unwrap();
+    }
+    db.exec("CREATE TABLE roles (x INTEGER)");
+    db.exec("INSERT INTO roles (x) VALUES (7)");
+    let (_, stderr) = expect(db.cmd().arg("demo"), 1, "demo");
+    assert!(
+        stderr.contains("already holds some of the IAM tables (`roles`)")
+            && stderr.contains("wrote nothing"),
+        "{stderr}"
+    );
+    // Nothing was created: the store still lacks the other four tables.
+    let (_, stderr) = expect(db.cmd().arg("plan"), 1, "plan");
+    assert!(
+        stderr.contains("not an IAM store: table `tenants` is missing"),
+        "{stderr}"
+    );
+    expect(db.cmd().args(["demo", "--reset"]), 0, "demo --reset");
+    let (_, stderr) = expect(db.cmd().arg("demo"), 1, "demo again");
+    assert!(stderr.contains("already holds an IAM store"), "{stderr}");
+    expect(db.cmd().args(["plan", "-o", "plan.json"]), 0, "plan");
 }
