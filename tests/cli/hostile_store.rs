@@ -174,7 +174,7 @@ fn numbers(kind: Kind) {
     ));
     rows.groups.push(RawDoc::new(
         "pg",
-        format!(r#"{{"id":"pg","name":"PG","deleted":false,"n":1e309}}"#),
+        r#"{"id":"pg","name":"PG","deleted":false,"n":1e309}"#,
     ));
     let db = TestDb::with_rows(kind, rows);
     let held = stored_text(&db, "roles", "big").unwrap();
@@ -549,16 +549,16 @@ fn hot_journal(kind: Kind) {
     assert_eq!(plan["changes"][0]["value"]["name"], "Viewer", "{plan:#}");
     let path = db.path("plan.json");
     std::fs::write(&path, serde_json::to_vec(&plan).unwrap()).unwrap();
-    expect(&mut on_crashed(&["verify"]).arg(&path), 5, "verify");
+    expect(on_crashed(&["verify"]).arg(&path), 5, "verify");
 }
 
 // ---------------------------------------------------------------------------
 // demo
 
 /// `demo` into a database holding some of the IAM tables used to create
-/// the others, commit rows, then fail: half a store. Now it refuses (exit
-/// 1) and writes nothing; into an empty database it builds the whole store
-/// in one transaction, and `--reset` replaces what is there.
+/// the others, commit rows, then fail: half a store. Now it refuses with
+/// exit 1 and writes nothing; into an empty database it builds the whole
+/// store in one transaction, and `--reset` replaces what is there.
 fn demo_beside_other_tables(kind: Kind) {
     let db = TestDb::empty(kind);
     if kind == Kind::Sqlite {
