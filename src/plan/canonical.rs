@@ -478,14 +478,19 @@ impl Display for Unfit {
 /// here before anything reads their members. Nesting is not checked here:
 /// the callers' limits differ.
 pub fn check(text: &str) -> Result<(), Unfit> {
-    let top: &RawValue = serde_json::from_str(text).map_err(not_json)?;
     // The walk recurses once per level: bounded, whatever the text.
-    if !nesting_within(top.get(), CHECK_DEPTH) {
+    if !nesting_within(text, CHECK_DEPTH) {
         return Err(Unfit::NotJson(format!(
             "nested deeper than {CHECK_DEPTH} levels"
         )));
     }
-    walk(top.get(), &mut String::new())
+    let text = text.trim_matches([' ', '\t', '\n', '\r']);
+    if !text.starts_with(['{', '[']) {
+        // A container's reading below checks the whole text's syntax;
+        // anything else is checked here.
+        serde_json::from_str::<&RawValue>(text).map_err(not_json)?;
+    }
+    walk(text, &mut String::new())
 }
 
 /// How deep [`check`] reads: a plan's documents (at most 127 levels,
@@ -539,9 +544,9 @@ fn walk(text: &str, path: &mut String) -> Result<(), Unfit> {
             names.sort_unstable();
             let join = |path: &str, name: &str| {
                 if path.is_empty() {
-                    name.to_string()
+                    shown(name)
                 } else {
-                    format!("{path}.{name}")
+                    format!("{path}.{}", shown(name))
                 }
             };
             if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
@@ -579,6 +584,25 @@ fn walk(text: &str, path: &mut String) -> Result<(), Unfit> {
 /// each value as its raw text; `None` when `text` is no JSON object.
 pub(crate) fn members(text: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
     serde_json::from_str::<Members>(text).ok().map(|m| m.0)
+}
+
+/// A member's name as a message may show it: characters that would act
+/// on a terminal or hide (controls, bidi and zero-width characters) are
+/// written as `\u{..}` escapes.
+fn shown(name: &str) -> String {
+    let hidden = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}' | '\u{061c}' | '\u{180e}')
+    };
+    name.chars()
+        .map(|c| {
+            if hidden(c) {
+                c.escape_unicode().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// An object's members in the order given, repeats kept, each value as
@@ -796,6 +820,15 @@ mod tests {
             Unfit::Repeated("changes[0].value.id".into()).to_string(),
             "member `changes[0].value.id` is given twice"
         );
+        // Names reach messages with what would act on a terminal escaped.
+        assert_eq!(
+            repeated("{\"a\":{\"\\u001b[2J\\u200b\":1,\"\\u001b[2J\\u200b\":2}}"),
+            "a.\\u{1b}[2J\\u{200b}"
+        );
+        assert!(matches!(check(" 7 "), Ok(())));
+        assert!(matches!(check("{} x"), Err(Unfit::NotJson(_))));
+        assert!(matches!(check("[1] ]"), Err(Unfit::NotJson(_))));
+        assert!(matches!(check("\"\\ud800\""), Err(Unfit::NotJson(_))));
     }
 
     /// docs/plan-format.md §10 rule 5: a number is written as it was read,
