@@ -195,7 +195,7 @@ impl Dialect for MySql {
             "SELECT CAST(table_name AS CHAR), CAST(collation_name AS CHAR) \
              FROM information_schema.columns \
              WHERE table_schema = DATABASE() AND column_name = 'key' \
-             AND table_name IN ('roles', 'groups', 'bindings')",
+             AND table_name IN ('tenants', 'roles', 'groups', 'bindings')",
         )
         .fetch_all(&mut *conn)
         .await
@@ -205,6 +205,7 @@ impl Dialect for MySql {
             // No collation: a binary column, compared by bytes.
             let rules = collation.map_or(KeyRules::EXACT, |c| collation_rules(&c));
             match table.as_str() {
+                "tenants" => keys.tenants = rules,
                 "roles" => keys.roles = rules,
                 "groups" => keys.groups = rules,
                 "bindings" => keys.bindings = rules,

@@ -253,3 +253,62 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn keys_are_compared_as_the_store_compares_them() {
+    let pad = KeyRules {
+        pad_space: true,
+        case_insensitive: false,
+    };
+    let mut snap = store();
+    snap.keys = StoreKeys {
+        tenants: pad,
+        roles: pad,
+        groups: pad,
+        bindings: KeyRules::EXACT,
+    };
+    // The tenant's row, as the store finds it for `acme`.
+    snap.tenants
+        .push(RawDoc::new("acme ", r#"{"id":"acme","deleted":false}"#));
+    snap.groups.push(RawDoc::new(
+        "ops",
+        r#"{"id":"ops","name":"Ops","deleted":false}"#,
+    ));
+    snap.groups.push(RawDoc::new(
+        "acme_ops  ",
+        r#"{"id":"x","tenantId":"other","name":"X","deleted":true}"#,
+    ));
+    snap.roles.push(RawDoc::new(
+        "r1",
+        r#"{"id":"r","name":"R","permissions":{},"deleted":false}"#,
+    ));
+    snap.roles.push(RawDoc::new(
+        "r2",
+        r#"{"id":"r ","name":"R2","permissions":{},"deleted":false}"#,
+    ));
+    let options = SyncOptions {
+        create_tenant: true,
+        ..SyncOptions::new("acme")
+    };
+    let result = sync(&snap, &options).unwrap();
+    assert!(result.changes.is_empty(), "{:#?}", result.changes);
+    let reasons: Vec<(&str, &str)> = result
+        .conflicts
+        .iter()
+        .map(|f| (f.key.as_str(), f.reason.as_str()))
+        .collect();
+    let same = "the copies of several legacy documents (r1, r2) would go to `acme_r`, `acme_r `, one key to the database (it compares keys ignoring trailing spaces)";
+    assert_eq!(
+        reasons,
+        [
+            ("r1", same),
+            ("r2", same),
+            ("ops", "key `acme_ops` is already held by a deleted group as `acme_ops  `, the same key to the database (it compares keys ignoring trailing spaces)"),
+        ]
+    );
+    // By bytes, as SQLite and PostgreSQL compare: nothing of the kind.
+    snap.keys = StoreKeys::default();
+    let result = sync(&snap, &options).unwrap();
+    assert!(result.conflicts.is_empty(), "{:#?}", result.conflicts);
+    assert_eq!(result.count(Op::CreateTenant), 1);
+}

@@ -59,6 +59,8 @@ impl KeyRules {
 /// the store says otherwise.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreKeys {
+    /// The tenant's row is the one the store finds for its key.
+    pub tenants: KeyRules,
     pub roles: KeyRules,
     pub groups: KeyRules,
     pub bindings: KeyRules,

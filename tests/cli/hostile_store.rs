@@ -484,6 +484,37 @@ fn keys_compared_as_the_server_does(kind: Kind) {
     );
     expect(db.cmd().arg("apply").arg(&skip), 0, "apply");
     assert!(stored_text(&db, "groups", "default_sales").is_some());
+
+    // A tenant whose row the server finds under another spelling exists:
+    // `--create-tenant` used to plan an insert that failed every apply.
+    db.exec(
+        r#"INSERT INTO tenants (`key`, `value`) VALUES ('acme ', '{"id":"acme","deleted":false}')"#,
+    );
+    let acme = db.path("acme.json");
+    expect(
+        db.cmd()
+            .args([
+                "plan",
+                "--tenant",
+                "acme",
+                "--create-tenant",
+                "--skip-conflicts",
+                "-o",
+            ])
+            .arg(&acme),
+        0,
+        "plan --tenant acme",
+    );
+    let ops: Vec<String> = read_json(&acme)["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["op"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !ops.is_empty() && !ops.contains(&"create_tenant".to_string()),
+        "{ops:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------
