@@ -484,6 +484,13 @@ pub fn check(text: &str) -> Result<(), Unfit> {
             "nested deeper than {CHECK_DEPTH} levels"
         )));
     }
+    check_shallow(text)
+}
+
+/// [`check`] of a text already known to nest at most [`CHECK_DEPTH`]
+/// levels (store documents: at most 127).
+pub(crate) fn check_shallow(text: &str) -> Result<(), Unfit> {
+    debug_assert!(nesting_within(text, CHECK_DEPTH));
     let text = text.trim_matches([' ', '\t', '\n', '\r']);
     if !text.starts_with(['{', '[']) {
         // A container's reading below checks the whole text's syntax;
@@ -539,9 +546,8 @@ fn not_json(e: serde_json::Error) -> Unfit {
 fn walk(text: &str, path: &mut String) -> Result<(), Unfit> {
     match text.as_bytes().first() {
         Some(b'{') => {
-            let Members(members) = serde_json::from_str(text).map_err(not_json)?;
-            let mut names: Vec<&str> = members.iter().map(|(name, _)| name.as_ref()).collect();
-            names.sort_unstable();
+            let Members(mut members) = serde_json::from_str(text).map_err(not_json)?;
+            members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let join = |path: &str, name: &str| {
                 if path.is_empty() {
                     shown(name)
@@ -549,13 +555,13 @@ fn walk(text: &str, path: &mut String) -> Result<(), Unfit> {
                     format!("{path}.{}", shown(name))
                 }
             };
-            if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
-                return Err(Unfit::Repeated(join(path, pair[0])));
+            if let Some(pair) = members.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+                return Err(Unfit::Repeated(join(path, &pair[0].0)));
             }
-            if let Some(name) = names.iter().find(|n| **n == NUMBER || **n == RAW_VALUE) {
+            if let Some((name, _)) = members.iter().find(|(n, _)| n == NUMBER || n == RAW_VALUE) {
                 return Err(Unfit::Reserved(join(path, name)));
             }
-            for (name, value) in &members {
+            for (name, value) in members.iter().filter(|(_, v)| needs_walk(v.get())) {
                 let len = path.len();
                 *path = join(path, name);
                 walk(value.get(), path)?;
@@ -564,7 +570,11 @@ fn walk(text: &str, path: &mut String) -> Result<(), Unfit> {
         }
         Some(b'[') => {
             let items: Vec<&RawValue> = serde_json::from_str(text).map_err(not_json)?;
-            for (i, item) in items.iter().enumerate() {
+            for (i, item) in items
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| needs_walk(v.get()))
+            {
                 let len = path.len();
                 path.push_str(&format!("[{i}]"));
                 walk(item.get(), path)?;
@@ -605,6 +615,17 @@ fn shown(name: &str) -> String {
         .collect()
 }
 
+/// Whether [`walk`] has anything to check in a value: a container, or a
+/// string with escapes. Numbers, literals and plain strings were checked
+/// by the reading that found them.
+fn needs_walk(text: &str) -> bool {
+    match text.as_bytes().first() {
+        Some(b'{' | b'[') => true,
+        Some(b'"') => text.contains('\\'),
+        _ => false,
+    }
+}
+
 /// An object's members in the order given, repeats kept, each value as
 /// its raw text.
 struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
@@ -621,7 +642,8 @@ impl<'de> serde::Deserialize<'de> for Members<'de> {
                 self,
                 mut map: A,
             ) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::new();
+                // Store documents have a handful of members.
+                let mut members = Vec::with_capacity(8);
                 while let Some(Name(name)) = map.next_key()? {
                     members.push((name, map.next_value()?));
                 }

@@ -7,10 +7,12 @@
 //! [`Malformed`], with a detail that names the field but never quotes the
 //! document (it may hold `auths`).
 //!
-//! Two paths read a document: a fast one, serde's derive over borrowed
-//! views, and a slow one over [`serde_json::Value`] that runs only when the
-//! fast one fails, to say precisely what is wrong (or to accept what the fast
-//! path cannot borrow, such as a repeated member). Both accept the same
+//! First, a document must read alike to every reader (`unreadable`: UTF-8,
+//! valid JSON, no member given twice at any depth, nesting within
+//! serde_json's limit); else it is malformed before any member is read.
+//! Then two paths read it: a fast one, serde's derive over borrowed views,
+//! and a slow one over [`serde_json::Value`] that runs only when the fast
+//! one fails, to say precisely what is wrong. Both accept the same
 //! documents: property tests hold them to it.
 
 use std::borrow::Cow;
@@ -293,7 +295,7 @@ fn unreadable(raw: &RawDoc) -> Option<Malformed> {
             "document is nested deeper than {MAX_NESTING} levels"
         )));
     }
-    match canonical::check(&raw.value) {
+    match canonical::check_shallow(&raw.value) {
         Ok(()) => None,
         Err(canonical::Unfit::NotJson(_)) => Some(bare("document is not valid JSON".to_string())),
         Err(unfit) => {
