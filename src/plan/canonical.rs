@@ -1,8 +1,10 @@
-//! The one canonical-JSON writer (SPEC §4): object keys sorted by their
-//! UTF-8 bytes at every depth, no insignificant whitespace, serde_json's
-//! minimal string escaping and number format. The digest of a plan, the
-//! digest of its changes, a change's line in a diff and the text of every
-//! document are all written here, so they cannot drift apart.
+//! The one canonical-JSON writer (docs/plan-format.md §10): object keys
+//! sorted by their UTF-8 bytes at every depth, no insignificant whitespace,
+//! serde_json's minimal string escaping, numbers as they were read. The
+//! digest of a plan, the digest of its changes, a change's line in a diff
+//! and the text of every document are all written here, so they cannot
+//! drift apart; and [`check`], the one reader's check that a JSON text
+//! means one thing to every reader (store documents and plan files).
 //!
 //! Any `Serialize` value goes through [`to_writer`]: scalars are written by
 //! serde_json; a struct's fields and a map's entries are buffered and
@@ -13,7 +15,8 @@
 //!   buffered); the writer checks that they are;
 //! - a `serde_json::value::RawValue`, which in this crate only a
 //!   [`Document`](crate::sync::Document) holds, and a document's text is
-//!   canonical by construction (`object`, `with_member`).
+//!   canonical by construction (`object`, `with_member`); and a number,
+//!   which serde_json (`arbitrary_precision`) hands over as its text.
 
 use std::borrow::Cow;
 use std::fmt::Display;
