@@ -151,6 +151,11 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
             ))
         }
     }
+    // A member given twice would be read by serde with the last value, by
+    // another reader perhaps with the first, under the same digest.
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| "not a valid plan: not UTF-8 text".to_string())?;
+    super::canonical::check(text).map_err(|unfit| format!("not a valid plan: {unfit}"))?;
     // serde's message quotes the file (an unknown field's name, a value of
     // the wrong type): escaped.
     let plan: Plan = serde_json::from_slice(bytes).map_err(|e| {

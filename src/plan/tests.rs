@@ -69,6 +69,7 @@ fn sample_plan() -> Vec<u8> {
                 r#"{"id":"b-2","type":"USER","externalId":"ghost","roleId":"admin","deleted":false}"#,
             ),
         ],
+        ..Snapshot::default()
     };
     let options = SyncOptions::new("default");
     let result = sync(&snapshot, &options).unwrap();
@@ -319,6 +320,7 @@ fn a_plan_with_context_hashes_as_its_json() {
             "b-1",
             r#"{"id":"b-1","type":"USER","externalId":"root","roleId":"admin","deleted":false}"#,
         )],
+        ..Snapshot::default()
     };
     let options = SyncOptions::new("default");
     let source = Source {
@@ -430,6 +432,7 @@ fn the_documented_test_vector_reproduces() {
                 r#"{"id":"b-2","type":"USER","externalId":"bob","roleId":"viewer","deleted":false}"#,
             ),
         ],
+        ..Snapshot::default()
     };
     let options = SyncOptions::new("default");
     let source = Source {
@@ -555,17 +558,17 @@ fn hex_digest_of(bytes: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
-/// docs/plan-format.md §10, rule 5: how numbers in documents are
-/// written.
+/// docs/plan-format.md §10, rule 5: numbers in documents are written as
+/// they were read, whatever their size or precision.
 #[test]
 fn documented_number_forms_are_the_canonical_ones() {
     let doc: crate::sync::Document = serde_json::from_str(
-        r#"{"f":1.10,"e":1e3,"i":-12,"u":18446744073709551615,"z":-0,"w":1.0}"#,
+        r#"{"f":1.10,"e":1e3,"i":-12,"u":18446744073709551615,"z":-0,"w":1.0,"b":1e400,"d":1E2,"p":0.1000000000000000000001}"#,
     )
     .unwrap();
     assert_eq!(
         doc.as_str(),
-        r#"{"e":1000.0,"f":1.1,"i":-12,"u":18446744073709551615,"w":1.0,"z":-0.0}"#
+        r#"{"b":1e400,"d":1E2,"e":1e3,"f":1.10,"i":-12,"p":0.1000000000000000000001,"u":18446744073709551615,"w":1.0,"z":-0}"#
     );
     let text: crate::sync::Document =
         serde_json::from_str("{\"s\":\"/\\u007f\\u00e9\\u001f\\u0008\\\"\"}").unwrap();

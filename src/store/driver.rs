@@ -78,6 +78,14 @@ pub(crate) trait Driver {
     /// Inserts rows outside any plan, in one transaction (demo and tests).
     async fn load(&mut self, table: Table, rows: &[RawDoc]) -> Result<()>;
 
-    /// Drops the five IAM tables and the history table (demo --reset).
-    async fn drop_all(&mut self) -> Result<()>;
+    /// Drops the five IAM tables and, `with_history`, the history table
+    /// (demo --reset).
+    async fn drop_all(&mut self, with_history: bool) -> Result<()>;
+
+    /// Starts a read-write transaction (demo).
+    async fn begin(&mut self) -> Result<()>;
+
+    /// Whether `CREATE TABLE` takes part in a transaction (SQLite,
+    /// PostgreSQL) or commits at once (MySQL, MariaDB).
+    fn transactional_ddl(&self) -> bool;
 }

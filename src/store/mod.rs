@@ -267,6 +267,48 @@ impl Store {
 
     /// Drops the five IAM tables and the history table (demo --reset).
     pub async fn drop_all(&mut self) -> Result<()> {
-        self.driver.drop_all().await
+        self.driver.drop_all(true).await
+    }
+
+    /// Which of the five IAM tables the database holds.
+    pub async fn iam_tables(&mut self) -> Result<Vec<Table>> {
+        let present = self.driver.table_names().await?;
+        Ok(Table::ALL
+            .into_iter()
+            .filter(|table| present.iter().any(|t| t == table.name()))
+            .collect())
+    }
+
+    /// Opens the one transaction `demo` builds its store in, the IAM tables
+    /// created (after dropping them and the history, `reset`) in it. MySQL
+    /// commits DDL at once: there the tables are made first, and
+    /// [`Store::abandon_demo`] drops them again.
+    pub async fn begin_demo(&mut self, reset: bool) -> Result<()> {
+        if self.driver.transactional_ddl() {
+            self.driver.begin().await?;
+        }
+        if reset {
+            self.driver.drop_all(true).await?;
+        }
+        self.driver.create_iam_tables().await?;
+        if !self.driver.transactional_ddl() {
+            self.driver.begin().await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts rows in the transaction [`Store::begin_demo`] opened.
+    pub async fn insert_rows(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
+        self.driver.insert(table, rows).await
+    }
+
+    /// Leaves nothing of a demo that failed: rolls its transaction back
+    /// and, where DDL committed at once, drops the tables it made.
+    pub async fn abandon_demo(&mut self) {
+        // Best effort: the failure being reported is the one that counts.
+        let _ = self.driver.rollback().await;
+        if !self.driver.transactional_ddl() {
+            let _ = self.driver.drop_all(false).await;
+        }
     }
 }

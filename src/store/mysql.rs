@@ -7,8 +7,8 @@
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
-use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
-use sqlx::{Connection, Executor, QueryBuilder};
+use sqlx::mysql::{MySqlConnection, MySqlDatabaseError, MySqlRow};
+use sqlx::{Connection, Executor, QueryBuilder, Row};
 
 use super::sql::{
     add_revert_columns, connect_error, db_error, execute, insert_values, strings, Dialect, Failure,
@@ -16,7 +16,7 @@ use super::sql::{
 use super::{Access, Table, HISTORY_TABLE};
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
-use crate::sync::RawDoc;
+use crate::sync::{KeyRules, RawDoc, StoreKeys};
 
 pub(super) struct MySql {
     holds_lock: bool,
@@ -71,6 +71,17 @@ impl MySql {
     }
 }
 
+/// How a MariaDB or MySQL collation compares keys.
+fn collation_rules(collation: &str) -> KeyRules {
+    let collation = collation.to_ascii_lowercase();
+    KeyRules {
+        pad_space: collation != "binary"
+            && !collation.contains("nopad")
+            && !collation.contains("_0900_"),
+        case_insensitive: collation.contains("_ci"),
+    }
+}
+
 impl Dialect for MySql {
     type Db = sqlx::MySql;
     const BACKEND: Backend = Backend::MySql;
@@ -106,6 +117,8 @@ impl Dialect for MySql {
         "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
     ];
     const BEGIN: &'static str = "START TRANSACTION";
+    /// DDL commits the transaction it is in.
+    const TRANSACTIONAL_DDL: bool = false;
     const LOCKING_READ: &'static str = " LOCK IN SHARE MODE";
 
     async fn connect(target: &Target, access: Access) -> Result<(MySqlConnection, Self)> {
@@ -186,11 +199,46 @@ impl Dialect for MySql {
         format!("CAST({} AS CHAR)", Self::quote(column))
     }
 
+    fn raw_doc(row: &MySqlRow) -> std::result::Result<RawDoc, sqlx::Error> {
+        Ok(RawDoc::new(
+            row.try_get::<String, _>(0)?,
+            row.try_get::<String, _>(1)?,
+        ))
+    }
+
     fn param(_n: usize) -> String {
         "?".to_string()
     }
 
-    /// Keys compare by bytes: the reference tables use utf8mb4_bin.
+    /// The collation of each table's `key` column: PAD SPACE unless NO PAD
+    /// (MariaDB's `*_nopad_*`, MySQL 8's `*_0900_*`), case-insensitive when
+    /// `_ci`. The reference DDL's `utf8mb4_bin` is PAD SPACE and case-exact.
+    async fn key_rules(&mut self, conn: &mut MySqlConnection) -> Result<StoreKeys> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT CAST(table_name AS CHAR), CAST(collation_name AS CHAR) \
+             FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND column_name = 'key' \
+             AND table_name IN ('tenants', 'roles', 'groups', 'bindings')",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| db_error("reading the collations of the keys", e))?;
+        let mut keys = StoreKeys::default();
+        for (table, collation) in rows {
+            // No collation: a binary column, compared by bytes.
+            let rules = collation.map_or(KeyRules::EXACT, |c| collation_rules(&c));
+            match table.as_str() {
+                "tenants" => keys.tenants = rules,
+                "roles" => keys.roles = rules,
+                "groups" => keys.groups = rules,
+                "bindings" => keys.bindings = rules,
+                _ => {}
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Key prefixes compare by bytes on the reference tables (`utf8mb4_bin`).
     fn key_starts_with(_first: usize) -> (String, usize) {
         ("LEFT(`key`, CHAR_LENGTH(?)) = ?".to_string(), 2)
     }

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
-use sqlx::postgres::PgConnection;
-use sqlx::{Connection, Executor};
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::{Connection, Executor, Row};
 
 use super::sql::{add_revert_columns, connect_error, db_error, execute, strings, Dialect, Failure};
 use super::{Access, Table, HISTORY_TABLE};
@@ -196,6 +196,13 @@ impl Dialect for Postgres {
 
     fn text(column: &str) -> String {
         format!("{}::text", Self::quote(column))
+    }
+
+    fn raw_doc(row: &PgRow) -> std::result::Result<RawDoc, sqlx::Error> {
+        Ok(RawDoc::new(
+            row.try_get::<String, _>(0)?,
+            row.try_get::<String, _>(1)?,
+        ))
     }
 
     fn param(n: usize) -> String {

@@ -15,7 +15,7 @@ use super::driver::Driver;
 use super::{Access, HistoryRecord, ReadMode, Table, HISTORY_TABLE};
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
-use crate::sync::{RawDoc, Snapshot};
+use crate::sync::{RawDoc, Snapshot, StoreKeys};
 
 /// A dialect's connection.
 pub(super) type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
@@ -56,6 +56,8 @@ pub(super) trait Dialect: Sized + 'static {
     const BEGIN_SNAPSHOT: &'static [&'static str];
     /// Starts a read-write transaction (`load`).
     const BEGIN: &'static str;
+    /// Whether DDL takes part in a transaction (else it commits at once).
+    const TRANSACTIONAL_DDL: bool = true;
     /// Appended to each read of a snapshot taken inside the apply.
     const LOCKING_READ: &'static str = "";
 
@@ -76,12 +78,24 @@ pub(super) trait Dialect: Sized + 'static {
     /// A column read as text.
     fn text(column: &str) -> String;
 
+    /// A row of `SELECT key, value`: read as text, or where the backend
+    /// keeps bytes that are not UTF-8 (SQLite), as bytes, so that one bad
+    /// row is named as malformed instead of failing the read
+    /// ([`RawDoc::from_bytes`]).
+    fn raw_doc(row: &<Self::Db as Database>::Row) -> std::result::Result<RawDoc, sqlx::Error>;
+
     /// The `n`th (from 1) bind parameter.
     fn param(n: usize) -> String;
 
     /// A condition true when `key` starts with the text of parameter
     /// `first`, and how many parameters it binds (each one to the prefix).
     fn key_starts_with(first: usize) -> (String, usize);
+
+    /// How the tables that copies go to compare their keys; by bytes
+    /// unless the backend's collations say otherwise.
+    async fn key_rules(&mut self, _conn: &mut Conn<Self>) -> Result<StoreKeys> {
+        Ok(StoreKeys::default())
+    }
 
     /// Takes the backend's apply lock and opens the apply transaction, with
     /// the history table created when it is missing.
@@ -422,10 +436,7 @@ where
         while let Some(row) = rows.try_next().await.map_err(read_error)? {
             // Counted for the progress line (a relaxed atomic add).
             crate::progress::rows_read(1);
-            docs.push(RawDoc {
-                key: row.try_get(0).map_err(|e| db_error(doing, e))?,
-                value: row.try_get(1).map_err(|e| db_error(doing, e))?,
-            });
+            docs.push(D::raw_doc(&row).map_err(|e| db_error(doing, e))?);
         }
         Ok(docs)
     }
@@ -577,6 +588,7 @@ where
             groups: self.read_table(Table::Groups, tenant, mode).await?,
             roles: self.read_table(Table::Roles, tenant, mode).await?,
             bindings: self.read_table(Table::Bindings, tenant, mode).await?,
+            keys: self.dialect.key_rules(&mut self.conn).await?,
         };
         if mode == ReadMode::ReadOnly {
             self.execute("COMMIT", "ending the read transaction")
@@ -757,8 +769,17 @@ where
         self.commit().await
     }
 
-    async fn drop_all(&mut self) -> Result<()> {
-        for table in Table::ALL.iter().map(|t| t.name()).chain([HISTORY_TABLE]) {
+    async fn begin(&mut self) -> Result<()> {
+        self.execute(D::BEGIN, "starting a transaction").await
+    }
+
+    fn transactional_ddl(&self) -> bool {
+        D::TRANSACTIONAL_DDL
+    }
+
+    async fn drop_all(&mut self, with_history: bool) -> Result<()> {
+        let history = with_history.then_some(HISTORY_TABLE);
+        for table in Table::ALL.iter().map(|t| t.name()).chain(history) {
             let sql = format!("DROP TABLE IF EXISTS {}", D::quote(table));
             self.execute(&sql, "dropping tables").await?;
         }

@@ -13,7 +13,10 @@
 
 pub(crate) mod context;
 pub(crate) mod documents;
+#[cfg(test)]
+mod hostile_tests;
 mod index;
+mod keys;
 pub(crate) mod revert;
 mod rules;
 #[cfg(test)]
@@ -27,6 +30,7 @@ use serde::{Deserialize, Serialize};
 pub use context::{Context, Difference, RoleFacts};
 pub use documents::{Document, Membership, RawDoc, SubjectType};
 use index::{Scope, UserIndex};
+pub use keys::{KeyRules, StoreKeys};
 pub use revert::{revert, ListPrior};
 use rules::{copy_documents, names, plan_bindings, plan_memberships, tenant_change, Dependencies};
 pub use writes::{
@@ -45,6 +49,8 @@ pub struct Snapshot {
     pub groups: Vec<RawDoc>,
     pub roles: Vec<RawDoc>,
     pub bindings: Vec<RawDoc>,
+    /// How the store compares the keys of the tables copies go to.
+    pub keys: StoreKeys,
 }
 
 /// What the operator asked for; recorded in the plan so that `apply`
@@ -482,6 +488,7 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
         documents::parse_role,
         tenant,
         Kind::Role,
+        snapshot.keys.roles,
         &mut out,
     );
     let groups = Scope::new(
@@ -489,6 +496,7 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
         documents::parse_group,
         tenant,
         Kind::Group,
+        snapshot.keys.groups,
         &mut out,
     );
     let bindings = Scope::new(
@@ -496,6 +504,7 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
         documents::parse_binding,
         tenant,
         Kind::Binding,
+        snapshot.keys.bindings,
         &mut out,
     );
 

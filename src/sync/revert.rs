@@ -451,6 +451,7 @@ mod tests {
                     json!({"id": "b2", "type": "USER", "externalId": "alice", "roleId": "admin", "deleted": false}),
                 ),
             ],
+            ..Snapshot::default()
         }
     }
 

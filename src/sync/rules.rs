@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::context;
-use super::documents::{Binding, Grant, Group, Role, User};
+use super::documents::{Binding, Grant, Group, RawDoc, Role, User};
 use super::index::{target_key, Named, Scope, UserIndex};
 use super::{
     Change, Document, Finding, Kind, Membership, Snapshot, SubjectType, SyncError, SyncOptions,
@@ -21,7 +21,22 @@ pub(super) fn tenant_change(
 ) -> Result<Option<Change>, SyncError> {
     let tenant = &options.tenant;
     let mut found = None;
-    for raw in snapshot.tenants.iter().filter(|raw| &raw.key == tenant) {
+    // The row the store takes for the tenant's key: Kestra on a PAD SPACE
+    // table finds `default ` for `default` (docs/rules.md §11).
+    let rules = snapshot.keys.tenants;
+    let own = |raw: &&RawDoc| &raw.key == tenant || rules.normal(&raw.key) == rules.normal(tenant);
+    for raw in snapshot.tenants.iter().filter(own) {
+        // Whether the tenant exists is no finding to skip: a document the
+        // store and the tool could read differently stops the plan.
+        let unfit = match raw.undecodable {
+            Some(why) => Some(why.to_string()),
+            None => crate::plan::canonical::check(&raw.value)
+                .err()
+                .map(|unfit| unfit.to_string()),
+        };
+        if let Some(why) = unfit {
+            return Err(SyncError::TenantMalformed(tenant.clone(), why));
+        }
         let obj = match serde_json::from_str::<Value>(&raw.value) {
             Ok(Value::Object(obj)) => obj,
             _ => {

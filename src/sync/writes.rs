@@ -385,6 +385,7 @@ fn row(key: String, value: super::Document) -> RawDoc {
     RawDoc {
         key,
         value: value.into_string(),
+        undecodable: None,
     }
 }
 

@@ -709,9 +709,11 @@ fn sigkill_mid_write(kind: Kind) {
     Gate::wait_until_gone(&mut monitor, kind, session);
     monitor.close();
     if kind == Kind::Sqlite {
-        // The crash left its rollback journal behind; a read-only command
-        // (which cannot roll a journal back) still reads the database as it
-        // was.
+        // The crash left its rollback journal behind, never synced (the
+        // readers kept the apply from writing the file), so not hot: a
+        // read-only command reads the database as it was. A hot one is
+        // rolled back by the first read-only command
+        // (`hostile_store_a_hot_journal_is_rolled_back_by_read_only_commands`).
         assert!(db.path("store.db-journal").exists());
         assert_missing_everything(&big);
     }

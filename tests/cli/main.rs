@@ -5,6 +5,7 @@ mod apply;
 mod crash;
 mod fixtures;
 mod hostile;
+mod hostile_store;
 mod hostile_text;
 mod plan;
 mod revert;
@@ -25,6 +26,7 @@ fn main() {
         .chain(crash::SCENARIOS)
         .chain(hostile::SCENARIOS)
         .chain(hostile_text::SCENARIOS)
+        .chain(hostile_store::SCENARIOS)
         .chain(review::SCENARIOS)
         .chain(revert::SCENARIOS)
         .collect();
@@ -55,6 +57,7 @@ fn main() {
     trials.extend(apply::single_trials());
     trials.extend(hostile::single_trials());
     trials.extend(hostile_text::single_trials());
+    trials.extend(hostile_store::single_trials());
     trials.extend(signing::single_trials());
     trials.extend(tls::trials());
     libtest_mimic::run(&args, trials).exit();
