@@ -5,6 +5,8 @@
 #   raw SQL   - hand-written set-based INSERT ... SELECT and UPDATE in one
 #               transaction (bench/raw-*.sql: the limit for apply)
 #   per row   - the same writes, one statement per row (bench/per_row.py)
+#   revert    - plan --revert of the applied plan, then apply of that revert
+#               (docs/revert.md), on the store the apply left
 # and writes BENCHMARKS.md.
 #
 # Usage: bench/run.sh [--sizes 10000,100000,1000000] [--backends sqlite,postgres,mysql] [--runs 3]
@@ -125,6 +127,7 @@ for backend in "${backend_list[@]}"; do
     export DATABASE_URL
     DATABASE_URL=$(url_of "$backend")
     reads=() plans=() plan_rsss=() shows=() show_rsss=() approves=() approve_rsss=() applies=() apply_rsss=() raws=()
+    revert_plans=() revert_applies=() revert_apply_rsss=()
     for run in $(seq 1 "$RUNS"); do
       echo "   run $run of $RUNS ($(cut -d' ' -f1-3 /proc/loadavg))" >&2
       fresh_store "$backend" "$users"
@@ -143,6 +146,13 @@ for backend in "${backend_list[@]}"; do
 
       timed "$BIN" apply "$WORK/plan.json" > /dev/null
       applies+=("$SECS") apply_rsss+=("$RSS_MIB")
+
+      timed "$BIN" plan --revert "$WORK/plan.json" --skip-conflicts -o "$WORK/revert.json"
+      revert_plans+=("$SECS")
+      "$BIN" approve --yes --by bench@example.com "$WORK/revert.json" 2>/dev/null
+      timed "$BIN" apply "$WORK/revert.json" > /dev/null
+      revert_applies+=("$SECS") revert_apply_rsss+=("$RSS_MIB")
+      rm -f "$WORK/revert.json"
 
       fresh_store "$backend" "$users"
       timed_fn run_sql_file "$backend" "bench/raw-$backend.sql"
@@ -163,10 +173,11 @@ for backend in "${backend_list[@]}"; do
     printf '%s\t' "$backend" "$bindings" "$changes" "$(median "${reads[@]}")" "$(median "${plans[@]}")" \
       "$(highest "${plan_rsss[@]}")" "$plan_mib" "$(median "${shows[@]}")" "$(highest "${show_rsss[@]}")" \
       "$(median "${approves[@]}")" "$(highest "${approve_rsss[@]}")" "$(median "${applies[@]}")" \
-      "$(highest "${apply_rsss[@]}")" "$(median "${raws[@]}")" "$per_row_s" "$RUNS" >> "$RESULTS"
-    printf '%s\n' "$users" >> "$RESULTS"
+      "$(highest "${apply_rsss[@]}")" "$(median "${raws[@]}")" "$per_row_s" "$RUNS" "$users" \
+      "$(median "${revert_plans[@]}")" "$(median "${revert_applies[@]}")" >> "$RESULTS"
+    printf '%s\n' "$(highest "${revert_apply_rsss[@]}")" >> "$RESULTS"
     # Every run, for the record.
-    echo "$backend $bindings: read ${reads[*]}; plan ${plans[*]} (${plan_rsss[*]} MiB); show ${shows[*]} (${show_rsss[*]} MiB); approve ${approves[*]} (${approve_rsss[*]} MiB); apply ${applies[*]} (${apply_rsss[*]} MiB); raw SQL ${raws[*]}; per row $per_row_s" >> "$WORK/runs.txt"
+    echo "$backend $bindings: read ${reads[*]}; plan ${plans[*]} (${plan_rsss[*]} MiB); show ${shows[*]} (${show_rsss[*]} MiB); approve ${approves[*]} (${approve_rsss[*]} MiB); apply ${applies[*]} (${apply_rsss[*]} MiB); revert plan ${revert_plans[*]}; revert apply ${revert_applies[*]} (${revert_apply_rsss[*]} MiB); raw SQL ${raws[*]}; per row $per_row_s" >> "$WORK/runs.txt"
   done
   drop_pristine
 done
@@ -187,13 +198,15 @@ print("`sync-access demo --users N` (seed 42: 10 legacy bindings and 3 membershi
 print("analysed; each baseline runs on an identical fresh copy.\n")
 print("- raw read: the five tables' rows selected to /dev/null (COPY on PostgreSQL): the limit for `plan`")
 print("- raw SQL: `bench/raw-<backend>.sql`, set-based INSERT ... SELECT and UPDATE in one transaction: the limit for `apply`")
-print("- per row: the same writes, one statement per row (`bench/per_row.py`), as a per-entity API tool sends them\n")
-print("| backend | legacy bindings | changes | raw read s | plan s | plan / raw read | plan peak MiB | plan file MiB | show s | show / raw read | show peak MiB | approve s | approve peak MiB | apply s | apply / raw SQL | apply peak MiB | raw SQL s | per row s | per row / apply |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for b, n, ch, rd, pl, prss, pmib, sh, srss, apv, avrss, ap, arss, raw, per, runs, users in rows:
-    print("| %s | %s | %s | %.2f | %.2f | %.1f× | %s | %s | %.2f | %.1f× | %s | %.2f | %s | %.2f | %.2f× | %s | %.2f | %.2f | %.1f× |" % (
+print("- per row: the same writes, one statement per row (`bench/per_row.py`), as a per-entity API tool sends them")
+print("- revert: `plan --revert` of the applied plan, then `apply` of that revert plan, on the store the apply left (docs/revert.md)\n")
+print("| backend | legacy bindings | changes | raw read s | plan s | plan / raw read | plan peak MiB | plan file MiB | show s | show / raw read | show peak MiB | approve s | approve peak MiB | apply s | apply / raw SQL | apply peak MiB | raw SQL s | per row s | per row / apply | revert plan s | revert apply s | revert apply peak MiB |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for b, n, ch, rd, pl, prss, pmib, sh, srss, apv, avrss, ap, arss, raw, per, runs, users, rpl, rap, rrss in rows:
+    print("| %s | %s | %s | %.2f | %.2f | %.1f× | %s | %s | %.2f | %.1f× | %s | %.2f | %s | %.2f | %.2f× | %s | %.2f | %.2f | %.1f× | %.2f | %.2f | %s |" % (
         b, n, ch, f(rd), f(pl), f(pl) / max(f(rd), 0.01), prss, pmib, f(sh), f(sh) / max(f(rd), 0.01), srss,
-        f(apv), avrss, f(ap), f(ap) / max(f(raw), 0.01), arss, f(raw), f(per), f(per) / max(f(ap), 0.01)))
+        f(apv), avrss, f(ap), f(ap) / max(f(raw), 0.01), arss, f(raw), f(per), f(per) / max(f(ap), 0.01),
+        f(rpl), f(rap), rrss))
 print("\nTimes are the median of %s runs (per row: one run); peak memory is the highest of the runs." % rows[0][15] if rows else "")
 print("\nThe runs:\n")
 for line in open(sys.argv[3]):

@@ -47,7 +47,7 @@ impl Cli {
 
     /// Parses a command line, with the connection flags accepted in both
     /// places: after the command that connects (whose help lists them, but
-    /// for `show`, where they serve only `--live`) and before it, where SPEC §7 and earlier versions had them as
+    /// for `show`, where they serve only `--live`) and before it, where earlier versions had them as
     /// global flags. Given in both places, the command's own win, flag by
     /// flag; given before a command that does not connect, they are
     /// ignored.
@@ -249,6 +249,14 @@ pub struct CompletionsArgs {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    /// Plan the removal of what this applied plan wrote (its tenant, not
+    /// --tenant; see docs/revert.md)
+    #[arg(
+        long,
+        value_name = "APPLIED_PLAN",
+        conflicts_with_all = ["tenant", "create_tenant"]
+    )]
+    pub revert: Option<PathBuf>,
     /// The target tenant
     #[arg(long, default_value = "default")]
     pub tenant: String,
@@ -297,6 +305,11 @@ pub enum OpArg {
     AddGroup,
     AddMembership,
     AddBinding,
+    RemoveBinding,
+    RemoveMembership,
+    RemoveGroup,
+    RemoveRole,
+    RemoveTenant,
 }
 
 #[derive(Debug, Args)]
@@ -506,8 +519,8 @@ mod tests {
         Cli::command().debug_assert();
     }
 
-    /// README "Connecting": the flags work after the command and, as SPEC
-    /// §7 had them, before it; given in both places, the command's own
+    /// README "Connecting": the flags work after the command and, as earlier versions
+    /// had them, before it; given in both places, the command's own
     /// win, flag by flag.
     #[test]
     fn connection_flags_before_or_after_the_command() {

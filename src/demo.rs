@@ -126,7 +126,7 @@ fn binding(
     doc
 }
 
-/// The small demo: every outcome of SPEC §3 but conflicts.
+/// The small demo: every outcome of docs/rules.md §5–§7 but conflicts.
 pub fn small() -> Snapshot {
     let mut rows = Snapshot::default();
     push(
@@ -360,7 +360,31 @@ pub fn small() -> Snapshot {
     rows
 }
 
-/// Loads rows into a store whose IAM tables exist; returns the counts.
+/// Inserts `rows` in the transaction [`Store::begin_demo`] opened;
+/// returns the counts.
+pub async fn write(store: &mut Store, rows: Snapshot) -> Result<[usize; 5]> {
+    for (table, list) in [
+        (Table::Tenants, &rows.tenants),
+        (Table::Users, &rows.users),
+        (Table::Groups, &rows.groups),
+        (Table::Roles, &rows.roles),
+        (Table::Bindings, &rows.bindings),
+    ] {
+        if !list.is_empty() {
+            store.insert_rows(table, list).await?;
+        }
+    }
+    Ok([
+        rows.tenants.len(),
+        rows.users.len(),
+        rows.groups.len(),
+        rows.roles.len(),
+        rows.bindings.len(),
+    ])
+}
+
+/// Loads rows into a store whose IAM tables exist, one transaction per
+/// table (tests); returns the counts.
 pub async fn load(store: &mut Store, rows: Snapshot) -> Result<[usize; 5]> {
     for (table, list) in [
         (Table::Tenants, &rows.tenants),
@@ -412,7 +436,8 @@ const CHUNK_USERS: usize = 5_000;
 /// A large legacy store: `users` users (1% deleted), one group per 20 users,
 /// the five demo roles plus 20 custom ones, `bindings_per_user` bindings per
 /// user (a tenth of them to groups, 1% dangling) and `memberships_per_user`
-/// memberships per user; the tenant `default` exists and is empty.
+/// memberships per user; the tenant `default` exists and is empty. Written
+/// in the transaction [`Store::begin_demo`] opened, in chunks of users.
 pub async fn load_synthetic(store: &mut Store, shape: &Shape) -> Result<[usize; 5]> {
     let mut rng = Rng(shape.seed);
     let mut counts = [0usize; 5];
@@ -456,7 +481,7 @@ pub async fn load_synthetic(store: &mut Store, shape: &Shape) -> Result<[usize; 
             json!({"id": id, "name": format!("Group {g}"), "description": "Generated", "deleted": false}),
         );
     }
-    let fixed_counts = load(store, fixed).await?;
+    let fixed_counts = write(store, fixed).await?;
     for (total, n) in counts.iter_mut().zip(fixed_counts) {
         *total += n;
     }
@@ -498,7 +523,7 @@ pub async fn load_synthetic(store: &mut Store, shape: &Shape) -> Result<[usize; 
                 push(&mut chunk.bindings, &binding_id, doc);
             }
         }
-        let chunk_counts = load(store, chunk).await?;
+        let chunk_counts = write(store, chunk).await?;
         for (total, n) in counts.iter_mut().zip(chunk_counts) {
             *total += n;
         }

@@ -16,6 +16,7 @@ pub(crate) mod commands;
 pub mod connect;
 pub mod demo;
 pub mod error;
+pub mod escape;
 pub mod plan;
 pub(crate) mod plan_file;
 pub(crate) mod progress;
@@ -53,21 +54,19 @@ pub fn run(cli: Cli) -> Result<ExitStatus> {
 
 /// Prints an error on stderr: its message, and with `-v` the causes it
 /// came from (a driver's or the server's own words). Both may quote a plan
-/// file or the store, so both go through the escaping function.
+/// file or the store, so both go through [`escape`]: the message's
+/// untrusted parts were escaped where they were formatted in, and this is
+/// the net for what was not (a driver's text, a path).
 pub fn report(err: &Error, verbose: bool) {
     use std::io::Write;
     let mut stderr = std::io::stderr().lock();
     // Messages may span lines (a stale plan's diff): each line is escaped
-    // on its own, so a line break survives and nothing else does.
+    // on its own, so the tool's line breaks survive and nothing else does.
+    // A plan's own line breaks never get here raw: they were escaped where
+    // the plan's text was formatted into the message.
     // Secrets the run knew are scrubbed first: a driver's error text is
     // not ours to trust.
-    let clean_lines = |text: &str| {
-        connect::secrets::scrub(text)
-            .split('\n')
-            .map(|line| render::clean(line).into_owned())
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let clean_lines = |text: &str| escape::lines(&connect::secrets::scrub(text)).into_owned();
     let _ = writeln!(stderr, "error: {}", clean_lines(err.message()));
     if verbose {
         for cause in err.causes() {
@@ -78,7 +77,8 @@ pub fn report(err: &Error, verbose: bool) {
 
 /// Logs go to stderr: `-l` sets the level, each `-v` raises it; the driver's
 /// own logs only with `--internal-log`. Every line is scrubbed of the
-/// secrets the run knows.
+/// secrets the run knows, then escaped: one event is one line, and no
+/// field of it (a plan's text, a driver's) writes a control character.
 fn init_logging(global: &cli::GlobalArgs) {
     let base = match global.log_level {
         Some(LogLevel::Trace) => 4,
@@ -99,7 +99,7 @@ fn init_logging(global: &cli::GlobalArgs) {
         tracing_subscriber::EnvFilter::new(format!("warn,sync_access={level},sqlx={driver}"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| connect::secrets::ScrubbingStderr)
+        .with_writer(|| connect::secrets::LogStderr)
         .with_target(false)
         .try_init();
 }

@@ -8,7 +8,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> ExitCode {
     let cli = match sync_access::cli::Cli::parse_args() {
         Ok(cli) => cli,
-        // Help and version are successes; a usage error exits 1 (SPEC §6),
+        // Help and version are successes; a usage error exits 1 (docs/exit-codes.md §1),
         // not clap's 2, which means "changes planned" here.
         Err(err) if !err.use_stderr() => err.exit(),
         Err(err) => {

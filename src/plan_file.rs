@@ -129,7 +129,17 @@ pub fn update(
         ));
     };
     let meta = check_replaceable(&real, path, force)?;
-    let unchanged = reread(&mut locked, bytes).map_err(|e| Error::io(path, e))?;
+    // The plan's size limit holds here too: the file may have grown since
+    // it was first read (never more than the limit and a byte are read).
+    let limit = crate::plan::max_plan_bytes();
+    let unchanged = reread(&mut Read::take(&mut locked, limit.saturating_add(1)), bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::refused(format!(
+            "{}: not a valid plan: over the limit of {limit} bytes; nothing written",
+            path.display()
+        )));
+    }
     let bytes = &bytes[..];
     let Some(Edit {
         replace: range,
@@ -158,7 +168,7 @@ pub fn update(
 /// Reads `file` into `bytes`, which holds an earlier read of it: true when
 /// the file still holds exactly those bytes. Equal chunks are compared in
 /// place, not copied.
-fn reread(file: &mut File, bytes: &mut Vec<u8>) -> std::io::Result<bool> {
+fn reread(file: &mut impl Read, bytes: &mut Vec<u8>) -> std::io::Result<bool> {
     let mut chunk = vec![0; 1 << 20];
     let mut at = 0;
     let mut same = true;

@@ -10,14 +10,14 @@ use crate::plan::{self, Loaded};
 use crate::render;
 use crate::signing::policy::{self, Counted, Flags, Policy};
 use crate::store::{Access, HistoryRecord, ReadMode, Store};
-use crate::sync::{into_writes, sync};
+use crate::sync::{created_group_lists, into_writes, removals_for, revert, sync, Change, Snapshot};
 
 enum Attempt {
     /// Written and recorded in the open transaction: only COMMIT is left.
     Written {
         rows: usize,
     },
-    AlreadyApplied(HistoryRecord),
+    AlreadyApplied(Box<HistoryRecord>),
 }
 
 /// How long an interrupted apply waits for its rollback before it closes
@@ -42,11 +42,27 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     // changes themselves (a million of them are hundreds of megabytes) are
     // checked and hashed as they are read, never kept; they are read again
     // only to show a diff.
+    let bytes = plan::read_bytes(path)?;
+    let refuse = |why: String| Error::refused(format!("{}: {why}", path.display()));
     let plan::Scanned {
         loaded,
         changes_digest: approved,
         ..
-    } = plan::load_without_changes(path)?;
+    } = plan::parse_without_changes(&bytes).map_err(refuse)?;
+    // A revert is re-derived from the additions its removals undo
+    // (docs/revert.md §4): its changes are read from the same bytes, and
+    // kept, as additions.
+    let (loaded, undone) = if loaded.plan.reverts.is_some() {
+        let mut whole = plan::parse(&bytes).map_err(refuse)?;
+        let undone: Vec<Change> = std::mem::take(&mut whole.plan.changes)
+            .into_iter()
+            .map(Change::addition)
+            .collect();
+        (whole, undone)
+    } else {
+        (loaded, Vec::new())
+    };
+    drop(bytes);
     tracing::info!(changes = loaded.plan.summary.changes(), "read the plan");
     let verdict = validate(&loaded, path, &policy)?;
     let notes = Notes {
@@ -94,7 +110,8 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
                 .begin_apply(Duration::from_secs(args.lock_timeout))
                 .await
                 .map_err(not_applied)?;
-            attempt(&mut store, plan, &approved, path, &applied_by, &approvers, &progress).await
+            let run = Run { plan, approved: &approved, path, progress: &progress };
+            attempt(&mut store, &run, undone, &applied_by, &approvers).await
         } => outcome,
     };
     match outcome {
@@ -172,6 +189,26 @@ async fn commit(
     };
     progress.finish();
     match committed {
+        Ok(()) if plan.reverts.is_some() => {
+            let s = &plan.summary;
+            super::report_done(&format!(
+                "Reverted plan {} with plan {} in tenant `{}` on {}: removed {} binding(s), {} membership(s), {} group(s), {} role(s){} ({rows} row(s) written).\n",
+                render::clean(plan.reverts.as_deref().unwrap_or_default()),
+                plan.digest,
+                render::clean(&plan.tenant),
+                target.display(),
+                s.remove_binding,
+                s.remove_membership,
+                s.remove_group,
+                s.remove_role,
+                if s.remove_tenant > 0 { ", and the tenant" } else { "" },
+            ));
+            crate::say!(
+                "next: sync-access verify {}; sync-access history",
+                path.display()
+            );
+            Ok(ExitStatus::Success)
+        }
         Ok(()) => {
             let s = &plan.summary;
             super::report_done(&format!(
@@ -313,25 +350,101 @@ fn validate(loaded: &Loaded, path: &Path, policy: &Policy) -> Result<policy::Ver
     policy::check(plan, policy, path, super::now_secs())
 }
 
+/// The plan being applied, and what was approved of it.
+struct Run<'a> {
+    plan: &'a plan::Plan,
+    /// The digest of the approved changes (`plan::changes_digest`).
+    approved: &'a str,
+    path: &'a Path,
+    progress: &'a super::Progress,
+}
+
+impl Run<'_> {
+    fn not_applied(&self, e: Error) -> Error {
+        not_applied(self.path, e)
+    }
+
+    fn stale(&self, why: String) -> Error {
+        self.not_applied(Error::stale(format!("stale: {why}")))
+    }
+
+    /// What the sync rules say quotes the plan's tenant or the store's
+    /// documents: escaped, on one line.
+    fn sync_stale(&self, e: &dyn std::fmt::Display) -> Error {
+        self.stale(crate::escape::field(&e.to_string()).into_owned())
+    }
+
+    /// Refuses as stale, with a diff, when the changes derived under the
+    /// lock are not the approved ones.
+    fn compare(&self, now: &[Change]) -> Result<()> {
+        // Documents are canonical text: equal changes are equal bytes.
+        if plan::changes_digest(now) == self.approved {
+            return Ok(());
+        }
+        // The file passed its digest check: read its changes again for the
+        // diff (a changed file now is refused as altered).
+        let reread = plan::load(self.path)?;
+        reread.require_intact(self.path)?;
+        let diff = render::changes_diff(&reread.plan.changes, now);
+        Err(self.stale(format!(
+            "the database no longer needs exactly the approved changes; plan, review and approve again\n\
+             --- approved\n+++ needed now\n{}",
+            diff.trim_end()
+        )))
+    }
+}
+
 async fn attempt(
     store: &mut Store,
-    plan: &plan::Plan,
-    approved: &str,
-    path: &Path,
+    run: &Run<'_>,
+    undone: Vec<Change>,
     applied_by: &str,
     approvers: &[Counted],
-    progress: &super::Progress,
 ) -> Result<Attempt> {
-    let not_applied = |e: Error| not_applied(path, e);
-    let stale = |why: String| not_applied(Error::stale(format!("stale: {why}")));
+    let plan = run.plan;
+    let not_applied = |e: Error| run.not_applied(e);
     if let Some(record) = store
         .find_applied(&plan.digest)
         .await
         .map_err(not_applied)?
     {
-        return Ok(Attempt::AlreadyApplied(record));
+        if let Some(by) = &record.reverted_by {
+            // Applying it again would put back what the revert took away
+            // without a review of today's database (docs/revert.md §6).
+            return Err(not_applied(Error::stale(format!(
+                "plan {} was applied at {} by {}, then reverted by plan {}; it is not applied again: plan again, review and approve the new plan",
+                render::clean(&record.digest),
+                render::clean(&record.applied_at),
+                render::clean(&record.applied_by),
+                render::clean(by)
+            ))));
+        }
+        return Ok(Attempt::AlreadyApplied(Box::new(record)));
     }
-    progress.counted(
+    // The original of a revert must still be applied and not reverted.
+    let original = match &plan.reverts {
+        None => None,
+        Some(digest) => {
+            let record = store.find_applied(digest).await.map_err(not_applied)?;
+            match record {
+                None => {
+                    return Err(run.stale(format!(
+                        "plan {}, which this plan reverts, is not in this database's history",
+                        render::clean(digest)
+                    )))
+                }
+                Some(r) if r.reverted_by.is_some() => {
+                    return Err(run.stale(format!(
+                        "plan {} was already reverted, by plan {}",
+                        render::clean(digest),
+                        render::clean(r.reverted_by.as_deref().unwrap_or_default())
+                    )))
+                }
+                Some(r) => Some(r),
+            }
+        }
+    };
+    run.progress.counted(
         "re-reading the store under the lock",
         super::Counter::RowsRead,
         None,
@@ -341,32 +454,12 @@ async fn attempt(
         .await
         .map_err(not_applied)?;
     tracing::info!("read the snapshot under the lock");
-    progress.phase("re-deriving the changes and comparing them with the approved ones");
-    let now = sync(&snapshot, &plan.sync_options()).map_err(|e| stale(e.to_string()))?;
-    tracing::info!(changes = now.changes.len(), "re-derived the changes");
-    // Documents are canonical text: equal changes are equal bytes.
-    if plan::changes_digest(&now.changes) != approved {
-        // The file passed its digest check: read its changes again for the
-        // diff (a changed file now is refused as altered).
-        let reread = plan::load(path)?;
-        reread.require_intact(path)?;
-        let diff = render::changes_diff(&reread.plan.changes, &now.changes);
-        return Err(stale(format!(
-            "the database no longer needs exactly the approved changes; plan, review and approve again\n\
-             --- approved\n+++ needed now\n{}",
-            diff.trim_end()
-        )));
-    }
-    let writes =
-        into_writes(&snapshot, &plan.tenant, now.changes).map_err(|e| stale(e.to_string()))?;
-    drop(snapshot);
-    progress.counted(
-        "writing",
-        super::Counter::RowsWritten,
-        Some(writes.len() as u64),
-    );
-    store.write(&writes).await.map_err(not_applied)?;
-    tracing::info!(rows = writes.len(), "wrote the changes");
+    run.progress
+        .phase("re-deriving the changes and comparing them with the approved ones");
+    let (rows, created_lists) = match &original {
+        None => write_sync(store, run, snapshot).await?,
+        Some(original) => write_revert(store, run, snapshot, undone, original).await?,
+    };
     // Each counted approver: the principal (`by`), when, the comment, the
     // key's fingerprint and whether allowed signers vouched for it. Older
     // rows hold `{by, at, signed}`: readers take both.
@@ -392,7 +485,87 @@ async fn attempt(
         applied_at: plan::now_rfc3339().map_err(not_applied)?,
         applied_by: applied_by.to_string(),
         summary: serde_json::to_string(&plan.summary).expect("a summary always serialises"),
+        reverted_by: None,
+        created_group_lists: created_lists,
     };
     store.record(&record).await.map_err(not_applied)?;
-    Ok(Attempt::Written { rows: writes.len() })
+    if let Some(original) = &original {
+        store
+            .mark_reverted(&original.digest, &plan.digest)
+            .await
+            .map_err(not_applied)?;
+    }
+    Ok(Attempt::Written { rows })
+}
+
+/// An ordinary plan: the sync rules again, compared, then the inserts and
+/// user documents. Returns the rows written and the `groupList`s created
+/// (JSON, for the history: what a revert restores).
+async fn write_sync(
+    store: &mut Store,
+    run: &Run<'_>,
+    snapshot: Snapshot,
+) -> Result<(usize, Option<String>)> {
+    let plan = run.plan;
+    let now = sync(&snapshot, &plan.sync_options()).map_err(|e| run.sync_stale(&e))?;
+    tracing::info!(changes = now.changes.len(), "re-derived the changes");
+    run.compare(&now.changes)?;
+    let created = created_group_lists(&snapshot, &now.changes);
+    let created = serde_json::to_string(&created).expect("a map of strings serialises");
+    let writes =
+        into_writes(&snapshot, &plan.tenant, now.changes).map_err(|e| run.sync_stale(&e))?;
+    drop(snapshot);
+    run.progress.counted(
+        "writing",
+        super::Counter::RowsWritten,
+        Some(writes.len() as u64),
+    );
+    store.write(&writes).await.map_err(|e| run.not_applied(e))?;
+    tracing::info!(rows = writes.len(), "wrote the changes");
+    Ok((writes.len(), Some(created)))
+}
+
+/// A revert plan: the revert rules again over the additions its removals
+/// undo, compared, then the deletions and user documents.
+async fn write_revert(
+    store: &mut Store,
+    run: &Run<'_>,
+    snapshot: Snapshot,
+    undone: Vec<Change>,
+    original: &HistoryRecord,
+) -> Result<(usize, Option<String>)> {
+    let plan = run.plan;
+    let now = revert(
+        &undone,
+        &snapshot,
+        &plan.tenant,
+        plan.options.skip_conflicts,
+    );
+    drop(undone);
+    tracing::info!(changes = now.changes.len(), "re-derived the removals");
+    run.compare(&now.changes)?;
+    // Rows of older releases did not record the lists their apply created:
+    // a list left empty then stays, as `[]`.
+    let prior_lists = original
+        .created_group_lists
+        .as_deref()
+        .and_then(|text| serde_json::from_str(text).ok())
+        .unwrap_or_default();
+    let removals = removals_for(&snapshot, &plan.tenant, &now.changes, &prior_lists)
+        .map_err(|e| run.sync_stale(&e))?;
+    drop(snapshot);
+    run.progress.counted(
+        "writing",
+        super::Counter::RowsWritten,
+        Some(removals.len() as u64),
+    );
+    store
+        .remove(&removals)
+        .await
+        .map_err(|e| run.not_applied(e))?;
+    tracing::info!(
+        rows = removals.len(),
+        "removed what the reverted plan wrote"
+    );
+    Ok((removals.len(), None))
 }

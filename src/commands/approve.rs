@@ -178,7 +178,9 @@ fn attached(args: &ApproveArgs, signature: &Path, plan: &Plan) -> Result<Approva
         ))
     };
     let mut approval: Approval =
-        serde_json::from_slice(&message).map_err(|e| not_ours(&e.to_string()))?;
+        // serde quotes the file (an unknown field's name): escaped.
+        serde_json::from_slice(&message)
+            .map_err(|e| not_ours(&crate::escape::field(&e.to_string())))?;
     if approval.signature.is_some() {
         return Err(not_ours("it holds a signature"));
     }
@@ -211,15 +213,20 @@ fn attached(args: &ApproveArgs, signature: &Path, plan: &Plan) -> Result<Approva
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.len() > MAX_MESSAGE_BYTES {
+    use std::io::Read;
+    // Through a cap, whatever the path is (a FIFO or a device too).
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MESSAGE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > MAX_MESSAGE_BYTES {
         return Err(Error::refused(format!(
-            "{}: {} bytes is too large for an approval message or signature",
-            path.display(),
-            meta.len()
+            "{}: too large for an approval message or signature (over {MAX_MESSAGE_BYTES} bytes)",
+            path.display()
         )));
     }
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+    Ok(bytes)
 }
 
 fn confirm(by: &str) -> Result<bool> {
@@ -228,9 +235,9 @@ fn confirm(by: &str) -> Result<bool> {
         render::clean(by)
     ));
     std::io::stderr().flush().ok();
+    // An answer is a word: a line without an end is not read for ever.
     let mut answer = String::new();
-    std::io::stdin()
-        .lock()
+    std::io::Read::take(std::io::stdin().lock(), 1024)
         .read_line(&mut answer)
         .map_err(|e| Error::io_on("stdin", e))?;
     Ok(matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))

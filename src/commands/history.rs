@@ -10,8 +10,10 @@ pub async fn run(args: &HistoryArgs) -> Result<ExitStatus> {
     let records = store.history().await?;
     match args.format {
         HistoryFormat::Json => super::stream_stdout(|out| {
+            let reverts = render::reverted_by_revert(&records);
             for record in &records {
-                render::write_json_line(out, &render::history_json(record))?;
+                let of = reverts.get(record.digest.as_str()).copied();
+                render::write_json_line(out, &render::history_json(record, of))?;
             }
             Ok(())
         })?,

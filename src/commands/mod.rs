@@ -8,6 +8,7 @@ pub mod history;
 pub mod keygen;
 pub mod man;
 pub mod plan;
+pub mod revert;
 pub mod show;
 pub mod verify;
 

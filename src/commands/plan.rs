@@ -14,6 +14,18 @@ use crate::sync::{sync, SyncOptions};
 const ATTENTION_ROWS: usize = 10;
 
 pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
+    if let Some(applied) = &args.revert {
+        return super::revert::run(args, applied).await;
+    }
+    // Before anything is read: a tenant Kestra would refuse, or one that
+    // only looks like another, is never planned.
+    if !crate::plan::is_valid_tenant_id(&args.tenant) {
+        return Err(Error::usage(format!(
+            "--tenant `{}`: not a tenant id: {}",
+            crate::escape::field(&args.tenant),
+            crate::plan::TENANT_ID_RULE
+        )));
+    }
     let options = SyncOptions {
         tenant: args.tenant.clone(),
         create_tenant: args.create_tenant,
@@ -53,7 +65,9 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
             + snapshot.roles.len()
             + snapshot.bindings.len()
     ));
-    let result = sync(&snapshot, &options).map_err(|e| Error::usage(e.to_string()))?;
+    // A malformed tenant document is quoted: escaped.
+    let result = sync(&snapshot, &options)
+        .map_err(|e| Error::usage(crate::escape::field(&e.to_string())))?;
     drop(snapshot);
     tracing::info!(changes = result.changes.len(), "derived the changes");
     let source = Source {
@@ -62,9 +76,21 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
         identity,
     };
     progress.phase(&format!("sealing {} changes", result.changes.len()));
-    let mut plan = Plan::new(result, &options, source, provenance);
+    let plan = Plan::new(result, &options, source, provenance);
+    finish(plan, args, key.as_ref(), progress, to_terminal)
+}
+
+/// Signs the sealed plan when asked, writes it, and says what it holds and
+/// what to do next: for plans and revert plans alike.
+pub(super) fn finish(
+    mut plan: Plan,
+    args: &PlanArgs,
+    key: Option<&SigningKey>,
+    progress: super::Progress,
+    to_terminal: bool,
+) -> Result<ExitStatus> {
     tracing::info!(digest = %plan.digest, "sealed the plan");
-    if let Some(key) = &key {
+    if let Some(key) = key {
         progress.phase("signing the plan");
         plan.author_signature = Some(key.sign(&signing::author_message(&plan))?);
         tracing::info!(key = %key.fingerprint(), "signed the plan as its author");

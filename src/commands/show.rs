@@ -118,6 +118,11 @@ fn op(arg: OpArg) -> Op {
         OpArg::AddGroup => Op::AddGroup,
         OpArg::AddMembership => Op::AddMembership,
         OpArg::AddBinding => Op::AddBinding,
+        OpArg::RemoveBinding => Op::RemoveBinding,
+        OpArg::RemoveMembership => Op::RemoveMembership,
+        OpArg::RemoveGroup => Op::RemoveGroup,
+        OpArg::RemoveRole => Op::RemoveRole,
+        OpArg::RemoveTenant => Op::RemoveTenant,
     }
 }
 

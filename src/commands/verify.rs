@@ -36,6 +36,7 @@ pub async fn run(args: &VerifyArgs) -> Result<ExitStatus> {
     let why = |u: &Unmet| match u {
         Unmet::Missing => "missing",
         Unmet::Differs => "differs",
+        Unmet::Present => "still there",
     };
     if args.format == ReportFormat::Json {
         let unmet_rows: Vec<_> = unmet
@@ -62,9 +63,14 @@ pub async fn run(args: &VerifyArgs) -> Result<ExitStatus> {
             super::stream_stdout(|out| {
                 writeln!(
                     out,
-                    "All {} change(s) of plan {} are in the database.",
+                    "All {} change(s) of plan {} are {}.",
                     plan.changes.len(),
-                    render::clean(&plan.digest)
+                    render::clean(&plan.digest),
+                    if plan.reverts.is_some() {
+                        "done: what they remove is gone from the database"
+                    } else {
+                        "in the database"
+                    }
                 )
             })?;
         }
@@ -84,10 +90,15 @@ pub async fn run(args: &VerifyArgs) -> Result<ExitStatus> {
         ));
     }
     Err(Error::stale(format!(
-        "{}: {} of {} change(s) are not in the database:\n{}",
+        "{}: {} of {} change(s) are not {}:\n{}",
         path.display(),
         unmet.len(),
         plan.changes.len(),
+        if plan.reverts.is_some() {
+            "done (what they remove is still there)"
+        } else {
+            "in the database"
+        },
         text.trim_end()
     )))
 }

@@ -49,14 +49,16 @@ pub fn scrub(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// A writer for the log subscriber: each log line is scrubbed before it
-/// reaches stderr.
-pub struct ScrubbingStderr;
+/// The writer of the log subscriber: each log line (the subscriber writes
+/// one event at a time, whole) is scrubbed of secrets, then escaped by
+/// [`crate::escape::log_line`], before it reaches stderr.
+pub struct LogStderr;
 
-impl std::io::Write for ScrubbingStderr {
+impl std::io::Write for LogStderr {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(scrub(&text).as_bytes())?;
+        let scrubbed = scrub(&text);
+        std::io::stderr().write_all(crate::escape::log_line(&scrubbed).as_bytes())?;
         Ok(buf.len())
     }
 

@@ -1,8 +1,10 @@
-//! The one canonical-JSON writer (SPEC §4): object keys sorted by their
-//! UTF-8 bytes at every depth, no insignificant whitespace, serde_json's
-//! minimal string escaping and number format. The digest of a plan, the
-//! digest of its changes, a change's line in a diff and the text of every
-//! document are all written here, so they cannot drift apart.
+//! The one canonical-JSON writer (docs/plan-format.md §10): object keys
+//! sorted by their UTF-8 bytes at every depth, no insignificant whitespace,
+//! serde_json's minimal string escaping, numbers as they were read. The
+//! digest of a plan, the digest of its changes, a change's line in a diff
+//! and the text of every document are all written here, so they cannot
+//! drift apart; and [`check`], the one reader's check that a JSON text
+//! means one thing to every reader (store documents and plan files).
 //!
 //! Any `Serialize` value goes through [`to_writer`]: scalars are written by
 //! serde_json; a struct's fields and a map's entries are buffered and
@@ -13,10 +15,10 @@
 //!   buffered); the writer checks that they are;
 //! - a `serde_json::value::RawValue`, which in this crate only a
 //!   [`Document`](crate::sync::Document) holds, and a document's text is
-//!   canonical by construction (`object`, `with_member`).
+//!   canonical by construction (`object`, `with_member`); and a number,
+//!   which serde_json (`arbitrary_precision`) hands over as its text.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt::Display;
 use std::io::Write;
 
@@ -30,6 +32,10 @@ pub const IN_ORDER: &str = "$sync_access::canonical::in_order";
 
 /// The name serde_json gives a `RawValue` (its text is the only field).
 const RAW_VALUE: &str = "$serde_json::private::RawValue";
+
+/// The name serde_json gives a `Number` under its `arbitrary_precision`
+/// feature (Cargo.toml): a struct whose one field is the number's text.
+const NUMBER: &str = "$serde_json::private::Number";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -142,7 +148,8 @@ impl<W: Write> Object<'_, '_, W> {
 
     fn field<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) -> Result<(), Error> {
         if self.raw {
-            // The text of a RawValue: canonical by construction.
+            // The text of a RawValue (canonical by construction) or of a
+            // number (kept as it was read, §10 rule 5).
             let Value::String(text) = serde_json::to_value(value)? else {
                 return Err(Error::Custom("a raw value that is not text".into()));
             };
@@ -344,7 +351,7 @@ impl<'a, 'p, W: Write> Serializer for &'a mut Canonical<'p, W> {
 
     fn serialize_struct(self, name: &'static str, _len: usize) -> Result<Object<'a, 'p, W>, Error> {
         let mut object = self.object(name == IN_ORDER);
-        object.raw = name == RAW_VALUE;
+        object.raw = name == RAW_VALUE || name == NUMBER;
         Ok(object)
     }
 
@@ -439,74 +446,307 @@ impl<W: Write> ser::SerializeMap for MapEntries<'_, '_, W> {
     }
 }
 
+/// Why a JSON text cannot be trusted to mean one thing to every reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unfit {
+    /// Not JSON (serde_json's reason, which never quotes the text); a
+    /// string with an escaped lone surrogate (`"\ud800"`) is one.
+    NotJson(String),
+    /// An object gives this member (its path) twice: readers disagree on
+    /// which value counts (SQLite's and MariaDB's JSON functions take the
+    /// first, serde_json and PostgreSQL's `jsonb` the last).
+    Repeated(String),
+    /// A member named as serde_json names its own private tokens, which it
+    /// would read as a number or raw text instead of as a member.
+    Reserved(String),
+}
+
+impl Display for Unfit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Unfit::NotJson(why) => write!(f, "not JSON ({why})"),
+            Unfit::Repeated(path) => write!(f, "member `{path}` is given twice"),
+            Unfit::Reserved(path) => write!(
+                f,
+                "member `{path}` has a name the JSON reader reserves for itself"
+            ),
+        }
+    }
+}
+
+/// Checks that `text` is JSON that every reader reads alike: valid, every
+/// string's escapes decodable, no object giving a member twice at any
+/// depth, no member named as serde_json's private tokens. Store documents
+/// (`crate::sync::documents`) and plan files (`crate::plan::load`) pass
+/// here before anything reads their members. Nesting is not checked here:
+/// the callers' limits differ.
+pub fn check(text: &str) -> Result<(), Unfit> {
+    // The walk recurses once per level: bounded, whatever the text.
+    if !nesting_within(text, CHECK_DEPTH) {
+        return Err(Unfit::NotJson(format!(
+            "nested deeper than {CHECK_DEPTH} levels"
+        )));
+    }
+    check_shallow(text)
+}
+
+/// [`check`] of a text already known to nest at most [`CHECK_DEPTH`]
+/// levels (store documents: at most 127).
+pub(crate) fn check_shallow(text: &str) -> Result<(), Unfit> {
+    debug_assert!(nesting_within(text, CHECK_DEPTH));
+    let text = text.trim_matches([' ', '\t', '\n', '\r']);
+    if !text.starts_with(['{', '[']) {
+        // A container's reading below checks the whole text's syntax;
+        // anything else is checked here.
+        serde_json::from_str::<&RawValue>(text).map_err(not_json)?;
+    }
+    walk(text, &mut String::new())
+}
+
+/// How deep [`check`] reads: a plan's documents (at most 127 levels,
+/// `crate::sync::documents`) sit three levels down in it.
+const CHECK_DEPTH: usize = 256;
+
+/// Whether the JSON `text` nests arrays and objects at most `limit` deep,
+/// counted over its bytes without parsing (strings skipped).
+pub(crate) fn nesting_within(text: &str, limit: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for byte in text.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return false;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    true
+}
+
+fn not_json(e: serde_json::Error) -> Unfit {
+    Unfit::NotJson(e.to_string())
+}
+
+/// Checks one value whose syntax is already known good; `path` names it.
+/// Each container is read as its members' raw texts, which serde_json
+/// takes without interpreting them (numbers stay text, strings are only
+/// scanned), so names can be compared before any reader keeps one of two.
+fn walk(text: &str, path: &mut String) -> Result<(), Unfit> {
+    match text.as_bytes().first() {
+        Some(b'{') => {
+            let Members(mut members) = serde_json::from_str(text).map_err(not_json)?;
+            members.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            let join = |path: &str, name: &str| {
+                if path.is_empty() {
+                    crate::escape::field(name).into_owned()
+                } else {
+                    format!("{path}.{}", crate::escape::field(name))
+                }
+            };
+            if let Some(pair) = members.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+                return Err(Unfit::Repeated(join(path, &pair[0].0)));
+            }
+            if let Some((name, _)) = members.iter().find(|(n, _)| n == NUMBER || n == RAW_VALUE) {
+                return Err(Unfit::Reserved(join(path, name)));
+            }
+            for (name, value) in members.iter().filter(|(_, v)| needs_walk(v.get())) {
+                let len = path.len();
+                *path = join(path, name);
+                walk(value.get(), path)?;
+                path.truncate(len);
+            }
+        }
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(text).map_err(not_json)?;
+            for (i, item) in items
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| needs_walk(v.get()))
+            {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                walk(item.get(), path)?;
+                path.truncate(len);
+            }
+        }
+        // Skipped strings are scanned, not decoded: decode the escaped ones.
+        Some(b'"') if text.contains('\\') => {
+            serde_json::from_str::<String>(text).map_err(not_json)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The members of the object `text` in the order given, repeats kept,
+/// each value as its raw text; `None` when `text` is no JSON object.
+pub(crate) fn members(text: &str) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+    serde_json::from_str::<Members>(text).ok().map(|m| m.0)
+}
+
+/// Whether [`walk`] has anything to check in a value: a container, or a
+/// string with escapes. Numbers, literals and plain strings were checked
+/// by the reading that found them.
+fn needs_walk(text: &str) -> bool {
+    match text.as_bytes().first() {
+        Some(b'{' | b'[') => true,
+        Some(b'"') => text.contains('\\'),
+        _ => false,
+    }
+}
+
+/// An object's members in the order given, repeats kept, each value as
+/// its raw text.
+struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> serde::Deserialize<'de> for Members<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Members<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                // Store documents have a handful of members.
+                let mut members = Vec::with_capacity(8);
+                while let Some(Name(name)) = map.next_key()? {
+                    members.push((name, map.next_value()?));
+                }
+                Ok(Members(members))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// A member's name, borrowed when it has no escapes.
+struct Name<'a>(Cow<'a, str>);
+
+impl<'de> serde::Deserialize<'de> for Name<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Name<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Name(Cow::Owned(v.to_string())))
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
+}
+
 /// The canonical text of `raw`, a JSON object's text; `None` when it is
-/// not one. Flat documents (as plans and stores hold them) are rewritten
-/// without building a `Value`.
+/// not one. Written from the members' raw texts, without a `Value`:
+/// numbers keep the text they were written with (§10 rule 5).
 pub(crate) fn object(raw: &str) -> Option<String> {
-    let Ok(members) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw) else {
-        return match serde_json::from_str::<Value>(raw).ok()? {
-            object @ Value::Object(_) => Some(to_string(&object)),
-            _ => None,
-        };
-    };
-    write_members(&members, raw.len())
+    with_members(raw, None)
 }
 
 /// The canonical text of `raw` (a JSON object's text) with member `name`
 /// set to the string `value`; `None` when `raw` is not an object.
 pub(crate) fn with_member(raw: &str, name: &str, value: &str) -> Option<String> {
-    // Borrowed keys fail on escapes: the slow path handles those.
-    let Ok(mut members) = serde_json::from_str::<BTreeMap<&str, &RawValue>>(raw) else {
-        let Value::Object(mut map) = serde_json::from_str::<Value>(raw).ok()? else {
-            return None;
-        };
-        map.insert(name.to_string(), Value::String(value.to_string()));
-        return Some(to_string(&map));
-    };
-    let encoded = serde_json::to_string(value).expect("a string always serialises");
-    let encoded: Box<RawValue> = RawValue::from_string(encoded).ok()?;
-    members.insert(name, &encoded);
-    write_members(&members, raw.len() + name.len() + value.len() + 8)
+    with_members(raw, Some((name, value)))
 }
 
-/// Members in key order (a `BTreeMap` of `&str` sorts by bytes).
-fn write_members(members: &BTreeMap<&str, &RawValue>, size: usize) -> Option<String> {
-    let mut out = String::with_capacity(size + 2);
+fn with_members(raw: &str, set: Option<(&str, &str)>) -> Option<String> {
+    let raw: &RawValue = serde_json::from_str(raw).ok()?;
+    if !raw.get().starts_with('{') {
+        return None;
+    }
+    let mut out = String::with_capacity(raw.get().len() + 64);
+    canonical_object(raw.get(), set, &mut out)?;
+    Some(out)
+}
+
+/// Appends the canonical text of an object's text, with member `set`
+/// added or replaced. Of a member given twice the last counts, as
+/// serde_json reads it; [`check`] keeps such documents out beforehand.
+fn canonical_object(text: &str, set: Option<(&str, &str)>, out: &mut String) -> Option<()> {
+    let mut members = members(text)?;
+    let encoded;
+    if let Some((name, value)) = set {
+        members.retain(|(n, _)| n != name);
+        encoded = RawValue::from_string(serde_json::to_string(value).ok()?).ok()?;
+        members.push((Cow::Borrowed(name), &encoded));
+    }
+    // Stable: of equal names the last stays last, and wins below.
+    members.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     out.push('{');
-    for (i, (key, member)) in members.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for (i, (name, value)) in members.iter().enumerate() {
+        if members.get(i + 1).is_some_and(|next| next.0 == *name) {
+            continue;
+        }
+        if !first {
             out.push(',');
         }
-        // A key borrowed from JSON text has no escapes: verbatim is canonical.
-        out.push('"');
-        out.push_str(key);
-        out.push_str("\":");
-        canonical_value(member.get(), &mut out)?;
+        first = false;
+        write_string(name, out)?;
+        out.push(':');
+        canonical_value(value.get(), out)?;
     }
     out.push('}');
-    Some(out)
+    Some(())
+}
+
+/// Appends a string as serde_json writes it.
+fn write_string(text: &str, out: &mut String) -> Option<()> {
+    let needs_escape = text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\');
+    if needs_escape {
+        out.push_str(&serde_json::to_string(text).ok()?);
+    } else {
+        out.push('"');
+        out.push_str(text);
+        out.push('"');
+    }
+    Some(())
 }
 
 /// Appends the canonical text of one JSON value's text.
 fn canonical_value(text: &str, out: &mut String) -> Option<()> {
-    let bytes = text.as_bytes();
-    let plain_integer = || {
-        let digits = text.strip_prefix('-').unwrap_or(text);
-        !digits.is_empty()
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && (digits == "0" || !digits.starts_with('0'))
-            && text != "-0"
-            && (text.parse::<i64>().is_ok() || text.parse::<u64>().is_ok())
-    };
-    match bytes.first()? {
+    match text.as_bytes().first()? {
         // Already canonical: serde_json would write the same bytes.
         b'"' if !text.contains('\\') => out.push_str(text),
-        b't' | b'f' | b'n' => out.push_str(text),
-        b'-' | b'0'..=b'9' if plain_integer() => out.push_str(text),
-        _ => {
-            let value: Value = serde_json::from_str(text).ok()?;
-            out.push_str(&to_string(&value));
+        b'"' => write_string(&serde_json::from_str::<String>(text).ok()?, out)?,
+        b'{' => canonical_object(text, None, out)?,
+        b'[' => {
+            let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                canonical_value(item.get(), out)?;
+            }
+            out.push(']');
         }
+        // `true`, `false`, `null`, and numbers exactly as written.
+        _ => out.push_str(text),
     }
     Some(())
 }
@@ -516,6 +756,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use serde::Serialize;
+    use std::collections::BTreeMap;
 
     #[derive(Serialize)]
     struct Unsorted<'a> {
@@ -563,6 +804,53 @@ mod tests {
         assert_eq!(to_string(&BTreeMap::<String, u8>::new()), "{}");
     }
 
+    #[test]
+    fn check_names_the_first_member_given_twice_at_any_depth() {
+        assert_eq!(check(r#"{"a":1,"b":[{"c":null}],"d":"\u00e9"}"#), Ok(()));
+        let repeated = |text: &str| match check(text) {
+            Err(Unfit::Repeated(path)) => path,
+            other => panic!("{text}: {other:?}"),
+        };
+        assert_eq!(repeated(r#"{"a":1,"a":1}"#), "a");
+        assert_eq!(repeated(r#"{"a":{"b":[0,{"c":1,"c":2}]}}"#), "a.b[1].c");
+        assert_eq!(repeated(r#"[{"x":1},{"y":1,"y":1}]"#), "[1].y");
+        // Names compare as decoded: an escaped spelling is the same name.
+        assert_eq!(repeated(r#"{"\u0061":1,"a":2}"#), "a");
+        assert!(matches!(check(r#"{"a":"\ud800"}"#), Err(Unfit::NotJson(_))));
+        assert!(matches!(check(r#"{"a":1"#), Err(Unfit::NotJson(_))));
+        assert!(matches!(
+            check(r#"{"a":{"$serde_json::private::Number":"1"}}"#),
+            Err(Unfit::Reserved(path)) if path == "a.$serde_json::private::Number"
+        ));
+        assert_eq!(
+            Unfit::Repeated("changes[0].value.id".into()).to_string(),
+            "member `changes[0].value.id` is given twice"
+        );
+        // Names reach messages with what would act on a terminal escaped.
+        assert_eq!(
+            repeated("{\"a\":{\"\\u001b[2J\\u200b\":1,\"\\u001b[2J\\u200b\":2}}"),
+            "a.\\u{1b}[2J\\u{200b}"
+        );
+        assert!(matches!(check(" 7 "), Ok(())));
+        assert!(matches!(check("{} x"), Err(Unfit::NotJson(_))));
+        assert!(matches!(check("[1] ]"), Err(Unfit::NotJson(_))));
+        assert!(matches!(check("\"\\ud800\""), Err(Unfit::NotJson(_))));
+    }
+
+    /// docs/plan-format.md §10 rule 5: a number is written as it was read,
+    /// byte for byte, whatever its size or precision, at any depth.
+    #[test]
+    fn numbers_are_written_as_read() {
+        let text = r#" { "h" : 7, "a":1e400,"b":0.1000000000000000000001,"c":-0,"d":1E2,"e":1.10,"f":123456789012345678901234567890,"g":[-1.5e-3, {"y": 2E+1, "x": 0.0}]} "#;
+        let canonical = r#"{"a":1e400,"b":0.1000000000000000000001,"c":-0,"d":1E2,"e":1.10,"f":123456789012345678901234567890,"g":[-1.5e-3,{"x":0.0,"y":2E+1}],"h":7}"#;
+        assert_eq!(object(text).as_deref(), Some(canonical));
+        assert_eq!(object(canonical).as_deref(), Some(canonical));
+        // A `Value` keeps the digits too (arbitrary_precision), and the
+        // writer writes them; serde_json respells only an exponent.
+        let value: Value = serde_json::from_str(r#"{"a":1e400,"b":1.10}"#).unwrap();
+        assert_eq!(to_string(&value), r#"{"a":1e+400,"b":1.10}"#);
+    }
+
     fn any_value() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
@@ -604,7 +892,7 @@ mod tests {
                     proptest::num::f64::NORMAL.prop_map(|n| n.to_string()),
                     proptest::strategy::Just("1.10".to_string()),
                     proptest::strategy::Just("-0".to_string()),
-                    proptest::strategy::Just("1e3".to_string()),
+                    proptest::strategy::Just("-1.50".to_string()),
                     proptest::strategy::Just("123456789012345678901234567890".to_string()),
                     "[a-zA-Z0-9 é\\\\\"/\\n\\u{1}]{0,8}".prop_map(|s| serde_json::to_string(&s).unwrap()),
                     proptest::strategy::Just("\"\\u00e9\\/\"".to_string()),

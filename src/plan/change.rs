@@ -1,4 +1,4 @@
-//! A change as the plan file spells it (SPEC §4): one flat object whose
+//! A change as the plan file spells it (docs/plan-format.md §6): one flat object whose
 //! `op` says which of the other fields it has. This is the only
 //! description of a change's fields: the plan file, the digest and the
 //! diffs all serialise it (the digest and the diffs through
@@ -54,8 +54,19 @@ impl Change {
         match self {
             Change::CreateTenant { value, .. }
             | Change::AddRole { value, .. }
-            | Change::AddGroup { value, .. } => record.value = Some(value),
+            | Change::AddGroup { value, .. }
+            | Change::RemoveTenant { value, .. }
+            | Change::RemoveRole { value, .. }
+            | Change::RemoveGroup { value, .. } => record.value = Some(value),
             Change::AddMembership {
+                user_id,
+                username,
+                group_id,
+                group_name,
+                membership,
+                ..
+            }
+            | Change::RemoveMembership {
                 user_id,
                 username,
                 group_id,
@@ -70,6 +81,12 @@ impl Change {
                 record.membership = Some(*membership);
             }
             Change::AddBinding {
+                value,
+                subject,
+                role,
+                ..
+            }
+            | Change::RemoveBinding {
                 value,
                 subject,
                 role,
@@ -105,19 +122,21 @@ impl<'de> Deserialize<'de> for Change {
                 Ok(())
             }
         };
+        // A removal has the members of the addition it undoes.
+        let shape = r.op.undone().unwrap_or(r.op);
         let document_op = matches!(
-            r.op,
+            shape,
             Op::CreateTenant | Op::AddRole | Op::AddGroup | Op::AddBinding
         );
         none(!document_op && r.value.is_some(), "value")?;
-        if r.op != Op::AddMembership {
+        if shape != Op::AddMembership {
             none(r.user_id.is_some(), "user_id")?;
             none(r.username.is_some(), "username")?;
             none(r.group_id.is_some(), "group_id")?;
             none(r.group_name.is_some(), "group_name")?;
             none(r.membership.is_some(), "membership")?;
         }
-        if r.op != Op::AddBinding {
+        if shape != Op::AddBinding {
             none(r.subject.is_some(), "subject")?;
             none(r.role.is_some(), "role")?;
         }
@@ -126,7 +145,7 @@ impl<'de> Deserialize<'de> for Change {
                 .clone()
                 .ok_or_else(|| D::Error::custom(format!("`{op}` needs `value`")))
         };
-        Ok(match r.op {
+        let addition = match shape {
             Op::CreateTenant => Change::CreateTenant {
                 value: value()?,
                 key: r.key,
@@ -153,8 +172,14 @@ impl<'de> Deserialize<'de> for Change {
                 group_name: need(r.group_name, "group_name")?,
                 membership: r
                     .membership
-                    .ok_or_else(|| D::Error::custom("`add_membership` needs `membership`"))?,
+                    .ok_or_else(|| D::Error::custom(format!("`{op}` needs `membership`")))?,
             },
+            _ => unreachable!("the shape of a change is an addition's"),
+        };
+        Ok(if r.op.is_removal() {
+            addition.removal()
+        } else {
+            addition
         })
     }
 }

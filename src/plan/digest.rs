@@ -1,6 +1,6 @@
 //! What a plan's digest covers, and how anyone recomputes it: `sha256:` and
 //! the hex SHA-256 of the canonical JSON of the plan without `digest`,
-//! `author_signature` and `approvals` (SPEC §4), so that signing and
+//! `author_signature` and `approvals` (docs/plan-format.md §11), so that signing and
 //! approving never change what was approved.
 
 use std::io::Write;
@@ -88,6 +88,9 @@ struct Sealed<'a, C> {
     created_by: &'a str,
     format: &'a str,
     options: &'a Options,
+    /// Only in a revert plan: other plans hash as before it existed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reverts: Option<&'a str>,
     skipped: &'a [Finding],
     source: &'a Source,
     summary: &'a Summary,
@@ -115,6 +118,7 @@ pub(super) fn digest_with_changes<C: Serialize>(
         created_by: &plan.created_by,
         format: &plan.format,
         options: &plan.options,
+        reverts: plan.reverts.as_deref(),
         skipped: &plan.skipped,
         source: &plan.source,
         summary: &plan.summary,

@@ -32,16 +32,31 @@ impl Loaded {
             Err(Error::refused(format!(
                 "{}: digest mismatch: the plan says {} but its content hashes to {}; it was altered after it was made",
                 path.display(),
-                self.plan.digest,
+                crate::escape::field(&self.plan.digest),
                 self.computed_digest
             )))
         }
     }
 }
 
+/// The size limit in force: [`MAX_PLAN_BYTES`], or less when the
+/// environment variable `SYNC_ACCESS_MAX_PLAN_BYTES` says so. That variable
+/// exists for the tests (a limit of gigabytes is slow to reach); it can
+/// only lower the limit.
+pub fn max_plan_bytes() -> u64 {
+    std::env::var("SYNC_ACCESS_MAX_PLAN_BYTES")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(MAX_PLAN_BYTES, |n| n.min(MAX_PLAN_BYTES))
+}
+
 /// Reads and validates a plan file: size, JSON, format and shape. The digest
 /// is recomputed but not enforced here (`show` displays altered plans with a
 /// warning); see [`Loaded::require_intact`].
+///
+/// Whatever `path` is (a regular file, a FIFO, a device, a process
+/// substitution), at most the size limit is read: a regular file over it is
+/// refused before reading, anything else while reading.
 pub fn load(path: &Path) -> Result<Loaded> {
     let bytes = read_bytes(path)?;
     parse(&bytes).map_err(|msg| refused(path, msg))
@@ -52,35 +67,65 @@ pub(super) fn refused(path: &Path, why: String) -> Error {
     Error::refused(format!("{}: {why}", path.display()))
 }
 
-/// A plan file's bytes, within the size limit, not yet validated.
+/// A plan file's bytes, read through the size limit, not yet validated.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     let refuse = |msg: String| refused(path, msg);
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if meta.len() > MAX_PLAN_BYTES {
+    let limit = max_plan_bytes();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if meta.is_file() && meta.len() > limit {
         return Err(refuse(format!(
-            "not a valid plan: {} bytes is over the limit of {MAX_PLAN_BYTES} bytes",
+            "not a valid plan: {} bytes is over the limit of {limit} bytes",
             meta.len()
         )));
     }
-    std::fs::read(path).map_err(|e| Error::io(path, e))
+    read_capped(file, limit)
+        .map_err(|e| Error::io(path, e))?
+        .ok_or_else(|| refuse(over_the_limit(limit)))
 }
 
 /// Reads and validates a plan from stdin (`show -`), within the same size
 /// limit as a file.
 pub fn load_stdin() -> Result<Loaded> {
+    let limit = max_plan_bytes();
+    let refuse = |msg: String| Error::refused(format!("stdin: {msg}"));
+    let bytes = read_capped(std::io::stdin().lock(), limit)
+        .map_err(|e| Error::io_on("stdin", e))?
+        .ok_or_else(|| refuse(over_the_limit(limit)))?;
+    parse(&bytes).map_err(refuse)
+}
+
+fn over_the_limit(limit: u64) -> String {
+    format!("not a valid plan: over the limit of {limit} bytes")
+}
+
+/// The bytes of `input`, read through a cap: `None` when it holds more than
+/// `limit` bytes (never more than `limit + 1` are read). Reading stops early
+/// once the input cannot be a plan (its first byte that is not white space
+/// is not `{`): `/dev/zero` or a binary file is refused at once, by the
+/// parser, with what was read.
+pub fn read_capped(input: impl std::io::Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read;
+    let mut capped = input.take(limit.saturating_add(1));
     let mut bytes = Vec::new();
-    std::io::stdin()
-        .lock()
-        .take(MAX_PLAN_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| Error::io_on("stdin", e))?;
-    if bytes.len() as u64 > MAX_PLAN_BYTES {
-        return Err(Error::refused(format!(
-            "stdin: not a valid plan: over the limit of {MAX_PLAN_BYTES} bytes"
-        )));
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        let n = match capped.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        bytes.extend_from_slice(&chunk[..n]);
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        if first.is_some_and(|b| *b != b'{') {
+            return Ok(Some(bytes));
+        }
     }
-    parse(&bytes).map_err(|msg| Error::refused(format!("stdin: {msg}")))
+    if bytes.len() as u64 > limit {
+        return Ok(None);
+    }
+    Ok(Some(bytes))
 }
 
 /// Validates plan bytes; the error is a sentence without the path. The plan
@@ -89,9 +134,11 @@ pub fn load_stdin() -> Result<Loaded> {
 /// digest recomputed from the types is the file's own.
 pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
     check_format(bytes)?;
-    let plan: Plan =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a valid {FORMAT} plan: {e}"))?;
-    let mut tally = Tally::new(&plan.tenant);
+    check_text(bytes)?;
+    // serde's message quotes the file (an unknown field's name, a value of
+    // the wrong type): escaped.
+    let plan: Plan = serde_json::from_slice(bytes).map_err(|e| invalid(&e))?;
+    let mut tally = Tally::new(&plan);
     for change in &plan.changes {
         tally.add(change);
     }
@@ -101,6 +148,15 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
         plan,
         computed_digest,
     })
+}
+
+/// The refusal of a plan that serde could not read; its message quotes the
+/// file (an unknown field's name, a value of the wrong type): escaped.
+pub(super) fn invalid(e: &dyn std::fmt::Display) -> String {
+    format!(
+        "not a valid {FORMAT} plan: {}",
+        crate::escape::field(&e.to_string())
+    )
 }
 
 /// JSON, an object, and a plan of this format: what is checked before
@@ -114,13 +170,19 @@ pub(super) fn check_format(bytes: &[u8]) -> std::result::Result<(), String> {
         if e.is_data() {
             "not a valid plan: not a JSON object".to_string()
         } else {
-            format!("not a valid plan: not JSON ({e})")
+            format!(
+                "not a valid plan: not JSON ({})",
+                crate::escape::field(&e.to_string())
+            )
         }
     })?;
     match probe.format {
         Some(Value::String(f)) if f == FORMAT => {}
         Some(Value::String(f)) => {
-            return Err(format!("not a valid plan: format `{f}` is not `{FORMAT}`"))
+            return Err(format!(
+                "not a valid plan: format `{}` is not `{FORMAT}`",
+                crate::escape::field(&f)
+            ))
         }
         _ => {
             return Err(format!(
@@ -131,11 +193,27 @@ pub(super) fn check_format(bytes: &[u8]) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// UTF-8 text that [`super::canonical::check`] accepts: a member given
+/// twice would be read by serde with the last value, by another reader
+/// perhaps with the first, under the same digest.
+pub(super) fn check_text(bytes: &[u8]) -> std::result::Result<&str, String> {
+    let text =
+        std::str::from_utf8(bytes).map_err(|_| "not a valid plan: not UTF-8 text".to_string())?;
+    super::canonical::check(text).map_err(|unfit| format!("not a valid plan: {unfit}"))?;
+    Ok(text)
+}
+
 /// What a plan's changes say of themselves, gathered one change at a time
 /// (a plan read without keeping its changes sees each of them once).
 pub(super) struct Tally<'t> {
     tenant: &'t str,
+    /// Whether the plan is a revert: then it holds only removals, and
+    /// otherwise only additions.
+    reverts: bool,
     counts: [usize; Op::ALL.len()],
+    /// The first change of the wrong kind (a removal or an addition), and
+    /// why.
+    first_misplaced: Option<String>,
     /// The first change whose key and document disagree, and why.
     first_mismatch: Option<String>,
     /// The first change out of order, after the one before it.
@@ -145,10 +223,12 @@ pub(super) struct Tally<'t> {
 }
 
 impl<'t> Tally<'t> {
-    pub(super) fn new(tenant: &'t str) -> Self {
+    pub(super) fn new(plan: &'t Plan) -> Self {
         Tally {
-            tenant,
+            tenant: &plan.tenant,
+            reverts: plan.reverts.is_some(),
             counts: [0; Op::ALL.len()],
+            first_misplaced: None,
             first_mismatch: None,
             first_disorder: None,
             previous: None,
@@ -158,12 +238,24 @@ impl<'t> Tally<'t> {
     pub(super) fn add(&mut self, change: &Change) {
         let op = change.op();
         self.counts[Op::ALL.iter().position(|o| *o == op).unwrap_or(0)] += 1;
+        if self.first_misplaced.is_none() && op.is_removal() != self.reverts {
+            self.first_misplaced = Some(format!(
+                "change `{} {}`: {}",
+                op.as_str(),
+                crate::escape::field(change.key()),
+                if self.reverts {
+                    "a revert plan holds only removals"
+                } else {
+                    "a removal belongs in a revert plan (with `reverts`)"
+                }
+            ));
+        }
         if self.first_mismatch.is_none() {
             if let Some(problem) = change_mismatch(change, self.tenant) {
                 self.first_mismatch = Some(format!(
                     "change `{} {}`: {problem}",
                     op.as_str(),
-                    change.key()
+                    crate::escape::field(change.key())
                 ));
             }
         }
@@ -175,9 +267,9 @@ impl<'t> Tally<'t> {
                     self.first_disorder = Some(format!(
                         "changes are not in order or repeat a change (`{}` {} then `{}` {})",
                         previous_op.as_str(),
-                        key,
+                        crate::escape::field(key),
                         op.as_str(),
-                        change.key()
+                        crate::escape::field(change.key())
                     ));
                 }
                 // The buffers are reused: a plan has a million changes.
@@ -204,6 +296,8 @@ impl<'t> Tally<'t> {
 
 /// What the shape alone cannot say: a plan must be internally coherent, so
 /// that a reviewer reading its summary reads the truth about its changes.
+/// `tally` is of the plan's changes (which a plan read without keeping
+/// them no longer has).
 pub(super) fn check_consistency(plan: &Plan, tally: &Tally) -> std::result::Result<(), String> {
     let bad = |msg: String| Err(format!("not a valid plan: {msg}"));
     for op in Op::ALL {
@@ -226,13 +320,42 @@ pub(super) fn check_consistency(plan: &Plan, tally: &Tally) -> std::result::Resu
     if plan.tenant.is_empty() {
         return bad("`tenant` is empty".into());
     }
-    if let Some(mismatch) = &tally.first_mismatch {
-        return bad(mismatch.clone());
+    if !super::is_valid_tenant_id(&plan.tenant) {
+        return bad(format!(
+            "`tenant` `{}` is not a tenant id: {}",
+            crate::escape::field(&plan.tenant),
+            super::TENANT_ID_RULE
+        ));
     }
-    if let Some(disorder) = &tally.first_disorder {
-        return bad(disorder.clone());
+    // A revert plan only removes, and every other plan only adds: a
+    // reviewer reads one or the other (docs/revert.md §2).
+    if let Some(reverts) = &plan.reverts {
+        if !is_digest(reverts) {
+            return bad("`reverts` is not a digest (`sha256:` and 64 lowercase hex digits)".into());
+        }
+        if plan.options.create_tenant || plan.options.tenant_name.is_some() {
+            return bad("a revert plan has no tenant to create".into());
+        }
+    }
+    // The tenant passed its rule: the messages below quote it as it is.
+    let first = [
+        &tally.first_misplaced,
+        &tally.first_mismatch,
+        &tally.first_disorder,
+    ];
+    if let Some(problem) = first.into_iter().flatten().next() {
+        return bad(problem.clone());
     }
     Ok(())
+}
+
+fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// Whether a change says what it does: its key is where its document goes,
@@ -240,13 +363,18 @@ pub(super) fn check_consistency(plan: &Plan, tally: &Tally) -> std::result::Resu
 /// documents: they must agree.
 fn change_mismatch(change: &Change, tenant: &str) -> Option<String> {
     let (key, value, in_tenant) = match change {
-        Change::CreateTenant { key, value } => (key, value, false),
+        Change::CreateTenant { key, value } | Change::RemoveTenant { key, value } => {
+            (key, value, false)
+        }
         Change::AddRole { key, value }
         | Change::AddGroup { key, value }
-        | Change::AddBinding { key, value, .. } => (key, value, true),
-        // A user's key is its id in SPEC §2, but the plan names the key the
+        | Change::AddBinding { key, value, .. }
+        | Change::RemoveRole { key, value }
+        | Change::RemoveGroup { key, value }
+        | Change::RemoveBinding { key, value, .. } => (key, value, true),
+        // A user's key is its id in docs/store.md §1, but the plan names the key the
         // store really has: nothing to cross-check.
-        Change::AddMembership { .. } => return None,
+        Change::AddMembership { .. } | Change::RemoveMembership { .. } => return None,
     };
     // Only two members are read: a borrowed view, not a whole Value.
     #[derive(Deserialize)]
@@ -268,7 +396,11 @@ fn change_mismatch(change: &Change, tenant: &str) -> Option<String> {
             return Some(format!("its document is not in tenant `{tenant}`"));
         }
         if *key != format!("{tenant}_{id}") {
-            return Some(format!("its key is not `{tenant}_{id}`"));
+            // The tenant passed its rule; the id is the document's.
+            return Some(format!(
+                "its key is not `{tenant}_{}`",
+                crate::escape::field(id)
+            ));
         }
     } else if key != id || id != tenant {
         return Some(format!("it does not create tenant `{tenant}`"));

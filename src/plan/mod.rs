@@ -1,4 +1,4 @@
-//! The plan file (SPEC §4): its shape ([`Plan`]), the wire format of its
+//! The plan file (docs/plan-format.md): its shape ([`Plan`]), the wire format of its
 //! changes (`change.rs`), canonical JSON ([`canonical`]), its digest
 //! (`digest.rs`) and reading it back (`load.rs`).
 //!
@@ -11,8 +11,13 @@
 pub mod canonical;
 mod change;
 mod digest;
+#[cfg(test)]
+mod hostile_tests;
 mod load;
+#[cfg(test)]
+mod revert_tests;
 mod stream;
+mod tenant_id;
 #[cfg(test)]
 mod tests;
 
@@ -24,8 +29,9 @@ use crate::error::{Error, Result};
 use crate::sync::{Change, Context, Finding, Op, SyncOptions, SyncResult};
 
 pub use digest::{changes_digest, digest_of, digest_of_plan};
-pub use load::{load, load_stdin, parse, read_bytes, Loaded};
+pub use load::{load, load_stdin, max_plan_bytes, parse, read_bytes, read_capped, Loaded};
 pub use stream::{load_without_changes, parse_for_approval, parse_without_changes, Scanned};
+pub use tenant_id::{is_valid_tenant_id, TENANT_ID_RULE};
 
 pub const FORMAT: &str = "sync-access/plan/v1";
 
@@ -43,6 +49,10 @@ pub struct Plan {
     pub source: Source,
     pub tenant: String,
     pub options: Options,
+    /// A revert plan (docs/revert.md): the digest of the applied plan it
+    /// undoes. Absent in every other plan, which hashes as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reverts: Option<String>,
     pub summary: Summary,
     pub changes: Vec<Change>,
     pub skipped: Vec<Finding>,
@@ -89,6 +99,18 @@ pub struct Summary {
     pub add_group: usize,
     pub add_membership: usize,
     pub add_binding: usize,
+    // A revert plan's removals; absent when 0, so that other plans' files
+    // and digests are unchanged.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub remove_binding: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub remove_membership: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub remove_group: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub remove_role: usize,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub remove_tenant: usize,
     pub present: usize,
     pub skipped: usize,
     pub conflicts: usize,
@@ -106,6 +128,11 @@ impl Summary {
             add_group: result.count(Op::AddGroup),
             add_membership: result.count(Op::AddMembership),
             add_binding: result.count(Op::AddBinding),
+            remove_binding: result.count(Op::RemoveBinding),
+            remove_membership: result.count(Op::RemoveMembership),
+            remove_group: result.count(Op::RemoveGroup),
+            remove_role: result.count(Op::RemoveRole),
+            remove_tenant: result.count(Op::RemoveTenant),
             present: result.present_total(),
             skipped: result.skipped.len(),
             conflicts: result.conflicts.len(),
@@ -113,7 +140,7 @@ impl Summary {
     }
 
     pub fn changes(&self) -> usize {
-        self.create_tenant + self.add_role + self.add_group + self.add_membership + self.add_binding
+        Op::ALL.iter().map(|op| self.count(*op)).sum()
     }
 
     pub fn count(&self, op: Op) -> usize {
@@ -123,6 +150,11 @@ impl Summary {
             Op::AddGroup => self.add_group,
             Op::AddMembership => self.add_membership,
             Op::AddBinding => self.add_binding,
+            Op::RemoveBinding => self.remove_binding,
+            Op::RemoveMembership => self.remove_membership,
+            Op::RemoveGroup => self.remove_group,
+            Op::RemoveRole => self.remove_role,
+            Op::RemoveTenant => self.remove_tenant,
         }
     }
 }
@@ -167,6 +199,7 @@ impl Plan {
                 tenant_name: options.tenant_name.clone(),
                 skip_conflicts: options.skip_conflicts,
             },
+            reverts: None,
             summary,
             applyable: result.conflicts.is_empty(),
             changes: result.changes,
@@ -177,6 +210,24 @@ impl Plan {
             author_signature: None,
             approvals: Vec::new(),
         };
+        plan.digest = digest_of_plan(&plan);
+        plan
+    }
+
+    /// Builds a revert plan of the plan with digest `reverts` (its removals
+    /// in `result`) and seals it with its digest.
+    pub fn revert(
+        result: SyncResult,
+        tenant: &str,
+        skip_conflicts: bool,
+        reverts: &str,
+        source: Source,
+        provenance: Provenance,
+    ) -> Self {
+        let mut options = SyncOptions::new(tenant);
+        options.skip_conflicts = skip_conflicts;
+        let mut plan = Plan::new(result, &options, source, provenance);
+        plan.reverts = Some(reverts.to_string());
         plan.digest = digest_of_plan(&plan);
         plan
     }

@@ -3,6 +3,12 @@
 //! options, and `approve` the digest and where the approvals are, not a
 //! million changes in memory.
 //!
+//! The file is read through the same size cap as [`super::load`], and its
+//! text passes the same [`super::canonical::check`] (no member given
+//! twice) before anything is deserialised. A revert plan is read so too;
+//! `apply` then reads its changes from the same bytes, since it re-derives
+//! the revert from them.
+//!
 //! The file's bytes are read in two passes. The first reads every member
 //! but `changes`, which it only delimits: the digest needs them before the
 //! changes (`applyable` comes first in canonical order, and each change is
@@ -22,7 +28,9 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
 use super::digest::{digest_with_changes, ChangesHasher};
-use super::load::{check_consistency, check_format, read_bytes, refused, Tally};
+use super::load::{
+    check_consistency, check_format, check_text, invalid, read_bytes, refused, Tally,
+};
 use super::{Approval, Loaded, Options, Plan, Source, Summary, FORMAT};
 use crate::error::Result;
 use crate::plan_file::Edit;
@@ -61,6 +69,8 @@ struct Head<'a> {
     source: Source,
     tenant: String,
     options: Options,
+    #[serde(default)]
+    reverts: Option<String>,
     summary: Summary,
     #[serde(borrow)]
     changes: &'a RawValue,
@@ -96,27 +106,33 @@ pub fn parse_for_approval(bytes: &[u8]) -> std::result::Result<Scanned, String> 
 }
 
 fn scan(bytes: &[u8], changes_digest: bool) -> std::result::Result<Scanned, String> {
-    let invalid = |e: String| format!("not a valid {FORMAT} plan: {e}");
     // What is not a plan of this format is told so, as `parse` tells it;
     // that check is a pass over the whole file, made only when needed.
-    let head: Head = match serde_json::from_slice(bytes) {
+    let text = match check_text(bytes) {
+        Ok(text) => text,
+        Err(why) => {
+            check_format(bytes)?;
+            return Err(why);
+        }
+    };
+    let head: Head = match serde_json::from_str(text) {
         Ok(head) => head,
         Err(e) => {
             check_format(bytes)?;
-            return Err(invalid(e.to_string()));
+            return Err(invalid(&e));
         }
     };
     if head.format != FORMAT {
         check_format(bytes)?;
         return Err(format!(
             "not a valid plan: format `{}` is not `{FORMAT}`",
-            head.format
+            crate::escape::field(&head.format)
         ));
     }
     let approvals_span = head.approvals.map(|raw| span_of(bytes, raw.get()));
     let approvals: Vec<Approval> = match (head.approvals, &approvals_span) {
         (Some(raw), Some(span)) => serde_json::from_str(raw.get())
-            .map_err(|e| invalid(relocated(&e, bytes, span.start)))?,
+            .map_err(|e| invalid(&relocated(&e, bytes, span.start)))?,
         _ => Vec::new(),
     };
     let plan = Plan {
@@ -127,6 +143,7 @@ fn scan(bytes: &[u8], changes_digest: bool) -> std::result::Result<Scanned, Stri
         source: head.source,
         tenant: head.tenant,
         options: head.options,
+        reverts: head.reverts,
         summary: head.summary,
         changes: Vec::new(),
         skipped: head.skipped,
@@ -139,7 +156,7 @@ fn scan(bytes: &[u8], changes_digest: bool) -> std::result::Result<Scanned, Stri
     };
     let stream = ChangeStream {
         text: head.changes.get(),
-        tally: RefCell::new(Tally::new(&plan.tenant)),
+        tally: RefCell::new(Tally::new(&plan)),
         hasher: RefCell::new(changes_digest.then(ChangesHasher::new)),
         error: RefCell::new(None),
     };
@@ -148,8 +165,8 @@ fn scan(bytes: &[u8], changes_digest: bool) -> std::result::Result<Scanned, Stri
         Err(e) => {
             let start = span_of(bytes, stream.text).start;
             return Err(match stream.error.take() {
-                Some(read) => invalid(relocated(&read, bytes, start)),
-                None => invalid(e.to_string()),
+                Some(read) => invalid(&relocated(&read, bytes, start)),
+                None => invalid(&e),
             });
         }
     };

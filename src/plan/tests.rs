@@ -1,4 +1,4 @@
-//! The plan format's own tests: the SPEC's digest test vector, the
+//! The plan format's own tests: the example plan's digest test vector (docs/plan-format.md §14), the
 //! canonical field order, and hostile edits of a real plan.
 
 use serde_json::Value;
@@ -13,7 +13,7 @@ fn the_spec_example_digest_is_reproduced() {
     assert_eq!(
         digest_of(&raw),
         raw["digest"].as_str().unwrap(),
-        "canonical JSON must match SPEC §4's test vector"
+        "canonical JSON must match the test vector of docs/plan-format.md §14"
     );
 }
 
@@ -69,6 +69,7 @@ fn sample_plan() -> Vec<u8> {
                 r#"{"id":"b-2","type":"USER","externalId":"ghost","roleId":"admin","deleted":false}"#,
             ),
         ],
+        ..Snapshot::default()
     };
     let options = SyncOptions::new("default");
     let result = sync(&snapshot, &options).unwrap();
@@ -142,7 +143,7 @@ fn mutate_value(raw: &mut Value, which: u8, text: &str) {
 /// A plan read without keeping its changes reads as one read whole: the
 /// same plan but its changes, the same digests, the same refusal (the same
 /// words when the file has one fault, `same_words`).
-fn same_reading(
+pub(super) fn same_reading(
     bytes: &[u8],
     same_words: bool,
 ) -> Result<(), proptest::test_runner::TestCaseError> {
@@ -307,6 +308,45 @@ fn garbage_is_refused_with_a_sentence() {
     same_reading(other.as_bytes(), true).unwrap();
 }
 
+#[test]
+fn plans_are_read_through_the_cap() {
+    // Up to the limit: read whole; one byte more: refused, and no more
+    // than limit + 1 bytes were taken from the input.
+    let at_limit = format!("{{{}}}", " ".repeat(98));
+    assert_eq!(
+        read_capped(at_limit.as_bytes(), 100)
+            .unwrap()
+            .unwrap()
+            .len(),
+        100
+    );
+    let mut endless = std::io::Read::chain(b"{".as_slice(), std::io::repeat(b' '));
+    assert!(read_capped(&mut endless, 100).unwrap().is_none());
+    // What cannot be a plan stops the read after its first block.
+    let mut zeros = std::io::repeat(0);
+    let read = read_capped(&mut zeros, MAX_PLAN_BYTES).unwrap().unwrap();
+    assert!(read.len() <= 64 * 1024, "{}", read.len());
+    assert!(parse(&read).unwrap_err().contains("not JSON"));
+}
+
+#[test]
+fn a_tenant_that_is_no_tenant_id_is_no_valid_plan() {
+    let golden = include_str!("../../tests/golden/rules-plan.json");
+    assert!(parse(golden.as_bytes()).is_ok());
+    let mut plan: Value = serde_json::from_str(golden).unwrap();
+    let tenant = plan["tenant"].as_str().unwrap().to_string();
+    let text = serde_json::to_string(&plan)
+        .unwrap()
+        .replace(&format!("\"{tenant}"), "\"Acme\\u001b");
+    plan = serde_json::from_str(&text).unwrap();
+    plan["digest"] = Value::String(digest_of(&plan));
+    let why = parse(&serde_json::to_vec(&plan).unwrap()).unwrap_err();
+    assert!(
+        why.contains("`tenant` `Acme\\u{1b}` is not a tenant id"),
+        "{why}"
+    );
+}
+
 /// The canonical form of each kind of change, member by member: what the
 /// digest of the approved changes covers. Adding a field to a change is
 /// one edit in `change.rs`; this test says where it lands.
@@ -383,6 +423,7 @@ fn a_plan_with_context_hashes_as_its_json() {
             "b-1",
             r#"{"id":"b-1","type":"USER","externalId":"root","roleId":"admin","deleted":false}"#,
         )],
+        ..Snapshot::default()
     };
     let options = SyncOptions::new("default");
     let source = Source {
@@ -494,6 +535,7 @@ fn the_documented_test_vector_reproduces() {
                 r#"{"id":"b-2","type":"USER","externalId":"bob","roleId":"viewer","deleted":false}"#,
             ),
         ],
+        ..Snapshot::default()
     };
     let options = SyncOptions::new("default");
     let source = Source {
@@ -619,17 +661,17 @@ fn hex_digest_of(bytes: &[u8]) -> String {
     format!("sha256:{hex}")
 }
 
-/// docs/plan-format.md §10, rule 5: how numbers in documents are
-/// written.
+/// docs/plan-format.md §10, rule 5: numbers in documents are written as
+/// they were read, whatever their size or precision.
 #[test]
 fn documented_number_forms_are_the_canonical_ones() {
     let doc: crate::sync::Document = serde_json::from_str(
-        r#"{"f":1.10,"e":1e3,"i":-12,"u":18446744073709551615,"z":-0,"w":1.0}"#,
+        r#"{"f":1.10,"e":1e3,"i":-12,"u":18446744073709551615,"z":-0,"w":1.0,"b":1e400,"d":1E2,"p":0.1000000000000000000001}"#,
     )
     .unwrap();
     assert_eq!(
         doc.as_str(),
-        r#"{"e":1000.0,"f":1.1,"i":-12,"u":18446744073709551615,"w":1.0,"z":-0.0}"#
+        r#"{"b":1e400,"d":1E2,"e":1e3,"f":1.10,"i":-12,"p":0.1000000000000000000001,"u":18446744073709551615,"w":1.0,"z":-0}"#
     );
     let text: crate::sync::Document =
         serde_json::from_str("{\"s\":\"/\\u007f\\u00e9\\u001f\\u0008\\\"\"}").unwrap();

@@ -171,42 +171,13 @@ pub enum Block<'a> {
     Warning(Vec<Line>),
 }
 
-/// Escapes what could disturb a terminal or hide text: control characters
-/// and bidirectional overrides are written as `\u{..}`. Past
-/// [`MAX_DATA_CHARS`] characters, the rest is counted, not shown.
+/// A value from the plan or the store as a terminal or markdown shows it:
+/// through the one gate for untrusted text, cut short past
+/// [`crate::escape::MAX_FIELD_CHARS`] characters (the json format has it
+/// all).
 pub fn clean(s: &str) -> Cow<'_, str> {
-    // A hostile plan may hold megabytes in one string; no reviewer reads
-    // that far, and laying it out would cost more than linear time. The
-    // json format has it all.
-    if let Some((cut, _)) = s.char_indices().nth(MAX_DATA_CHARS) {
-        let rest = s[cut..].chars().count();
-        let head = clean(&s[..cut]);
-        return Cow::Owned(format!("{head}… ({rest} more characters)"));
-    }
-    if !s.chars().any(suspicious) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if suspicious(c) {
-            let _ = write!(out, "\\u{{{:x}}}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
+    crate::escape::field(s)
 }
-
-/// Control characters (C0 and C1) and the characters that reorder or hide
-/// text (bidirectional marks and overrides).
-pub(crate) fn suspicious(c: char) -> bool {
-    c.is_control()
-        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-}
-
-/// The characters of one value from the plan that a terminal or markdown
-/// rendering shows; the rest is counted. Identifiers are at most 250.
-const MAX_DATA_CHARS: usize = 2000;
 
 /// Columns a string takes on a terminal (wide CJK and emoji take two).
 pub fn display_width(s: &str) -> usize {
@@ -771,10 +742,13 @@ mod tests {
     #[test]
     fn escape_sequences_and_bidi_overrides_are_made_visible() {
         assert_eq!(clean("plain é"), "plain é");
-        let long = format!("{}\u{1b}", "é".repeat(MAX_DATA_CHARS + 10));
+        let long = format!("{}\u{1b}", "é".repeat(crate::escape::MAX_FIELD_CHARS + 10));
         assert_eq!(
             clean(&long),
-            format!("{}… (11 more characters)", "é".repeat(MAX_DATA_CHARS))
+            format!(
+                "{}… (11 more characters)",
+                "é".repeat(crate::escape::MAX_FIELD_CHARS)
+            )
         );
         assert_eq!(clean("a\x1b[2Jb"), "a\\u{1b}[2Jb");
         assert_eq!(clean("x\u{202e}y\nz"), "x\\u{202e}y\\u{a}z");

@@ -17,16 +17,17 @@ use crate::plan::Plan;
 use crate::sync::Finding;
 
 /// Writes `value` as one line of JSON. What reaches a terminal must not
-/// move its cursor or reorder its text: serde_json escapes the C0 controls,
-/// and this escapes the rest that [`super::clean`] escapes (C1 controls,
-/// bidirectional overrides) the JSON way, `\u009b`, so the line stays valid
+/// move its cursor, reorder its text or hide part of it: serde_json escapes
+/// the C0 controls, and this escapes the rest of what
+/// [`crate::escape::is_escaped`] names (C1 controls, bidirectional marks,
+/// invisible characters) the JSON way, `\u009b`, so the line stays valid
 /// JSON with the same meaning.
 pub fn write_json_line(out: &mut dyn Write, value: &Value) -> io::Result<()> {
     let text = value.to_string();
-    if text.chars().any(super::doc::suspicious) {
+    if text.chars().any(crate::escape::is_escaped) {
         let mut escaped = String::with_capacity(text.len() + 16);
         for c in text.chars() {
-            if super::doc::suspicious(c) {
+            if crate::escape::is_escaped(c) {
                 let mut units = [0u16; 2];
                 for unit in c.encode_utf16(&mut units) {
                     escaped.push_str(&format!("\\u{unit:04x}"));
@@ -165,9 +166,7 @@ pub fn rows(
                 "signature": signature, "key": key})
         })
         .collect();
-    write_json_line(
-        out,
-        &json!({
+    let mut plan_row = json!({
             "row": "plan",
             "format": plan.format,
             "tenant": plan.tenant,
@@ -186,8 +185,12 @@ pub fn rows(
             "approvals": approvals,
             "summary": plan.summary,
             "live": tenant.is_some(),
-        }),
-    )?;
+    });
+    // Only a revert plan has it, as in the plan file.
+    if let Some(original) = &plan.reverts {
+        plan_row["reverts"] = json!(original);
+    }
+    write_json_line(out, &plan_row)?;
     if let Some(verdict) = crate::signing::author(plan) {
         let (signature, key) = match verdict {
             Ok(v) => ("valid", Some(v.fingerprint)),
@@ -268,7 +271,14 @@ pub fn rows(
                 let mut row = json!({
                     "row": "access", "user_id": user.id, "username": name(&user), "now": false,
                 });
-                if let (Value::Object(row), Value::Object(extra)) = (&mut row, gain_value(gain)) {
+                if let (Value::Object(row), Value::Object(mut extra)) = (&mut row, gain_value(gain))
+                {
+                    // A revert plan's access rows are losses.
+                    if plan.reverts.is_some() {
+                        if let Some(what) = extra.remove("gains") {
+                            extra.insert("loses".into(), what);
+                        }
+                    }
                     row.extend(extra);
                 }
                 write_json_line(out, &row)?;

@@ -43,21 +43,38 @@ pub(crate) fn short_digest(digest: &str) -> &str {
 /// The few lines `plan` and `approve` print on stderr.
 pub fn plan_summary_for_stderr(plan: &Plan) -> String {
     let s = &plan.summary;
-    let mut out = format!(
-        "Plan {} for tenant `{}` on {}:\n  {} change(s): {}{} role(s), {} group(s), {} membership(s), {} binding(s)\n  {} already present, {} skipped, {} conflict(s)\n",
-        clean(short_digest(&plan.digest)),
-        clean(&plan.tenant),
-        clean(&crate::connect::redact(&plan.source.database)),
-        s.changes(),
-        if s.create_tenant > 0 { "create the tenant, " } else { "" },
-        s.add_role,
-        s.add_group,
-        s.add_membership,
-        s.add_binding,
-        s.present,
-        s.skipped,
-        s.conflicts,
-    );
+    let mut out = match &plan.reverts {
+        Some(original) => format!(
+            "Revert plan {} of plan {} for tenant `{}` on {}:\n  {} change(s): remove {} binding(s), {} membership(s), {} group(s), {} role(s){}\n  {} skipped, {} conflict(s)\n",
+            clean(short_digest(&plan.digest)),
+            clean(short_digest(original)),
+            clean(&plan.tenant),
+            clean(&crate::connect::redact(&plan.source.database)),
+            s.changes(),
+            s.remove_binding,
+            s.remove_membership,
+            s.remove_group,
+            s.remove_role,
+            if s.remove_tenant > 0 { ", and the tenant" } else { "" },
+            s.skipped,
+            s.conflicts,
+        ),
+        None => format!(
+            "Plan {} for tenant `{}` on {}:\n  {} change(s): {}{} role(s), {} group(s), {} membership(s), {} binding(s)\n  {} already present, {} skipped, {} conflict(s)\n",
+            clean(short_digest(&plan.digest)),
+            clean(&plan.tenant),
+            clean(&crate::connect::redact(&plan.source.database)),
+            s.changes(),
+            if s.create_tenant > 0 { "create the tenant, " } else { "" },
+            s.add_role,
+            s.add_group,
+            s.add_membership,
+            s.add_binding,
+            s.present,
+            s.skipped,
+            s.conflicts,
+        ),
+    };
     if !plan.applyable {
         out.push_str(
             "  NOT APPLYABLE: resolve the conflicts, or plan again with --skip-conflicts\n",
@@ -165,8 +182,15 @@ pub fn history_table(
         "applied by",
         "approved by",
         "changes",
+        "revert",
     ]);
+    let reverts = reverted_by_revert(records);
     for r in records {
+        let revert = match (&r.reverted_by, reverts.get(r.digest.as_str())) {
+            (Some(by), _) => format!("reverted by {}", short_digest(by)),
+            (None, Some(of)) => format!("reverts {}", short_digest(of)),
+            (None, None) => String::new(),
+        };
         // The history holds what plan files said: it is data, escaped.
         table.row(
             doc::Mark::Plain,
@@ -177,6 +201,7 @@ pub fn history_table(
                 doc::Line::new().data(&r.applied_by),
                 doc::Line::new().data(approvers_text(&r.approvers)),
                 history_changes(&r.summary).into(),
+                doc::Line::new().data(revert),
             ],
         );
     }
@@ -185,10 +210,22 @@ pub fn history_table(
     printer.finish("")
 }
 
-/// One applied plan for `history --format json`.
-pub fn history_json(r: &HistoryRecord) -> Value {
+/// Revert digest -> the digest of the plan it reverted, from the rows'
+/// `reverted_by`.
+pub fn reverted_by_revert(records: &[HistoryRecord]) -> std::collections::HashMap<&str, &str> {
+    records
+        .iter()
+        .filter_map(|r| Some((r.reverted_by.as_deref()?, r.digest.as_str())))
+        .collect()
+}
+
+/// One applied plan for `history --format json`; `reverts`: the plan it
+/// reverted, when it is a revert.
+pub fn history_json(r: &HistoryRecord, reverts: Option<&str>) -> Value {
     let parsed = |text: &str| serde_json::from_str::<Value>(text).unwrap_or(Value::Null);
     serde_json::json!({
+        "reverted_by": r.reverted_by,
+        "reverts": reverts,
         "digest": r.digest,
         "tenant": r.tenant,
         "plan_created_at": r.plan_created_at,

@@ -124,7 +124,7 @@ fn action_rank(action: &str) -> (usize, &str) {
 }
 
 /// Permissions grouped by identical action sets, the widest set first; a
-/// permission without actions is absent (SPEC §3.2).
+/// permission without actions is absent (docs/rules.md §3).
 pub fn grants(permissions: Option<&Value>) -> Vec<Grant<'_>> {
     let Some(Value::Object(permissions)) = permissions else {
         return Vec::new();
@@ -165,11 +165,13 @@ pub fn grants(permissions: Option<&Value>) -> Vec<Grant<'_>> {
 impl<'a> Row<'a> {
     pub fn of(change: &'a Change) -> Row<'a> {
         match change {
-            Change::CreateTenant { key, value } => {
+            // A removal reads as the addition it undoes; the printers say
+            // it is a loss (`Op::is_removal`).
+            Change::CreateTenant { key, value } | Change::RemoveTenant { key, value } => {
                 let [name] = fields(value.map(), ["name"]);
                 Row::Tenant { key, name }
             }
-            Change::AddRole { key, value } => {
+            Change::AddRole { key, value } | Change::RemoveRole { key, value } => {
                 let [id, name, description] = fields(value.map(), ["id", "name", "description"]);
                 Row::Role {
                     key,
@@ -178,7 +180,7 @@ impl<'a> Row<'a> {
                     grants: grants(value.map().get("permissions")),
                 }
             }
-            Change::AddGroup { key, value } => {
+            Change::AddGroup { key, value } | Change::RemoveGroup { key, value } => {
                 let [id, name, description] = fields(value.map(), ["id", "name", "description"]);
                 Row::Group {
                     key,
@@ -193,6 +195,14 @@ impl<'a> Row<'a> {
                 group_id,
                 group_name,
                 membership,
+            }
+            | Change::RemoveMembership {
+                key,
+                user_id,
+                username,
+                group_id,
+                group_name,
+                membership,
             } => Row::Membership(MembershipRow {
                 key,
                 user: Named::new(user_id, Some(username)),
@@ -200,6 +210,12 @@ impl<'a> Row<'a> {
                 membership: *membership,
             }),
             Change::AddBinding {
+                key,
+                value,
+                subject,
+                role,
+            }
+            | Change::RemoveBinding {
                 key,
                 value,
                 subject,
@@ -308,6 +324,13 @@ impl<'a> UserScope<'a> {
                 username,
                 group_id,
                 ..
+            }
+            | Change::RemoveMembership {
+                key,
+                user_id,
+                username,
+                group_id,
+                ..
             } = change
             {
                 if user_id == user || username == user || key == user {
@@ -396,10 +419,11 @@ impl<'a> Selector<'a> {
         if let Some(op) = f.op {
             let kind = match op {
                 Op::CreateTenant => return false,
-                Op::AddRole => Kind::Role,
-                Op::AddGroup => Kind::Group,
-                Op::AddMembership => Kind::Membership,
-                Op::AddBinding => Kind::Binding,
+                Op::AddRole | Op::RemoveRole => Kind::Role,
+                Op::AddGroup | Op::RemoveGroup => Kind::Group,
+                Op::AddMembership | Op::RemoveMembership => Kind::Membership,
+                Op::AddBinding | Op::RemoveBinding => Kind::Binding,
+                Op::RemoveTenant => Kind::Tenant,
             };
             if finding.kind != kind {
                 return false;

@@ -224,6 +224,16 @@ fn header(plan: &Plan, computed_digest: &str) -> [Block<'static>; 2] {
             )
         },
     ];
+    if let Some(original) = &plan.reverts {
+        fields.push((
+            "reverts",
+            Line::new()
+                .text("plan ")
+                .data(original)
+                .text(": it removes what that plan wrote (docs/revert.md)"),
+            Mark::Plain,
+        ));
+    }
     let mut options = Vec::new();
     if plan.options.create_tenant {
         let name = plan.options.tenant_name.as_deref().unwrap_or(&plan.tenant);
@@ -323,10 +333,19 @@ fn summary_table(plan: &Plan, limit: Option<usize>) -> Table<'static> {
     let mut t = Table::new(vec!["", "count"]).right(&[1]);
     for op in Op::ALL {
         let n = s.count(op);
-        if op == Op::CreateTenant && n == 0 {
+        // What a plan cannot hold is not listed: a tenant to create or
+        // removals (revert plans) when there are none, additions in a
+        // revert plan.
+        if (op == Op::CreateTenant || op.is_removal()) && n == 0
+            || plan.reverts.is_some() && !op.is_removal()
+        {
             continue;
         }
-        let mark = if n > 0 { Mark::Add } else { Mark::Plain };
+        let mark = if n > 0 && !op.is_removal() {
+            Mark::Add
+        } else {
+            Mark::Plain
+        };
         t.row(mark, vec![op.as_str().into(), n.to_string().into()]);
     }
     t.row(
@@ -564,6 +583,13 @@ fn finding_about(f: &Finding, filter: &Filter) -> (Line, Line) {
             },
         ),
         Kind::User => (Line::new(), Line::new()),
+        Kind::Tenant => (
+            Line::new(),
+            match &f.name {
+                Some(name) => Line::new().text("tenant ").data(name),
+                None => Line::new(),
+            },
+        ),
     }
 }
 
@@ -806,12 +832,38 @@ fn changes(
             "bindings to add",
             vec!["key", "subject", "name", "role", "namespace"],
         ),
+        Op::RemoveTenant => ("Tenant to remove", "tenants", vec!["key", "name"]),
+        Op::RemoveRole => (
+            "Roles to remove",
+            "roles to remove",
+            vec!["key", "role", "permissions", "description"],
+        ),
+        Op::RemoveGroup => (
+            "Groups to remove",
+            "groups to remove",
+            vec!["key", "group", "description"],
+        ),
+        Op::RemoveMembership => (
+            "Memberships to remove",
+            "memberships to remove",
+            vec!["user", "group", "membership"],
+        ),
+        Op::RemoveBinding => (
+            "Bindings to remove",
+            "bindings to remove",
+            vec!["key", "subject", "name", "role", "namespace"],
+        ),
     };
     out.block(Block::Heading(format!("{title} ({total})").into()))?;
     let take = limit.unwrap_or(usize::MAX);
     let table = Table::lazy(header, move |emit| {
+        let mark = if op.is_removal() {
+            Mark::Plain
+        } else {
+            Mark::Add
+        };
         for row in rows(plan, selector, op).take(take) {
-            if !emit(Mark::Add, change_cells(&row)) {
+            if !emit(mark, change_cells(&row)) {
                 break;
             }
         }
@@ -831,8 +883,12 @@ fn through_line(through: &Through, binding: &str) -> Line {
     }
 }
 
-fn joins_note(group_is_new: bool, live: bool) -> &'static str {
+fn joins_note(group_is_new: bool, live: bool, revert: bool) -> &'static str {
     match (group_is_new, live) {
+        (true, _) if revert => "membership the reverted plan added (the group is removed too)",
+        (false, _) if revert => {
+            "membership the reverted plan added; the group was there before, so its bindings in the tenant (not in this plan) are lost too"
+        }
         (true, _) => "new membership (the group is created by this plan)",
         (false, true) => "new membership; the group's bindings in the tenant are listed too",
         (false, false) => {
@@ -841,7 +897,8 @@ fn joins_note(group_is_new: bool, live: bool) -> &'static str {
     }
 }
 
-fn gain_cells(user: &Named, gain: &Gain, filter: &Filter, live: bool) -> Vec<Line> {
+/// `revert`: the gain is a loss (a revert plan, docs/revert.md §5).
+fn gain_cells(user: &Named, gain: &Gain, filter: &Filter, live: bool, revert: bool) -> Vec<Line> {
     match gain {
         Gain::Joins {
             group,
@@ -853,7 +910,7 @@ fn gain_cells(user: &Named, gain: &Gain, filter: &Filter, live: bool) -> Vec<Lin
                 .text(format!("{} of group ", membership.as_str()))
                 .append(named(group)),
             Line::new(),
-            joins_note(*group_is_new, live).into(),
+            joins_note(*group_is_new, live, revert).into(),
         ],
         Gain::Role {
             role,
@@ -876,17 +933,32 @@ fn access_section(
     options: &ShowOptions,
     live: bool,
 ) -> io::Result<()> {
+    // A revert plan's removals undo additions: what the additions gave is
+    // what each user loses (docs/revert.md §5).
+    let revert = plan.reverts.is_some();
     out.block(Block::Heading(
         Line::new()
-            .text("Access gained in tenant ")
+            .text(if revert {
+                "Access lost in tenant "
+            } else {
+                "Access gained in tenant "
+            })
             .data(&plan.tenant)
             .text(format!(
                 ", per user ({}, {})",
                 count(report.total_users, "user", "users"),
-                count(report.total_gains, "gain", "gains")
+                if revert {
+                    count(report.total_gains, "loss", "losses")
+                } else {
+                    count(report.total_gains, "gain", "gains")
+                }
             )),
     ))?;
-    let intro = if live {
+    let intro = if revert {
+        Line::new().text(
+            "What each user loses when the revert removes what the reverted plan wrote: its memberships, and the roles its bindings gave, directly or through a group. Access the users have in the tenant by other ways (not written by that plan) is not counted and stays.",
+        )
+    } else if live {
         let mut intro = Line::new().text(
             "Read from the database now (--live): each user's current access in the tenant, with the members and bindings its groups already have there, is the \"before\"; the plan's changes make the \"after\". Bindings reach their namespace and the namespaces below it. The sync never removes access.",
         );
@@ -911,19 +983,32 @@ fn access_section(
     let filter = &options.filter;
     if report.total_users == 0 {
         out.block(Block::Para(
-            "No user gains access through the changes shown.".into(),
+            if revert {
+                "No user loses access through the changes shown."
+            } else {
+                "No user gains access through the changes shown."
+            }
+            .into(),
         ))?;
     } else if options.diff {
         // One diff per user, printed as it is made.
         for (listed, n) in &shown {
-            out.block(Block::Diff(access_diff(report, listed, *n, live)))?;
+            out.block(Block::Diff(if revert {
+                loss_diff(report, listed, *n)
+            } else {
+                access_diff(report, listed, *n, live)
+            }))?;
         }
     } else {
         let shown = &shown;
-        let table = Table::lazy(vec!["user", "gains", "on", "through"], move |emit| {
+        let header = if revert { "loses" } else { "gains" };
+        let table = Table::lazy(vec!["user", header, "on", "through"], move |emit| {
             for (listed, n) in shown {
                 for gain in report.gains(listed).iter().take(*n) {
-                    if !emit(Mark::Add, gain_cells(&listed.user, gain, filter, live)) {
+                    let cells = gain_cells(&listed.user, gain, filter, live, revert);
+                    // Colour marks additions only: a loss is plain.
+                    let mark = if revert { Mark::Plain } else { Mark::Add };
+                    if !emit(mark, cells) {
                         return;
                     }
                 }
@@ -1010,6 +1095,28 @@ pub(super) fn gain_text(gain: &Gain) -> String {
 
 /// One user's access as a unified diff, like `git diff` over a file: the
 /// access before the plan (with `--live`) against the access after it.
+/// A revert plan's diff for one user: the access the reverted plan gave,
+/// removed.
+fn loss_diff(report: &Report, listed: &Listed, take: usize) -> String {
+    let mut lines: Vec<String> = report
+        .gains(listed)
+        .iter()
+        .take(take)
+        .map(gain_text)
+        .collect();
+    lines.sort();
+    let before: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    let who = plain_named(&listed.user);
+    similar::TextDiff::from_lines(before.as_str(), "")
+        .unified_diff()
+        .context_radius(1 << 20)
+        .header(
+            &format!("{who}: what the reverted plan gave"),
+            &format!("{who}: after the revert"),
+        )
+        .to_string()
+}
+
 fn access_diff(report: &Report, listed: &Listed, take: usize, live: bool) -> String {
     let mut before = String::new();
     for gain in report.before(listed) {

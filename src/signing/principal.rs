@@ -14,34 +14,12 @@ use unicode_normalization::UnicodeNormalization;
 
 use crate::error::{Error, Result};
 
-/// Characters that render as nothing (Unicode format characters commonly
-/// used to make two names look alike).
-fn is_invisible(c: char) -> bool {
-    matches!(
-        c,
-        '\u{00AD}'
-            | '\u{034F}'
-            | '\u{061C}'
-            | '\u{115F}'
-            | '\u{1160}'
-            | '\u{17B4}'
-            | '\u{17B5}'
-            | '\u{180B}'..='\u{180F}'
-            | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
-            | '\u{2060}'..='\u{206F}'
-            | '\u{3164}'
-            | '\u{FE00}'..='\u{FE0F}'
-            | '\u{FEFF}'
-            | '\u{FFA0}'
-            | '\u{FFF0}'..='\u{FFF8}'
-            | '\u{E0000}'..='\u{E0FFF}'
-    )
-}
-
 /// The form in which two names are compared (see the module's rule).
 pub fn canonical(name: &str) -> String {
-    let visible: String = name.chars().filter(|c| !is_invisible(*c)).collect();
+    let visible: String = name
+        .chars()
+        .filter(|c| !crate::escape::is_escaped(*c))
+        .collect();
     visible
         .nfkc()
         .collect::<String>()
@@ -62,7 +40,7 @@ pub fn check(name: &str, from: &str) -> Result<()> {
     if name.trim().is_empty() {
         return Err(Error::usage(format!("{from}: the name is empty")));
     }
-    if name.chars().any(|c| c.is_control() || is_invisible(c)) {
+    if name.chars().any(crate::escape::is_escaped) {
         return Err(Error::usage(format!(
             "{from}: the name holds control or invisible characters"
         )));

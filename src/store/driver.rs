@@ -59,6 +59,15 @@ pub(crate) trait Driver {
     /// Records an applied plan, inside the apply transaction.
     async fn record(&mut self, record: &HistoryRecord) -> Result<()>;
 
+    /// Deletes rows by key in batches, inside the apply transaction (a
+    /// revert). A row that is gone fails as stale.
+    async fn delete(&mut self, table: Table, keys: &[String]) -> Result<()>;
+
+    /// Marks the history row of `digest` as reverted by the plan with
+    /// digest `reverted_by`, inside the apply transaction; a row that is
+    /// missing or already reverted fails as stale.
+    async fn mark_reverted(&mut self, digest: &str, reverted_by: &str) -> Result<()>;
+
     async fn commit(&mut self) -> Result<()>;
 
     async fn rollback(&mut self) -> Result<()>;
@@ -69,6 +78,14 @@ pub(crate) trait Driver {
     /// Inserts rows outside any plan, in one transaction (demo and tests).
     async fn load(&mut self, table: Table, rows: &[RawDoc]) -> Result<()>;
 
-    /// Drops the five IAM tables and the history table (demo --reset).
-    async fn drop_all(&mut self) -> Result<()>;
+    /// Drops the five IAM tables and, `with_history`, the history table
+    /// (demo --reset).
+    async fn drop_all(&mut self, with_history: bool) -> Result<()>;
+
+    /// Starts a read-write transaction (demo).
+    async fn begin(&mut self) -> Result<()>;
+
+    /// Whether `CREATE TABLE` takes part in a transaction (SQLite,
+    /// PostgreSQL) or commits at once (MySQL, MariaDB).
+    fn transactional_ddl(&self) -> bool;
 }

@@ -20,11 +20,11 @@ use std::time::Duration;
 
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
-use crate::sync::{RawDoc, Snapshot, Writes};
+use crate::sync::{RawDoc, Removals, Snapshot, Writes};
 use driver::Driver;
 use sql::SqlStore;
 
-/// The IAM tables of SPEC §2, in the order they are checked and read.
+/// The IAM tables of docs/store.md §1, in the order they are checked and read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
     Tenants,
@@ -86,6 +86,13 @@ pub struct HistoryRecord {
     pub applied_by: String,
     /// JSON object of the plan's summary counts.
     pub summary: String,
+    /// The digest of the revert plan that undid this one (docs/revert.md);
+    /// `None` when it was not reverted, or in a table of an older release.
+    pub reverted_by: Option<String>,
+    /// JSON object of user key -> `"absent"` or `"null"`: the `groupList`s
+    /// this apply created, and what was there before, for a revert.
+    /// `None` in rows of older releases and of revert plans.
+    pub created_group_lists: Option<String>,
 }
 
 /// The seam the commands use: one connection to one backend, behind the
@@ -131,7 +138,7 @@ impl Store {
         self.driver.backend()
     }
 
-    /// The most stable identity of the database the backend offers (SPEC §4).
+    /// The most stable identity of the database the backend offers (docs/store.md §7).
     pub async fn identity(&mut self) -> Result<String> {
         self.driver.identity().await
     }
@@ -211,6 +218,35 @@ impl Store {
         self.driver.record(record).await
     }
 
+    /// A revert's writes inside the apply transaction: bindings, then user
+    /// documents, groups, roles and the tenant, the reverse of `write`.
+    pub async fn remove(&mut self, removals: &Removals) -> Result<()> {
+        if !removals.bindings.is_empty() {
+            self.driver
+                .delete(Table::Bindings, &removals.bindings)
+                .await?;
+        }
+        if !removals.users.is_empty() {
+            self.driver.update_users(&removals.users).await?;
+        }
+        for (table, keys) in [
+            (Table::Groups, &removals.groups),
+            (Table::Roles, &removals.roles),
+            (Table::Tenants, &removals.tenants),
+        ] {
+            if !keys.is_empty() {
+                self.driver.delete(table, keys).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Marks the plan `digest` as reverted by `reverted_by`, inside the
+    /// apply transaction.
+    pub async fn mark_reverted(&mut self, digest: &str, reverted_by: &str) -> Result<()> {
+        self.driver.mark_reverted(digest, reverted_by).await
+    }
+
     pub async fn commit(&mut self) -> Result<()> {
         self.driver.commit().await
     }
@@ -231,6 +267,48 @@ impl Store {
 
     /// Drops the five IAM tables and the history table (demo --reset).
     pub async fn drop_all(&mut self) -> Result<()> {
-        self.driver.drop_all().await
+        self.driver.drop_all(true).await
+    }
+
+    /// Which of the five IAM tables the database holds.
+    pub async fn iam_tables(&mut self) -> Result<Vec<Table>> {
+        let present = self.driver.table_names().await?;
+        Ok(Table::ALL
+            .into_iter()
+            .filter(|table| present.iter().any(|t| t == table.name()))
+            .collect())
+    }
+
+    /// Opens the one transaction `demo` builds its store in, the IAM tables
+    /// created (after dropping them and the history, `reset`) in it. MySQL
+    /// commits DDL at once: there the tables are made first, and
+    /// [`Store::abandon_demo`] drops them again.
+    pub async fn begin_demo(&mut self, reset: bool) -> Result<()> {
+        if self.driver.transactional_ddl() {
+            self.driver.begin().await?;
+        }
+        if reset {
+            self.driver.drop_all(true).await?;
+        }
+        self.driver.create_iam_tables().await?;
+        if !self.driver.transactional_ddl() {
+            self.driver.begin().await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts rows in the transaction [`Store::begin_demo`] opened.
+    pub async fn insert_rows(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {
+        self.driver.insert(table, rows).await
+    }
+
+    /// Leaves nothing of a demo that failed: rolls its transaction back
+    /// and, where DDL committed at once, drops the tables it made.
+    pub async fn abandon_demo(&mut self) {
+        // Best effort: the failure being reported is the one that counts.
+        let _ = self.driver.rollback().await;
+        if !self.driver.transactional_ddl() {
+            let _ = self.driver.drop_all(false).await;
+        }
     }
 }

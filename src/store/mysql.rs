@@ -7,14 +7,16 @@
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
-use sqlx::mysql::{MySqlConnection, MySqlDatabaseError};
-use sqlx::{Connection, Executor, QueryBuilder};
+use sqlx::mysql::{MySqlConnection, MySqlDatabaseError, MySqlRow};
+use sqlx::{Connection, Executor, QueryBuilder, Row};
 
-use super::sql::{connect_error, db_error, execute, insert_values, strings, Dialect, Failure};
+use super::sql::{
+    add_revert_columns, connect_error, db_error, execute, insert_values, strings, Dialect, Failure,
+};
 use super::{Access, Table, HISTORY_TABLE};
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
-use crate::sync::RawDoc;
+use crate::sync::{KeyRules, RawDoc, StoreKeys};
 
 pub(super) struct MySql {
     holds_lock: bool,
@@ -46,6 +48,13 @@ impl MySql {
         if !tables.iter().any(|t| t == HISTORY_TABLE) {
             execute(conn, Self::HISTORY_DDL, "creating the history table").await?;
         }
+        // DDL commits here too: under the lock, before the transaction.
+        add_revert_columns(
+            conn,
+            Self::HISTORY_COLUMN_NAMES,
+            &Self::HISTORY_REVERT_COLUMNS,
+        )
+        .await?;
         execute(
             conn,
             &format!("SET SESSION innodb_lock_wait_timeout = {secs}"),
@@ -62,6 +71,17 @@ impl MySql {
     }
 }
 
+/// How a MariaDB or MySQL collation compares keys.
+fn collation_rules(collation: &str) -> KeyRules {
+    let collation = collation.to_ascii_lowercase();
+    KeyRules {
+        pad_space: collation != "binary"
+            && !collation.contains("nopad")
+            && !collation.contains("_0900_"),
+        case_insensitive: collation.contains("_ci"),
+    }
+}
+
 impl Dialect for MySql {
     type Db = sqlx::MySql;
     const BACKEND: Backend = Backend::MySql;
@@ -74,7 +94,21 @@ impl Dialect for MySql {
          digest VARCHAR(80) NOT NULL PRIMARY KEY, tenant VARCHAR(250) NOT NULL, \
          plan_created_at VARCHAR(40) NOT NULL, plan_created_by VARCHAR(250) NOT NULL, \
          approvers TEXT NOT NULL, applied_at VARCHAR(40) NOT NULL, applied_by VARCHAR(250) NOT NULL, \
-         summary TEXT NOT NULL) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
+         summary TEXT NOT NULL, reverted_by VARCHAR(80) NULL, created_group_lists LONGTEXT NULL) \
+         ENGINE = InnoDB DEFAULT CHARSET = utf8mb4 COLLATE = utf8mb4_bin";
+    const HISTORY_COLUMN_NAMES: &'static str =
+        "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+         WHERE table_schema = DATABASE() AND table_name = 'sync_access_history'";
+    const HISTORY_REVERT_COLUMNS: [(&'static str, &'static str); 2] = [
+        (
+            "reverted_by",
+            "ALTER TABLE sync_access_history ADD COLUMN reverted_by VARCHAR(80) NULL",
+        ),
+        (
+            "created_group_lists",
+            "ALTER TABLE sync_access_history ADD COLUMN created_group_lists LONGTEXT NULL",
+        ),
+    ];
     const TABLE_NAMES: &'static str =
         "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
          WHERE table_schema = DATABASE()";
@@ -83,6 +117,8 @@ impl Dialect for MySql {
         "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
     ];
     const BEGIN: &'static str = "START TRANSACTION";
+    /// DDL commits the transaction it is in.
+    const TRANSACTIONAL_DDL: bool = false;
     const LOCKING_READ: &'static str = " LOCK IN SHARE MODE";
 
     async fn connect(target: &Target, access: Access) -> Result<(MySqlConnection, Self)> {
@@ -163,11 +199,46 @@ impl Dialect for MySql {
         format!("CAST({} AS CHAR)", Self::quote(column))
     }
 
+    fn raw_doc(row: &MySqlRow) -> std::result::Result<RawDoc, sqlx::Error> {
+        Ok(RawDoc::new(
+            row.try_get::<String, _>(0)?,
+            row.try_get::<String, _>(1)?,
+        ))
+    }
+
     fn param(_n: usize) -> String {
         "?".to_string()
     }
 
-    /// Keys compare by bytes: the reference tables use utf8mb4_bin.
+    /// The collation of each table's `key` column: PAD SPACE unless NO PAD
+    /// (MariaDB's `*_nopad_*`, MySQL 8's `*_0900_*`), case-insensitive when
+    /// `_ci`. The reference DDL's `utf8mb4_bin` is PAD SPACE and case-exact.
+    async fn key_rules(&mut self, conn: &mut MySqlConnection) -> Result<StoreKeys> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "SELECT CAST(table_name AS CHAR), CAST(collation_name AS CHAR) \
+             FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND column_name = 'key' \
+             AND table_name IN ('tenants', 'roles', 'groups', 'bindings')",
+        )
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| db_error("reading the collations of the keys", e))?;
+        let mut keys = StoreKeys::default();
+        for (table, collation) in rows {
+            // No collation: a binary column, compared by bytes.
+            let rules = collation.map_or(KeyRules::EXACT, |c| collation_rules(&c));
+            match table.as_str() {
+                "tenants" => keys.tenants = rules,
+                "roles" => keys.roles = rules,
+                "groups" => keys.groups = rules,
+                "bindings" => keys.bindings = rules,
+                _ => {}
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Key prefixes compare by bytes on the reference tables (`utf8mb4_bin`).
     fn key_starts_with(_first: usize) -> (String, usize) {
         ("LEFT(`key`, CHAR_LENGTH(?)) = ?".to_string(), 2)
     }
@@ -249,5 +320,18 @@ impl Dialect for MySql {
         } else {
             Failure::Other
         }
+    }
+
+    async fn execute_counting(
+        conn: &mut MySqlConnection,
+        sql: &str,
+        binds: &[&str],
+    ) -> std::result::Result<u64, sqlx::Error> {
+        let query = binds
+            .iter()
+            .fold(sqlx::query::<sqlx::MySql>(sql), |query, value| {
+                query.bind(*value)
+            });
+        Ok(query.execute(&mut *conn).await?.rows_affected())
     }
 }

@@ -9,10 +9,10 @@
 use std::time::Duration;
 
 use sqlx::error::DatabaseError;
-use sqlx::postgres::PgConnection;
-use sqlx::{Connection, Executor};
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::{Connection, Executor, Row};
 
-use super::sql::{connect_error, db_error, execute, strings, Dialect, Failure};
+use super::sql::{add_revert_columns, connect_error, db_error, execute, strings, Dialect, Failure};
 use super::{Access, Table, HISTORY_TABLE};
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
@@ -82,7 +82,20 @@ impl Dialect for Postgres {
          digest VARCHAR(80) NOT NULL PRIMARY KEY, tenant VARCHAR(250) NOT NULL, \
          plan_created_at VARCHAR(40) NOT NULL, plan_created_by VARCHAR(250) NOT NULL, \
          approvers TEXT NOT NULL, applied_at VARCHAR(40) NOT NULL, applied_by VARCHAR(250) NOT NULL, \
-         summary TEXT NOT NULL)";
+         summary TEXT NOT NULL, reverted_by VARCHAR(80), created_group_lists TEXT)";
+    const HISTORY_COLUMN_NAMES: &'static str =
+        "SELECT column_name::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = 'sync_access_history'";
+    const HISTORY_REVERT_COLUMNS: [(&'static str, &'static str); 2] = [
+        (
+            "reverted_by",
+            "ALTER TABLE sync_access_history ADD COLUMN reverted_by VARCHAR(80)",
+        ),
+        (
+            "created_group_lists",
+            "ALTER TABLE sync_access_history ADD COLUMN created_group_lists TEXT",
+        ),
+    ];
     /// Tables of the schema the IAM tables were found in (the search path
     /// is narrowed to it at connect), as unqualified names resolve.
     const TABLE_NAMES: &'static str = "SELECT c.relname::text FROM pg_class c \
@@ -185,6 +198,13 @@ impl Dialect for Postgres {
         format!("{}::text", Self::quote(column))
     }
 
+    fn raw_doc(row: &PgRow) -> std::result::Result<RawDoc, sqlx::Error> {
+        Ok(RawDoc::new(
+            row.try_get::<String, _>(0)?,
+            row.try_get::<String, _>(1)?,
+        ))
+    }
+
     fn param(n: usize) -> String {
         format!("${n}")
     }
@@ -227,6 +247,12 @@ impl Dialect for Postgres {
         if !tables.iter().any(|t| t == HISTORY_TABLE) {
             execute(conn, Self::HISTORY_DDL, "creating the history table").await?;
         }
+        add_revert_columns(
+            conn,
+            Self::HISTORY_COLUMN_NAMES,
+            &Self::HISTORY_REVERT_COLUMNS,
+        )
+        .await?;
         // Writers other than sync-access (Kestra itself) wait until commit;
         // readers do not.
         match conn
@@ -307,5 +333,18 @@ impl Dialect for Postgres {
         } else {
             Failure::Other
         }
+    }
+
+    async fn execute_counting(
+        conn: &mut PgConnection,
+        sql: &str,
+        binds: &[&str],
+    ) -> std::result::Result<u64, sqlx::Error> {
+        let query = binds
+            .iter()
+            .fold(sqlx::query::<sqlx::Postgres>(sql), |query, value| {
+                query.bind(*value)
+            });
+        Ok(query.execute(&mut *conn).await?.rows_affected())
     }
 }

@@ -15,7 +15,7 @@ use super::driver::Driver;
 use super::{Access, HistoryRecord, ReadMode, Table, HISTORY_TABLE};
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
-use crate::sync::{RawDoc, Snapshot};
+use crate::sync::{RawDoc, Snapshot, StoreKeys};
 
 /// A dialect's connection.
 pub(super) type Conn<D> = <<D as Dialect>::Db as Database>::Connection;
@@ -47,10 +47,17 @@ pub(super) trait Dialect: Sized + 'static {
     const HISTORY_DDL: &'static str;
     /// Lists the tables that unqualified names resolve to, one name a row.
     const TABLE_NAMES: &'static str;
+    /// Lists the columns of the history table, one name a row.
+    const HISTORY_COLUMN_NAMES: &'static str;
+    /// Each column that revert added to the history table (docs/store.md
+    /// §5), with the `ALTER TABLE` that adds it to an older table.
+    const HISTORY_REVERT_COLUMNS: [(&'static str, &'static str); 2];
     /// Starts the read-only, consistent transaction of a snapshot read.
     const BEGIN_SNAPSHOT: &'static [&'static str];
     /// Starts a read-write transaction (`load`).
     const BEGIN: &'static str;
+    /// Whether DDL takes part in a transaction (else it commits at once).
+    const TRANSACTIONAL_DDL: bool = true;
     /// Appended to each read of a snapshot taken inside the apply.
     const LOCKING_READ: &'static str = "";
 
@@ -71,12 +78,24 @@ pub(super) trait Dialect: Sized + 'static {
     /// A column read as text.
     fn text(column: &str) -> String;
 
+    /// A row of `SELECT key, value`: read as text, or where the backend
+    /// keeps bytes that are not UTF-8 (SQLite), as bytes, so that one bad
+    /// row is named as malformed instead of failing the read
+    /// ([`RawDoc::from_bytes`]).
+    fn raw_doc(row: &<Self::Db as Database>::Row) -> std::result::Result<RawDoc, sqlx::Error>;
+
     /// The `n`th (from 1) bind parameter.
     fn param(n: usize) -> String;
 
     /// A condition true when `key` starts with the text of parameter
     /// `first`, and how many parameters it binds (each one to the prefix).
     fn key_starts_with(first: usize) -> (String, usize);
+
+    /// How the tables that copies go to compare their keys; by bytes
+    /// unless the backend's collations say otherwise.
+    async fn key_rules(&mut self, _conn: &mut Conn<Self>) -> Result<StoreKeys> {
+        Ok(StoreKeys::default())
+    }
 
     /// Takes the backend's apply lock and opens the apply transaction, with
     /// the history table created when it is missing.
@@ -102,6 +121,14 @@ pub(super) trait Dialect: Sized + 'static {
     async fn rollback(&mut self, conn: &mut Conn<Self>) -> Result<()>;
 
     fn classify(error: &dyn DatabaseError) -> Failure;
+
+    /// Runs one statement whose parameters are all strings; returns how
+    /// many rows it changed (matched, for an `UPDATE`).
+    async fn execute_counting(
+        conn: &mut Conn<Self>,
+        sql: &str,
+        binds: &[&str],
+    ) -> std::result::Result<u64, sqlx::Error>;
 }
 
 /// The [`Driver`] of every backend: one connection and its dialect.
@@ -156,6 +183,32 @@ where
         .iter()
         .map(|row| row.try_get(0))
         .collect()
+}
+
+/// Adds to an older history table the columns of [`Dialect::HISTORY_REVERT_COLUMNS`]
+/// it lacks (`list` lists its columns), inside the apply transaction where
+/// the backend allows DDL there.
+pub(super) async fn add_revert_columns<C, DB: Database>(
+    conn: &mut C,
+    list: &str,
+    columns: &[(&str, &str)],
+) -> Result<()>
+where
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let present = strings(conn, list, &[])
+        .await
+        .map_err(|e| db_error("listing the columns of the history table", e))?;
+    for (name, ddl) in columns {
+        if !present.iter().any(|c| c == name) {
+            execute(conn, ddl, "adding a column to the history table").await?;
+        }
+    }
+    Ok(())
 }
 
 /// Inserts a batch with one multi-row `INSERT ... VALUES`.
@@ -310,13 +363,29 @@ const HISTORY_COLUMNS: [&str; 8] = [
     "summary",
 ];
 
-/// Reads a history row selected as [`HISTORY_COLUMNS`].
-fn history_record<R: Row>(row: &R) -> std::result::Result<HistoryRecord, sqlx::Error>
+/// The columns revert added, after [`HISTORY_COLUMNS`]: absent from the
+/// history tables of older releases until an apply adds them.
+const REVERT_COLUMNS: [&str; 2] = ["reverted_by", "created_group_lists"];
+
+/// Reads a history row selected as [`HISTORY_COLUMNS`], then
+/// [`REVERT_COLUMNS`] when `with_revert`.
+fn history_record<R: Row>(
+    row: &R,
+    with_revert: bool,
+) -> std::result::Result<HistoryRecord, sqlx::Error>
 where
     usize: sqlx::ColumnIndex<R>,
     String: for<'r> sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    Option<String>: for<'r> sqlx::Decode<'r, R::Database>,
 {
+    let (reverted_by, created_group_lists) = if with_revert {
+        (row.try_get(8)?, row.try_get(9)?)
+    } else {
+        (None, None)
+    };
     Ok(HistoryRecord {
+        reverted_by,
+        created_group_lists,
         digest: row.try_get(0)?,
         tenant: row.try_get(1)?,
         plan_created_at: row.try_get(2)?,
@@ -367,10 +436,7 @@ where
         while let Some(row) = rows.try_next().await.map_err(read_error)? {
             // Counted for the progress line (a relaxed atomic add).
             crate::progress::rows_read(1);
-            docs.push(RawDoc {
-                key: row.try_get(0).map_err(|e| db_error(doing, e))?,
-                value: row.try_get(1).map_err(|e| db_error(doing, e))?,
-            });
+            docs.push(D::raw_doc(&row).map_err(|e| db_error(doing, e))?);
         }
         Ok(docs)
     }
@@ -442,22 +508,42 @@ where
             .collect())
     }
 
-    fn history_select() -> String {
-        let columns: Vec<String> = HISTORY_COLUMNS.iter().map(|c| D::text(c)).collect();
+    fn history_select(with_revert: bool) -> String {
+        let extra: &[&str] = if with_revert { &REVERT_COLUMNS } else { &[] };
+        let columns: Vec<String> = HISTORY_COLUMNS
+            .iter()
+            .chain(extra)
+            .map(|c| D::text(c))
+            .collect();
         format!("SELECT {} FROM {HISTORY_TABLE}", columns.join(", "))
     }
 
-    async fn history_rows(&mut self, sql: &str, binds: &[&str]) -> Result<Vec<HistoryRecord>> {
+    /// Whether the history table has the columns revert added (a table of
+    /// an older release has not, until an apply adds them).
+    async fn history_has_revert_columns(&mut self) -> Result<bool> {
+        let present = strings(&mut self.conn, D::HISTORY_COLUMN_NAMES, &[])
+            .await
+            .map_err(|e| db_error("listing the columns of the history table", e))?;
+        Ok(REVERT_COLUMNS
+            .iter()
+            .all(|c| present.iter().any(|p| p == c)))
+    }
+
+    async fn history_rows(&mut self, filter: &str, binds: &[&str]) -> Result<Vec<HistoryRecord>> {
         let doing = "reading the history";
+        let with_revert = self.history_has_revert_columns().await?;
+        let sql = format!("{}{filter}", Self::history_select(with_revert));
         let query = binds
             .iter()
-            .fold(sqlx::query::<D::Db>(sql), |query, value| query.bind(*value));
+            .fold(sqlx::query::<D::Db>(&sql), |query, value| {
+                query.bind(*value)
+            });
         let rows = query
             .fetch_all(&mut self.conn)
             .await
             .map_err(|e| db_error(doing, e))?;
         rows.iter()
-            .map(|row| history_record(row).map_err(|e| db_error(doing, e)))
+            .map(|row| history_record(row, with_revert).map_err(|e| db_error(doing, e)))
             .collect()
     }
 }
@@ -502,6 +588,7 @@ where
             groups: self.read_table(Table::Groups, tenant, mode).await?,
             roles: self.read_table(Table::Roles, tenant, mode).await?,
             bindings: self.read_table(Table::Bindings, tenant, mode).await?,
+            keys: self.dialect.key_rules(&mut self.conn).await?,
         };
         if mode == ReadMode::ReadOnly {
             self.execute("COMMIT", "ending the read transaction")
@@ -558,38 +645,107 @@ where
     }
 
     async fn find_applied(&mut self, digest: &str) -> Result<Option<HistoryRecord>> {
-        let sql = format!("{} WHERE digest = {}", Self::history_select(), D::param(1));
-        Ok(self.history_rows(&sql, &[digest]).await?.into_iter().next())
+        let filter = format!(" WHERE digest = {}", D::param(1));
+        Ok(self
+            .history_rows(&filter, &[digest])
+            .await?
+            .into_iter()
+            .next())
     }
 
     async fn history(&mut self) -> Result<Vec<HistoryRecord>> {
-        let sql = format!(
-            "{} ORDER BY applied_at DESC, digest",
-            Self::history_select()
-        );
-        self.history_rows(&sql, &[]).await
+        self.history_rows(" ORDER BY applied_at DESC, digest", &[])
+            .await
     }
 
     async fn record(&mut self, r: &HistoryRecord) -> Result<()> {
-        let params: Vec<String> = (1..=HISTORY_COLUMNS.len()).map(D::param).collect();
+        // begin_apply added the revert columns to an older table. A column
+        // without a value is a NULL literal: only strings are bound.
+        let optional = [r.reverted_by.as_deref(), r.created_group_lists.as_deref()];
+        let mut binds: Vec<&str> = vec![
+            &r.digest,
+            &r.tenant,
+            &r.plan_created_at,
+            &r.plan_created_by,
+            &r.approvers,
+            &r.applied_at,
+            &r.applied_by,
+            &r.summary,
+        ];
+        let mut values: Vec<String> = (1..=binds.len()).map(D::param).collect();
+        for value in optional {
+            match value {
+                Some(text) => {
+                    binds.push(text);
+                    values.push(D::param(binds.len()));
+                }
+                None => values.push("NULL".into()),
+            }
+        }
+        let columns: Vec<&str> = HISTORY_COLUMNS
+            .iter()
+            .chain(&REVERT_COLUMNS)
+            .copied()
+            .collect();
         let sql = format!(
             "INSERT INTO {HISTORY_TABLE} ({}) VALUES ({})",
-            HISTORY_COLUMNS.join(", "),
-            params.join(", ")
+            columns.join(", "),
+            values.join(", ")
         );
-        sqlx::query::<D::Db>(&sql)
-            .bind(r.digest.as_str())
-            .bind(r.tenant.as_str())
-            .bind(r.plan_created_at.as_str())
-            .bind(r.plan_created_by.as_str())
-            .bind(r.approvers.as_str())
-            .bind(r.applied_at.as_str())
-            .bind(r.applied_by.as_str())
-            .bind(r.summary.as_str())
+        binds
+            .iter()
+            .fold(sqlx::query::<D::Db>(&sql), |query, value| {
+                query.bind(*value)
+            })
             .execute(&mut self.conn)
             .await
             .map(|_| ())
             .map_err(|e| db_error("recording the plan in the history", e))
+    }
+
+    async fn delete(&mut self, table: Table, keys: &[String]) -> Result<()> {
+        let doing = format!("deleting from {}", table.name());
+        for batch in keys.chunks(D::BATCH_ROWS) {
+            let params: Vec<String> = (1..=batch.len()).map(D::param).collect();
+            let sql = format!(
+                "DELETE FROM {} WHERE {} IN ({})",
+                D::quote(table.name()),
+                D::quote("key"),
+                params.join(", ")
+            );
+            let binds: Vec<&str> = batch.iter().map(String::as_str).collect();
+            let deleted = D::execute_counting(&mut self.conn, &sql, &binds)
+                .await
+                .map_err(|e| db_error(&doing, e))?;
+            if deleted != batch.len() as u64 {
+                // Under the lock this cannot happen unless a trigger or
+                // another writer did it: the database changed.
+                return Err(Error::stale(format!(
+                    "{doing}: {} of {} row(s) were no longer there",
+                    batch.len() as u64 - deleted.min(batch.len() as u64),
+                    batch.len()
+                )));
+            }
+            crate::progress::rows_written(batch.len());
+        }
+        Ok(())
+    }
+
+    async fn mark_reverted(&mut self, digest: &str, reverted_by: &str) -> Result<()> {
+        let sql = format!(
+            "UPDATE {HISTORY_TABLE} SET reverted_by = {} WHERE digest = {} AND reverted_by IS NULL",
+            D::param(1),
+            D::param(2)
+        );
+        let marked = D::execute_counting(&mut self.conn, &sql, &[reverted_by, digest])
+            .await
+            .map_err(|e| db_error("marking the reverted plan in the history", e))?;
+        if marked != 1 {
+            return Err(Error::stale(format!(
+                "plan {digest} is no longer recorded as applied and not reverted"
+            )));
+        }
+        Ok(())
     }
 
     async fn commit(&mut self) -> Result<()> {
@@ -613,8 +769,17 @@ where
         self.commit().await
     }
 
-    async fn drop_all(&mut self) -> Result<()> {
-        for table in Table::ALL.iter().map(|t| t.name()).chain([HISTORY_TABLE]) {
+    async fn begin(&mut self) -> Result<()> {
+        self.execute(D::BEGIN, "starting a transaction").await
+    }
+
+    fn transactional_ddl(&self) -> bool {
+        D::TRANSACTIONAL_DDL
+    }
+
+    async fn drop_all(&mut self, with_history: bool) -> Result<()> {
+        let history = with_history.then_some(HISTORY_TABLE);
+        for table in Table::ALL.iter().map(|t| t.name()).chain(history) {
             let sql = format!("DROP TABLE IF EXISTS {}", D::quote(table));
             self.execute(&sql, "dropping tables").await?;
         }

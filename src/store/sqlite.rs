@@ -12,10 +12,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sqlx::error::DatabaseError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{Connection, Executor};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow};
+use sqlx::{Connection, Executor, Row};
 
-use super::sql::{connect_error, db_error, execute, insert_values, Dialect, Failure};
+use super::sql::{
+    add_revert_columns, connect_error, db_error, execute, insert_values, Dialect, Failure,
+};
 use super::{Access, Table};
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
@@ -37,6 +39,23 @@ fn busy(e: &dyn DatabaseError) -> bool {
     Sqlite::classify(e) == Failure::LockTimeout
 }
 
+/// SQLITE_READONLY_ROLLBACK: a hot journal that this connection cannot
+/// roll back, the file (or its folder) not being writable.
+const SQLITE_READONLY_ROLLBACK: i32 = 776;
+
+/// The hot journal of `path` when `err` is SQLite refusing to read because
+/// it cannot roll that journal back.
+fn hot_journal(path: &str, err: &sqlx::Error) -> Option<String> {
+    let sqlx::Error::Database(e) = err else {
+        return None;
+    };
+    let code = e.code().and_then(|code| code.parse::<i32>().ok());
+    let journal = format!("{path}-journal");
+    let readonly = code == Some(SQLITE_READONLY_ROLLBACK)
+        || (code.map(|c| c & 0xff) == Some(8) && Path::new(&journal).exists());
+    readonly.then_some(journal)
+}
+
 impl Dialect for Sqlite {
     type Db = sqlx::Sqlite;
     const BACKEND: Backend = Backend::Sqlite;
@@ -48,8 +67,20 @@ impl Dialect for Sqlite {
          digest TEXT NOT NULL PRIMARY KEY, tenant TEXT NOT NULL, \
          plan_created_at TEXT NOT NULL, plan_created_by TEXT NOT NULL, \
          approvers TEXT NOT NULL, applied_at TEXT NOT NULL, applied_by TEXT NOT NULL, \
-         summary TEXT NOT NULL)";
+         summary TEXT NOT NULL, reverted_by TEXT, created_group_lists TEXT)";
     const TABLE_NAMES: &'static str = "SELECT name FROM sqlite_master WHERE type = 'table'";
+    const HISTORY_COLUMN_NAMES: &'static str =
+        "SELECT name FROM pragma_table_info('sync_access_history')";
+    const HISTORY_REVERT_COLUMNS: [(&'static str, &'static str); 2] = [
+        (
+            "reverted_by",
+            "ALTER TABLE sync_access_history ADD COLUMN reverted_by TEXT",
+        ),
+        (
+            "created_group_lists",
+            "ALTER TABLE sync_access_history ADD COLUMN created_group_lists TEXT",
+        ),
+    ];
     /// A deferred transaction holds one read lock over all five reads.
     const BEGIN_SNAPSHOT: &'static [&'static str] = &["BEGIN"];
     const BEGIN: &'static str = "BEGIN";
@@ -64,15 +95,37 @@ impl Dialect for Sqlite {
         if access != Access::Create && !Path::new(&path).exists() {
             return Err(Error::connection(format!("no SQLite database at `{path}`")));
         }
-        let options = SqliteConnectOptions::new()
+        let mut options = SqliteConnectOptions::new()
             .filename(&path)
             .create_if_missing(access == Access::Create)
-            .read_only(access == Access::ReadOnly)
             // The store's own foreign-key settings are not ours to change.
             .foreign_keys(false);
-        let conn = SqliteConnection::connect_with(&options)
+        if access == Access::ReadOnly {
+            // Opened read-write, with every write refused by SQLite itself
+            // (`query_only`): a connection opened read-only cannot roll
+            // back the hot journal an interrupted write (an apply killed)
+            // leaves, and SQLite then refuses to read at all, saying
+            // "attempt to write a readonly database". Read-write, the
+            // first read rolls the journal back, as any open would.
+            options = options.pragma("query_only", "ON");
+        }
+        let unreadable = |e: sqlx::Error| {
+            match hot_journal(&path, &e) {
+            Some(journal) => Error::connection(format!(
+                "`{path}` has a hot journal (`{journal}`): a write to it was interrupted (an apply killed, say) and must be rolled back before anything can read it, which needs write access to the file and its folder, and this user has none; run `sync-access history --database-url sqlite:{path}` once as a user who can write them (it rolls the journal back and writes nothing else), then run this again"
+            ))
+            .with_source(e),
+            None => connect_error(target, e),
+        }
+        };
+        let mut conn = SqliteConnection::connect_with(&options)
             .await
-            .map_err(|e| connect_error(target, e))?;
+            .map_err(unreadable)?;
+        // The first read is where SQLite rolls a hot journal back, or
+        // finds that it cannot: say so here, not as a failed query later.
+        conn.execute("SELECT count(*) FROM sqlite_master")
+            .await
+            .map_err(unreadable)?;
         Ok((
             conn,
             Sqlite {
@@ -102,6 +155,12 @@ impl Dialect for Sqlite {
 
     fn text(column: &str) -> String {
         Self::quote(column)
+    }
+
+    /// SQLite stores whatever bytes it is given as TEXT: read them as
+    /// bytes, so that a row that is not UTF-8 is named, not fatal.
+    fn raw_doc(row: &SqliteRow) -> std::result::Result<RawDoc, sqlx::Error> {
+        Ok(RawDoc::from_bytes(row.try_get(0)?, row.try_get(1)?))
     }
 
     fn param(_n: usize) -> String {
@@ -138,7 +197,24 @@ impl Dialect for Sqlite {
         // A spill of the page cache that cannot have the database file
         // (readers hold it) is skipped: the pages stay in memory until COMMIT.
         execute(conn, "PRAGMA busy_timeout = 0", "setting the lock timeout").await?;
-        execute(conn, Self::HISTORY_DDL, "creating the history table").await
+        execute(conn, Self::HISTORY_DDL, "creating the history table").await?;
+        add_revert_columns(
+            conn,
+            Self::HISTORY_COLUMN_NAMES,
+            &Self::HISTORY_REVERT_COLUMNS,
+        )
+        .await
+    }
+
+    async fn execute_counting(
+        conn: &mut SqliteConnection,
+        sql: &str,
+        binds: &[&str],
+    ) -> std::result::Result<u64, sqlx::Error> {
+        let query = binds
+            .iter()
+            .fold(sqlx::query(sql), |query, value| query.bind(*value));
+        Ok(query.execute(&mut *conn).await?.rows_affected())
     }
 
     async fn insert_batch(

@@ -1,4 +1,4 @@
-//! Typed views of the store's JSON documents (SPEC §2).
+//! Typed views of the store's JSON documents (docs/rules.md §1; the tables: docs/store.md §1).
 //!
 //! Views borrow from the snapshot's text, so a million bindings cost no copy
 //! of their strings. Parsing is lenient about fields the tool does not read
@@ -7,10 +7,12 @@
 //! [`Malformed`], with a detail that names the field but never quotes the
 //! document (it may hold `auths`).
 //!
-//! Two paths read a document: a fast one, serde's derive over borrowed
-//! views, and a slow one over [`serde_json::Value`] that runs only when the
-//! fast one fails, to say precisely what is wrong (or to accept what the fast
-//! path cannot borrow, such as a repeated member). Both accept the same
+//! First, a document must read alike to every reader (`unreadable`: UTF-8,
+//! valid JSON, no member given twice at any depth, nesting within
+//! serde_json's limit); else it is malformed before any member is read.
+//! Then two paths read it: a fast one, serde's derive over borrowed views,
+//! and a slow one over [`serde_json::Value`] that runs only when the fast
+//! one fails, to say precisely what is wrong. Both accept the same
 //! documents: property tests hold them to it.
 
 use std::borrow::Cow;
@@ -26,6 +28,11 @@ use crate::plan::canonical;
 pub struct RawDoc {
     pub key: String,
     pub value: String,
+    /// Why the row's bytes could not be taken as text (SQLite keeps
+    /// whatever bytes it was given): `key` and `value` then hold them with
+    /// U+FFFD in place of what is not UTF-8, to name the row, and the
+    /// document is malformed (docs/rules.md §9).
+    pub undecodable: Option<&'static str>,
 }
 
 impl RawDoc {
@@ -33,6 +40,30 @@ impl RawDoc {
         RawDoc {
             key: key.into(),
             value: value.into(),
+            undecodable: None,
+        }
+    }
+
+    /// A row read as bytes; text that is not UTF-8 makes it undecodable.
+    pub fn from_bytes(key: Vec<u8>, value: Vec<u8>) -> Self {
+        let (key, bad_key) = match String::from_utf8(key) {
+            Ok(key) => (key, false),
+            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+        };
+        let (value, bad_value) = match String::from_utf8(value) {
+            Ok(value) => (value, false),
+            Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
+        };
+        RawDoc {
+            key,
+            value,
+            undecodable: if bad_key {
+                Some("the row's key is not valid UTF-8")
+            } else if bad_value {
+                Some("document is not valid UTF-8")
+            } else {
+                None
+            },
         }
     }
 }
@@ -239,32 +270,48 @@ const MAX_NESTING: usize = 127;
 /// A document nested deeper would be accepted by the fast path and then
 /// fail where it is copied or shown; it is malformed instead.
 fn nesting_within_limit(text: &str) -> bool {
-    let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    for byte in text.bytes() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_NESTING {
-                    return false;
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
+    canonical::nesting_within(text, MAX_NESTING)
+}
+
+/// Why `raw` cannot be read the same way by every reader, before any of
+/// its members is: bytes that are not UTF-8, nesting past serde_json's
+/// limit, invalid JSON, a member given twice at any depth
+/// ([`canonical::check`]). The store's own JSON functions and the tool
+/// could read such a document differently (which of two `tenantId`s
+/// counts), so it is malformed, never copied.
+fn unreadable(raw: &RawDoc) -> Option<Malformed> {
+    let bare = |detail: String| Malformed {
+        key: raw.key.clone(),
+        id: None,
+        tenant_id: None,
+        deleted: None,
+        detail,
+    };
+    if let Some(why) = raw.undecodable {
+        return Some(bare(why.to_string()));
+    }
+    if !nesting_within_limit(&raw.value) {
+        return Some(bare(format!(
+            "document is nested deeper than {MAX_NESTING} levels"
+        )));
+    }
+    match canonical::check_shallow(&raw.value) {
+        Ok(()) => None,
+        Err(canonical::Unfit::NotJson(_)) => Some(bare("document is not valid JSON".to_string())),
+        Err(unfit) => {
+            // What can still be read without choosing between two values:
+            // the header members given once, so that references to the
+            // document still resolve and its scope is known when it can be.
+            let once = slow::members_given_once(&raw.value, &["id", "tenantId", "deleted"]);
+            let (id, tenant_id, deleted) = slow::partial_header(&once);
+            Some(Malformed {
+                id,
+                tenant_id,
+                deleted,
+                ..bare(unfit.to_string())
+            })
         }
     }
-    true
 }
 
 fn header<'a>(
@@ -283,10 +330,10 @@ fn header<'a>(
 }
 
 pub fn parse_user(raw: &RawDoc) -> Parsed<User<'_>> {
-    if let Some(v) = serde_json::from_str::<fast::User>(&raw.value)
-        .ok()
-        .filter(|_| nesting_within_limit(&raw.value))
-    {
+    if let Some(m) = unreadable(raw) {
+        return Err(m);
+    }
+    if let Ok(v) = serde_json::from_str::<fast::User>(&raw.value) {
         if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
             let mut legacy_memberships = BTreeMap::new();
             let mut tenant_memberships = BTreeMap::new();
@@ -312,10 +359,10 @@ pub fn parse_user(raw: &RawDoc) -> Parsed<User<'_>> {
 }
 
 pub fn parse_group(raw: &RawDoc) -> Parsed<Group<'_>> {
-    if let Some(v) = serde_json::from_str::<fast::Group>(&raw.value)
-        .ok()
-        .filter(|_| nesting_within_limit(&raw.value))
-    {
+    if let Some(m) = unreadable(raw) {
+        return Err(m);
+    }
+    if let Ok(v) = serde_json::from_str::<fast::Group>(&raw.value) {
         if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
             return Ok(Group {
                 header,
@@ -328,10 +375,10 @@ pub fn parse_group(raw: &RawDoc) -> Parsed<Group<'_>> {
 }
 
 pub fn parse_role(raw: &RawDoc) -> Parsed<Role<'_>> {
-    if let Some(v) = serde_json::from_str::<fast::Role>(&raw.value)
-        .ok()
-        .filter(|_| nesting_within_limit(&raw.value))
-    {
+    if let Some(m) = unreadable(raw) {
+        return Err(m);
+    }
+    if let Ok(v) = serde_json::from_str::<fast::Role>(&raw.value) {
         if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
             let permissions = v
                 .permissions
@@ -351,10 +398,10 @@ pub fn parse_role(raw: &RawDoc) -> Parsed<Role<'_>> {
 }
 
 pub fn parse_binding(raw: &RawDoc) -> Parsed<Binding<'_>> {
-    if let Some(v) = serde_json::from_str::<fast::Binding>(&raw.value)
-        .ok()
-        .filter(|_| nesting_within_limit(&raw.value))
-    {
+    if let Some(m) = unreadable(raw) {
+        return Err(m);
+    }
+    if let Ok(v) = serde_json::from_str::<fast::Binding>(&raw.value) {
         if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
             return Ok(Binding {
                 header,
@@ -381,7 +428,7 @@ mod slow {
     use super::*;
 
     /// What could be read of `id`, `tenantId` and `deleted` before a failure.
-    type PartialHeader = (Option<String>, Option<Option<String>>, Option<bool>);
+    pub(super) type PartialHeader = (Option<String>, Option<Option<String>>, Option<bool>);
 
     struct Fields<'a> {
         key: &'a str,
@@ -436,6 +483,53 @@ mod slow {
         }
     }
 
+    /// What can be read of `id`, `tenantId` and `deleted`, each on its own.
+    pub(super) fn partial_header(obj: &Map<String, Value>) -> PartialHeader {
+        let id = match obj.get("id") {
+            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        };
+        let tenant_id = match obj.get("tenantId") {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::String(s)) => Some(Some(s.clone())),
+            Some(_) => None,
+        };
+        let deleted = match obj.get("deleted") {
+            None | Some(Value::Null) => Some(false),
+            Some(Value::Bool(b)) => Some(*b),
+            Some(_) => None,
+        };
+        (id, tenant_id, deleted)
+    }
+
+    /// The members `names` of the object `text` that it gives exactly once;
+    /// one given twice is left out, as if unreadable (`null` for an
+    /// absent-or-null member would guess). Empty when `text` is no object.
+    pub(super) fn members_given_once(text: &str, names: &[&str]) -> Map<String, Value> {
+        let mut once = Map::new();
+        let Some(members) = canonical::members(text) else {
+            return once;
+        };
+        for name in names {
+            let mut given = members.iter().filter(|(n, _)| n == name);
+            match (given.next(), given.next()) {
+                (Some((_, value)), None) => {
+                    if let Ok(value) = serde_json::from_str(value.get()) {
+                        once.insert(name.to_string(), value);
+                    }
+                }
+                // Given twice: neither value can be trusted. An empty array
+                // is no valid value of any header member: it reads as
+                // unknown, never as absent.
+                (Some(_), Some(_)) => {
+                    once.insert(name.to_string(), Value::Array(Vec::new()));
+                }
+                _ => {}
+            }
+        }
+        once
+    }
+
     /// Reads the shared fields. `id` must be a non-empty string, `tenantId`
     /// a string or null/absent, `deleted` a boolean (absent or null means
     /// false, as Kestra's own entities default it).
@@ -453,20 +547,7 @@ mod slow {
         };
         // Gather what can be read first, so a malformed document still
         // resolves references ("role malformed" rather than "role missing").
-        let id = match obj.get("id") {
-            Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-            _ => None,
-        };
-        let tenant_id = match obj.get("tenantId") {
-            None | Some(Value::Null) => Some(None),
-            Some(Value::String(s)) => Some(Some(s.clone())),
-            Some(_) => None,
-        };
-        let deleted = match obj.get("deleted") {
-            None | Some(Value::Null) => Some(false),
-            Some(Value::Bool(b)) => Some(*b),
-            Some(_) => None,
-        };
+        let (id, tenant_id, deleted) = partial_header(obj);
         fields.header = Some((id.clone(), tenant_id.clone(), deleted));
         let id = match (id, obj.get("id")) {
             (Some(id), _) => id,

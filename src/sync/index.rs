@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::context::{self, Difference};
 use super::documents::{self, Binding, Group, Malformed, Parsed, Role, User};
+use super::keys::KeyRules;
 use super::{Finding, Kind, RawDoc, Snapshot, SyncResult};
 
 pub(super) fn malformed_finding(kind: Kind, m: &Malformed) -> Finding {
@@ -136,6 +137,10 @@ pub(super) struct Scope<'a, T> {
     pub(super) tenant_by_id: HashMap<Cow<'a, str>, usize>,
     /// Every row by key, whatever its scope or state: who holds a key.
     pub(super) holders: HashMap<&'a str, Holder>,
+    /// How the table compares keys, and, when not by bytes, the keys held
+    /// under each normal spelling (`KeyRules::normal`).
+    keys: KeyRules,
+    spellings: HashMap<Cow<'a, str>, Vec<&'a str>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,6 +176,7 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
         parse: fn(&'a RawDoc) -> Parsed<T>,
         tenant: &str,
         kind: Kind,
+        keys: KeyRules,
         out: &mut SyncResult,
     ) -> Self {
         let mut scope: Scope<'a, T> = Scope {
@@ -180,6 +186,8 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
             tenant_docs: Vec::new(),
             tenant_by_id: HashMap::new(),
             holders: HashMap::with_capacity(rows.len()),
+            keys,
+            spellings: HashMap::new(),
         };
         // Bindings are referenced by nobody: their ids need no index.
         let track_ids = kind != Kind::Binding;
@@ -280,12 +288,64 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
                 .legacy
                 .retain(|doc| !duplicates.contains(doc.header().id.as_ref()));
         }
+        if !keys.is_exact() {
+            for key in scope.holders.keys() {
+                scope
+                    .spellings
+                    .entry(keys.normal(key))
+                    .or_default()
+                    .push(key);
+            }
+            scope.one_key_to_the_database(tenant, kind, out);
+        }
         scope
+    }
+
+    /// Legacy documents whose copies would go to keys that differ only in
+    /// what the store ignores (`ops` and `ops `): the store takes them for
+    /// one key, so neither can be copied without a human (§10, §11).
+    fn one_key_to_the_database(&mut self, tenant: &str, kind: Kind, out: &mut SyncResult) {
+        let mut by_key: HashMap<String, Vec<(String, &str)>> = HashMap::new();
+        for doc in &self.legacy {
+            let header = doc.header();
+            let target = target_key(tenant, &header.id);
+            let normal = self.keys.normal(&target).into_owned();
+            by_key.entry(normal).or_default().push((target, header.key));
+        }
+        for (_, mut docs) in by_key.into_iter().filter(|(_, docs)| docs.len() > 1) {
+            docs.sort_unstable();
+            let targets: Vec<String> = docs.iter().map(|(t, _)| format!("`{t}`")).collect();
+            let mut keys: Vec<&str> = docs.iter().map(|(_, k)| *k).collect();
+            keys.sort_unstable();
+            for (_, key) in &docs {
+                out.conflicts.push(Finding::new(
+                    kind,
+                    key.to_string(),
+                    format!(
+                        "the copies of several legacy documents ({}) would go to {}, one key to the database (it compares keys {})",
+                        keys.join(", "),
+                        targets.join(", "),
+                        self.keys.describe()
+                    ),
+                ));
+            }
+            for doc in &self.legacy {
+                if keys.contains(&doc.header().key) {
+                    self.duplicates.insert(doc.header().id.clone());
+                }
+            }
+        }
+        let duplicates = &self.duplicates;
+        self.legacy
+            .retain(|doc| !duplicates.contains(doc.header().id.as_ref()));
     }
 
     /// A conflict when the target key is held by any document.
     pub(super) fn key_conflict(&self, key: &str, kind: Kind) -> Option<String> {
-        match self.holders.get(key)? {
+        let Some(holder) = self.holders.get(key) else {
+            return self.held_under_another_spelling(key, kind);
+        };
+        match holder {
             Holder::Live => Some(format!(
                 "key `{key}` is already held by another {}",
                 kind.as_str()
@@ -298,6 +358,27 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
                 "key `{key}` is already held by a malformed document"
             )),
         }
+    }
+}
+
+impl<T> Scope<'_, T> {
+    /// A conflict when the store holds `key` under another spelling it
+    /// takes for the same key (§11), naming both keys.
+    fn held_under_another_spelling(&self, key: &str, kind: Kind) -> Option<String> {
+        if self.keys.is_exact() {
+            return None;
+        }
+        let held = self.spellings.get(self.keys.normal(key).as_ref())?;
+        let other = held.iter().min()?;
+        let by = match self.holders.get(other)? {
+            Holder::Live => format!("another {}", kind.as_str()),
+            Holder::Deleted => format!("a deleted {}", kind.as_str()),
+            Holder::Malformed => "a malformed document".to_string(),
+        };
+        Some(format!(
+            "key `{key}` is already held by {by} as `{other}`, the same key to the database (it compares keys {})",
+            self.keys.describe()
+        ))
     }
 }
 

@@ -1,4 +1,4 @@
-//! The sync rules of SPEC §3: a pure function from a snapshot of the store to
+//! The sync rules of docs/rules.md: a pure function from a snapshot of the store to
 //! the changes that mirror the legacy scope into a tenant. No I/O, no async:
 //! `plan` and `apply` both call [`sync`], so what is reviewed and what is
 //! re-derived under the lock can never disagree by construction.
@@ -13,7 +13,11 @@
 
 pub(crate) mod context;
 pub(crate) mod documents;
+#[cfg(test)]
+mod hostile_tests;
 mod index;
+mod keys;
+pub(crate) mod revert;
 mod rules;
 #[cfg(test)]
 mod tests;
@@ -26,8 +30,13 @@ use serde::{Deserialize, Serialize};
 pub use context::{Context, Difference, RoleFacts};
 pub use documents::{Document, Membership, RawDoc, SubjectType};
 use index::{Scope, UserIndex};
+pub use keys::{KeyRules, StoreKeys};
+pub use revert::{revert, ListPrior};
 use rules::{copy_documents, names, plan_bindings, plan_memberships, tenant_change, Dependencies};
-pub use writes::{applied, into_writes, unmet_changes, writes_for, MissingUser, Unmet, Writes};
+pub use writes::{
+    applied, created_group_lists, into_writes, removals_for, removed, unmet_changes, writes_for,
+    MissingUser, Removals, Unmet, Writes,
+};
 
 /// The rows `sync` needs, read in one consistent snapshot. Each table holds
 /// at least every legacy document, every document of the target tenant and
@@ -40,6 +49,8 @@ pub struct Snapshot {
     pub groups: Vec<RawDoc>,
     pub roles: Vec<RawDoc>,
     pub bindings: Vec<RawDoc>,
+    /// How the store compares the keys of the tables copies go to.
+    pub keys: StoreKeys,
 }
 
 /// What the operator asked for; recorded in the plan so that `apply`
@@ -66,7 +77,7 @@ impl SyncOptions {
     }
 }
 
-/// One write of the plan. Field names are the plan format (SPEC §4);
+/// One write of the plan. Field names are the plan format (docs/plan-format.md §6);
 /// `crate::plan::change` reads and writes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
@@ -101,6 +112,36 @@ pub enum Change {
         /// The role's name.
         role: String,
     },
+    // A revert plan's removals (docs/revert.md §2): each carries what it
+    // expects to find, exactly as the change it undoes wrote it.
+    RemoveBinding {
+        key: String,
+        value: Document,
+        subject: String,
+        role: String,
+    },
+    /// Removes `{tenantId, groupId, membership}` from the `groupList` of
+    /// the user whose key is `key`.
+    RemoveMembership {
+        key: String,
+        user_id: String,
+        username: String,
+        group_id: String,
+        group_name: String,
+        membership: Membership,
+    },
+    RemoveGroup {
+        key: String,
+        value: Document,
+    },
+    RemoveRole {
+        key: String,
+        value: Document,
+    },
+    RemoveTenant {
+        key: String,
+        value: Document,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -111,16 +152,44 @@ pub enum Op {
     AddGroup,
     AddMembership,
     AddBinding,
+    // Removals come in the reverse of the order apply writes additions:
+    // what uses a document goes before it.
+    RemoveBinding,
+    RemoveMembership,
+    RemoveGroup,
+    RemoveRole,
+    RemoveTenant,
 }
 
 impl Op {
-    pub const ALL: [Op; 5] = [
+    pub const ALL: [Op; 10] = [
         Op::CreateTenant,
         Op::AddRole,
         Op::AddGroup,
         Op::AddMembership,
         Op::AddBinding,
+        Op::RemoveBinding,
+        Op::RemoveMembership,
+        Op::RemoveGroup,
+        Op::RemoveRole,
+        Op::RemoveTenant,
     ];
+
+    pub fn is_removal(self) -> bool {
+        self.undone().is_some()
+    }
+
+    /// The addition a removal undoes; `None` for an addition.
+    pub fn undone(self) -> Option<Op> {
+        match self {
+            Op::RemoveBinding => Some(Op::AddBinding),
+            Op::RemoveMembership => Some(Op::AddMembership),
+            Op::RemoveGroup => Some(Op::AddGroup),
+            Op::RemoveRole => Some(Op::AddRole),
+            Op::RemoveTenant => Some(Op::CreateTenant),
+            _ => None,
+        }
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -129,6 +198,11 @@ impl Op {
             Op::AddGroup => "add_group",
             Op::AddMembership => "add_membership",
             Op::AddBinding => "add_binding",
+            Op::RemoveBinding => "remove_binding",
+            Op::RemoveMembership => "remove_membership",
+            Op::RemoveGroup => "remove_group",
+            Op::RemoveRole => "remove_role",
+            Op::RemoveTenant => "remove_tenant",
         }
     }
 }
@@ -141,6 +215,11 @@ impl Change {
             Change::AddGroup { .. } => Op::AddGroup,
             Change::AddMembership { .. } => Op::AddMembership,
             Change::AddBinding { .. } => Op::AddBinding,
+            Change::RemoveBinding { .. } => Op::RemoveBinding,
+            Change::RemoveMembership { .. } => Op::RemoveMembership,
+            Change::RemoveGroup { .. } => Op::RemoveGroup,
+            Change::RemoveRole { .. } => Op::RemoveRole,
+            Change::RemoveTenant { .. } => Op::RemoveTenant,
         }
     }
 
@@ -150,18 +229,99 @@ impl Change {
             | Change::AddRole { key, .. }
             | Change::AddGroup { key, .. }
             | Change::AddMembership { key, .. }
-            | Change::AddBinding { key, .. } => key,
+            | Change::AddBinding { key, .. }
+            | Change::RemoveBinding { key, .. }
+            | Change::RemoveMembership { key, .. }
+            | Change::RemoveGroup { key, .. }
+            | Change::RemoveRole { key, .. }
+            | Change::RemoveTenant { key, .. } => key,
         }
     }
 
     pub fn group_id(&self) -> Option<&str> {
         match self {
-            Change::AddMembership { group_id, .. } => Some(group_id),
+            Change::AddMembership { group_id, .. } | Change::RemoveMembership { group_id, .. } => {
+                Some(group_id)
+            }
             _ => None,
         }
     }
 
-    /// SPEC §4 order: op, then key, then group id, strings by UTF-8 bytes.
+    /// The removal that undoes this addition, expecting exactly what it
+    /// wrote; a removal is its own.
+    pub fn removal(self) -> Change {
+        match self {
+            Change::CreateTenant { key, value } => Change::RemoveTenant { key, value },
+            Change::AddRole { key, value } => Change::RemoveRole { key, value },
+            Change::AddGroup { key, value } => Change::RemoveGroup { key, value },
+            Change::AddMembership {
+                key,
+                user_id,
+                username,
+                group_id,
+                group_name,
+                membership,
+            } => Change::RemoveMembership {
+                key,
+                user_id,
+                username,
+                group_id,
+                group_name,
+                membership,
+            },
+            Change::AddBinding {
+                key,
+                value,
+                subject,
+                role,
+            } => Change::RemoveBinding {
+                key,
+                value,
+                subject,
+                role,
+            },
+            removal => removal,
+        }
+    }
+
+    /// The addition this removal undoes (what `apply` re-derives a revert
+    /// from); an addition is its own.
+    pub fn addition(self) -> Change {
+        match self {
+            Change::RemoveTenant { key, value } => Change::CreateTenant { key, value },
+            Change::RemoveRole { key, value } => Change::AddRole { key, value },
+            Change::RemoveGroup { key, value } => Change::AddGroup { key, value },
+            Change::RemoveMembership {
+                key,
+                user_id,
+                username,
+                group_id,
+                group_name,
+                membership,
+            } => Change::AddMembership {
+                key,
+                user_id,
+                username,
+                group_id,
+                group_name,
+                membership,
+            },
+            Change::RemoveBinding {
+                key,
+                value,
+                subject,
+                role,
+            } => Change::AddBinding {
+                key,
+                value,
+                subject,
+                role,
+            },
+            addition => addition,
+        }
+    }
+
+    /// docs/plan-format.md §9 order: op, then key, then group id, strings by UTF-8 bytes.
     pub fn sort_key(&self) -> (Op, &[u8], &[u8]) {
         (
             self.op(),
@@ -179,6 +339,8 @@ pub enum Kind {
     Group,
     Membership,
     Binding,
+    /// A revert's `create_tenant` that cannot be undone (docs/revert.md §3).
+    Tenant,
 }
 
 impl Kind {
@@ -189,6 +351,7 @@ impl Kind {
             Kind::Group => "group",
             Kind::Membership => "membership",
             Kind::Binding => "binding",
+            Kind::Tenant => "tenant",
         }
     }
 }
@@ -305,7 +468,7 @@ pub enum SyncError {
     EmptyTenant,
 }
 
-/// Computes the plan of SPEC §3 for `snapshot`. The result is independent of
+/// Computes the plan of docs/rules.md for `snapshot`. The result is independent of
 /// the order of the snapshot's rows. Linear in the snapshot: every lookup is
 /// a hash map, and documents are read in place, not copied.
 pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, SyncError> {
@@ -325,6 +488,7 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
         documents::parse_role,
         tenant,
         Kind::Role,
+        snapshot.keys.roles,
         &mut out,
     );
     let groups = Scope::new(
@@ -332,6 +496,7 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
         documents::parse_group,
         tenant,
         Kind::Group,
+        snapshot.keys.groups,
         &mut out,
     );
     let bindings = Scope::new(
@@ -339,6 +504,7 @@ pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, Sy
         documents::parse_binding,
         tenant,
         Kind::Binding,
+        snapshot.keys.bindings,
         &mut out,
     );
 

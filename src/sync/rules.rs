@@ -1,4 +1,4 @@
-//! The rules of SPEC §3, over the indexes of [`super::index`]: the tenant
+//! The rules of docs/rules.md, over the indexes of [`super::index`]: the tenant
 //! (§3.1), roles and groups copied (§3.2, §3.3), memberships (§3.4) and
 //! bindings (§3.5). Each rule appends to the one [`SyncResult`].
 
@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::context;
-use super::documents::{Binding, Grant, Group, Role, User};
+use super::documents::{Binding, Grant, Group, RawDoc, Role, User};
 use super::index::{target_key, Named, Scope, UserIndex};
 use super::{
     Change, Document, Finding, Kind, Membership, Snapshot, SubjectType, SyncError, SyncOptions,
@@ -21,7 +21,22 @@ pub(super) fn tenant_change(
 ) -> Result<Option<Change>, SyncError> {
     let tenant = &options.tenant;
     let mut found = None;
-    for raw in snapshot.tenants.iter().filter(|raw| &raw.key == tenant) {
+    // The row the store takes for the tenant's key: Kestra on a PAD SPACE
+    // table finds `default ` for `default` (docs/rules.md §11).
+    let rules = snapshot.keys.tenants;
+    let own = |raw: &&RawDoc| &raw.key == tenant || rules.normal(&raw.key) == rules.normal(tenant);
+    for raw in snapshot.tenants.iter().filter(own) {
+        // Whether the tenant exists is no finding to skip: a document the
+        // store and the tool could read differently stops the plan.
+        let unfit = match raw.undecodable {
+            Some(why) => Some(why.to_string()),
+            None => crate::plan::canonical::check(&raw.value)
+                .err()
+                .map(|unfit| unfit.to_string()),
+        };
+        if let Some(why) = unfit {
+            return Err(SyncError::TenantMalformed(tenant.clone(), why));
+        }
         let obj = match serde_json::from_str::<Value>(&raw.value) {
             Ok(Value::Object(obj)) => obj,
             _ => {
@@ -71,7 +86,7 @@ pub(super) enum Outcome {
     Conflict,
 }
 
-/// SPEC §3.2 and §3.3: roles and groups are copied by the same rules, with
+/// docs/rules.md §3 and §4: roles and groups are copied by the same rules, with
 /// `same` deciding when an existing tenant document is the copy.
 pub(super) fn copy_documents<'a, T: Named<'a>>(
     scope: &Scope<'a, T>,
@@ -175,7 +190,7 @@ pub(super) fn names<'r, 'a, T: Named<'a>>(scope: &'r Scope<'a, T>) -> HashMap<&'
         .collect()
 }
 
-/// SPEC §3.4.
+/// docs/rules.md §5.
 pub(super) fn plan_memberships(
     users: &UserIndex<'_>,
     deps: &Dependencies<'_, '_>,
@@ -249,7 +264,7 @@ pub(super) fn plan_memberships(
     }
 }
 
-/// SPEC §3.5.
+/// docs/rules.md §6.
 pub(super) fn plan_bindings(
     bindings: &Scope<'_, Binding<'_>>,
     deps: &Dependencies<'_, '_>,

@@ -10,7 +10,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::{Change, RawDoc, Snapshot};
+use super::{Change, ListPrior, RawDoc, Snapshot};
 
 /// Rows to insert and user documents to replace, each list sorted by key.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,6 +36,148 @@ impl Writes {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
+
+/// What a revert plan's removals do to the store's rows: keys to delete per
+/// table, and user documents to replace (docs/revert.md §4).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Removals {
+    pub tenants: Vec<String>,
+    pub roles: Vec<String>,
+    pub groups: Vec<String>,
+    pub bindings: Vec<String>,
+    /// Whole user documents without the removed `groupList` entries.
+    pub users: Vec<RawDoc>,
+}
+
+impl Removals {
+    pub fn len(&self) -> usize {
+        self.tenants.len()
+            + self.roles.len()
+            + self.groups.len()
+            + self.bindings.len()
+            + self.users.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Derives the rows that `removals` (a revert's changes) delete and
+/// rewrite in `snapshot`. `prior_lists`: the users whose `groupList` the
+/// reverted apply created, and what it was before (the history records it).
+pub fn removals_for(
+    snapshot: &Snapshot,
+    tenant: &str,
+    removals: &[Change],
+    prior_lists: &BTreeMap<String, ListPrior>,
+) -> Result<Removals, MissingUser> {
+    let mut out = Removals::default();
+    let mut memberships: BTreeMap<&str, Vec<Value>> = BTreeMap::new();
+    for change in removals {
+        match change {
+            Change::RemoveTenant { key, .. } => out.tenants.push(key.clone()),
+            Change::RemoveRole { key, .. } => out.roles.push(key.clone()),
+            Change::RemoveGroup { key, .. } => out.groups.push(key.clone()),
+            Change::RemoveBinding { key, .. } => out.bindings.push(key.clone()),
+            Change::RemoveMembership {
+                key,
+                group_id,
+                membership,
+                ..
+            } => memberships.entry(key).or_default().push(membership_entry(
+                tenant,
+                group_id,
+                *membership,
+            )),
+            _ => {}
+        }
+    }
+    if !memberships.is_empty() {
+        let users: BTreeMap<&str, &RawDoc> = snapshot
+            .users
+            .iter()
+            .filter(|u| memberships.contains_key(u.key.as_str()))
+            .map(|u| (u.key.as_str(), u))
+            .collect();
+        for (key, entries) in memberships {
+            let raw = users.get(key).ok_or_else(|| MissingUser(key.to_string()))?;
+            let value = without_memberships(&raw.value, &entries, prior_lists.get(key).copied())
+                .ok_or_else(|| MissingUser(key.to_string()))?;
+            out.users.push(RawDoc::new(key, value));
+        }
+    }
+    for keys in [
+        &mut out.tenants,
+        &mut out.roles,
+        &mut out.groups,
+        &mut out.bindings,
+    ] {
+        keys.sort();
+    }
+    Ok(out)
+}
+
+/// The users whose `groupList` the writes of `changes` create, with what
+/// the document held instead (absent, or `null`): what a revert restores.
+pub fn created_group_lists(snapshot: &Snapshot, changes: &[Change]) -> BTreeMap<String, ListPrior> {
+    let keys: std::collections::BTreeSet<&str> = changes
+        .iter()
+        .filter_map(|c| match c {
+            Change::AddMembership { key, .. } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut out = BTreeMap::new();
+    for user in snapshot
+        .users
+        .iter()
+        .filter(|u| keys.contains(u.key.as_str()))
+    {
+        let Ok(Members(members)) = serde_json::from_str(&user.value) else {
+            continue;
+        };
+        let prior = match members.iter().rev().find(|(k, _)| k == "groupList") {
+            None => ListPrior::Absent,
+            Some((_, list)) if list.get() == "null" => ListPrior::Null,
+            Some(_) => continue,
+        };
+        out.insert(user.key.clone(), prior);
+    }
+    out
+}
+
+fn membership_entry(tenant: &str, group_id: &str, membership: super::Membership) -> Value {
+    let mut entry = Map::new();
+    entry.insert("tenantId".into(), Value::String(tenant.to_string()));
+    entry.insert("groupId".into(), Value::String(group_id.to_string()));
+    entry.insert(
+        "membership".into(),
+        Value::String(membership.as_str().to_string()),
+    );
+    Value::Object(entry)
+}
+
+/// The snapshot as it will be once `removals` are committed (tests).
+pub fn removed(snapshot: &Snapshot, removals: &Removals) -> Snapshot {
+    let mut next = snapshot.clone();
+    for (rows, keys) in [
+        (&mut next.tenants, &removals.tenants),
+        (&mut next.roles, &removals.roles),
+        (&mut next.groups, &removals.groups),
+        (&mut next.bindings, &removals.bindings),
+    ] {
+        rows.retain(|r| !keys.contains(&r.key));
+    }
+    let updated: BTreeMap<&str, &RawDoc> =
+        removals.users.iter().map(|u| (u.key.as_str(), u)).collect();
+    for user in &mut next.users {
+        if let Some(new) = updated.get(user.key.as_str()) {
+            user.value = new.value.clone();
+        }
+    }
+    next
 }
 
 /// Why the writes could not be derived: the snapshot does not hold a user
@@ -74,19 +216,12 @@ pub fn into_writes(
                 group_id,
                 membership,
                 ..
-            } => {
-                let mut entry = Map::new();
-                entry.insert("tenantId".into(), Value::String(tenant.to_string()));
-                entry.insert("groupId".into(), Value::String(group_id.clone()));
-                entry.insert(
-                    "membership".into(),
-                    Value::String(membership.as_str().to_string()),
-                );
-                memberships
-                    .entry(key)
-                    .or_default()
-                    .push(Value::Object(entry));
-            }
+            } => memberships
+                .entry(key)
+                .or_default()
+                .push(membership_entry(tenant, &group_id, membership)),
+            // A removal writes nothing here: see `removals_for`.
+            _ => {}
         }
     }
     if !memberships.is_empty() {
@@ -169,37 +304,88 @@ fn with_memberships(doc: &str, entries: Vec<Value>) -> Option<String> {
         list.push_str(&item);
     }
     list.push(']');
-    let mut out = String::with_capacity(doc.len() + list.len() + 16);
+    Some(with_group_list(
+        &members,
+        Some(&list),
+        doc.len() + list.len() + 16,
+    ))
+}
+
+/// The document of `members` with its `groupList` replaced by `list` (its
+/// exact text), in place, or appended last when there is none; `None`
+/// removes it. Every other member is kept as its exact text.
+fn with_group_list(members: &[(String, Box<RawValue>)], list: Option<&str>, size: usize) -> String {
+    let mut out = String::with_capacity(size);
     out.push('{');
     let mut replaced = false;
-    for (i, (name, value)) in members.iter().enumerate() {
-        if i > 0 {
+    let mut first = true;
+    for (name, value) in members {
+        let text = if name == "groupList" {
+            replaced = true;
+            match list {
+                Some(list) => list,
+                None => continue,
+            }
+        } else {
+            value.get()
+        };
+        if !first {
             out.push(',');
         }
+        first = false;
         out.push_str(&Value::String(name.clone()).to_string());
         out.push(':');
-        if name == "groupList" {
-            out.push_str(&list);
-            replaced = true;
-        } else {
-            out.push_str(value.get());
-        }
+        out.push_str(text);
     }
-    if !replaced {
-        if !members.is_empty() {
+    if let (false, Some(list)) = (replaced, list) {
+        if !first {
             out.push(',');
         }
         out.push_str("\"groupList\":");
-        out.push_str(&list);
+        out.push_str(list);
     }
     out.push('}');
-    Some(out)
+    out
+}
+
+/// The user document `doc` without one `groupList` entry equal to each of
+/// `entries` (JSON-equal, as `revert` checked them). Every other entry and
+/// member is kept as its exact text. A list left empty becomes what it was
+/// before the apply that created it (`prior`), else stays `[]`. `None`: not
+/// a JSON object.
+fn without_memberships(doc: &str, entries: &[Value], prior: Option<ListPrior>) -> Option<String> {
+    let Members(members) = serde_json::from_str(doc).ok()?;
+    let current: Vec<Box<RawValue>> = members
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "groupList")
+        .and_then(|(_, list)| serde_json::from_str(list.get()).ok())
+        .unwrap_or_default();
+    let mut unmatched: Vec<&Value> = entries.iter().collect();
+    let mut kept: Vec<&str> = Vec::with_capacity(current.len());
+    for item in &current {
+        let parsed: Option<Value> = serde_json::from_str(item.get()).ok();
+        match unmatched.iter().position(|e| parsed.as_ref() == Some(*e)) {
+            Some(i) => {
+                unmatched.swap_remove(i);
+            }
+            None => kept.push(item.get()),
+        }
+    }
+    let list = format!("[{}]", kept.join(","));
+    let list = match (kept.is_empty(), prior) {
+        (true, Some(ListPrior::Absent)) => None,
+        (true, Some(ListPrior::Null)) => Some("null".to_string()),
+        _ => Some(list),
+    };
+    Some(with_group_list(&members, list.as_deref(), doc.len()))
 }
 
 fn row(key: String, value: super::Document) -> RawDoc {
     RawDoc {
         key,
         value: value.into_string(),
+        undecodable: None,
     }
 }
 
@@ -228,6 +414,8 @@ pub enum Unmet {
     Missing,
     /// A document is at the key, but not the planned one.
     Differs,
+    /// A removal's row or membership is still there.
+    Present,
 }
 
 /// The changes of a plan that `snapshot` does not hold: what `verify` reports.
@@ -270,6 +458,18 @@ pub fn unmet_changes<'s, 'a>(
                     },
                 }
             }
+            Change::RemoveMembership { key, group_id, .. } => users
+                .get(key.as_str())
+                .and_then(|raw| super::documents::parse_user(raw).ok())
+                .filter(|user| {
+                    user.tenant_memberships
+                        .contains_key(&(Cow::Borrowed(tenant), Cow::Borrowed(group_id.as_str())))
+                })
+                .map(|_| Unmet::Present),
+            Change::RemoveTenant { key, .. } => tenants.get(key.as_str()).map(|_| Unmet::Present),
+            Change::RemoveRole { key, .. } => roles.get(key.as_str()).map(|_| Unmet::Present),
+            Change::RemoveGroup { key, .. } => groups.get(key.as_str()).map(|_| Unmet::Present),
+            Change::RemoveBinding { key, .. } => bindings.get(key.as_str()).map(|_| Unmet::Present),
             Change::CreateTenant { key, value }
             | Change::AddRole { key, value }
             | Change::AddGroup { key, value }

@@ -40,6 +40,16 @@ use crate::support::{
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario::only(
+        "crash::sigkill_mid_revert_leaves_all_or_nothing",
+        sigkill_mid_revert,
+        |kind| match kind {
+            Kind::Sqlite if cfg!(not(target_os = "linux")) => {
+                Err("what shows that SQLite is mid-write is read from /proc/locks, on Linux only")
+            }
+            _ => Ok(()),
+        },
+    ),
+    Scenario::only(
         "crash::sigkill_mid_write_leaves_nothing_and_apply_again_succeeds",
         sigkill_mid_write,
         |kind| match kind {
@@ -460,21 +470,29 @@ fn big_approved_plan(kind: Kind) -> Big {
 /// The SQL of a trigger that makes the insert of the binding `key` wait for
 /// the test's gate.
 fn gate_trigger(kind: Kind, key: &str) -> Vec<String> {
+    gate_trigger_on(kind, "INSERT", key)
+}
+
+/// The SQL of a trigger that makes the `event` (`INSERT`, `DELETE`) of the
+/// binding `key` wait for the test's gate.
+fn gate_trigger_on(kind: Kind, event: &str, key: &str) -> Vec<String> {
     let key = literal(key);
+    // A BEFORE DELETE trigger returns the old row, or the delete is skipped.
+    let row = if event == "DELETE" { "OLD" } else { "NEW" };
     match kind {
         Kind::Postgres => vec![
             format!(
                 "CREATE FUNCTION sa_gate() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
-                 PERFORM pg_advisory_xact_lock({PG_GATE_KEY}); RETURN NEW; END $$"
+                 PERFORM pg_advisory_xact_lock({PG_GATE_KEY}); RETURN {row}; END $$"
             ),
             format!(
-                "CREATE TRIGGER sa_gate BEFORE INSERT ON bindings FOR EACH ROW \
-                 WHEN (NEW.\"key\" = {key}) EXECUTE FUNCTION sa_gate()"
+                "CREATE TRIGGER sa_gate BEFORE {event} ON bindings FOR EACH ROW \
+                 WHEN ({row}.\"key\" = {key}) EXECUTE FUNCTION sa_gate()"
             ),
         ],
         Kind::MySql => vec![format!(
-            "CREATE TRIGGER sa_gate BEFORE INSERT ON bindings FOR EACH ROW BEGIN \
-             IF NEW.`key` = {key} THEN DO GET_LOCK({MY_GATE_NAME}, 600); END IF; END"
+            "CREATE TRIGGER sa_gate BEFORE {event} ON bindings FOR EACH ROW BEGIN \
+             IF {row}.`key` = {key} THEN DO GET_LOCK({MY_GATE_NAME}, 600); END IF; END"
         )],
         Kind::Sqlite => unreachable!("SQLite is held by a reader instead"),
     }
@@ -537,7 +555,7 @@ impl Gate {
                 "SELECT pid::bigint FROM pg_stat_activity \
                  WHERE datname = current_database() AND application_name = 'sync-access' \
                  AND wait_event_type = 'Lock' AND wait_event = 'advisory' \
-                 AND query LIKE 'INSERT INTO \"bindings\"%'"
+                 AND (query LIKE 'INSERT INTO \"bindings\"%' OR query LIKE 'DELETE FROM \"bindings\"%')"
             }
             Kind::MySql => {
                 // INFO shows the trigger's statement, not the INSERT.
@@ -691,9 +709,11 @@ fn sigkill_mid_write(kind: Kind) {
     Gate::wait_until_gone(&mut monitor, kind, session);
     monitor.close();
     if kind == Kind::Sqlite {
-        // The crash left its rollback journal behind; a read-only command
-        // (which cannot roll a journal back) still reads the database as it
-        // was.
+        // The crash left its rollback journal behind, never synced (the
+        // readers kept the apply from writing the file), so not hot: a
+        // read-only command reads the database as it was. A hot one is
+        // rolled back by the first read-only command
+        // (`hostile_store_a_hot_journal_is_rolled_back_by_read_only_commands`).
         assert!(db.path("store.db-journal").exists());
         assert_missing_everything(&big);
     }
@@ -714,6 +734,63 @@ fn sigkill_mid_write(kind: Kind) {
     if kind == Kind::Sqlite {
         assert!(!db.path("store.db-journal").exists(), "the journal is gone");
     }
+}
+
+/// A revert (docs/revert.md §4) killed in the middle of its deletes leaves
+/// the database as the original apply left it, with its history; applied
+/// again, it removes everything.
+fn sigkill_mid_revert(kind: Kind) {
+    let big = big_approved_plan(kind);
+    let (db, plan) = (&big.db, big.path.to_str().unwrap());
+    expect_code(&run(db, &["apply", plan]), 0);
+    let revert = db.path("revert.json");
+    let revert = revert.to_str().unwrap();
+    expect_code(&run(db, &["plan", "--revert", plan, "-o", revert]), 0);
+    let approve = ["approve", "--yes", "--by", "security@example.com", revert];
+    expect_code(&run(db, &approve), 0);
+    let removals = read_json(Path::new(revert))["changes"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(removals, big.changes, "the revert removes every change");
+    if kind != Kind::Sqlite {
+        for sql in gate_trigger_on(kind, "DELETE", &big.middle) {
+            db.exec(&sql);
+        }
+    }
+    let before = db.dump();
+
+    let mut gate = Gate::close(db);
+    let mut apply = Running::apply(db, &db.url, "revert", Path::new(revert), &[]);
+    let session = gate.wait_for_writer(db, &mut apply);
+    if kind == Kind::Sqlite {
+        assert!(db.path("store.db-journal").exists());
+    }
+    let ran = apply.kill();
+    assert_eq!(ran.stdout, "", "killed before it said anything: {ran:#?}");
+    let mut monitor = Session::open(kind, &db.url);
+    gate.open();
+    Gate::wait_until_gone(&mut monitor, kind, session);
+    monitor.close();
+
+    assert_eq!(db.dump(), before, "a killed revert left changes behind");
+    assert_eq!(
+        history_digests(db).len(),
+        1,
+        "a killed revert left a history row"
+    );
+    expect_code(&run(db, &["verify", plan]), 0);
+    for sql in drop_gate_trigger(kind) {
+        db.exec(&sql);
+    }
+
+    // Applied again, the revert removes everything and is recorded.
+    let ran = run(db, &["apply", "--lock-timeout", LOCK_TIMEOUT, revert]);
+    expect_code(&ran, 0);
+    assert!(ran.stdout.starts_with("Reverted plan"), "{ran:#?}");
+    assert_eq!(history_digests(db).len(), 2);
+    expect_code(&run(db, &["verify", revert]), 0);
+    assert_missing_everything(&big);
 }
 
 /// A URL for `db` that carries a password, so that the test can check that

@@ -1,4 +1,4 @@
-//! Stores that exercise every rule and reason of SPEC §3.
+//! Stores that exercise every rule and reason of docs/rules.md.
 
 use serde_json::{json, Value};
 use sync_access::sync::{RawDoc, Snapshot};

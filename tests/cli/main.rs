@@ -5,7 +5,10 @@ mod apply;
 mod crash;
 mod fixtures;
 mod hostile;
+mod hostile_store;
+mod hostile_text;
 mod plan;
+mod revert;
 mod review;
 mod show;
 mod signing;
@@ -22,7 +25,10 @@ fn main() {
         .chain(apply::SCENARIOS)
         .chain(crash::SCENARIOS)
         .chain(hostile::SCENARIOS)
+        .chain(hostile_text::SCENARIOS)
+        .chain(hostile_store::SCENARIOS)
         .chain(review::SCENARIOS)
+        .chain(revert::SCENARIOS)
         .collect();
     let mut trials = Vec::new();
     for kind in Kind::ALL {
@@ -50,6 +56,8 @@ fn main() {
     trials.extend(show::single_trials());
     trials.extend(apply::single_trials());
     trials.extend(hostile::single_trials());
+    trials.extend(hostile_text::single_trials());
+    trials.extend(hostile_store::single_trials());
     trials.extend(signing::single_trials());
     trials.extend(tls::trials());
     libtest_mimic::run(&args, trials).exit();

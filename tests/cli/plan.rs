@@ -67,7 +67,7 @@ fn normalise(plan: Value) -> Vec<u8> {
 }
 
 /// Compares with a golden file byte for byte; `UPDATE_GOLDEN=1` rewrites it.
-fn assert_golden(plan: Value, golden: &Path) {
+pub(crate) fn assert_golden(plan: Value, golden: &Path) {
     let bytes = normalise(plan);
     if std::env::var_os("UPDATE_GOLDEN").is_some() {
         std::fs::write(golden, &bytes).unwrap();
@@ -85,7 +85,7 @@ fn assert_golden(plan: Value, golden: &Path) {
     }
 }
 
-fn repo(path: &str) -> std::path::PathBuf {
+pub(crate) fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
@@ -351,7 +351,7 @@ fn kestra_config(kind: Kind) {
         by_url["source"]["identity"]
     );
     assert_eq!(by_config["changes"], by_url["changes"]);
-    // `-c` before the command, where SPEC §7 had it.
+    // `-c` before the command, where earlier versions had it.
     let before = db.path("config-before.json");
     db.cmd()
         .env_remove("DATABASE_URL")
@@ -523,7 +523,7 @@ pub fn single_trials() -> Vec<Trial> {
 }
 
 /// README "Connecting": the connection flags work after the command that
-/// connects and, as README and SPEC §7 had them as global flags, before
+/// connects and, as earlier versions had them as global flags, before
 /// it; given in both places, the command's own win, and sources that clash
 /// across the two places are refused as in one; before a command that
 /// does not connect they are accepted and ignored, after it they are a

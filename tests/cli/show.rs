@@ -162,6 +162,7 @@ fn hostile_store() -> Snapshot {
             json!({"id": "b", "type": "GROUP", "externalId": "g", "roleId": "r",
                    "namespaceId": "ns|\ncompany", "deleted": false}),
         )],
+        ..Snapshot::default()
     }
 }
 
