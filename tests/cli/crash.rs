@@ -537,7 +537,7 @@ impl Gate {
                 "SELECT pid::bigint FROM pg_stat_activity \
                  WHERE datname = current_database() AND application_name = 'sync-access' \
                  AND wait_event_type = 'Lock' AND wait_event = 'advisory' \
-                 AND query LIKE 'INSERT INTO \"bindings\"%'"
+                 AND query LIKE 'COPY \"bindings\"%'"
             }
             Kind::MySql => {
                 // INFO shows the trigger's statement, not the INSERT.
