@@ -79,7 +79,11 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
             meta.len()
         )));
     }
-    read_capped(file, limit)
+    // A regular file's size is known: its bytes are read into one buffer of
+    // that size, not into one that doubles as it fills (which, at hundreds
+    // of megabytes, holds the old and the new buffer at once).
+    let size = if meta.is_file() { meta.len() } else { 0 };
+    read_capped_into(file, limit, Vec::with_capacity(size as usize))
         .map_err(|e| Error::io(path, e))?
         .ok_or_else(|| refuse(over_the_limit(limit)))
 }
@@ -105,9 +109,17 @@ fn over_the_limit(limit: u64) -> String {
 /// is not `{`): `/dev/zero` or a binary file is refused at once, by the
 /// parser, with what was read.
 pub fn read_capped(input: impl std::io::Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    read_capped_into(input, limit, Vec::new())
+}
+
+/// [`read_capped`] into `bytes` (empty, perhaps with room reserved).
+fn read_capped_into(
+    input: impl std::io::Read,
+    limit: u64,
+    mut bytes: Vec<u8>,
+) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read;
     let mut capped = input.take(limit.saturating_add(1));
-    let mut bytes = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = match capped.read(&mut chunk) {
