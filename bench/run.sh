@@ -9,8 +9,11 @@
 #               (docs/revert.md), on the store the apply left
 # and writes BENCHMARKS.md.
 #
-# Usage: bench/run.sh [--sizes 10000,100000,1000000] [--backends sqlite,postgres,mysql]
-# Sizes count legacy bindings (10 per user, 3 memberships per user).
+# Usage: bench/run.sh [--sizes 10000,100000,1000000] [--backends sqlite,postgres,mysql] [--runs 3]
+# Sizes count legacy bindings (10 per user, 3 memberships per user). The
+# tool and the raw read and raw SQL baselines run --runs times each, every
+# run on a fresh copy of the store; the median time is reported, and the
+# highest peak memory. The per-row baseline (minutes at 1M) runs once.
 # Needs: a release build, /usr/bin/time, python3, psql, mariadb, sqlite3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,11 +21,13 @@ cd "$(dirname "$0")/.."
 COMMAND="bench/run.sh $*"
 SIZES=10000,100000,1000000
 BACKENDS=sqlite,postgres,mysql
+RUNS=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --sizes) SIZES=$2; shift 2 ;;
     --backends) BACKENDS=$2; shift 2 ;;
-    *) echo "usage: $0 [--sizes N,N] [--backends sqlite,postgres,mysql]" >&2; exit 1 ;;
+    --runs) RUNS=$2; shift 2 ;;
+    *) echo "usage: $0 [--sizes N,N] [--backends sqlite,postgres,mysql] [--runs N]" >&2; exit 1 ;;
   esac
 done
 
@@ -45,6 +50,11 @@ timed() {
   SECS=$(awk -F': ' '/Elapsed \(wall clock\)/ {n=split($2,a,":"); s=0; for(i=1;i<=n;i++) s=s*60+a[i]; print s}' "$log")
   RSS_MIB=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2/1024}' "$log")
 }
+
+# median N...: the middle one (the lower middle of an even count).
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+# highest N...
+highest() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 
 # timed_fn FUNCTION ARGS...: a shell function of this script, timed.
 timed_fn() {
@@ -114,54 +124,67 @@ for backend in "${backend_list[@]}"; do
     users=$((bindings / 10))
     echo "== $backend, $bindings legacy bindings ($users users)" >&2
     drop_pristine
-    fresh_store "$backend" "$users"
     export DATABASE_URL
     DATABASE_URL=$(url_of "$backend")
+    reads=() plans=() plan_rsss=() shows=() show_rsss=() approves=() approve_rsss=() applies=() apply_rsss=() raws=()
+    revert_plans=() revert_applies=() revert_apply_rsss=()
+    for run in $(seq 1 "$RUNS"); do
+      echo "   run $run of $RUNS ($(cut -d' ' -f1-3 /proc/loadavg))" >&2
+      fresh_store "$backend" "$users"
+      timed_fn raw_read "$backend"
+      reads+=("$SECS")
 
-    timed_fn raw_read "$backend"
-    read_s=$SECS
+      rm -f "$WORK/plan.json"
+      timed "$BIN" plan --skip-conflicts -o "$WORK/plan.json"
+      plans+=("$SECS") plan_rsss+=("$RSS_MIB")
 
-    timed "$BIN" plan --skip-conflicts -o "$WORK/plan.json"
-    plan_s=$SECS plan_rss=$RSS_MIB
+      timed "$BIN" show "$WORK/plan.json" > /dev/null
+      shows+=("$SECS") show_rsss+=("$RSS_MIB")
+
+      timed "$BIN" approve --yes --by bench@example.com "$WORK/plan.json" 2>/dev/null
+      approves+=("$SECS") approve_rsss+=("$RSS_MIB")
+
+      timed "$BIN" apply "$WORK/plan.json" > /dev/null
+      applies+=("$SECS") apply_rsss+=("$RSS_MIB")
+
+      timed "$BIN" plan --revert "$WORK/plan.json" --skip-conflicts -o "$WORK/revert.json"
+      revert_plans+=("$SECS")
+      "$BIN" approve --yes --by bench@example.com "$WORK/revert.json" 2>/dev/null
+      timed "$BIN" apply "$WORK/revert.json" > /dev/null
+      revert_applies+=("$SECS") revert_apply_rsss+=("$RSS_MIB")
+      rm -f "$WORK/revert.json"
+
+      fresh_store "$backend" "$users"
+      timed_fn run_sql_file "$backend" "bench/raw-$backend.sql"
+      raws+=("$SECS")
+    done
     plan_mib=$(awk -v b="$(stat -c %s "$WORK/plan.json")" 'BEGIN {printf "%.0f", b/1048576}')
-    changes=$(python3 -c "import json,sys; s=json.load(open(sys.argv[1]))['summary']; print(sum(v for k,v in s.items() if k.startswith(('add_','create_'))))" "$WORK/plan.json")
-
-    timed "$BIN" show "$WORK/plan.json" > /dev/null
-    show_s=$SECS
-
-    "$BIN" approve --yes --by bench@example.com "$WORK/plan.json" 2>/dev/null
-    timed "$BIN" apply "$WORK/plan.json" > /dev/null
-    apply_s=$SECS apply_rss=$RSS_MIB
-
-    timed "$BIN" plan --revert "$WORK/plan.json" --skip-conflicts -o "$WORK/revert.json"
-    revert_plan_s=$SECS
-    "$BIN" approve --yes --by bench@example.com "$WORK/revert.json" 2>/dev/null
-    timed "$BIN" apply "$WORK/revert.json" > /dev/null
-    revert_apply_s=$SECS revert_apply_rss=$RSS_MIB
-    rm -f "$WORK/revert.json"
+    # The summary is before the changes: read without loading the plan.
+    changes=$(sed -n '/^  "summary": {/,/^  }/p' "$WORK/plan.json" \
+      | awk -F'[":, ]+' '$2 ~ /^(add_|create_)/ {n += $3} END {print n + 0}')
 
     python3 bench/per_row.py "$WORK/plan.json" "$backend" > "$WORK/per-row.sql"
     rm -f "$WORK/plan.json"
-
-    fresh_store "$backend" "$users"
-    timed_fn run_sql_file "$backend" "bench/raw-$backend.sql"
-    raw_s=$SECS
-
     fresh_store "$backend" "$users"
     timed_fn run_sql_file "$backend" "$WORK/per-row.sql"
     per_row_s=$SECS
     rm -f "$WORK/per-row.sql"
 
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$backend" "$bindings" "$changes" \
-      "$read_s" "$plan_s" "$plan_rss" "$plan_mib" "$show_s" "$apply_s" "$apply_rss" "$raw_s" "$per_row_s" "$users" \
-      "$revert_plan_s" "$revert_apply_s" "$revert_apply_rss" >> "$RESULTS"
+    printf '%s\t' "$backend" "$bindings" "$changes" "$(median "${reads[@]}")" "$(median "${plans[@]}")" \
+      "$(highest "${plan_rsss[@]}")" "$plan_mib" "$(median "${shows[@]}")" "$(highest "${show_rsss[@]}")" \
+      "$(median "${approves[@]}")" "$(highest "${approve_rsss[@]}")" "$(median "${applies[@]}")" \
+      "$(highest "${apply_rsss[@]}")" "$(median "${raws[@]}")" "$per_row_s" "$RUNS" "$users" \
+      "$(median "${revert_plans[@]}")" "$(median "${revert_applies[@]}")" >> "$RESULTS"
+    printf '%s\n' "$(highest "${revert_apply_rsss[@]}")" >> "$RESULTS"
+    # Every run, for the record.
+    echo "$backend $bindings: read ${reads[*]}; plan ${plans[*]} (${plan_rsss[*]} MiB); show ${shows[*]} (${show_rsss[*]} MiB); approve ${approves[*]} (${approve_rsss[*]} MiB); apply ${applies[*]} (${apply_rsss[*]} MiB); revert plan ${revert_plans[*]}; revert apply ${revert_applies[*]} (${revert_apply_rsss[*]} MiB); raw SQL ${raws[*]}; per row $per_row_s" >> "$WORK/runs.txt"
   done
   drop_pristine
 done
 $PG -d postgres -c "DROP DATABASE IF EXISTS $DB WITH (FORCE)" 2>/dev/null || true
 $MY -e "DROP DATABASE IF EXISTS $DB" 2>/dev/null || true
 
-python3 - "$RESULTS" "$COMMAND" <<'PY' | tee BENCHMARKS.md
+python3 - "$RESULTS" "$COMMAND" "$WORK/runs.txt" <<'PY' > "$WORK/BENCHMARKS.md"
 import os, platform, subprocess, sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1]) if line.strip()]
 def f(x): return float(x)
@@ -177,10 +200,23 @@ print("- raw read: the five tables' rows selected to /dev/null (COPY on PostgreS
 print("- raw SQL: `bench/raw-<backend>.sql`, set-based INSERT ... SELECT and UPDATE in one transaction: the limit for `apply`")
 print("- per row: the same writes, one statement per row (`bench/per_row.py`), as a per-entity API tool sends them")
 print("- revert: `plan --revert` of the applied plan, then `apply` of that revert plan, on the store the apply left (docs/revert.md)\n")
-print("| backend | legacy bindings | changes | raw read s | plan s | plan / raw read | plan peak MiB | plan file MiB | show s | apply s | apply / raw SQL | apply peak MiB | raw SQL s | per row s | per row / apply | revert plan s | revert apply s | revert apply peak MiB |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-for b, n, ch, rd, pl, prss, pmib, sh, ap, arss, raw, per, users, rpl, rap, rrss in rows:
-    print("| %s | %s | %s | %.2f | %.2f | %.1f× | %s | %s | %.2f | %.2f | %.2f× | %s | %.2f | %.2f | %.1f× | %.2f | %.2f | %s |" % (
-        b, n, ch, f(rd), f(pl), f(pl) / max(f(rd), 0.01), prss, pmib, f(sh), f(ap), f(ap) / max(f(raw), 0.01),
-        arss, f(raw), f(per), f(per) / max(f(ap), 0.01), f(rpl), f(rap), rrss))
+print("| backend | legacy bindings | changes | raw read s | plan s | plan / raw read | plan peak MiB | plan file MiB | show s | show / raw read | show peak MiB | approve s | approve peak MiB | apply s | apply / raw SQL | apply peak MiB | raw SQL s | per row s | per row / apply | revert plan s | revert apply s | revert apply peak MiB |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+for b, n, ch, rd, pl, prss, pmib, sh, srss, apv, avrss, ap, arss, raw, per, runs, users, rpl, rap, rrss in rows:
+    print("| %s | %s | %s | %.2f | %.2f | %.1f× | %s | %s | %.2f | %.1f× | %s | %.2f | %s | %.2f | %.2f× | %s | %.2f | %.2f | %.1f× | %.2f | %.2f | %s |" % (
+        b, n, ch, f(rd), f(pl), f(pl) / max(f(rd), 0.01), prss, pmib, f(sh), f(sh) / max(f(rd), 0.01), srss,
+        f(apv), avrss, f(ap), f(ap) / max(f(raw), 0.01), arss, f(raw), f(per), f(per) / max(f(ap), 0.01),
+        f(rpl), f(rap), rrss))
+print("\nTimes are the median of %s runs (per row: one run); peak memory is the highest of the runs." % rows[0][15] if rows else "")
+print("\nThe runs:\n")
+for line in open(sys.argv[3]):
+    print("- " + line.rstrip("\n"))
 PY
+# The file's own sections (from its first `## ` heading on) are kept
+# below the new table: they say what earlier runs found.
+{
+  cat "$WORK/BENCHMARKS.md"
+  if [ -f BENCHMARKS.md ]; then echo; sed -n '/^## /,$p' BENCHMARKS.md; fi
+} > "$WORK/BENCHMARKS.new"
+mv "$WORK/BENCHMARKS.new" BENCHMARKS.md
+cat BENCHMARKS.md

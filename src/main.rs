@@ -1,5 +1,10 @@
 use std::process::ExitCode;
 
+/// Faster than the system's malloc on the millions of small allocations of
+/// `plan` and `apply`, and less memory kept (Cargo.toml says by how much).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = match sync_access::cli::Cli::parse_args() {
         Ok(cli) => cli,

@@ -13,7 +13,7 @@
 //!   file keeps its permissions.
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -99,13 +99,27 @@ pub fn write(
     Ok(Written { through_link })
 }
 
+/// One change to a file's bytes: `replace` (a range of them) by `with`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit {
+    pub replace: std::ops::Range<usize>,
+    pub with: Vec<u8>,
+}
+
 /// Rewrites the plan file at `path` under an exclusive lock: `edit` gets
-/// the bytes read under the lock and returns the new ones, or `None` to
-/// leave the file as it is.
+/// the bytes read under the lock and returns how they change, or `None` to
+/// leave the file as it is. The new file is written from the old bytes and
+/// the edit, never a second copy of a plan of hundreds of megabytes.
+///
+/// `bytes` holds what the caller read of the file before (or nothing): the
+/// file is read again into it, and `edit` is told whether that gave the
+/// same bytes, so that a plan read and checked before the lock is not
+/// checked again, without a second buffer or a hash of it.
 pub fn update(
     path: &Path,
     force: bool,
-    edit: impl FnOnce(&[u8]) -> Result<Option<Vec<u8>>>,
+    bytes: &mut Vec<u8>,
+    edit: impl FnOnce(&[u8], bool) -> Result<Option<Edit>>,
 ) -> Result<Option<Written>> {
     let (real, through_link) = resolve(path)?;
     let Some(mut locked) = lock(&real, path)? else {
@@ -116,22 +130,71 @@ pub fn update(
     };
     let meta = check_replaceable(&real, path, force)?;
     // The plan's size limit holds here too: the file may have grown since
-    // it was first read.
+    // it was first read (never more than the limit and a byte are read).
     let limit = crate::plan::max_plan_bytes();
-    let bytes = crate::plan::read_capped(&mut locked, limit)
-        .map_err(|e| Error::io(path, e))?
-        .ok_or_else(|| {
-            Error::refused(format!(
-                "{}: not a valid plan: over the limit of {limit} bytes; nothing written",
-                path.display()
-            ))
-        })?;
-    let Some(new) = edit(&bytes)? else {
+    let unchanged = reread(&mut Read::take(&mut locked, limit.saturating_add(1)), bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() as u64 > limit {
+        return Err(Error::refused(format!(
+            "{}: not a valid plan: over the limit of {limit} bytes; nothing written",
+            path.display()
+        )));
+    }
+    let bytes = &bytes[..];
+    let Some(Edit {
+        replace: range,
+        with,
+    }) = edit(bytes, unchanged)?
+    else {
         return Ok(None);
     };
-    replace(&real, path, meta.as_ref(), |file| file.write_all(&new))?;
+    if range.start > range.end || range.end > bytes.len() {
+        return Err(Error::usage(format!(
+            "{}: an edit outside the file; nothing written",
+            path.display()
+        )));
+    }
+    replace(&real, path, meta.as_ref(), |file| {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&bytes[..range.start])?;
+        out.write_all(&with)?;
+        out.write_all(&bytes[range.end..])?;
+        out.flush()
+    })?;
     drop(locked);
     Ok(Some(Written { through_link }))
+}
+
+/// Reads `file` into `bytes`, which holds an earlier read of it: true when
+/// the file still holds exactly those bytes. Equal chunks are compared in
+/// place, not copied.
+fn reread(file: &mut impl Read, bytes: &mut Vec<u8>) -> std::io::Result<bool> {
+    let mut chunk = vec![0; 1 << 20];
+    let mut at = 0;
+    let mut same = true;
+    loop {
+        let n = match file.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if same && bytes.get(at..at + n) == Some(&chunk[..n]) {
+            at += n;
+            continue;
+        }
+        if same {
+            same = false;
+            bytes.truncate(at);
+        }
+        bytes.extend_from_slice(&chunk[..n]);
+        at += n;
+    }
+    if same && at != bytes.len() {
+        same = false;
+        bytes.truncate(at);
+    }
+    Ok(same)
 }
 
 /// An exclusive lock of the file now at `real` (`None` when there is
@@ -240,9 +303,14 @@ mod tests {
         std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
         let link = dir.path().join("link.json");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        let written = update(&link, false, |old| {
+        let mut bytes = b"stale".to_vec();
+        let written = update(&link, false, &mut bytes, |old, unchanged| {
             assert_eq!(old, b"old");
-            Ok(Some(b"new".to_vec()))
+            assert!(!unchanged);
+            Ok(Some(Edit {
+                replace: 0..old.len(),
+                with: b"new".to_vec(),
+            }))
         })
         .unwrap()
         .unwrap();
@@ -256,6 +324,29 @@ mod tests {
         assert_eq!(mode, 0o640);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 2, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn a_second_read_says_whether_the_bytes_are_the_same() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let content: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let reread_of = |before: Vec<u8>| {
+            let mut bytes = before;
+            let same = reread(&mut File::open(&path).unwrap(), &mut bytes).unwrap();
+            assert_eq!(bytes, content);
+            same
+        };
+        assert!(reread_of(content.clone()));
+        assert!(!reread_of(Vec::new()));
+        assert!(!reread_of(content[..content.len() - 1].to_vec()));
+        let mut longer = content.clone();
+        longer.push(0);
+        assert!(!reread_of(longer));
+        let mut changed = content.clone();
+        changed[2_500_000] ^= 1;
+        assert!(!reread_of(changed));
     }
 
     #[test]

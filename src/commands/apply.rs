@@ -38,8 +38,32 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     let mut signals = Signals::install()?;
     let progress = super::Progress::on_terminal();
     progress.phase("reading the plan");
-    let loaded = plan::load(path)?;
-    tracing::info!(changes = loaded.plan.changes.len(), "loaded the plan");
+    // What apply compares is the digest of the approved changes: the
+    // changes themselves (a million of them are hundreds of megabytes) are
+    // checked and hashed as they are read, never kept; they are read again
+    // only to show a diff.
+    let bytes = plan::read_bytes(path)?;
+    let refuse = |why: String| Error::refused(format!("{}: {why}", path.display()));
+    let plan::Scanned {
+        loaded,
+        changes_digest: approved,
+        ..
+    } = plan::parse_without_changes(&bytes).map_err(refuse)?;
+    // A revert is re-derived from the additions its removals undo
+    // (docs/revert.md §4): its changes are read from the same bytes, and
+    // kept, as additions.
+    let (loaded, undone) = if loaded.plan.reverts.is_some() {
+        let mut whole = plan::parse(&bytes).map_err(refuse)?;
+        let undone: Vec<Change> = std::mem::take(&mut whole.plan.changes)
+            .into_iter()
+            .map(Change::addition)
+            .collect();
+        (whole, undone)
+    } else {
+        (loaded, Vec::new())
+    };
+    drop(bytes);
+    tracing::info!(changes = loaded.plan.summary.changes(), "read the plan");
     let verdict = validate(&loaded, path, &policy)?;
     let notes = Notes {
         unsigned_names: verdict.unsigned_names(),
@@ -47,24 +71,6 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     };
     let approvers = verdict.counted;
     let applied_by = super::who(args.applied_by.as_deref(), "--applied-by", None)?;
-    // What apply compares is the digest of the approved changes: the
-    // changes themselves (a million of them are hundreds of megabytes) are
-    // freed before the store is read, and read again only to show a diff.
-    let mut loaded = loaded;
-    let approved = plan::changes_digest(&loaded.plan.changes);
-    // A revert is re-derived from the additions its removals undo
-    // (docs/revert.md §4): those are kept, as additions.
-    // (Not a filter over all changes: collecting in place would keep the
-    // whole buffer of an ordinary plan's changes alive.)
-    let undone: Vec<Change> = if loaded.plan.reverts.is_some() {
-        std::mem::take(&mut loaded.plan.changes)
-            .into_iter()
-            .map(Change::addition)
-            .collect()
-    } else {
-        loaded.plan.changes = Vec::new();
-        Vec::new()
-    };
     let plan = &loaded.plan;
     let (target, mut store) = tokio::select! {
         biased;

@@ -20,9 +20,15 @@ const MAX_MESSAGE_BYTES: u64 = 64 * 1024;
 
 pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
-    let loaded = plan::load(path)?;
-    loaded.require_intact(path)?;
-    let plan = &loaded.plan;
+    // The changes are checked and hashed as they are read, not kept, and
+    // the approval is spliced into the file's bytes (issue 15). The bytes
+    // are kept to tell, under the lock, that the file is still the one
+    // checked: it is read again into the same memory, and compared.
+    let mut bytes = plan::read_bytes(path)?;
+    let scanned = plan::parse_for_approval(&bytes)
+        .map_err(|why| Error::refused(format!("{}: {why}", path.display())))?;
+    scanned.loaded.require_intact(path)?;
+    let plan = &scanned.loaded.plan;
     if !plan.applyable {
         return Err(Error::not_applyable(format!(
             "{}: not applyable: it has {} conflict(s); it cannot be approved",
@@ -78,26 +84,32 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     }
     let signed = approval.signature.is_some();
     let digest = plan.digest.clone();
-    drop(loaded);
     // Re-read under the lock: another approve may have landed meanwhile.
-    let written = plan_file::update(path, args.force, |bytes| {
-        let current = plan::parse(bytes)
-            .map_err(|why| Error::refused(format!("{}: {why}", path.display())))?;
-        current.require_intact(path)?;
-        if current.plan.digest != digest {
+    // The same bytes need no second check; other bytes get all of them.
+    let written = plan_file::update(path, args.force, &mut bytes, |bytes, unchanged| {
+        let rescanned;
+        let current = if unchanged {
+            &scanned
+        } else {
+            rescanned = plan::parse_for_approval(bytes)
+                .map_err(|why| Error::refused(format!("{}: {why}", path.display())))?;
+            rescanned.loaded.require_intact(path)?;
+            &rescanned
+        };
+        let now = &current.loaded.plan;
+        if now.digest != digest {
             return Err(Error::refused(format!(
                 "{}: the plan changed while it was being approved (its digest is now {}); nothing written: review it again",
                 path.display(),
-                current.plan.digest
+                now.digest
             )));
         }
-        if already_approved(&current.plan, &approval) {
+        if already_approved(now, &approval) {
             return Ok(None);
         }
-        let mut approved = current.plan;
-        approved.approvals.push(approval);
-        debug_assert_eq!(plan::digest_of_plan(&approved), approved.digest);
-        Ok(Some(approved.to_pretty_json()))
+        let mut approvals = now.approvals.clone();
+        approvals.push(approval);
+        Ok(Some(current.approvals_edit(bytes, &approvals)))
     })?;
     let Some(written) = written else {
         crate::say!(

@@ -27,15 +27,28 @@ impl Write for Hashing {
 
 /// `sha256:<hex>` of what `write` writes.
 fn sha256_of(write: impl FnOnce(&mut dyn Write) -> Result<(), canonical::Error>) -> String {
+    try_sha256_of(write).expect("hashing cannot fail")
+}
+
+/// `sha256:<hex>` of what `write` writes, or why `write` stopped (a
+/// streamed source that turned out not to be valid).
+fn try_sha256_of(
+    write: impl FnOnce(&mut dyn Write) -> Result<(), canonical::Error>,
+) -> Result<String, canonical::Error> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, Hashing(Sha256::new()));
-    write(&mut out).expect("hashing cannot fail");
+    write(&mut out)?;
     let Ok(Hashing(hasher)) = out.into_inner() else {
         unreachable!("hashing cannot fail")
     };
+    Ok(hex_of(hasher))
+}
+
+fn hex_of(hasher: Sha256) -> String {
+    use std::fmt::Write as _;
     let mut hex = String::with_capacity(7 + 64);
     hex.push_str("sha256:");
     for byte in hasher.finalize() {
-        hex.push_str(&format!("{byte:02x}"));
+        let _ = write!(hex, "{byte:02x}");
     }
     hex
 }
@@ -61,9 +74,11 @@ pub fn digest_of(plan: &Value) -> String {
 /// `author_signature` or `approvals`: they are added after sealing.
 #[derive(Serialize)]
 #[serde(rename = "$sync_access::canonical::in_order")]
-struct Sealed<'a> {
+struct Sealed<'a, C> {
     applyable: bool,
-    changes: &'a [Change],
+    /// The plan's changes, or a reader that streams them from the file
+    /// (`load::parse_without_changes`).
+    changes: C,
     conflicts: &'a [Finding],
     /// Only when there is one: a plan without it hashes as before it
     /// existed, as its JSON (which omits it) does.
@@ -85,9 +100,18 @@ struct Sealed<'a> {
 
 /// The same digest as [`digest_of`], streamed from the typed plan.
 pub fn digest_of_plan(plan: &Plan) -> String {
+    digest_with_changes(plan, &plan.changes[..]).expect("our values serialise")
+}
+
+/// The digest of `plan` with `changes` in place of its own: the changes
+/// of a plan read without keeping them are serialised as they are read.
+pub(super) fn digest_with_changes<C: Serialize>(
+    plan: &Plan,
+    changes: C,
+) -> Result<String, canonical::Error> {
     let sealed = Sealed {
         applyable: plan.applyable,
-        changes: &plan.changes,
+        changes,
         conflicts: &plan.conflicts,
         context: &plan.context,
         created_at: &plan.created_at,
@@ -101,17 +125,39 @@ pub fn digest_of_plan(plan: &Plan) -> String {
         tenant: &plan.tenant,
         tool_version: &plan.tool_version,
     };
-    sha256_of(|out| canonical::to_writer(out, &sealed))
+    try_sha256_of(|out| canonical::to_writer(out, &sealed))
 }
 
 /// `sha256:<hex>` of the changes' canonical JSON, one per line: what `apply`
 /// compares, so that it need not keep the approved changes themselves.
 pub fn changes_digest(changes: &[Change]) -> String {
-    sha256_of(|out| {
-        for change in changes {
-            canonical::to_writer(&mut *out, change)?;
-            out.write_all(b"\n")?;
-        }
-        Ok(())
-    })
+    let mut hasher = ChangesHasher::new();
+    for change in changes {
+        hasher.add(change);
+    }
+    hasher.finish()
+}
+
+/// [`changes_digest`] one change at a time, as a plan file is read.
+pub(super) struct ChangesHasher(std::io::BufWriter<Hashing>);
+
+impl ChangesHasher {
+    pub(super) fn new() -> Self {
+        ChangesHasher(std::io::BufWriter::with_capacity(
+            1 << 16,
+            Hashing(Sha256::new()),
+        ))
+    }
+
+    pub(super) fn add(&mut self, change: &Change) {
+        canonical::to_writer(&mut self.0, change).expect("a change serialises to a hash");
+        self.0.write_all(b"\n").expect("hashing cannot fail");
+    }
+
+    pub(super) fn finish(self) -> String {
+        let Ok(Hashing(hasher)) = self.0.into_inner() else {
+            unreachable!("hashing cannot fail")
+        };
+        hex_of(hasher)
+    }
 }

@@ -204,6 +204,13 @@ fn mutated(mutations: &[Mutation], reseal: bool) -> String {
 /// Everything a terminal gets from a plan read from `bytes`.
 fn exercise(bytes: &[u8]) {
     let path = Path::new("plan.json");
+    // `apply` and `approve` read it without keeping its changes: the same
+    // plan, or a refusal as clean (its words may differ when the file has
+    // more than one fault: the changes are read last).
+    super::tests::same_reading(bytes, false).unwrap();
+    if let Err(why) = super::parse_without_changes(bytes) {
+        assert_clean("refusal without the changes", &why);
+    }
     let loaded = match parse(bytes) {
         Ok(loaded) => loaded,
         Err(why) => return assert_clean("refusal", &why),

@@ -58,7 +58,18 @@ pub fn max_plan_bytes() -> u64 {
 /// substitution), at most the size limit is read: a regular file over it is
 /// refused before reading, anything else while reading.
 pub fn load(path: &Path) -> Result<Loaded> {
-    let refuse = |msg: String| Error::refused(format!("{}: {msg}", path.display()));
+    let bytes = read_bytes(path)?;
+    parse(&bytes).map_err(|msg| refused(path, msg))
+}
+
+/// The refusal (exit 4) of the plan file at `path`, for `why`.
+pub(super) fn refused(path: &Path, why: String) -> Error {
+    Error::refused(format!("{}: {why}", path.display()))
+}
+
+/// A plan file's bytes, read through the size limit, not yet validated.
+pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    let refuse = |msg: String| refused(path, msg);
     let limit = max_plan_bytes();
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
@@ -68,10 +79,13 @@ pub fn load(path: &Path) -> Result<Loaded> {
             meta.len()
         )));
     }
-    let bytes = read_capped(file, limit)
+    // A regular file's size is known: its bytes are read into one buffer of
+    // that size, not into one that doubles as it fills (which, at hundreds
+    // of megabytes, holds the old and the new buffer at once).
+    let size = if meta.is_file() { meta.len() } else { 0 };
+    read_capped_into(file, limit, Vec::with_capacity(size as usize))
         .map_err(|e| Error::io(path, e))?
-        .ok_or_else(|| refuse(over_the_limit(limit)))?;
-    parse(&bytes).map_err(refuse)
+        .ok_or_else(|| refuse(over_the_limit(limit)))
 }
 
 /// Reads and validates a plan from stdin (`show -`), within the same size
@@ -95,9 +109,17 @@ fn over_the_limit(limit: u64) -> String {
 /// is not `{`): `/dev/zero` or a binary file is refused at once, by the
 /// parser, with what was read.
 pub fn read_capped(input: impl std::io::Read, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    read_capped_into(input, limit, Vec::new())
+}
+
+/// [`read_capped`] into `bytes` (empty, perhaps with room reserved).
+fn read_capped_into(
+    input: impl std::io::Read,
+    limit: u64,
+    mut bytes: Vec<u8>,
+) -> std::io::Result<Option<Vec<u8>>> {
     use std::io::Read;
     let mut capped = input.take(limit.saturating_add(1));
-    let mut bytes = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = match capped.read(&mut chunk) {
@@ -123,6 +145,35 @@ pub fn read_capped(input: impl std::io::Read, limit: u64) -> std::io::Result<Opt
 /// keep every member the digest covers: unknown fields are refused, so the
 /// digest recomputed from the types is the file's own.
 pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
+    check_format(bytes)?;
+    check_text(bytes)?;
+    // serde's message quotes the file (an unknown field's name, a value of
+    // the wrong type): escaped.
+    let plan: Plan = serde_json::from_slice(bytes).map_err(|e| invalid(&e))?;
+    let mut tally = Tally::new(&plan);
+    for change in &plan.changes {
+        tally.add(change);
+    }
+    check_consistency(&plan, &tally)?;
+    let computed_digest = digest_of_plan(&plan);
+    Ok(Loaded {
+        plan,
+        computed_digest,
+    })
+}
+
+/// The refusal of a plan that serde could not read; its message quotes the
+/// file (an unknown field's name, a value of the wrong type): escaped.
+pub(super) fn invalid(e: &dyn std::fmt::Display) -> String {
+    format!(
+        "not a valid {FORMAT} plan: {}",
+        crate::escape::field(&e.to_string())
+    )
+}
+
+/// JSON, an object, and a plan of this format: what is checked before
+/// the plan's shape, so that another file is told what it is not.
+pub(super) fn check_format(bytes: &[u8]) -> std::result::Result<(), String> {
     #[derive(Deserialize)]
     struct Probe {
         format: Option<Value>,
@@ -151,33 +202,118 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Loaded, String> {
             ))
         }
     }
-    // A member given twice would be read by serde with the last value, by
-    // another reader perhaps with the first, under the same digest.
+    Ok(())
+}
+
+/// UTF-8 text that [`super::canonical::check`] accepts: a member given
+/// twice would be read by serde with the last value, by another reader
+/// perhaps with the first, under the same digest.
+pub(super) fn check_text(bytes: &[u8]) -> std::result::Result<&str, String> {
     let text =
         std::str::from_utf8(bytes).map_err(|_| "not a valid plan: not UTF-8 text".to_string())?;
     super::canonical::check(text).map_err(|unfit| format!("not a valid plan: {unfit}"))?;
-    // serde's message quotes the file (an unknown field's name, a value of
-    // the wrong type): escaped.
-    let plan: Plan = serde_json::from_slice(bytes).map_err(|e| {
-        format!(
-            "not a valid {FORMAT} plan: {}",
-            crate::escape::field(&e.to_string())
-        )
-    })?;
-    check_consistency(&plan)?;
-    let computed_digest = digest_of_plan(&plan);
-    Ok(Loaded {
-        plan,
-        computed_digest,
-    })
+    Ok(text)
+}
+
+/// What a plan's changes say of themselves, gathered one change at a time
+/// (a plan read without keeping its changes sees each of them once).
+pub(super) struct Tally<'t> {
+    tenant: &'t str,
+    /// Whether the plan is a revert: then it holds only removals, and
+    /// otherwise only additions.
+    reverts: bool,
+    counts: [usize; Op::ALL.len()],
+    /// The first change of the wrong kind (a removal or an addition), and
+    /// why.
+    first_misplaced: Option<String>,
+    /// The first change whose key and document disagree, and why.
+    first_mismatch: Option<String>,
+    /// The first change out of order, after the one before it.
+    first_disorder: Option<String>,
+    /// The sort key of the change before: op, key, group id.
+    previous: Option<(Op, String, String)>,
+}
+
+impl<'t> Tally<'t> {
+    pub(super) fn new(plan: &'t Plan) -> Self {
+        Tally {
+            tenant: &plan.tenant,
+            reverts: plan.reverts.is_some(),
+            counts: [0; Op::ALL.len()],
+            first_misplaced: None,
+            first_mismatch: None,
+            first_disorder: None,
+            previous: None,
+        }
+    }
+
+    pub(super) fn add(&mut self, change: &Change) {
+        let op = change.op();
+        self.counts[Op::ALL.iter().position(|o| *o == op).unwrap_or(0)] += 1;
+        if self.first_misplaced.is_none() && op.is_removal() != self.reverts {
+            self.first_misplaced = Some(format!(
+                "change `{} {}`: {}",
+                op.as_str(),
+                crate::escape::field(change.key()),
+                if self.reverts {
+                    "a revert plan holds only removals"
+                } else {
+                    "a removal belongs in a revert plan (with `reverts`)"
+                }
+            ));
+        }
+        if self.first_mismatch.is_none() {
+            if let Some(problem) = change_mismatch(change, self.tenant) {
+                self.first_mismatch = Some(format!(
+                    "change `{} {}`: {problem}",
+                    op.as_str(),
+                    crate::escape::field(change.key())
+                ));
+            }
+        }
+        match &mut self.previous {
+            Some((previous_op, key, group_id)) => {
+                if self.first_disorder.is_none()
+                    && (*previous_op, key.as_bytes(), group_id.as_bytes()) >= change.sort_key()
+                {
+                    self.first_disorder = Some(format!(
+                        "changes are not in order or repeat a change (`{}` {} then `{}` {})",
+                        previous_op.as_str(),
+                        crate::escape::field(key),
+                        op.as_str(),
+                        crate::escape::field(change.key())
+                    ));
+                }
+                // The buffers are reused: a plan has a million changes.
+                *previous_op = op;
+                key.clear();
+                key.push_str(change.key());
+                group_id.clear();
+                group_id.push_str(change.group_id().unwrap_or(""));
+            }
+            None => {
+                self.previous = Some((
+                    op,
+                    change.key().to_string(),
+                    change.group_id().unwrap_or("").to_string(),
+                ))
+            }
+        }
+    }
+
+    fn count(&self, op: Op) -> usize {
+        self.counts[Op::ALL.iter().position(|o| *o == op).unwrap_or(0)]
+    }
 }
 
 /// What the shape alone cannot say: a plan must be internally coherent, so
 /// that a reviewer reading its summary reads the truth about its changes.
-fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
+/// `tally` is of the plan's changes (which a plan read without keeping
+/// them no longer has).
+pub(super) fn check_consistency(plan: &Plan, tally: &Tally) -> std::result::Result<(), String> {
     let bad = |msg: String| Err(format!("not a valid plan: {msg}"));
     for op in Op::ALL {
-        let actual = plan.changes.iter().filter(|c| c.op() == op).count();
+        let actual = tally.count(op);
         if plan.summary.count(op) != actual {
             return bad(format!(
                 "summary says {} {} but the plan has {actual}",
@@ -213,41 +349,14 @@ fn check_consistency(plan: &Plan) -> std::result::Result<(), String> {
             return bad("a revert plan has no tenant to create".into());
         }
     }
-    if let Some(change) = plan
-        .changes
-        .iter()
-        .find(|c| c.op().is_removal() != plan.reverts.is_some())
-    {
-        return bad(format!(
-            "change `{} {}`: {}",
-            change.op().as_str(),
-            change.key(),
-            if plan.reverts.is_some() {
-                "a revert plan holds only removals"
-            } else {
-                "a removal belongs in a revert plan (with `reverts`)"
-            }
-        ));
-    }
-    for change in &plan.changes {
-        if let Some(problem) = change_mismatch(change, &plan.tenant) {
-            return bad(format!(
-                "change `{} {}`: {problem}",
-                change.op().as_str(),
-                crate::escape::field(change.key())
-            ));
-        }
-    }
-    for pair in plan.changes.windows(2) {
-        if pair[0].sort_key() >= pair[1].sort_key() {
-            return bad(format!(
-                "changes are not in order or repeat a change (`{}` {} then `{}` {})",
-                pair[0].op().as_str(),
-                crate::escape::field(pair[0].key()),
-                pair[1].op().as_str(),
-                crate::escape::field(pair[1].key())
-            ));
-        }
+    // The tenant passed its rule: the messages below quote it as it is.
+    let first = [
+        &tally.first_misplaced,
+        &tally.first_mismatch,
+        &tally.first_disorder,
+    ];
+    if let Some(problem) = first.into_iter().flatten().next() {
+        return bad(problem.clone());
     }
     Ok(())
 }

@@ -16,6 +16,7 @@ mod hostile_tests;
 mod load;
 #[cfg(test)]
 mod revert_tests;
+mod stream;
 mod tenant_id;
 #[cfg(test)]
 mod tests;
@@ -28,7 +29,8 @@ use crate::error::{Error, Result};
 use crate::sync::{Change, Context, Finding, Op, SyncOptions, SyncResult};
 
 pub use digest::{changes_digest, digest_of, digest_of_plan};
-pub use load::{load, load_stdin, max_plan_bytes, parse, read_capped, Loaded};
+pub use load::{load, load_stdin, max_plan_bytes, parse, read_bytes, read_capped, Loaded};
+pub use stream::{load_without_changes, parse_for_approval, parse_without_changes, Scanned};
 pub use tenant_id::{is_valid_tenant_id, TENANT_ID_RULE};
 
 pub const FORMAT: &str = "sync-access/plan/v1";

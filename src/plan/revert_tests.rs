@@ -12,8 +12,12 @@ fn golden() -> Value {
     serde_json::from_str(GOLDEN).unwrap()
 }
 
+/// `parse` of `plan`; read without keeping its changes (as `apply` and
+/// `approve` read it), it reads the same, with the same refusal.
 fn parse_value(plan: &Value) -> std::result::Result<Loaded, String> {
-    parse(&serde_json::to_vec(plan).unwrap())
+    let bytes = serde_json::to_vec(plan).unwrap();
+    super::tests::same_reading(&bytes, true).unwrap();
+    parse(&bytes)
 }
 
 /// `plan` with its digest recomputed, so that only the edit is judged.
@@ -26,6 +30,7 @@ fn resealed(mut plan: Value) -> Value {
 fn the_golden_revert_plan_is_valid_and_sealed() {
     let plan = golden();
     let loaded = parse(GOLDEN.as_bytes()).expect("a valid plan");
+    super::tests::same_reading(GOLDEN.as_bytes(), true).unwrap();
     assert!(loaded.digest_matches());
     assert_eq!(loaded.computed_digest, digest_of(&plan));
     assert_eq!(loaded.plan.reverts.as_deref(), plan["reverts"].as_str());

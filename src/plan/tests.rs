@@ -140,6 +140,95 @@ fn mutate_value(raw: &mut Value, which: u8, text: &str) {
     }
 }
 
+/// A plan read without keeping its changes reads as one read whole: the
+/// same plan but its changes, the same digests, the same refusal (the same
+/// words when the file has one fault, `same_words`).
+pub(super) fn same_reading(
+    bytes: &[u8],
+    same_words: bool,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    match (parse(bytes), parse_without_changes(bytes)) {
+        (Ok(whole), Ok(scanned)) => {
+            proptest::prop_assert_eq!(&scanned.loaded.computed_digest, &whole.computed_digest);
+            proptest::prop_assert_eq!(
+                &scanned.changes_digest,
+                &changes_digest(&whole.plan.changes)
+            );
+            let mut without = whole.plan.clone();
+            without.changes.clear();
+            proptest::prop_assert_eq!(&scanned.loaded.plan, &without);
+        }
+        (Err(whole), Err(scanned)) => {
+            if same_words {
+                proptest::prop_assert_eq!(scanned, whole);
+            }
+        }
+        (whole, scanned) => proptest::prop_assert!(
+            false,
+            "read whole: {:?}; without changes: {:?}",
+            whole.map(|_| ()),
+            scanned.map(|_| ())
+        ),
+    }
+    Ok(())
+}
+
+#[test]
+fn a_plan_read_without_its_changes_reads_as_the_whole() {
+    let bytes = sample_plan();
+    same_reading(&bytes, true).unwrap();
+    // Errors inside the changes name their line in the file.
+    let text = String::from_utf8(bytes).unwrap();
+    let broken = text.replacen("\"subject\"", "\"subjekt\"", 1);
+    let whole = parse(broken.as_bytes()).unwrap_err();
+    assert!(whole.contains(" at line "), "{whole}");
+    same_reading(broken.as_bytes(), true).unwrap();
+    // In any member order, and on one line.
+    let raw: Value = serde_json::from_str(&text).unwrap();
+    same_reading(&serde_json::to_vec(&raw).unwrap(), true).unwrap();
+}
+
+#[test]
+fn an_approval_is_spliced_in_as_the_whole_plan_would_write_it() {
+    let bytes = sample_plan();
+    let approval = Approval {
+        by: "sec\"urity".into(),
+        at: "2026-11-27T13:00:00Z".into(),
+        digest: parse(&bytes).unwrap().plan.digest,
+        comment: Some("line\nbreak".into()),
+        signature: None,
+    };
+    let mut expected = parse(&bytes).unwrap().plan;
+    let splice = |bytes: &[u8], approvals: &[Approval]| {
+        let scanned = parse_without_changes(bytes).unwrap();
+        let edit = scanned.approvals_edit(bytes, approvals);
+        let mut out = bytes[..edit.replace.start].to_vec();
+        out.extend_from_slice(&edit.with);
+        out.extend_from_slice(&bytes[edit.replace.end..]);
+        out
+    };
+    // Replacing `approvals: []`, then appending to a list of one.
+    let once = splice(&bytes, std::slice::from_ref(&approval));
+    expected.approvals.push(approval.clone());
+    assert_eq!(
+        String::from_utf8(once.clone()).unwrap(),
+        String::from_utf8(expected.to_pretty_json()).unwrap()
+    );
+    let mut second = approval.clone();
+    second.by = "another".into();
+    let twice = splice(&once, &[approval.clone(), second.clone()]);
+    expected.approvals.push(second);
+    assert_eq!(twice, expected.to_pretty_json());
+    // A file without the member gets it as its last one.
+    let mut raw: Value = serde_json::from_slice(&bytes).unwrap();
+    raw.as_object_mut().unwrap().remove("approvals");
+    let without = serde_json::to_vec_pretty(&raw).unwrap();
+    let added = splice(&without, std::slice::from_ref(&approval));
+    let reread = parse(&added).unwrap();
+    assert!(reread.digest_matches());
+    assert_eq!(reread.plan.approvals, vec![approval]);
+}
+
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
 
@@ -161,6 +250,7 @@ proptest::proptest! {
         if let Some(cut) = cut {
             bytes.truncate(cut % (bytes.len() + 1));
         }
+        same_reading(&bytes, false)?;
         if let Ok(loaded) = parse(&bytes) {
             if loaded.digest_matches() {
                 let reread = serde_json::to_value(&loaded.plan).unwrap();
@@ -180,6 +270,7 @@ proptest::proptest! {
         mutate_value(&mut raw, which, &text);
         proptest::prop_assume!(sealed_content(&raw) != before);
         let bytes = serde_json::to_vec_pretty(&raw).unwrap();
+        same_reading(&bytes, true)?;
         match parse(&bytes) {
             Err(_) => {}
             Ok(loaded) => proptest::prop_assert!(!loaded.digest_matches()),
@@ -191,6 +282,7 @@ proptest::proptest! {
         if matches!(which % 9, 0..=3 | 5 | 7) {
             let bytes = serde_json::to_vec(&resealed).unwrap();
             proptest::prop_assert!(parse(&bytes).is_err(), "edit {} loaded", which % 9);
+            same_reading(&bytes, true)?;
         }
     }
 }
@@ -203,6 +295,17 @@ fn garbage_is_refused_with_a_sentence() {
         .contains("format `other`"));
     assert!(parse(b"[]").unwrap_err().contains("not a JSON object"));
     assert!(parse(b"{}").unwrap_err().contains("no `format`"));
+    for garbage in [&b"not json"[..], b"{\"format\":\"other\"}", b"[]", b"{}"] {
+        same_reading(garbage, true).unwrap();
+    }
+    // A whole plan of another format is told so, not what it lacks.
+    let other = String::from_utf8(sample_plan())
+        .unwrap()
+        .replace(FORMAT, "sync-access/plan/v9");
+    assert!(parse(other.as_bytes())
+        .unwrap_err()
+        .contains("format `sync-access/plan/v9`"));
+    same_reading(other.as_bytes(), true).unwrap();
 }
 
 #[test]

@@ -3,8 +3,8 @@
 //! connect to the schema holding the IAM tables (`pin_schema`). `plan` reads in a `REPEATABLE READ, READ
 //! ONLY` transaction; `apply` takes `pg_advisory_xact_lock` (one apply at a
 //! time) and a `SHARE ROW EXCLUSIVE` lock on the IAM tables (nobody writes
-//! them between its re-read and its writes), then writes with `UNNEST`, one
-//! statement per table and batch.
+//! them between its re-read and its writes), then inserts with `COPY ...
+//! FROM STDIN` and updates with `UNNEST`, one statement per table and batch.
 
 use std::time::Duration;
 
@@ -31,6 +31,20 @@ const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 fn lock_timed_out(err: &sqlx::Error) -> bool {
     matches!(err, sqlx::Error::Database(e) if Postgres::classify(e.as_ref()) == Failure::LockTimeout)
+}
+
+/// `text` as a column of COPY's text format: backslash, tab, newline and
+/// carriage return escaped; every other byte as it is.
+fn copy_text(out: &mut Vec<u8>, text: &str) {
+    for &byte in text.as_bytes() {
+        match byte {
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            _ => out.push(byte),
+        }
+    }
 }
 
 fn columns(rows: &[RawDoc]) -> (Vec<&str>, Vec<&str>) {
@@ -269,7 +283,8 @@ impl Dialect for Postgres {
         }
     }
 
-    /// A plain INSERT from arrays: nothing comes back for a million rows.
+    /// `COPY ... FROM STDIN`: the server's bulk path (rows inserted many
+    /// at a time), where an INSERT from arrays inserts them one by one.
     /// It runs under a savepoint so that a key already taken leaves the
     /// transaction usable, to find which key it was.
     async fn insert_batch(
@@ -278,17 +293,28 @@ impl Dialect for Postgres {
         batch: &[RawDoc],
     ) -> std::result::Result<(), sqlx::Error> {
         let sql = format!(
-            "INSERT INTO {} (\"key\", \"value\") SELECT k, v::jsonb FROM UNNEST($1::text[], $2::text[]) AS u(k, v)",
+            "COPY {} (\"key\", \"value\") FROM STDIN",
             Self::quote(table.name())
         );
-        let (keys, values) = columns(batch);
+        let mut data =
+            Vec::with_capacity(batch.iter().map(|r| r.key.len() + r.value.len() + 2).sum());
+        for row in batch {
+            copy_text(&mut data, &row.key);
+            data.push(b'\t');
+            copy_text(&mut data, &row.value);
+            data.push(b'\n');
+        }
         conn.execute("SAVEPOINT sync_access_batch").await?;
-        match sqlx::query(&sql)
-            .bind(keys)
-            .bind(values)
-            .execute(&mut *conn)
-            .await
-        {
+        let copied = async {
+            let mut copy = conn.copy_in_raw(&sql).await?;
+            if let Err(e) = copy.send(data).await {
+                let _ = copy.abort("sync-access: sending failed").await;
+                return Err(e);
+            }
+            copy.finish().await
+        }
+        .await;
+        match copied {
             Ok(_) => {
                 conn.execute("RELEASE SAVEPOINT sync_access_batch").await?;
                 Ok(())

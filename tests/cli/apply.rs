@@ -40,6 +40,10 @@ pub const SCENARIOS: &[Scenario] = &[
         "apply_failing_mid_write_leaves_the_database_as_it_was",
         failure_mid_write,
     ),
+    Scenario::new(
+        "approve_rewrites_only_the_approvals_of_the_file",
+        approve_splices,
+    ),
 ];
 
 const APPROVER: &str = "security@example.com";
@@ -941,4 +945,58 @@ pub fn single_trials() -> Vec<Trial> {
             Ok(())
         }),
     ]
+}
+
+/// `approve` changes only the `approvals` of the file, whatever its layout
+/// (it splices them in rather than rewriting a plan of a million changes):
+/// every other byte stays, and the plan still applies.
+fn approve_splices(kind: Kind) {
+    let db = TestDb::with_rows(kind, fixtures::rules());
+    let path = plan_to(&db, "plan.json", &["--skip-conflicts"], 0);
+    let planned = std::fs::read_to_string(&path).unwrap();
+    approve(&db, &path).expect_code(0);
+    let approved = std::fs::read_to_string(&path).unwrap();
+    let member = "\n  \"approvals\": ";
+    let cut = planned.find(member).expect("the plan writes its approvals");
+    assert_eq!(planned[cut..], format!("{member}[]\n}}\n"));
+    assert_eq!(
+        approved[..cut],
+        planned[..cut],
+        "the bytes before the approvals"
+    );
+    assert!(approved.ends_with("\n    }\n  ]\n}\n"), "{approved}");
+    let first = &read_json(&path)["approvals"];
+    assert_eq!(first.as_array().unwrap().len(), 1);
+    assert_eq!(first[0]["by"], APPROVER);
+
+    // Another layout, without the member: it is added, the rest kept.
+    let mut plan = read_json(&path);
+    let digest = plan["digest"].clone();
+    plan.as_object_mut().unwrap().remove("approvals");
+    let compact = serde_json::to_string(&plan).unwrap();
+    std::fs::write(&path, format!("{compact}\n")).unwrap();
+    run(
+        &db,
+        &["approve", "--yes", "--by", "auditor@example.com"],
+        &path,
+    )
+    .expect_code(0);
+    let approved = std::fs::read_to_string(&path).unwrap();
+    let kept = compact.strip_suffix('}').unwrap();
+    assert!(approved.starts_with(kept), "{approved}");
+    let plan = read_json(&path);
+    assert_eq!(plan["digest"], digest);
+    assert_eq!(plan["approvals"][0]["by"], "auditor@example.com");
+
+    // An edited change is refused, the file left as it was.
+    let tampered = approved.replacen("\"add_binding\"", "\"add_role\"", 1);
+    assert_ne!(tampered, approved);
+    std::fs::write(&path, &tampered).unwrap();
+    let ran = approve(&db, &path);
+    assert_ne!(ran.code, 0, "{ran:?}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), tampered);
+
+    // The approved plan applies.
+    std::fs::write(&path, &approved).unwrap();
+    apply(&db, &path).expect_code(0);
 }

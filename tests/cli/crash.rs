@@ -555,7 +555,7 @@ impl Gate {
                 "SELECT pid::bigint FROM pg_stat_activity \
                  WHERE datname = current_database() AND application_name = 'sync-access' \
                  AND wait_event_type = 'Lock' AND wait_event = 'advisory' \
-                 AND (query LIKE 'INSERT INTO \"bindings\"%' OR query LIKE 'DELETE FROM \"bindings\"%')"
+                 AND (query LIKE 'COPY \"bindings\"%' OR query LIKE 'DELETE FROM \"bindings\"%')"
             }
             Kind::MySql => {
                 // INFO shows the trigger's statement, not the INSERT.

@@ -347,18 +347,27 @@ fn a_device_is_read_through_the_cap() {
             .expect(4, &what)
             .says(&what, "/dev/zero: not a valid plan: not JSON");
     }
-    // A regular file over the limit is refused before it is read.
+    // A regular file over the limit is refused before it is read, by
+    // `show` and by `approve` and `apply`, which read a plan without
+    // keeping its changes.
     let dir = tempfile::tempdir().unwrap();
     let big = dir.path().join("big.json");
     std::fs::write(&big, format!("{{{}}}", " ".repeat(5000))).unwrap();
-    Ran::of(
-        bare()
-            .env("SYNC_ACCESS_MAX_PLAN_BYTES", "4096")
-            .arg("show")
-            .arg(&big),
-    )
-    .expect(4, "show big")
-    .says("show big", "5002 bytes is over the limit of 4096 bytes");
+    for args in [
+        &["show"][..],
+        &["approve", "--yes", "--by", "reviewer@example.com"][..],
+        &["apply"][..],
+    ] {
+        let what = format!("{} big", args[0]);
+        Ran::of(
+            bare()
+                .env("SYNC_ACCESS_MAX_PLAN_BYTES", "4096")
+                .args(args)
+                .arg(&big),
+        )
+        .expect(4, &what)
+        .says(&what, "5002 bytes is over the limit of 4096 bytes");
+    }
 }
 
 /// A FIFO that never ends, and stdin, are read up to the limit and no

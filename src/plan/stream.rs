@@ -1,0 +1,315 @@
+//! Reading a plan file without keeping its changes (issue 15): `apply`
+//! needs the digest of the approved changes, the approvals and the
+//! options, and `approve` the digest and where the approvals are, not a
+//! million changes in memory.
+//!
+//! The file is read through the same size cap as [`super::load`], and its
+//! text passes the same [`super::canonical::check`] (no member given
+//! twice) before anything is deserialised. A revert plan is read so too;
+//! `apply` then reads its changes from the same bytes, since it re-derives
+//! the revert from them.
+//!
+//! The file's bytes are read in two passes. The first reads every member
+//! but `changes`, which it only delimits: the digest needs them before the
+//! changes (`applyable` comes first in canonical order, and each change is
+//! checked against `tenant`). The second reads the changes one at a time:
+//! each is checked as [`super::parse`] checks it, serialised into the
+//! plan's digest and into the changes' digest, and dropped. What is
+//! refused, and the digests, are the ones [`super::parse`] gives.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::ops::Range;
+use std::path::Path;
+
+use serde::de::{SeqAccess, Visitor};
+use serde::ser::{Error as _, SerializeSeq, Serializer};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::value::RawValue;
+
+use super::digest::{digest_with_changes, ChangesHasher};
+use super::load::{
+    check_consistency, check_format, check_text, invalid, read_bytes, refused, Tally,
+};
+use super::{Approval, Loaded, Options, Plan, Source, Summary, FORMAT};
+use crate::error::Result;
+use crate::plan_file::Edit;
+use crate::sync::{Change, Context, Finding};
+
+/// A plan read without its changes.
+#[derive(Debug)]
+pub struct Scanned {
+    /// The plan with no changes (`summary` counts them: they were checked
+    /// against it), and the digest its content hashes to.
+    pub loaded: Loaded,
+    /// [`super::changes_digest`] of the plan's changes; empty when not
+    /// asked for ([`parse_for_approval`]).
+    pub changes_digest: String,
+    /// Where the `approvals` array is in the bytes read; `None` when the
+    /// member is absent.
+    approvals: Option<Range<usize>>,
+}
+
+/// Reads and validates a plan file as [`super::load`] does, without
+/// keeping its changes.
+pub fn load_without_changes(path: &Path) -> Result<Scanned> {
+    let bytes = read_bytes(path)?;
+    parse_without_changes(&bytes).map_err(|why| refused(path, why))
+}
+
+/// The members of a plan, but its changes only delimited. As [`Plan`]
+/// reads them: same names, defaults and refusals.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Head<'a> {
+    format: String,
+    tool_version: String,
+    created_at: String,
+    created_by: String,
+    source: Source,
+    tenant: String,
+    options: Options,
+    #[serde(default)]
+    reverts: Option<String>,
+    summary: Summary,
+    #[serde(borrow)]
+    changes: &'a RawValue,
+    skipped: Vec<Finding>,
+    conflicts: Vec<Finding>,
+    #[serde(default)]
+    context: Context,
+    applyable: bool,
+    digest: String,
+    #[serde(default)]
+    author_signature: Option<String>,
+    #[serde(default, borrow, deserialize_with = "present")]
+    approvals: Option<&'a RawValue>,
+}
+
+/// A member that must be there when it is given (`null` is not absent).
+fn present<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(deserializer).map(Some)
+}
+
+/// Validates plan bytes as [`super::parse`] does, without keeping the
+/// changes; the error is a sentence without the path.
+pub fn parse_without_changes(bytes: &[u8]) -> std::result::Result<Scanned, String> {
+    scan(bytes, true)
+}
+
+/// [`parse_without_changes`] without the changes' digest, which only
+/// `apply` compares (hashing them again is a tenth of an approval's time).
+pub fn parse_for_approval(bytes: &[u8]) -> std::result::Result<Scanned, String> {
+    scan(bytes, false)
+}
+
+fn scan(bytes: &[u8], changes_digest: bool) -> std::result::Result<Scanned, String> {
+    // What is not a plan of this format is told so, as `parse` tells it;
+    // that check is a pass over the whole file, made only when needed.
+    let text = match check_text(bytes) {
+        Ok(text) => text,
+        Err(why) => {
+            check_format(bytes)?;
+            return Err(why);
+        }
+    };
+    let head: Head = match serde_json::from_str(text) {
+        Ok(head) => head,
+        Err(e) => {
+            check_format(bytes)?;
+            return Err(invalid(&e));
+        }
+    };
+    if head.format != FORMAT {
+        check_format(bytes)?;
+        return Err(format!(
+            "not a valid plan: format `{}` is not `{FORMAT}`",
+            crate::escape::field(&head.format)
+        ));
+    }
+    let approvals_span = head.approvals.map(|raw| span_of(bytes, raw.get()));
+    let approvals: Vec<Approval> = match (head.approvals, &approvals_span) {
+        (Some(raw), Some(span)) => serde_json::from_str(raw.get())
+            .map_err(|e| invalid(&relocated(&e, bytes, span.start)))?,
+        _ => Vec::new(),
+    };
+    let plan = Plan {
+        format: head.format,
+        tool_version: head.tool_version,
+        created_at: head.created_at,
+        created_by: head.created_by,
+        source: head.source,
+        tenant: head.tenant,
+        options: head.options,
+        reverts: head.reverts,
+        summary: head.summary,
+        changes: Vec::new(),
+        skipped: head.skipped,
+        conflicts: head.conflicts,
+        context: head.context,
+        applyable: head.applyable,
+        digest: head.digest,
+        author_signature: head.author_signature,
+        approvals,
+    };
+    let stream = ChangeStream {
+        text: head.changes.get(),
+        tally: RefCell::new(Tally::new(&plan)),
+        hasher: RefCell::new(changes_digest.then(ChangesHasher::new)),
+        error: RefCell::new(None),
+    };
+    let computed_digest = match digest_with_changes(&plan, &stream) {
+        Ok(digest) => digest,
+        Err(e) => {
+            let start = span_of(bytes, stream.text).start;
+            return Err(match stream.error.take() {
+                Some(read) => invalid(&relocated(&read, bytes, start)),
+                None => invalid(&e),
+            });
+        }
+    };
+    let ChangeStream { tally, hasher, .. } = stream;
+    check_consistency(&plan, &tally.into_inner())?;
+    Ok(Scanned {
+        changes_digest: hasher
+            .into_inner()
+            .map(ChangesHasher::finish)
+            .unwrap_or_default(),
+        loaded: Loaded {
+            plan,
+            computed_digest,
+        },
+        approvals: approvals_span,
+    })
+}
+
+/// The changes' text, read as it is serialised: each change is checked,
+/// added to the changes' digest and dropped.
+struct ChangeStream<'t> {
+    text: &'t str,
+    tally: RefCell<Tally<'t>>,
+    hasher: RefCell<Option<ChangesHasher>>,
+    /// Why reading stopped, with its position in `text`.
+    error: RefCell<Option<serde_json::Error>>,
+}
+
+impl Serialize for ChangeStream<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(None)?;
+        let mut reader = serde_json::Deserializer::from_str(self.text);
+        let read = reader
+            .deserialize_seq(Elements {
+                seq: &mut seq,
+                stream: self,
+            })
+            .and_then(|()| reader.end());
+        if let Err(e) = read {
+            *self.error.borrow_mut() = Some(e);
+            return Err(S::Error::custom("the plan's changes are not valid"));
+        }
+        seq.end()
+    }
+}
+
+struct Elements<'s, 't, Q> {
+    seq: &'s mut Q,
+    stream: &'s ChangeStream<'t>,
+}
+
+impl<'de, Q: SerializeSeq> Visitor<'de> for Elements<'_, '_, Q> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a sequence")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> std::result::Result<(), A::Error> {
+        use serde::de::Error as _;
+        while let Some(change) = items.next_element::<Change>()? {
+            self.seq
+                .serialize_element(&change)
+                .map_err(A::Error::custom)?;
+            if let Some(hasher) = self.stream.hasher.borrow_mut().as_mut() {
+                hasher.add(&change);
+            }
+            self.stream.tally.borrow_mut().add(&change);
+        }
+        Ok(())
+    }
+}
+
+/// Where `part`, a slice of `whole`, is in it.
+fn span_of(whole: &[u8], part: &str) -> Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(whole.as_ptr() as usize);
+    debug_assert!(start + part.len() <= whole.len());
+    start..start + part.len()
+}
+
+/// serde_json's message for an error in a part of `bytes` that starts at
+/// `offset`, its line and column counted in the whole file.
+fn relocated(e: &serde_json::Error, bytes: &[u8], offset: usize) -> String {
+    let text = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let Some(message) = text.strip_suffix(&suffix).filter(|_| e.line() > 0) else {
+        return text;
+    };
+    let before = &bytes[..offset.min(bytes.len())];
+    let lines_before = before.iter().filter(|&&b| b == b'\n').count();
+    let column_before = before.len()
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |p| p + 1);
+    let (line, column) = if e.line() == 1 {
+        (lines_before + 1, column_before + e.column())
+    } else {
+        (lines_before + e.line(), e.column())
+    };
+    format!("{message} at line {line} column {column}")
+}
+
+impl Scanned {
+    /// The edit of the file's `bytes` (the ones this was read from) that
+    /// makes `approvals` its approvals: the array is replaced, or added as
+    /// the last member, written as `plan` writes it; every other byte is
+    /// kept, so that the changes are neither read again nor rewritten.
+    pub fn approvals_edit(&self, bytes: &[u8], approvals: &[Approval]) -> Edit {
+        let pretty = serde_json::to_vec_pretty(approvals).expect("approvals serialise");
+        // The array is a member of the top-level object: one level deeper
+        // than serde_json indents it alone. JSON strings hold no raw
+        // newline, so every newline is the layout's.
+        let mut array = Vec::with_capacity(pretty.len() + pretty.len() / 8);
+        for &byte in &pretty {
+            array.push(byte);
+            if byte == b'\n' {
+                array.extend_from_slice(b"  ");
+            }
+        }
+        match &self.approvals {
+            Some(span) => Edit {
+                replace: span.clone(),
+                with: array,
+            },
+            None => {
+                // The file is one object with nothing but whitespace after.
+                let close = bytes
+                    .iter()
+                    .rposition(|&b| b == b'}')
+                    .unwrap_or(bytes.len());
+                let end_of_last = bytes[..close]
+                    .iter()
+                    .rposition(|b| !b.is_ascii_whitespace())
+                    .map_or(close, |p| p + 1);
+                let mut with = b",\n  \"approvals\": ".to_vec();
+                with.extend_from_slice(&array);
+                with.push(b'\n');
+                Edit {
+                    replace: end_of_last..close,
+                    with,
+                }
+            }
+        }
+    }
+}
