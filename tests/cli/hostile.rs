@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sync_access::sync::{RawDoc, Snapshot};
 
 use crate::fixtures;
-use crate::support::{approved_plan, read_json, write_json, Kind, Scenario, TestDb};
+use crate::support::{approved_plan, read_json, write_json, Kind, Ran, Scenario, TestDb};
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario::new("hostile_secrets_never_reach_output_logs_or_files", secrets),
@@ -52,25 +52,7 @@ pub fn single_trials() -> Vec<Trial> {
     ]
 }
 
-/// What one run of the binary did.
-#[derive(Debug)]
-struct Ran {
-    /// `None`: killed by a signal (a stack overflow, say).
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 impl Ran {
-    fn of(cmd: &mut assert_cmd::Command) -> Ran {
-        let out = cmd.output().unwrap();
-        Ran {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
     /// Exited by itself with one of the codes of docs/exit-codes.md, without a panic.
     fn sane(&self, what: &str) -> i32 {
         let code = self

@@ -12,7 +12,7 @@ use libtest_mimic::Trial;
 use serde_json::{json, Value};
 
 use crate::fixtures;
-use crate::support::{read_json, write_json, Kind, Scenario, TestDb};
+use crate::support::{read_json, write_json, Kind, Ran, Scenario, TestDb};
 
 pub const SCENARIOS: &[Scenario] = &[
     Scenario::new(
@@ -72,24 +72,9 @@ fn raw_char(c: char) -> bool {
         )
 }
 
-struct Ran {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
 impl Ran {
-    fn of(cmd: &mut assert_cmd::Command) -> Ran {
-        let out = cmd.output().unwrap();
-        Ran {
-            code: out.status.code(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-
     /// Exited with `code`, without a panic, and printed nothing raw.
-    fn expect(&self, code: i32, what: &str) -> &Self {
+    fn expect_clean(&self, code: i32, what: &str) -> &Self {
         assert_eq!(self.code, Some(code), "{what}: {:#?}", self.both());
         assert!(!self.stderr.contains("panicked"), "{what}: {}", self.stderr);
         self.clean(what)
@@ -150,7 +135,7 @@ fn every_reader(db: &TestDb, file: &Path, code: i32, needle: &str) {
     for args in commands {
         let what = format!("{} {}", args[0], file.display());
         Ran::of(db.cmd().args(args).arg(file))
-            .expect(code, &what)
+            .expect_clean(code, &what)
             .says(&what, needle);
     }
 }
@@ -162,7 +147,7 @@ fn every_reader(db: &TestDb, file: &Path, code: i32, needle: &str) {
 fn plan_text_reaches_no_terminal_raw(kind: Kind) {
     let db = TestDb::with_rows(kind, fixtures::rules());
     let good = db.path("plan.json");
-    Ran::of(db.cmd().args(["plan", "--skip-conflicts", "-o"]).arg(&good)).expect(0, "plan");
+    Ran::of(db.cmd().args(["plan", "--skip-conflicts", "-o"]).arg(&good)).expect_clean(0, "plan");
     let plan = read_json(&good);
 
     // The digest of the issue, in "digest mismatch".
@@ -215,7 +200,7 @@ fn plan_text_reaches_no_terminal_raw(kind: Kind) {
     }]);
     write_json(&file, &forged);
     let ran = Ran::of(db.cmd().arg("apply").arg(&file));
-    ran.expect(4, "apply, bad signature").says(
+    ran.expect_clean(4, "apply, bad signature").says(
         "apply, bad signature",
         "`mal\\u{1b}[2Jlory\\u{a}error: forged line`",
     );
@@ -224,7 +209,7 @@ fn plan_text_reaches_no_terminal_raw(kind: Kind) {
         "a plan's line break started a line: {}",
         ran.stderr
     );
-    Ran::of(db.cmd().arg("show").arg(&file)).expect(0, "show, bad signature");
+    Ran::of(db.cmd().arg("show").arg(&file)).expect_clean(0, "show, bad signature");
 
     // An intact plan whose texts are hostile: made by, the database it
     // names, and an unsigned approval with a hostile name and comment. It
@@ -246,25 +231,27 @@ fn plan_text_reaches_no_terminal_raw(kind: Kind) {
     write_json(&file, &hostile);
     for level in [&["-v"][..], &["-l", "trace"][..]] {
         Ran::of(db.cmd().args(level).arg("show").arg(&file))
-            .expect(0, "show -v")
+            .expect_clean(0, "show -v")
             .says("show -v", "eve\\u{1b}]0;PWNED\\u{7}\\u{feff}")
             .says("show -v", "mal\\u{1b}[2Jlory\\u{200b}");
     }
-    Ran::of(db.cmd().args(["show", "--format", "markdown"]).arg(&file)).expect(0, "show markdown");
-    Ran::of(db.cmd().args(["show", "--format", "json"]).arg(&file)).expect(0, "show json");
+    Ran::of(db.cmd().args(["show", "--format", "markdown"]).arg(&file))
+        .expect_clean(0, "show markdown");
+    Ran::of(db.cmd().args(["show", "--format", "json"]).arg(&file)).expect_clean(0, "show json");
     Ran::of(db.cmd().args(["-l", "trace", "apply"]).arg(&file))
-        .expect(0, "apply")
+        .expect_clean(0, "apply")
         .says("apply", "Applied plan");
-    Ran::of(db.cmd().args(["-l", "trace", "verify"]).arg(&file)).expect(0, "verify");
-    Ran::of(db.cmd().args(["verify", "--format", "json"]).arg(&file)).expect(0, "verify json");
+    Ran::of(db.cmd().args(["-l", "trace", "verify"]).arg(&file)).expect_clean(0, "verify");
+    Ran::of(db.cmd().args(["verify", "--format", "json"]).arg(&file))
+        .expect_clean(0, "verify json");
     Ran::of(db.cmd().args(["-l", "trace", "history"]))
-        .expect(0, "history")
+        .expect_clean(0, "history")
         .says("history", "mal\\u{1b}[2Jlory\\u{200b}");
     Ran::of(db.cmd().args(["history", "--format", "json"]))
-        .expect(0, "history json")
+        .expect_clean(0, "history json")
         .says("history json", "\\u001b");
     // Applied again: "already applied" quotes the history's record.
-    Ran::of(db.cmd().arg("apply").arg(&file)).expect(0, "apply again");
+    Ran::of(db.cmd().arg("apply").arg(&file)).expect_clean(0, "apply again");
 
     // A file name is text too (a shared folder's): the warning logged for
     // a plan made elsewhere names it, and the identity the plan claims,
@@ -274,7 +261,7 @@ fn plan_text_reaches_no_terminal_raw(kind: Kind) {
     elsewhere["source"]["identity"] = json!("elsewhere\u{1b}]0;X\u{7}");
     write_json(&odd, &resealed(elsewhere));
     Ran::of(db.cmd().arg("verify").arg(&odd))
-        .expect(0, "verify, made elsewhere")
+        .expect_clean(0, "verify, made elsewhere")
         .says("verify, made elsewhere", "made against another database")
         // tracing's formatter writes ESC in a message as `\x1b` before
         // the writer sees it; the rest is the writer's.
@@ -300,7 +287,7 @@ fn tenant_ids_follow_kestras_rule(kind: Kind) {
                 .args(["plan", "--create-tenant", &format!("--tenant={bad}"), "-o"])
                 .arg(&out),
         )
-        .expect(1, &what)
+        .expect_clean(1, &what)
         .says(&what, "--tenant `")
         .says(&what, "lowercase ASCII letters, digits, `-` and `_`");
         assert!(!out.exists(), "{what}: a plan was written");
@@ -324,7 +311,7 @@ fn tenant_ids_follow_kestras_rule(kind: Kind) {
             ])
             .arg(&out),
     )
-    .expect(0, "plan --tenant acme-2_b");
+    .expect_clean(0, "plan --tenant acme-2_b");
     assert_eq!(read_json(&out)["tenant"], "acme-2_b");
 }
 
@@ -344,7 +331,7 @@ fn a_device_is_read_through_the_cap() {
     for args in [&["show"][..], &["verify"][..], &["apply"][..]] {
         let what = format!("{} /dev/zero", args[0]);
         Ran::of(bare().args(args).arg("/dev/zero"))
-            .expect(4, &what)
+            .expect_clean(4, &what)
             .says(&what, "/dev/zero: not a valid plan: not JSON");
     }
     // A regular file over the limit is refused before it is read, by
@@ -365,7 +352,7 @@ fn a_device_is_read_through_the_cap() {
                 .args(args)
                 .arg(&big),
         )
-        .expect(4, &what)
+        .expect_clean(4, &what)
         .says(&what, "5002 bytes is over the limit of 4096 bytes");
     }
 }
@@ -402,7 +389,7 @@ fn fifos_and_stdin_are_read_through_the_cap() {
             .arg("show")
             .arg(&fifo),
     )
-    .expect(4, "show FIFO")
+    .expect_clean(4, "show FIFO")
     .says(
         "show FIFO",
         "not a valid plan: over the limit of 100000 bytes",

@@ -376,3 +376,23 @@ impl Scenario {
         Scenario { name, run, applies }
     }
 }
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Ran {
+    /// `None`: killed by a signal (a stack overflow, say).
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn of(cmd: &mut assert_cmd::Command) -> Ran {
+        let out = cmd.output().unwrap();
+        Ran {
+            code: out.status.code(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
