@@ -221,8 +221,12 @@ impl<'a> Row<'a> {
                 subject,
                 role,
             } => {
-                let [subject_type, external_id, role_id, namespace] =
-                    fields(value.map(), ["type", "externalId", "roleId", "namespaceId"]);
+                // Read in place, not through the map a document keeps:
+                // `show` of a million bindings would keep a million maps.
+                let [subject_type, external_id, role_id, namespace] = match value.binding_fields() {
+                    Some(f) => [f.subject_type, f.external_id, f.role_id, f.namespace_id],
+                    None => fields(value.map(), ["type", "externalId", "roleId", "namespaceId"]),
+                };
                 Row::Binding(BindingRow {
                     key,
                     subject_type: subject_type.unwrap_or("?"),

@@ -169,14 +169,23 @@ pub(super) fn context(
         match change {
             Change::AddMembership { user_id, .. } => name_user(user_id, &mut context),
             Change::AddBinding { value, .. } => {
-                let map = value.map();
-                if let Some(role) = map.get("roleId").and_then(Value::as_str) {
+                // Read in place: a map per binding, kept by the document,
+                // would cost the plan a gigabyte at a million bindings.
+                let (role, subject_type, external_id) = match value.binding_fields() {
+                    Some(f) => (f.role_id, f.subject_type, f.external_id),
+                    None => {
+                        let map = value.map();
+                        let field = |name: &str| map.get(name).and_then(Value::as_str);
+                        (field("roleId"), field("type"), field("externalId"))
+                    }
+                };
+                if let Some(role) = role {
                     if !added.contains(role) {
                         wanted.insert(role);
                     }
                 }
-                if map.get("type").and_then(Value::as_str) == Some("USER") {
-                    if let Some(id) = map.get("externalId").and_then(Value::as_str) {
+                if subject_type == Some("USER") {
+                    if let Some(id) = external_id {
                         name_user(id, &mut context);
                     }
                 }

@@ -784,6 +784,15 @@ impl Document {
         self.text.get()
     }
 
+    /// A binding's `type`, `externalId`, `roleId` and `namespaceId`, read
+    /// in place from the text without parsing it into a map, or keeping
+    /// one: `None` when one of them is not a plain string (escaped, or of
+    /// another type), and the caller reads [`Document::map`] instead.
+    /// A million bindings parsed into maps and kept cost a gigabyte.
+    pub fn binding_fields(&self) -> Option<BindingFields<'_>> {
+        serde_json::from_str(self.as_str()).ok()
+    }
+
     /// The canonical text, without a copy.
     pub fn into_string(self) -> String {
         let text: Box<str> = self.text.into();
@@ -794,6 +803,19 @@ impl Document {
     pub fn to_map(&self) -> Map<String, Value> {
         serde_json::from_str(self.as_str()).expect("a document is a JSON object")
     }
+}
+
+/// [`Document::binding_fields`]: absent members are `None`.
+#[derive(Debug, Deserialize)]
+pub struct BindingFields<'a> {
+    #[serde(borrow, default, rename = "type")]
+    pub subject_type: Option<&'a str>,
+    #[serde(borrow, default, rename = "externalId")]
+    pub external_id: Option<&'a str>,
+    #[serde(borrow, default, rename = "roleId")]
+    pub role_id: Option<&'a str>,
+    #[serde(borrow, default, rename = "namespaceId")]
+    pub namespace_id: Option<&'a str>,
 }
 
 impl PartialEq for Document {
@@ -899,5 +921,48 @@ mod nesting_tests {
                 Err(e) => assert!(e.to_string().contains("nested deeper"), "{e}"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod binding_fields_tests {
+    use super::Document;
+    use serde_json::{Map, Value};
+
+    fn doc(text: &str) -> Document {
+        let map: Map<String, Value> = serde_json::from_str(text).unwrap();
+        Document::from_map(&map)
+    }
+
+    /// What `binding_fields` reads in place is what the map says; where it
+    /// cannot read in place it says so, and the caller reads the map.
+    #[test]
+    fn binding_fields_agree_with_the_map_or_decline() {
+        let cases = [
+            r#"{"type":"USER","externalId":"u1","roleId":"r1","namespaceId":"a.b","id":"b1"}"#,
+            r#"{"type":"GROUP","externalId":"g1","roleId":"r1","namespaceId":null}"#,
+            r#"{"type":"USER","externalId":"u\"1","roleId":"r1"}"#,
+            r#"{"type":"USER","externalId":"u\\1","roleId":"r\n1"}"#,
+            r#"{"type":"USER","externalId":7,"roleId":"r1"}"#,
+            r#"{"roleId":"é\u0001"}"#,
+            r#"{}"#,
+        ];
+        let mut declined = 0;
+        for text in cases {
+            let d = doc(text);
+            let map = d.to_map();
+            let field = |name: &str| map.get(name).and_then(Value::as_str);
+            match d.binding_fields() {
+                Some(f) => {
+                    assert_eq!(f.subject_type, field("type"), "{text}");
+                    assert_eq!(f.external_id, field("externalId"), "{text}");
+                    assert_eq!(f.role_id, field("roleId"), "{text}");
+                    assert_eq!(f.namespace_id, field("namespaceId"), "{text}");
+                }
+                None => declined += 1,
+            }
+        }
+        // The escaped strings and the number.
+        assert_eq!(declined, 4);
     }
 }
