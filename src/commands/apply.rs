@@ -10,7 +10,9 @@ use crate::plan::{self, Loaded};
 use crate::render;
 use crate::signing::policy::{self, Counted, Flags, Policy};
 use crate::store::{Access, HistoryRecord, ReadMode, Store};
-use crate::sync::{created_group_lists, into_writes, removals_for, revert, sync, Change, Snapshot};
+use crate::sync::{
+    created_group_lists, into_writes, removals_for, revert, sort_changes, Change, Snapshot,
+};
 
 enum Attempt {
     /// Written and recorded in the open transaction: only COMMIT is left.
@@ -444,21 +446,23 @@ async fn attempt(
             }
         }
     };
-    run.progress.counted(
-        "re-reading the store under the lock",
-        super::Counter::RowsRead,
-        None,
-    );
-    let snapshot = store
-        .read_snapshot(&plan.tenant, ReadMode::InApply)
-        .await
-        .map_err(not_applied)?;
-    tracing::info!("read the snapshot under the lock");
-    run.progress
-        .phase("re-deriving the changes and comparing them with the approved ones");
     let (rows, created_lists) = match &original {
-        None => write_sync(store, run, snapshot).await?,
-        Some(original) => write_revert(store, run, snapshot, undone, original).await?,
+        None => write_sync(store, run).await?,
+        Some(original) => {
+            run.progress.counted(
+                "re-reading the store under the lock",
+                super::Counter::RowsRead,
+                None,
+            );
+            let snapshot = store
+                .read_snapshot(&plan.tenant, ReadMode::InApply)
+                .await
+                .map_err(not_applied)?;
+            tracing::info!("read the snapshot under the lock");
+            run.progress
+                .phase("re-deriving the changes and comparing them with the approved ones");
+            write_revert(store, run, snapshot, undone, original).await?
+        }
     };
     // Each counted approver: the principal (`by`), when, the comment, the
     // key's fingerprint and whether allowed signers vouched for it. Older
@@ -501,14 +505,32 @@ async fn attempt(
 /// An ordinary plan: the sync rules again, compared, then the inserts and
 /// user documents. Returns the rows written and the `groupList`s created
 /// (JSON, for the history: what a revert restores).
-async fn write_sync(
-    store: &mut Store,
-    run: &Run<'_>,
-    snapshot: Snapshot,
-) -> Result<(usize, Option<String>)> {
+async fn write_sync(store: &mut Store, run: &Run<'_>) -> Result<(usize, Option<String>)> {
     let plan = run.plan;
-    let now = sync(&snapshot, &plan.sync_options()).map_err(|e| run.sync_stale(&e))?;
+    run.progress.counted(
+        "re-reading the store under the lock and re-deriving the changes",
+        super::Counter::RowsRead,
+        None,
+    );
+    // The bindings are read twice under the lock, never held
+    // (src/sync/bindings.rs); the changes are, to be compared and written.
+    let mut changes = Vec::new();
+    let derived = store
+        .derive(
+            &plan.sync_options(),
+            ReadMode::InApply,
+            &mut changes,
+            |_| tracing::info!("read every table but the bindings under the lock"),
+        )
+        .await
+        .map_err(|e| run.not_applied(e))?;
+    let (snapshot, now) = derived;
+    let mut now = now.map_err(|e| run.sync_stale(&e))?;
+    sort_changes(&mut changes);
+    now.changes = changes;
     tracing::info!(changes = now.changes.len(), "re-derived the changes");
+    run.progress
+        .phase("comparing the changes with the approved ones");
     run.compare(&now.changes)?;
     let created = created_group_lists(&snapshot, &now.changes);
     let created = serde_json::to_string(&created).expect("a map of strings serialises");

@@ -8,7 +8,7 @@ use crate::plan::{now_rfc3339, Plan, Provenance, Source};
 use crate::plan_file;
 use crate::signing::{self, key::SigningKey};
 use crate::store::{Access, ReadMode};
-use crate::sync::{sync, SyncOptions};
+use crate::sync::{sort_changes, SyncOptions};
 
 /// Rows of "Needs attention" that `plan` shows on a terminal.
 const ATTENTION_ROWS: usize = 10;
@@ -47,28 +47,28 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
         created_at,
         created_by: super::who(args.created_by.as_deref(), "--created-by", key.as_ref())?,
     };
-    progress.counted("reading the store", super::Counter::RowsRead, None);
-    let snapshot = store
-        .read_snapshot(&options.tenant, ReadMode::ReadOnly)
-        .await?;
-    tracing::info!(
-        users = snapshot.users.len(),
-        groups = snapshot.groups.len(),
-        roles = snapshot.roles.len(),
-        bindings = snapshot.bindings.len(),
-        "read snapshot"
+    // The bindings are read twice and never held (src/sync/bindings.rs):
+    // the changes are derived while the store is read.
+    progress.counted(
+        "reading the store and deriving the changes",
+        super::Counter::RowsRead,
+        None,
     );
-    progress.phase(&format!(
-        "deriving the changes from {} documents",
-        snapshot.users.len()
-            + snapshot.groups.len()
-            + snapshot.roles.len()
-            + snapshot.bindings.len()
-    ));
+    let mut changes = Vec::new();
+    let (_, derived) = store
+        .derive(&options, ReadMode::ReadOnly, &mut changes, |snapshot| {
+            tracing::info!(
+                users = snapshot.users.len(),
+                groups = snapshot.groups.len(),
+                roles = snapshot.roles.len(),
+                "read every table but the bindings"
+            )
+        })
+        .await?;
     // A malformed tenant document is quoted: escaped.
-    let result = sync(&snapshot, &options)
-        .map_err(|e| Error::usage(crate::escape::field(&e.to_string())))?;
-    drop(snapshot);
+    let mut result = derived.map_err(|e| Error::usage(crate::escape::field(&e.to_string())))?;
+    sort_changes(&mut changes);
+    result.changes = changes;
     tracing::info!(changes = result.changes.len(), "derived the changes");
     let source = Source {
         backend: store.backend().as_str().to_string(),

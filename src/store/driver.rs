@@ -31,10 +31,23 @@ pub(crate) trait Driver {
     /// for "not an IAM store".
     async fn location(&mut self) -> String;
 
-    /// Every row [`crate::sync::sync`] needs for `tenant`, in one
-    /// consistent snapshot: in a read-only transaction of its own, or
-    /// inside the apply transaction under its locks.
-    async fn read_snapshot(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot>;
+    /// Starts reading the rows [`crate::sync::sync`] needs for `tenant`,
+    /// in one consistent snapshot: in a read-only transaction of its own,
+    /// or inside the apply transaction under its locks. Returns every table
+    /// but `bindings`, which [`Driver::visit_bindings`] reads in the same
+    /// snapshot, as often as asked, until [`Driver::end_read`].
+    async fn begin_read(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot>;
+
+    /// The snapshot's bindings, one row at a time.
+    async fn visit_bindings(
+        &mut self,
+        tenant: &str,
+        mode: ReadMode,
+        visit: &mut dyn FnMut(RawDoc),
+    ) -> Result<()>;
+
+    /// Ends a read [`Driver::begin_read`] started.
+    async fn end_read(&mut self, mode: ReadMode) -> Result<()>;
 
     /// Opens the apply transaction under the backend's lock (one apply at
     /// a time; nobody else writes the IAM tables until it ends), with the

@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
-use crate::sync::{RawDoc, Removals, Snapshot, Writes};
+use crate::sync::{
+    ChangeSink, Derivation, RawDoc, Removals, Snapshot, SyncError, SyncOptions, SyncResult, Writes,
+};
 use driver::Driver;
 use sql::SqlStore;
 
@@ -171,7 +173,48 @@ impl Store {
     /// Reads every row [`crate::sync::sync`] needs for `tenant`, in one
     /// consistent snapshot.
     pub async fn read_snapshot(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot> {
-        self.driver.read_snapshot(tenant, mode).await
+        let mut snapshot = self.driver.begin_read(tenant, mode).await?;
+        let bindings = &mut snapshot.bindings;
+        self.driver
+            .visit_bindings(tenant, mode, &mut |raw| bindings.push(raw))
+            .await?;
+        self.driver.end_read(mode).await?;
+        Ok(snapshot)
+    }
+
+    /// Derives the changes of `options` as [`crate::sync::sync`] does, in
+    /// one consistent snapshot, without holding the bindings: they are read
+    /// twice (src/sync/bindings.rs). Every change goes to `sink`, in no
+    /// particular order. Returns the snapshot of every table but the
+    /// bindings, and the result without its changes, or why the rules
+    /// refused to make any.
+    pub async fn derive(
+        &mut self,
+        options: &SyncOptions,
+        mode: ReadMode,
+        sink: &mut dyn ChangeSink,
+        mut after_reading: impl FnMut(&Snapshot),
+    ) -> Result<(Snapshot, std::result::Result<SyncResult, SyncError>)> {
+        let tenant = options.tenant.as_str();
+        let snapshot = self.driver.begin_read(tenant, mode).await?;
+        after_reading(&snapshot);
+        let mut derivation = match Derivation::new(&snapshot, options) {
+            Ok(derivation) => derivation,
+            Err(e) => {
+                self.driver.end_read(mode).await?;
+                return Ok((snapshot, Err(e)));
+            }
+        };
+        self.driver
+            .visit_bindings(tenant, mode, &mut |raw| derivation.index_binding(&raw))
+            .await?;
+        let mut judging = derivation.judge(sink);
+        self.driver
+            .visit_bindings(tenant, mode, &mut |raw| judging.binding(&raw))
+            .await?;
+        let result = judging.finish();
+        self.driver.end_read(mode).await?;
+        Ok((snapshot, Ok(result)))
     }
 
     /// Opens the apply transaction under the backend's lock, waiting at most

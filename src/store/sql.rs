@@ -412,13 +412,15 @@ where
     /// The `key` and `value` of every row `sql` selects, its parameters
     /// bound to `binds` in order. Inside the apply, a lock wait that timed
     /// out is refused as locked, as on every other step of the apply.
-    async fn fetch_docs(
+    /// Each row of the query, as it comes: none is kept here.
+    async fn visit_docs(
         &mut self,
         sql: &str,
         binds: &[&str],
         mode: ReadMode,
         doing: &str,
-    ) -> Result<Vec<RawDoc>> {
+        visit: &mut dyn FnMut(RawDoc),
+    ) -> Result<()> {
         let read_error = |e: sqlx::Error| {
             match failure::<D>(&e) {
             Failure::LockTimeout if mode == ReadMode::InApply => Error::locked(format!(
@@ -432,13 +434,12 @@ where
             .iter()
             .fold(sqlx::query::<D::Db>(sql), |query, value| query.bind(*value));
         let mut rows = query.fetch(&mut self.conn);
-        let mut docs = Vec::new();
         while let Some(row) = rows.try_next().await.map_err(read_error)? {
             // Counted for the progress line (a relaxed atomic add).
             crate::progress::rows_read(1);
-            docs.push(D::raw_doc(&row).map_err(|e| db_error(doing, e))?);
+            visit(D::raw_doc(&row).map_err(|e| db_error(doing, e))?);
         }
-        Ok(docs)
+        Ok(())
     }
 
     /// The rows of `table` that `sync` needs for `tenant`: the tenant's own
@@ -450,6 +451,19 @@ where
         tenant: &str,
         mode: ReadMode,
     ) -> Result<Vec<RawDoc>> {
+        let mut docs = Vec::new();
+        self.visit_table(table, tenant, mode, &mut |doc| docs.push(doc))
+            .await?;
+        Ok(docs)
+    }
+
+    async fn visit_table(
+        &mut self,
+        table: Table,
+        tenant: &str,
+        mode: ReadMode,
+        visit: &mut dyn FnMut(RawDoc),
+    ) -> Result<()> {
         let mut sql = format!(
             "SELECT {}, {} FROM {}",
             D::text("key"),
@@ -479,7 +493,7 @@ where
             sql.push_str(D::LOCKING_READ);
         }
         let doing = format!("reading {}", table.name());
-        self.fetch_docs(&sql, &binds, mode, &doing).await
+        self.visit_docs(&sql, &binds, mode, &doing, visit).await
     }
 
     /// The keys of `rows` that `table` holds now, in the order of `rows`.
@@ -575,26 +589,38 @@ where
         self.dialect.location(&mut self.conn).await
     }
 
-    async fn read_snapshot(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot> {
+    async fn begin_read(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot> {
         if mode == ReadMode::ReadOnly {
             for statement in D::BEGIN_SNAPSHOT {
                 self.execute(statement, "starting the read transaction")
                     .await?;
             }
         }
-        let snapshot = Snapshot {
+        Ok(Snapshot {
             tenants: self.read_table(Table::Tenants, tenant, mode).await?,
             users: self.read_table(Table::Users, tenant, mode).await?,
             groups: self.read_table(Table::Groups, tenant, mode).await?,
             roles: self.read_table(Table::Roles, tenant, mode).await?,
-            bindings: self.read_table(Table::Bindings, tenant, mode).await?,
+            bindings: Vec::new(),
             keys: self.dialect.key_rules(&mut self.conn).await?,
-        };
+        })
+    }
+
+    async fn visit_bindings(
+        &mut self,
+        tenant: &str,
+        mode: ReadMode,
+        visit: &mut dyn FnMut(RawDoc),
+    ) -> Result<()> {
+        self.visit_table(Table::Bindings, tenant, mode, visit).await
+    }
+
+    async fn end_read(&mut self, mode: ReadMode) -> Result<()> {
         if mode == ReadMode::ReadOnly {
             self.execute("COMMIT", "ending the read transaction")
                 .await?;
         }
-        Ok(snapshot)
+        Ok(())
     }
 
     async fn begin_apply(&mut self, lock_timeout: Duration) -> Result<()> {

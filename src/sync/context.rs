@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::documents::{Grant, Permissions, Role};
-use super::{Change, Finding, Kind, SubjectType, SyncResult};
+use super::{Change, Finding, Kind, SubjectType};
 
 /// One field that differs between the legacy document and the tenant's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,32 +142,43 @@ pub(super) fn describe_binding(
     finding.namespace = grant.namespace_id.as_deref().map(str::to_string);
 }
 
-/// The plan's context: the facts of the roles its bindings refer to that
-/// it does not add, and the type of the users it names that are not
-/// standard users.
-pub(super) fn context(
-    result: &SyncResult,
-    legacy_roles: &[Role],
-    user_types: &HashMap<&str, &str>,
-) -> Context {
-    let mut context = Context::default();
-    let added: BTreeSet<&str> = result
-        .changes
-        .iter()
-        .filter_map(|c| match c {
-            Change::AddRole { value, .. } => value.map().get("id").and_then(Value::as_str),
-            _ => None,
-        })
-        .collect();
-    let mut wanted: BTreeSet<&str> = BTreeSet::new();
-    let name_user = |id: &str, context: &mut Context| {
+/// The plan's context, gathered as its changes are made (they are not
+/// kept): the roles its bindings refer to that it does not add, and the
+/// type of the users it names that are not standard users.
+#[derive(Default)]
+pub(super) struct ContextFacts {
+    /// Roles the plan adds, and roles its bindings (changes or findings)
+    /// refer to: the difference is what the review needs.
+    added: BTreeSet<String>,
+    wanted: BTreeSet<String>,
+    users: BTreeMap<String, String>,
+}
+
+/// The type of each user that is not a standard user, by id.
+pub(super) type UserTypes<'a> = HashMap<&'a str, &'a str>;
+
+impl ContextFacts {
+    fn name_user(&mut self, id: &str, user_types: &UserTypes) {
         if let Some(t) = user_types.get(id) {
-            context.users.insert(id.to_string(), t.to_string());
+            self.users.insert(id.to_string(), t.to_string());
         }
-    };
-    for change in &result.changes {
+    }
+
+    fn want(&mut self, role: &str) {
+        if !self.wanted.contains(role) {
+            self.wanted.insert(role.to_string());
+        }
+    }
+
+    /// One change of the plan, in any order.
+    pub(super) fn change(&mut self, change: &Change, user_types: &UserTypes) {
         match change {
-            Change::AddMembership { user_id, .. } => name_user(user_id, &mut context),
+            Change::AddRole { value, .. } => {
+                if let Some(id) = value.map().get("id").and_then(Value::as_str) {
+                    self.added.insert(id.to_string());
+                }
+            }
+            Change::AddMembership { user_id, .. } => self.name_user(user_id, user_types),
             Change::AddBinding { value, .. } => {
                 // Read in place: a map per binding, kept by the document,
                 // would cost the plan a gigabyte at a million bindings.
@@ -180,46 +191,56 @@ pub(super) fn context(
                     }
                 };
                 if let Some(role) = role {
-                    if !added.contains(role) {
-                        wanted.insert(role);
-                    }
+                    self.want(role);
                 }
                 if subject_type == Some("USER") {
                     if let Some(id) = external_id {
-                        name_user(id, &mut context);
+                        self.name_user(id, user_types);
                     }
                 }
             }
             _ => {}
         }
     }
-    for finding in result.skipped.iter().chain(&result.conflicts) {
-        if let Some(id) = &finding.user_id {
-            name_user(id, &mut context);
-        }
-        if finding.subject_type == Some(SubjectType::User) {
-            if let Some(id) = &finding.subject_id {
-                name_user(id, &mut context);
+
+    /// The context, given the plan's findings and the legacy roles.
+    pub(super) fn finish<'f>(
+        mut self,
+        findings: impl IntoIterator<Item = &'f Finding>,
+        legacy_roles: &[Role],
+        user_types: &UserTypes,
+    ) -> Context {
+        for finding in findings {
+            if let Some(id) = &finding.user_id {
+                self.name_user(id, user_types);
             }
-        }
-        if finding.kind == Kind::Binding {
-            if let Some(role) = finding.role_id.as_deref() {
-                if !added.contains(role) {
-                    wanted.insert(role);
+            if finding.subject_type == Some(SubjectType::User) {
+                if let Some(id) = &finding.subject_id {
+                    self.name_user(id, user_types);
+                }
+            }
+            if finding.kind == Kind::Binding {
+                if let Some(role) = finding.role_id.as_deref() {
+                    self.want(role);
                 }
             }
         }
-    }
-    for role in legacy_roles {
-        if wanted.contains(role.header.id.as_ref()) {
-            context.roles.insert(
-                role.header.id.to_string(),
-                RoleFacts {
-                    name: role.name.to_string(),
-                    permissions: permissions_value(&role.permissions),
-                },
-            );
+        let mut context = Context {
+            users: self.users,
+            ..Context::default()
+        };
+        for role in legacy_roles {
+            let id = role.header.id.as_ref();
+            if self.wanted.contains(id) && !self.added.contains(id) {
+                context.roles.insert(
+                    id.to_string(),
+                    RoleFacts {
+                        name: role.name.to_string(),
+                        permissions: permissions_value(&role.permissions),
+                    },
+                );
+            }
         }
+        context
     }
-    context
 }

@@ -312,3 +312,98 @@ fn keys_are_compared_as_the_store_compares_them() {
     assert!(result.conflicts.is_empty(), "{:#?}", result.conflicts);
     assert_eq!(result.count(Op::CreateTenant), 1);
 }
+
+/// Bindings are judged in two passes that keep only ids and the keys a
+/// copy could take (src/sync/bindings.rs): the store's way of comparing
+/// keys must still be applied to all of them, as it is to roles.
+#[test]
+fn binding_keys_are_compared_as_the_store_compares_them() {
+    let pad_ci = KeyRules {
+        pad_space: true,
+        case_insensitive: true,
+    };
+    let mut snap = store();
+    snap.keys = StoreKeys {
+        bindings: pad_ci,
+        ..StoreKeys::default()
+    };
+    snap.users.push(RawDoc::new(
+        "u",
+        r#"{"id":"u","username":"u@x","deleted":false}"#,
+    ));
+    snap.roles.push(RawDoc::new(
+        "r",
+        r#"{"id":"r","name":"R","permissions":{},"deleted":false}"#,
+    ));
+    let binding = |key: &str, id: &str| {
+        RawDoc::new(
+            key,
+            format!(
+                r#"{{"id":{},"type":"USER","externalId":"u","roleId":"r","deleted":false}}"#,
+                serde_json::to_string(id).unwrap()
+            ),
+        )
+    };
+    // `x` and `x `: one key to the database.
+    snap.bindings.push(binding("k1", "x"));
+    snap.bindings.push(binding("k2", "x "));
+    // `y` twice is a shared id; `Y ` alone is left, and copied.
+    snap.bindings.push(binding("k3", "y"));
+    snap.bindings.push(binding("k4", "y"));
+    snap.bindings.push(binding("k5", "Y "));
+    // Alone in its spelling: copied.
+    snap.bindings.push(binding("k6", "Z "));
+    // The copy of `w` would take a key a deleted binding holds as
+    // `DEFAULT_W  `.
+    snap.bindings.push(binding("k7", "w"));
+    snap.bindings.push(RawDoc::new(
+        "DEFAULT_W  ",
+        r#"{"id":"q","tenantId":"other","type":"USER","externalId":"u","roleId":"r","deleted":true}"#,
+    ));
+    let expected = {
+        let result = run(&snap);
+        let keys: Vec<&str> = result.changes.iter().map(Change::key).collect();
+        assert_eq!(
+            keys,
+            ["default_r", "default_Y ", "default_Z "],
+            "{result:#?}"
+        );
+        let reasons: Vec<(&str, &str)> = result
+            .conflicts
+            .iter()
+            .map(|f| (f.key.as_str(), f.reason.as_str()))
+            .collect();
+        let same = "the copies of several legacy documents (k1, k2) would go to `default_x`, `default_x `, one key to the database (it compares keys ignoring trailing spaces and letter case)";
+        let shared = "id `y` is used by several legacy documents (k3, k4)";
+        assert_eq!(
+            reasons,
+            [
+                ("k1", same),
+                ("k2", same),
+                ("k3", shared),
+                ("k4", shared),
+                ("k7", "key `default_w` is already held by a deleted binding as `DEFAULT_W  `, the same key to the database (it compares keys ignoring trailing spaces and letter case)"),
+            ]
+        );
+        result
+    };
+    // The two passes need not see the rows in one order.
+    let mut derivation = Derivation::new(&snap, &SyncOptions::new(T)).unwrap();
+    for raw in snap.bindings.iter().rev() {
+        derivation.index_binding(raw);
+    }
+    let mut changes = Vec::new();
+    let mut judging = derivation.judge(&mut changes);
+    for raw in snap
+        .bindings
+        .iter()
+        .skip(3)
+        .chain(snap.bindings.iter().take(3))
+    {
+        judging.binding(raw);
+    }
+    let mut result = judging.finish();
+    sort_changes(&mut changes);
+    result.changes = changes;
+    assert_eq!(result, expected);
+}

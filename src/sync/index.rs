@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use super::context::{self, Difference};
-use super::documents::{self, Binding, Group, Malformed, Parsed, Role, User};
+use super::documents::{self, Group, Malformed, Parsed, Role, User};
 use super::keys::KeyRules;
 use super::{Finding, Kind, RawDoc, Snapshot, SyncResult};
 
@@ -123,7 +123,8 @@ impl<'a> UserIndex<'a> {
     }
 }
 
-/// One table's legacy scope and target-tenant scope.
+/// One table's legacy scope and target-tenant scope: roles and groups,
+/// held whole (bindings are read in two passes: `bindings.rs`).
 pub(super) struct Scope<'a, T> {
     /// Non-deleted, readable legacy documents whose id is unique among them.
     pub(super) legacy: Vec<T>,
@@ -136,11 +137,17 @@ pub(super) struct Scope<'a, T> {
     pub(super) tenant_docs: Vec<T>,
     pub(super) tenant_by_id: HashMap<Cow<'a, str>, usize>,
     /// Every row by key, whatever its scope or state: who holds a key.
-    pub(super) holders: HashMap<&'a str, Holder>,
-    /// How the table compares keys, and, when not by bytes, the keys held
-    /// under each normal spelling (`KeyRules::normal`).
+    pub(super) holders: Holders<'a>,
     keys: KeyRules,
-    spellings: HashMap<Cow<'a, str>, Vec<&'a str>>,
+}
+
+/// Who holds which key of a table, and how the table compares keys: when
+/// not by bytes, the keys held under each normal spelling
+/// (`KeyRules::normal`).
+pub(super) struct Holders<'a> {
+    by_key: HashMap<Cow<'a, str>, Holder>,
+    keys: KeyRules,
+    spellings: HashMap<Cow<'a, str>, Vec<Cow<'a, str>>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,11 +171,6 @@ impl<'a> Scoped<'a> for Group<'a> {
         &self.header
     }
 }
-impl<'a> Scoped<'a> for Binding<'a> {
-    fn header(&self) -> &documents::Header<'a> {
-        &self.header
-    }
-}
 
 impl<'a, T: Scoped<'a>> Scope<'a, T> {
     pub(super) fn new(
@@ -185,12 +187,9 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
             ids: Ids::default(),
             tenant_docs: Vec::new(),
             tenant_by_id: HashMap::new(),
-            holders: HashMap::with_capacity(rows.len()),
+            holders: Holders::new(keys, rows.len()),
             keys,
-            spellings: HashMap::new(),
         };
-        // Bindings are referenced by nobody: their ids need no index.
-        let track_ids = kind != Kind::Binding;
         let mut seen: HashMap<Cow<'a, str>, usize> = HashMap::with_capacity(rows.len());
         for raw in rows {
             match parse(raw) {
@@ -201,17 +200,13 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
                     } else {
                         Holder::Live
                     };
-                    scope.holders.insert(raw.key.as_str(), holder);
+                    scope.holders.insert(Cow::Borrowed(&raw.key), holder);
                     match header.tenant_id.as_deref() {
                         None if header.deleted => {
-                            if track_ids {
-                                scope.ids.deleted.insert(header.id.clone());
-                            }
+                            scope.ids.deleted.insert(header.id.clone());
                         }
                         None => {
-                            if track_ids {
-                                scope.ids.live.insert(header.id.clone());
-                            }
+                            scope.ids.live.insert(header.id.clone());
                             *seen.entry(header.id.clone()).or_default() += 1;
                             scope.legacy.push(doc);
                         }
@@ -239,10 +234,12 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
                     }
                 }
                 Err(m) => {
-                    scope.holders.insert(raw.key.as_str(), Holder::Malformed);
+                    scope
+                        .holders
+                        .insert(Cow::Borrowed(&raw.key), Holder::Malformed);
                     if m.deleted == Some(true) {
                         // Deleted, however broken: references to it say so.
-                        if let (Some(id), Some(None), true) = (&m.id, &m.tenant_id, track_ids) {
+                        if let (Some(id), Some(None)) = (&m.id, &m.tenant_id) {
                             scope.ids.deleted.insert(Cow::Owned(id.clone()));
                         }
                         continue;
@@ -251,7 +248,7 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
                         continue;
                     }
                     if let Some(id) = &m.id {
-                        if m.tenant_id == Some(None) && track_ids {
+                        if m.tenant_id == Some(None) {
                             scope.ids.malformed.insert(Cow::Owned(id.clone()));
                         }
                     }
@@ -289,13 +286,7 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
                 .retain(|doc| !duplicates.contains(doc.header().id.as_ref()));
         }
         if !keys.is_exact() {
-            for key in scope.holders.keys() {
-                scope
-                    .spellings
-                    .entry(keys.normal(key))
-                    .or_default()
-                    .push(key);
-            }
+            scope.holders.index_spellings();
             scope.one_key_to_the_database(tenant, kind, out);
         }
         scope
@@ -312,23 +303,8 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
             let normal = self.keys.normal(&target).into_owned();
             by_key.entry(normal).or_default().push((target, header.key));
         }
-        for (_, mut docs) in by_key.into_iter().filter(|(_, docs)| docs.len() > 1) {
-            docs.sort_unstable();
-            let targets: Vec<String> = docs.iter().map(|(t, _)| format!("`{t}`")).collect();
-            let mut keys: Vec<&str> = docs.iter().map(|(_, k)| *k).collect();
-            keys.sort_unstable();
-            for (_, key) in &docs {
-                out.conflicts.push(Finding::new(
-                    kind,
-                    key.to_string(),
-                    format!(
-                        "the copies of several legacy documents ({}) would go to {}, one key to the database (it compares keys {})",
-                        keys.join(", "),
-                        targets.join(", "),
-                        self.keys.describe()
-                    ),
-                ));
-            }
+        for (_, docs) in by_key.into_iter().filter(|(_, docs)| docs.len() > 1) {
+            let keys = one_key_conflicts(kind, docs, self.keys, out);
             for doc in &self.legacy {
                 if keys.contains(&doc.header().key) {
                     self.duplicates.insert(doc.header().id.clone());
@@ -342,7 +318,42 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
 
     /// A conflict when the target key is held by any document.
     pub(super) fn key_conflict(&self, key: &str, kind: Kind) -> Option<String> {
-        let Some(holder) = self.holders.get(key) else {
+        self.holders.key_conflict(key, kind)
+    }
+}
+
+impl<'a> Holders<'a> {
+    pub(super) fn new(keys: KeyRules, capacity: usize) -> Self {
+        Holders {
+            by_key: HashMap::with_capacity(capacity),
+            keys,
+            spellings: HashMap::new(),
+        }
+    }
+
+    pub(super) fn insert(&mut self, key: Cow<'a, str>, holder: Holder) {
+        self.by_key.insert(key, holder);
+    }
+
+    /// Once every key is in: the keys under each normal spelling, when the
+    /// table does not compare by bytes.
+    pub(super) fn index_spellings(&mut self) {
+        if self.keys.is_exact() {
+            return;
+        }
+        for key in self.by_key.keys() {
+            // Most keys are their own normal spelling: no copy of them.
+            let normal = match self.keys.normal(key) {
+                Cow::Borrowed(normal) if normal.len() == key.len() => key.clone(),
+                normal => Cow::Owned(normal.into_owned()),
+            };
+            self.spellings.entry(normal).or_default().push(key.clone());
+        }
+    }
+
+    /// A conflict when the target key is held by any document.
+    pub(super) fn key_conflict(&self, key: &str, kind: Kind) -> Option<String> {
+        let Some(holder) = self.by_key.get(key) else {
             return self.held_under_another_spelling(key, kind);
         };
         match holder {
@@ -359,9 +370,7 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
             )),
         }
     }
-}
 
-impl<T> Scope<'_, T> {
     /// A conflict when the store holds `key` under another spelling it
     /// takes for the same key (§11), naming both keys.
     fn held_under_another_spelling(&self, key: &str, kind: Kind) -> Option<String> {
@@ -370,7 +379,7 @@ impl<T> Scope<'_, T> {
         }
         let held = self.spellings.get(self.keys.normal(key).as_ref())?;
         let other = held.iter().min()?;
-        let by = match self.holders.get(other)? {
+        let by = match self.by_key.get(other)? {
             Holder::Live => format!("another {}", kind.as_str()),
             Holder::Deleted => format!("a deleted {}", kind.as_str()),
             Holder::Malformed => "a malformed document".to_string(),
@@ -380,6 +389,49 @@ impl<T> Scope<'_, T> {
             self.keys.describe()
         ))
     }
+}
+
+/// The conflicts of legacy documents that share `id`: each of `keys`
+/// names them all (docs/rules.md §2).
+pub(super) fn shared_id_conflicts(kind: Kind, id: &str, mut keys: Vec<&str>, out: &mut SyncResult) {
+    keys.sort_unstable();
+    for key in &keys {
+        out.conflicts.push(Finding::new(
+            kind,
+            key.to_string(),
+            format!(
+                "id `{id}` is used by several legacy documents ({})",
+                keys.join(", ")
+            ),
+        ));
+    }
+}
+
+/// The conflicts of legacy documents (`(target key, key)`) whose copies
+/// would go to one key to the database (§10, §11); returns their keys.
+pub(super) fn one_key_conflicts<'k>(
+    kind: Kind,
+    mut docs: Vec<(String, &'k str)>,
+    rules: KeyRules,
+    out: &mut SyncResult,
+) -> Vec<&'k str> {
+    docs.sort_unstable();
+    let targets: Vec<String> = docs.iter().map(|(t, _)| format!("`{t}`")).collect();
+    let mut keys: Vec<&str> = docs.iter().map(|(_, k)| *k).collect();
+    keys.sort_unstable();
+    for (_, key) in &docs {
+        out.conflicts.push(Finding::new(
+            kind,
+            key.to_string(),
+            format!(
+                "the copies of several legacy documents ({}) would go to {}, one key to the database (it compares keys {})",
+                keys.join(", "),
+                targets.join(", "),
+                rules.describe()
+            ),
+        ));
+    }
+    keys
 }
 
 /// Where a legacy document's copy goes: `<tenant>_<id>`.

@@ -5,12 +5,15 @@
 //!
 //! By job: this file holds the types and [`sync`], which builds the indexes
 //! (`index.rs`: scopes, key holders, id availability) and then applies the
-//! rules (`rules.rs`: tenant, roles and groups, memberships, bindings);
+//! rules (`rules.rs`: tenant, roles and groups, memberships; `bindings.rs`:
+//! bindings, in two passes over their rows that hold none of them, which
+//! `plan` and `apply` drive through [`Derivation`]);
 //! `context.rs` names what findings are about and gathers the facts a review
 //! needs beside the changes; `documents.rs` reads the store's JSON;
 //! `writes.rs` turns changes into rows.
 //! How a plan file spells a change is `crate::plan`'s business.
 
+mod bindings;
 pub(crate) mod context;
 pub(crate) mod documents;
 #[cfg(test)]
@@ -32,7 +35,7 @@ pub use documents::{Document, Membership, RawDoc, SubjectType};
 use index::{Scope, UserIndex};
 pub use keys::{KeyRules, StoreKeys};
 pub use revert::{revert, ListPrior};
-use rules::{copy_documents, names, plan_bindings, plan_memberships, tenant_change, Dependencies};
+use rules::{copy_documents, names, plan_memberships, tenant_change, Dependencies};
 pub use writes::{
     applied, created_group_lists, into_writes, removals_for, removed, unmet_changes, writes_for,
     MissingUser, Removals, Unmet, Writes,
@@ -471,91 +474,219 @@ pub enum SyncError {
 /// Computes the plan of docs/rules.md for `snapshot`. The result is independent of
 /// the order of the snapshot's rows. Linear in the snapshot: every lookup is
 /// a hash map, and documents are read in place, not copied.
+///
+/// The one derivation, over a snapshot held whole (tests, `revert`); `plan`
+/// and `apply` drive [`Derivation`] themselves, reading the bindings twice
+/// instead of holding them.
 pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, SyncError> {
-    let tenant = options.tenant.as_str();
-    if tenant.is_empty() {
-        return Err(SyncError::EmptyTenant);
+    let mut derivation = Derivation::new(snapshot, options)?;
+    for raw in &snapshot.bindings {
+        derivation.index_binding(raw);
     }
-    let mut out = SyncResult::default();
+    let mut changes = Vec::new();
+    let mut judging = derivation.judge(&mut changes);
+    for raw in &snapshot.bindings {
+        judging.binding(raw);
+    }
+    let mut result = judging.finish();
+    sort_changes(&mut changes);
+    result.changes = changes;
+    Ok(result)
+}
 
-    if let Some(change) = tenant_change(snapshot, options)? {
-        out.changes.push(change);
+/// docs/plan-format.md §9 order.
+pub fn sort_changes(changes: &mut [Change]) {
+    changes.sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+}
+
+/// Where the changes of a derivation go, in no particular order: a vector
+/// to sort (`sync`, `apply`), or a plan file being written.
+pub trait ChangeSink {
+    fn push(&mut self, change: Change);
+}
+
+impl ChangeSink for Vec<Change> {
+    fn push(&mut self, change: Change) {
+        Vec::push(self, change)
+    }
+}
+
+/// The derivation of [`sync`], in the steps that let a caller read the
+/// bindings twice instead of holding them (src/sync/bindings.rs):
+/// [`Derivation::new`] over a snapshot of every other table, then
+/// [`Derivation::index_binding`] for every binding row, then
+/// [`Derivation::judge`] and [`Judging::binding`] for every row again,
+/// then [`Judging::finish`].
+pub struct Derivation<'s> {
+    tenant: String,
+    skip_conflicts: bool,
+    users: UserIndex<'s>,
+    roles: Scope<'s, documents::Role<'s>>,
+    groups: Scope<'s, documents::Group<'s>>,
+    role_outcomes: HashMap<String, rules::Outcome>,
+    group_outcomes: HashMap<String, rules::Outcome>,
+    bindings: bindings::BindingIndex,
+    /// Findings and counts so far; `changes` holds those not yet handed on.
+    out: SyncResult,
+}
+
+impl<'s> Derivation<'s> {
+    /// Judges the tenant, roles and groups of `snapshot` (its `bindings`
+    /// are not read here).
+    pub fn new(snapshot: &'s Snapshot, options: &SyncOptions) -> Result<Self, SyncError> {
+        let tenant = options.tenant.as_str();
+        if tenant.is_empty() {
+            return Err(SyncError::EmptyTenant);
+        }
+        let mut out = SyncResult::default();
+        if let Some(change) = tenant_change(snapshot, options)? {
+            out.changes.push(change);
+        }
+        let users = UserIndex::new(snapshot, &mut out);
+        let roles = Scope::new(
+            &snapshot.roles,
+            documents::parse_role,
+            tenant,
+            Kind::Role,
+            snapshot.keys.roles,
+            &mut out,
+        );
+        let groups = Scope::new(
+            &snapshot.groups,
+            documents::parse_group,
+            tenant,
+            Kind::Group,
+            snapshot.keys.groups,
+            &mut out,
+        );
+        let role_outcomes =
+            copy_documents(&roles, tenant, Kind::Role, &mut out, |legacy, existing| {
+                legacy.name == existing.name && legacy.permissions == existing.permissions
+            });
+        let group_outcomes = copy_documents(
+            &groups,
+            tenant,
+            Kind::Group,
+            &mut out,
+            |legacy, existing| legacy.name == existing.name,
+        );
+        Ok(Derivation {
+            tenant: tenant.to_string(),
+            skip_conflicts: options.skip_conflicts,
+            users,
+            roles,
+            groups,
+            role_outcomes,
+            group_outcomes,
+            bindings: bindings::BindingIndex::new(tenant, snapshot.keys.bindings),
+            out,
+        })
     }
 
-    let users = UserIndex::new(snapshot, &mut out);
-    let roles = Scope::new(
-        &snapshot.roles,
-        documents::parse_role,
-        tenant,
-        Kind::Role,
-        snapshot.keys.roles,
-        &mut out,
-    );
-    let groups = Scope::new(
-        &snapshot.groups,
-        documents::parse_group,
-        tenant,
-        Kind::Group,
-        snapshot.keys.groups,
-        &mut out,
-    );
-    let bindings = Scope::new(
-        &snapshot.bindings,
-        documents::parse_binding,
-        tenant,
-        Kind::Binding,
-        snapshot.keys.bindings,
-        &mut out,
-    );
+    /// The first pass: one row of the bindings table, in any order.
+    pub fn index_binding(&mut self, raw: &RawDoc) {
+        self.bindings.index(raw, &mut self.out);
+    }
 
-    // At most one change per legacy document and membership: reserving it
-    // up front keeps a million changes from doubling the vector's memory.
-    let memberships: usize = users.live.iter().map(|u| u.legacy_memberships.len()).sum();
-    out.changes.reserve_exact(
-        1 + roles.legacy.len() + groups.legacy.len() + bindings.legacy.len() + memberships,
-    );
-    let role_outcomes = copy_documents(&roles, tenant, Kind::Role, &mut out, |legacy, existing| {
-        legacy.name == existing.name && legacy.permissions == existing.permissions
-    });
-    let group_outcomes = copy_documents(
-        &groups,
-        tenant,
-        Kind::Group,
-        &mut out,
-        |legacy, existing| legacy.name == existing.name,
-    );
-    let deps = Dependencies {
-        users: &users,
-        roles: &roles,
-        role_names: names(&roles),
-        role_outcomes: &role_outcomes,
-        groups: &groups,
-        group_names: names(&groups),
-        group_outcomes: &group_outcomes,
-    };
-    plan_memberships(&users, &deps, tenant, &mut out);
-    plan_bindings(&bindings, &deps, tenant, &mut out);
+    /// After the first pass: hands the changes to roles, groups and
+    /// memberships to `sink`, and judges bindings from then on.
+    pub fn judge<'d>(&'d mut self, sink: &'d mut dyn ChangeSink) -> Judging<'d, 's> {
+        let Derivation {
+            tenant,
+            skip_conflicts,
+            users,
+            roles,
+            groups,
+            role_outcomes,
+            group_outcomes,
+            bindings,
+            out,
+        } = self;
+        bindings.seal();
+        let deps = Dependencies {
+            users,
+            roles,
+            role_names: names(roles),
+            role_outcomes,
+            groups,
+            group_names: names(groups),
+            group_outcomes,
+        };
+        plan_memberships(users, &deps, tenant, out);
+        let user_types: context::UserTypes = users
+            .live
+            .iter()
+            .chain(&users.deleted)
+            .filter_map(|u| {
+                let t = u.user_type.as_deref()?;
+                (t != "STANDARD").then_some((u.header.id.as_ref(), t))
+            })
+            .collect();
+        let mut judging = Judging {
+            deps,
+            bindings,
+            out,
+            sink,
+            context: context::ContextFacts::default(),
+            user_types,
+            skip_conflicts: *skip_conflicts,
+        };
+        judging.hand_on();
+        judging
+    }
+}
 
-    if options.skip_conflicts {
-        for mut finding in std::mem::take(&mut out.conflicts) {
-            finding.reason = format!("conflict: {}", finding.reason);
-            out.skipped.push(finding);
+/// The second pass of a [`Derivation`].
+pub struct Judging<'d, 's> {
+    deps: Dependencies<'d, 's>,
+    bindings: &'d mut bindings::BindingIndex,
+    out: &'d mut SyncResult,
+    sink: &'d mut dyn ChangeSink,
+    /// Gathered as changes are handed on.
+    context: context::ContextFacts,
+    user_types: context::UserTypes<'d>,
+    skip_conflicts: bool,
+}
+
+impl Judging<'_, '_> {
+    /// One row of the bindings table again, in any order.
+    pub fn binding(&mut self, raw: &RawDoc) {
+        self.bindings.judge(raw, &self.deps, self.out);
+        self.hand_on();
+    }
+
+    fn hand_on(&mut self) {
+        for change in self.out.changes.drain(..) {
+            self.context.change(&change, &self.user_types);
+            self.sink.push(change);
         }
     }
-    out.changes
-        .sort_unstable_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    out.skipped.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    out.conflicts
-        .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
-    let user_types: HashMap<&str, &str> = users
-        .live
-        .iter()
-        .chain(&users.deleted)
-        .filter_map(|u| {
-            let t = u.user_type.as_deref()?;
-            (t != "STANDARD").then_some((u.header.id.as_ref(), t))
-        })
-        .collect();
-    out.context = context::context(&out, &roles.legacy, &user_types);
-    Ok(out)
+
+    /// After the second pass: the findings, sorted, and the context; the
+    /// changes went to the sink.
+    pub fn finish(mut self) -> SyncResult {
+        self.hand_on();
+        let bindings = std::mem::replace(
+            self.bindings,
+            bindings::BindingIndex::new("", KeyRules::EXACT),
+        );
+        bindings.finish(self.out);
+        let mut out = std::mem::take(self.out);
+        if self.skip_conflicts {
+            for mut finding in std::mem::take(&mut out.conflicts) {
+                finding.reason = format!("conflict: {}", finding.reason);
+                out.skipped.push(finding);
+            }
+        }
+        out.skipped.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        out.conflicts
+            .sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        let facts = std::mem::take(&mut self.context);
+        out.context = facts.finish(
+            out.skipped.iter().chain(&out.conflicts),
+            &self.deps.roles.legacy,
+            &self.user_types,
+        );
+        out
+    }
 }

@@ -3,16 +3,15 @@
 //! bindings (§3.5). Each rule appends to the one [`SyncResult`].
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
 use super::context;
-use super::documents::{Binding, Grant, Group, RawDoc, Role, User};
+use super::documents::{Group, RawDoc, Role, User};
 use super::index::{target_key, Named, Scope, UserIndex};
 use super::{
-    Change, Document, Finding, Kind, Membership, Snapshot, SubjectType, SyncError, SyncOptions,
-    SyncResult,
+    Change, Document, Finding, Kind, Membership, Snapshot, SyncError, SyncOptions, SyncResult,
 };
 
 pub(super) fn tenant_change(
@@ -261,114 +260,5 @@ pub(super) fn plan_memberships(
                 }),
             }
         }
-    }
-}
-
-/// docs/rules.md §6.
-pub(super) fn plan_bindings(
-    bindings: &Scope<'_, Binding<'_>>,
-    deps: &Dependencies<'_, '_>,
-    tenant: &str,
-    out: &mut SyncResult,
-) {
-    let tenant_grants: HashSet<&Grant> = bindings.tenant_docs.iter().map(|b| &b.grant).collect();
-    for binding in &bindings.legacy {
-        let grant = &binding.grant;
-        let finding = |reason: String| {
-            let mut finding = Finding::new(Kind::Binding, binding.header.key, reason);
-            let subject_name = match grant.subject_type {
-                SubjectType::User => deps
-                    .users
-                    .by_id
-                    .get(grant.external_id.as_ref())
-                    .map(|&i| deps.users.live[i].username.as_ref()),
-                SubjectType::Group => deps.group_names.get(grant.external_id.as_ref()).copied(),
-            };
-            let role_name = deps.role_names.get(grant.role_id.as_ref()).copied();
-            context::describe_binding(&mut finding, grant, subject_name, role_name);
-            finding
-        };
-        let subject = match grant.subject_type {
-            SubjectType::User => deps
-                .users
-                .ids
-                .availability(&grant.external_id)
-                .reason(Kind::User),
-            SubjectType::Group => deps
-                .groups
-                .ids
-                .availability(&grant.external_id)
-                .reason(Kind::Group),
-        };
-        let role = deps
-            .roles
-            .ids
-            .availability(&grant.role_id)
-            .reason(Kind::Role);
-        if let Some(reason) = subject.or(role) {
-            out.skipped.push(finding(reason));
-            continue;
-        }
-        if deps.role_outcomes.get(grant.role_id.as_ref()) == Some(&Outcome::Conflict) {
-            out.conflicts
-                .push(finding(format!("role `{}` is in conflict", grant.role_id)));
-            continue;
-        }
-        if grant.subject_type == SubjectType::Group
-            && deps.group_outcomes.get(grant.external_id.as_ref()) == Some(&Outcome::Conflict)
-        {
-            out.conflicts.push(finding(format!(
-                "group `{}` is in conflict",
-                grant.external_id
-            )));
-            continue;
-        }
-        if tenant_grants.contains(grant) {
-            *out.present.entry(Kind::Binding).or_default() += 1;
-            continue;
-        }
-        let id = binding.header.id.as_ref();
-        if let Some(&i) = bindings.tenant_by_id.get(id) {
-            out.conflicts.push(Finding {
-                differences: context::grant_differences(grant, &bindings.tenant_docs[i].grant),
-                ..finding(format!(
-                    "tenant `{tenant}` already has binding `{id}` with another subject, role or namespace"
-                ))
-            });
-            continue;
-        }
-        let key = target_key(tenant, id);
-        if let Some(reason) = bindings.key_conflict(&key, Kind::Binding) {
-            out.conflicts.push(finding(reason));
-            continue;
-        }
-        let subject = match grant.subject_type {
-            SubjectType::User => format!(
-                "user {}",
-                deps.users
-                    .by_id
-                    .get(grant.external_id.as_ref())
-                    .map(|&i| deps.users.live[i].username.as_ref())
-                    .unwrap_or_default()
-            ),
-            SubjectType::Group => format!(
-                "group {}",
-                deps.group_names
-                    .get(grant.external_id.as_ref())
-                    .copied()
-                    .unwrap_or_default()
-            ),
-        };
-        out.changes.push(Change::AddBinding {
-            key,
-            value: Document::copy_to_tenant(binding.raw, tenant)
-                .expect("a parsed document is a JSON object"),
-            subject,
-            role: deps
-                .role_names
-                .get(grant.role_id.as_ref())
-                .map(|s| s.to_string())
-                .unwrap_or_default(),
-        });
     }
 }
