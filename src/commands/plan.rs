@@ -118,7 +118,9 @@ pub(super) fn finish(
     tracing::info!("wrote the plan");
     if to_terminal {
         let style = super::show::terminal_style(None, super::show::Stream::Stdout);
-        let review = crate::render::plan_summary_table(&plan, style, Some(ATTENTION_ROWS));
+        let review =
+            crate::render::plan_summary_table(&plan, &plan.changes, style, Some(ATTENTION_ROWS))
+                .map_err(|e| Error::io_on("the plan's changes", e))?;
         super::stream_stdout(|out| {
             write!(
                 out,
@@ -127,7 +129,8 @@ pub(super) fn finish(
         })?;
     } else if std::io::stderr().is_terminal() {
         let style = super::show::terminal_style(None, super::show::Stream::Stderr);
-        let review = crate::render::plan_summary_table(&plan, style, None);
+        let review = crate::render::plan_summary_table(&plan, &plan.changes, style, None)
+            .map_err(|e| Error::io_on("the plan's changes", e))?;
         super::say(format_args!("{review}"));
     } else {
         super::say(format_args!(
