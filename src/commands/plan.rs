@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use crate::cli::PlanArgs;
 use crate::error::{Error, ExitStatus, Result};
-use crate::plan::{now_rfc3339, Plan, Provenance, Source};
+use crate::plan::{now_rfc3339, ChangeSpool, Plan, Provenance, Source, Spooled};
 use crate::plan_file;
 use crate::signing::{self, key::SigningKey};
 use crate::store::{Access, ReadMode};
@@ -38,6 +38,8 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
     // A plan of a million changes on a terminal helps nobody: without -o,
     // a terminal gets the review's top and how to save the plan.
     let to_terminal = args.out.is_none() && std::io::stdout().is_terminal();
+    // Before the long read: the changes will have somewhere to go.
+    let mut spool = new_spool()?;
     let progress = super::Progress::on_terminal();
     progress.phase("connecting");
     let (target, mut store) = super::open_store(&args.connection, Access::ReadOnly).await?;
@@ -66,24 +68,53 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
             + snapshot.bindings.len()
     ));
     // A malformed tenant document is quoted: escaped.
-    let result = sync(&snapshot, &options)
+    let mut result = sync(&snapshot, &options)
         .map_err(|e| Error::usage(crate::escape::field(&e.to_string())))?;
     drop(snapshot);
-    tracing::info!(changes = result.changes.len(), "derived the changes");
+    // Until the derivation gives its changes to the spool itself, they are
+    // moved there one by one, each freed as it goes.
+    for change in std::mem::take(&mut result.changes) {
+        spool.push(change);
+    }
+    let spooled = finish_spool(spool)?;
+    tracing::info!(changes = spooled.len(), "derived the changes");
     let source = Source {
         backend: store.backend().as_str().to_string(),
         database: target.display(),
         identity,
     };
-    progress.phase(&format!("sealing {} changes", result.changes.len()));
-    let plan = Plan::new(result, &options, source, provenance);
-    finish(plan, args, key.as_ref(), progress, to_terminal)
+    progress.phase(&format!("sealing {} changes", spooled.len()));
+    let plan =
+        Plan::spooled(result, &spooled, &options, None, source, provenance).map_err(spool_error)?;
+    finish(plan, &spooled, args, key.as_ref(), progress, to_terminal)
+}
+
+/// Where a plan's changes wait, in the temporary directory (`TMPDIR`),
+/// until the plan is sealed and written: not in memory.
+pub(super) fn new_spool() -> Result<ChangeSpool> {
+    ChangeSpool::new(&std::env::temp_dir()).map_err(spool_error)
+}
+
+pub(super) fn finish_spool(spool: ChangeSpool) -> Result<Spooled> {
+    spool.finish().map_err(spool_error)
+}
+
+pub(super) fn spool_error(e: std::io::Error) -> Error {
+    Error::io_on(
+        format!(
+            "the changes' temporary files in {} (TMPDIR)",
+            std::env::temp_dir().display()
+        ),
+        e,
+    )
 }
 
 /// Signs the sealed plan when asked, writes it, and says what it holds and
-/// what to do next: for plans and revert plans alike.
+/// what to do next: for plans and revert plans alike. The plan holds no
+/// changes: they are `spooled`.
 pub(super) fn finish(
     mut plan: Plan,
+    spooled: &Spooled,
     args: &PlanArgs,
     key: Option<&SigningKey>,
     progress: super::Progress,
@@ -100,11 +131,11 @@ pub(super) fn finish(
     }
     let written = match &args.out {
         Some(path) => Some(plan_file::write(path, args.force, |file| {
-            plan.write_pretty(file)
+            spooled.write_plan(&plan, file)
         })?),
         None if to_terminal => None,
         None => {
-            super::stream_stdout(|out| plan.write_pretty(out))?;
+            super::stream_stdout(|out| spooled.write_plan(&plan, out))?;
             None
         }
     };
@@ -118,9 +149,8 @@ pub(super) fn finish(
     tracing::info!("wrote the plan");
     if to_terminal {
         let style = super::show::terminal_style(None, super::show::Stream::Stdout);
-        let review =
-            crate::render::plan_summary_table(&plan, &plan.changes, style, Some(ATTENTION_ROWS))
-                .map_err(|e| Error::io_on("the plan's changes", e))?;
+        let review = crate::render::plan_summary_table(&plan, spooled, style, Some(ATTENTION_ROWS))
+            .map_err(spool_error)?;
         super::stream_stdout(|out| {
             write!(
                 out,
@@ -129,8 +159,8 @@ pub(super) fn finish(
         })?;
     } else if std::io::stderr().is_terminal() {
         let style = super::show::terminal_style(None, super::show::Stream::Stderr);
-        let review = crate::render::plan_summary_table(&plan, &plan.changes, style, None)
-            .map_err(|e| Error::io_on("the plan's changes", e))?;
+        let review =
+            crate::render::plan_summary_table(&plan, spooled, style, None).map_err(spool_error)?;
         super::say(format_args!("{review}"));
     } else {
         super::say(format_args!(
@@ -150,7 +180,7 @@ pub(super) fn finish(
     }
     Ok(if !plan.applyable {
         ExitStatus::Conflicts
-    } else if args.detailed_exitcode && !plan.changes.is_empty() {
+    } else if args.detailed_exitcode && plan.summary.changes() > 0 {
         ExitStatus::ChangesPlanned
     } else {
         ExitStatus::Success
