@@ -4,11 +4,11 @@ use std::io::IsTerminal;
 
 use crate::cli::PlanArgs;
 use crate::error::{Error, ExitStatus, Result};
-use crate::plan::{now_rfc3339, Plan, Provenance, Source};
+use crate::plan::{now_rfc3339, ChangeSpool, Plan, Provenance, Source, Spooled};
 use crate::plan_file;
 use crate::signing::{self, key::SigningKey};
 use crate::store::{Access, ReadMode};
-use crate::sync::{sort_changes, SyncOptions};
+use crate::sync::SyncOptions;
 
 /// Rows of "Needs attention" that `plan` shows on a terminal.
 const ATTENTION_ROWS: usize = 10;
@@ -38,6 +38,8 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
     // A plan of a million changes on a terminal helps nobody: without -o,
     // a terminal gets the review's top and how to save the plan.
     let to_terminal = args.out.is_none() && std::io::stdout().is_terminal();
+    // Before the long read: the changes will have somewhere to go.
+    let mut spool = new_spool()?;
     let progress = super::Progress::on_terminal();
     progress.phase("connecting");
     let (target, mut store) = super::open_store(&args.connection, Access::ReadOnly).await?;
@@ -54,9 +56,8 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
         super::Counter::RowsRead,
         None,
     );
-    let mut changes = Vec::new();
     let (_, derived) = store
-        .derive(&options, ReadMode::ReadOnly, &mut changes, |snapshot| {
+        .derive(&options, ReadMode::ReadOnly, &mut spool, |snapshot| {
             tracing::info!(
                 users = snapshot.users.len(),
                 groups = snapshot.groups.len(),
@@ -66,24 +67,46 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
         })
         .await?;
     // A malformed tenant document is quoted: escaped.
-    let mut result = derived.map_err(|e| Error::usage(crate::escape::field(&e.to_string())))?;
-    sort_changes(&mut changes);
-    result.changes = changes;
-    tracing::info!(changes = result.changes.len(), "derived the changes");
+    let result = derived.map_err(|e| Error::usage(crate::escape::field(&e.to_string())))?;
+    let spooled = finish_spool(spool)?;
+    tracing::info!(changes = spooled.len(), "derived the changes");
     let source = Source {
         backend: store.backend().as_str().to_string(),
         database: target.display(),
         identity,
     };
-    progress.phase(&format!("sealing {} changes", result.changes.len()));
-    let plan = Plan::new(result, &options, source, provenance);
-    finish(plan, args, key.as_ref(), progress, to_terminal)
+    progress.phase(&format!("sealing {} changes", spooled.len()));
+    let plan =
+        Plan::spooled(result, &spooled, &options, None, source, provenance).map_err(spool_error)?;
+    finish(plan, &spooled, args, key.as_ref(), progress, to_terminal)
+}
+
+/// Where a plan's changes wait, in the temporary directory (`TMPDIR`),
+/// until the plan is sealed and written: not in memory.
+pub(super) fn new_spool() -> Result<ChangeSpool> {
+    ChangeSpool::new(&std::env::temp_dir()).map_err(spool_error)
+}
+
+pub(super) fn finish_spool(spool: ChangeSpool) -> Result<Spooled> {
+    spool.finish().map_err(spool_error)
+}
+
+pub(super) fn spool_error(e: std::io::Error) -> Error {
+    Error::io_on(
+        format!(
+            "the changes' temporary files in {} (TMPDIR)",
+            std::env::temp_dir().display()
+        ),
+        e,
+    )
 }
 
 /// Signs the sealed plan when asked, writes it, and says what it holds and
-/// what to do next: for plans and revert plans alike.
+/// what to do next: for plans and revert plans alike. The plan holds no
+/// changes: they are `spooled`.
 pub(super) fn finish(
     mut plan: Plan,
+    spooled: &Spooled,
     args: &PlanArgs,
     key: Option<&SigningKey>,
     progress: super::Progress,
@@ -100,11 +123,11 @@ pub(super) fn finish(
     }
     let written = match &args.out {
         Some(path) => Some(plan_file::write(path, args.force, |file| {
-            plan.write_pretty(file)
+            spooled.write_plan(&plan, file)
         })?),
         None if to_terminal => None,
         None => {
-            super::stream_stdout(|out| plan.write_pretty(out))?;
+            super::stream_stdout(|out| spooled.write_plan(&plan, out))?;
             None
         }
     };
@@ -118,7 +141,8 @@ pub(super) fn finish(
     tracing::info!("wrote the plan");
     if to_terminal {
         let style = super::show::terminal_style(None, super::show::Stream::Stdout);
-        let review = crate::render::plan_summary_table(&plan, style, Some(ATTENTION_ROWS));
+        let review = crate::render::plan_summary_table(&plan, spooled, style, Some(ATTENTION_ROWS))
+            .map_err(spool_error)?;
         super::stream_stdout(|out| {
             write!(
                 out,
@@ -127,7 +151,8 @@ pub(super) fn finish(
         })?;
     } else if std::io::stderr().is_terminal() {
         let style = super::show::terminal_style(None, super::show::Stream::Stderr);
-        let review = crate::render::plan_summary_table(&plan, style, None);
+        let review =
+            crate::render::plan_summary_table(&plan, spooled, style, None).map_err(spool_error)?;
         super::say(format_args!("{review}"));
     } else {
         super::say(format_args!(
@@ -147,7 +172,7 @@ pub(super) fn finish(
     }
     Ok(if !plan.applyable {
         ExitStatus::Conflicts
-    } else if args.detailed_exitcode && !plan.changes.is_empty() {
+    } else if args.detailed_exitcode && plan.summary.changes() > 0 {
         ExitStatus::ChangesPlanned
     } else {
         ExitStatus::Success

@@ -12,7 +12,7 @@ use crate::plan::{self, now_rfc3339, Plan, Provenance, Source};
 use crate::render;
 use crate::signing::key::SigningKey;
 use crate::store::{Access, ReadMode};
-use crate::sync::revert;
+use crate::sync::{revert, SyncOptions};
 
 pub async fn run(args: &PlanArgs, applied_path: &Path) -> Result<ExitStatus> {
     let key = args.key.as_deref().map(SigningKey::load).transpose()?;
@@ -72,27 +72,35 @@ pub async fn run(args: &PlanArgs, applied_path: &Path) -> Result<ExitStatus> {
         "deriving the removals of {} changes",
         applied.changes.len()
     ));
-    let result = revert(
+    let mut spool = super::plan::new_spool()?;
+    let mut result = revert(
         &applied.changes,
         &snapshot,
         &applied.tenant,
         args.skip_conflicts,
     );
     drop(snapshot);
-    tracing::info!(changes = result.changes.len(), "derived the removals");
+    for change in std::mem::take(&mut result.changes) {
+        spool.push(change);
+    }
+    let spooled = super::plan::finish_spool(spool)?;
+    tracing::info!(changes = spooled.len(), "derived the removals");
     let source = Source {
         backend: store.backend().as_str().to_string(),
         database: target.display(),
         identity,
     };
-    progress.phase(&format!("sealing {} removals", result.changes.len()));
-    let plan = Plan::revert(
+    progress.phase(&format!("sealing {} removals", spooled.len()));
+    let mut options = SyncOptions::new(&applied.tenant);
+    options.skip_conflicts = args.skip_conflicts;
+    let plan = Plan::spooled(
         result,
-        &applied.tenant,
-        args.skip_conflicts,
-        &applied.digest,
+        &spooled,
+        &options,
+        Some(&applied.digest),
         source,
         provenance,
-    );
-    super::plan::finish(plan, args, key.as_ref(), progress, to_terminal)
+    )
+    .map_err(super::plan::spool_error)?;
+    super::plan::finish(plan, &spooled, args, key.as_ref(), progress, to_terminal)
 }

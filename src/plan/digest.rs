@@ -32,7 +32,7 @@ fn sha256_of(write: impl FnOnce(&mut dyn Write) -> Result<(), canonical::Error>)
 
 /// `sha256:<hex>` of what `write` writes, or why `write` stopped (a
 /// streamed source that turned out not to be valid).
-fn try_sha256_of(
+pub(super) fn try_sha256_of(
     write: impl FnOnce(&mut dyn Write) -> Result<(), canonical::Error>,
 ) -> Result<String, canonical::Error> {
     let mut out = std::io::BufWriter::with_capacity(1 << 16, Hashing(Sha256::new()));
@@ -98,6 +98,12 @@ struct Sealed<'a, C> {
     tool_version: &'a str,
 }
 
+/// Writes the canonical JSON that `plan`'s digest covers, its own changes
+/// included (the spool splices its changes into a plan that has none).
+pub(super) fn write_sealed(out: &mut dyn Write, plan: &Plan) -> Result<(), canonical::Error> {
+    canonical::to_writer(out, &sealed(plan, &plan.changes[..]))
+}
+
 /// The same digest as [`digest_of`], streamed from the typed plan.
 pub fn digest_of_plan(plan: &Plan) -> String {
     digest_with_changes(plan, &plan.changes[..]).expect("our values serialise")
@@ -109,7 +115,12 @@ pub(super) fn digest_with_changes<C: Serialize>(
     plan: &Plan,
     changes: C,
 ) -> Result<String, canonical::Error> {
-    let sealed = Sealed {
+    let sealed = sealed(plan, changes);
+    try_sha256_of(|out| canonical::to_writer(out, &sealed))
+}
+
+fn sealed<C>(plan: &Plan, changes: C) -> Sealed<'_, C> {
+    Sealed {
         applyable: plan.applyable,
         changes,
         conflicts: &plan.conflicts,
@@ -124,8 +135,7 @@ pub(super) fn digest_with_changes<C: Serialize>(
         summary: &plan.summary,
         tenant: &plan.tenant,
         tool_version: &plan.tool_version,
-    };
-    try_sha256_of(|out| canonical::to_writer(out, &sealed))
+    }
 }
 
 /// `sha256:<hex>` of the changes' canonical JSON, one per line: what `apply`
@@ -151,6 +161,12 @@ impl ChangesHasher {
 
     pub(super) fn add(&mut self, change: &Change) {
         canonical::to_writer(&mut self.0, change).expect("a change serialises to a hash");
+        self.0.write_all(b"\n").expect("hashing cannot fail");
+    }
+
+    /// Adds a change given as its canonical JSON.
+    pub(super) fn add_canonical(&mut self, text: &[u8]) {
+        self.0.write_all(text).expect("hashing cannot fail");
         self.0.write_all(b"\n").expect("hashing cannot fail");
     }
 

@@ -16,6 +16,9 @@ mod hostile_tests;
 mod load;
 #[cfg(test)]
 mod revert_tests;
+mod spool;
+#[cfg(test)]
+mod spool_tests;
 mod stream;
 mod tenant_id;
 #[cfg(test)]
@@ -30,6 +33,7 @@ use crate::sync::{Change, Context, Finding, Op, SyncOptions, SyncResult};
 
 pub use digest::{changes_digest, digest_of, digest_of_plan};
 pub use load::{load, load_stdin, max_plan_bytes, parse, read_bytes, read_capped, Loaded};
+pub use spool::{ChangeSpool, Spooled};
 pub use stream::{load_without_changes, parse_for_approval, parse_without_changes, Scanned};
 pub use tenant_id::{is_valid_tenant_id, TENANT_ID_RULE};
 
@@ -122,17 +126,23 @@ fn is_zero(n: &usize) -> bool {
 
 impl Summary {
     pub fn of(result: &SyncResult) -> Self {
+        Summary::counting(result, |op| result.count(op))
+    }
+
+    /// The summary of `result`'s findings with `changes(op)` changes of
+    /// each op (the changes may be elsewhere: a spool).
+    pub fn counting(result: &SyncResult, changes: impl Fn(Op) -> usize) -> Self {
         Summary {
-            create_tenant: result.count(Op::CreateTenant),
-            add_role: result.count(Op::AddRole),
-            add_group: result.count(Op::AddGroup),
-            add_membership: result.count(Op::AddMembership),
-            add_binding: result.count(Op::AddBinding),
-            remove_binding: result.count(Op::RemoveBinding),
-            remove_membership: result.count(Op::RemoveMembership),
-            remove_group: result.count(Op::RemoveGroup),
-            remove_role: result.count(Op::RemoveRole),
-            remove_tenant: result.count(Op::RemoveTenant),
+            create_tenant: changes(Op::CreateTenant),
+            add_role: changes(Op::AddRole),
+            add_group: changes(Op::AddGroup),
+            add_membership: changes(Op::AddMembership),
+            add_binding: changes(Op::AddBinding),
+            remove_binding: changes(Op::RemoveBinding),
+            remove_membership: changes(Op::RemoveMembership),
+            remove_group: changes(Op::RemoveGroup),
+            remove_role: changes(Op::RemoveRole),
+            remove_tenant: changes(Op::RemoveTenant),
             present: result.present_total(),
             skipped: result.skipped.len(),
             conflicts: result.conflicts.len(),
@@ -187,7 +197,39 @@ impl Plan {
         provenance: Provenance,
     ) -> Self {
         let summary = Summary::of(&result);
-        let mut plan = Plan {
+        let mut plan = Plan::unsealed(result, summary, options, source, provenance);
+        plan.digest = digest_of_plan(&plan);
+        plan
+    }
+
+    /// Builds the plan whose changes are `spooled` and the rest `rest`
+    /// (which holds no changes), a revert plan of the plan with digest
+    /// `reverts` if given, and seals it with its digest. The plan holds no
+    /// changes: `spooled` writes them (`Spooled::write_plan`).
+    pub fn spooled(
+        rest: SyncResult,
+        spooled: &Spooled,
+        options: &SyncOptions,
+        reverts: Option<&str>,
+        source: Source,
+        provenance: Provenance,
+    ) -> std::io::Result<Self> {
+        assert!(rest.changes.is_empty(), "the changes are in the spool");
+        let summary = Summary::counting(&rest, |op| spooled.count(op));
+        let mut plan = Plan::unsealed(rest, summary, options, source, provenance);
+        plan.reverts = reverts.map(str::to_string);
+        plan.digest = spooled.digest(&plan)?;
+        Ok(plan)
+    }
+
+    fn unsealed(
+        result: SyncResult,
+        summary: Summary,
+        options: &SyncOptions,
+        source: Source,
+        provenance: Provenance,
+    ) -> Self {
+        Plan {
             format: FORMAT.to_string(),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             created_at: provenance.created_at,
@@ -209,9 +251,7 @@ impl Plan {
             digest: String::new(),
             author_signature: None,
             approvals: Vec::new(),
-        };
-        plan.digest = digest_of_plan(&plan);
-        plan
+        }
     }
 
     /// Builds a revert plan of the plan with digest `reverts` (its removals
@@ -263,6 +303,24 @@ impl Plan {
         self.approvals
             .iter()
             .filter(move |a| a.digest == self.digest)
+    }
+}
+
+/// A plan's changes in the plan's order, one at a time: its own, or those
+/// of a spool when the plan does not hold them (`plan`).
+pub trait Changes {
+    /// Gives each change to `f`, until `f` says `false`.
+    fn each_change(&self, f: &mut dyn FnMut(&Change) -> bool) -> std::io::Result<()>;
+}
+
+impl Changes for Vec<Change> {
+    fn each_change(&self, f: &mut dyn FnMut(&Change) -> bool) -> std::io::Result<()> {
+        for change in self {
+            if !f(change) {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 
 use super::model::{grants, Named, Row, Selector};
-use crate::plan::Plan;
+use crate::plan::{Changes, Plan};
 use crate::sync::{Change, Finding, Kind, SubjectType};
 
 /// Permissions that control access or the instance itself.
@@ -48,12 +48,28 @@ impl Risk {
 pub enum Subject<'a> {
     User(Named<'a>, Option<&'a str>),
     /// A group, and the members the plan makes join it.
-    Group(Named<'a>, Vec<Named<'a>>),
+    Group(Named<'a>, Joiners<'a>),
     /// A role or group document (conflicts).
     Document(Kind, Named<'a>),
     /// Unknown (a malformed document).
     Unknown,
 }
+
+/// The members a plan makes join one group.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Joiners<'a> {
+    /// The first of them, in the plan's order: all of them from
+    /// [`Facts::of`], the first [`SHOWN_JOINERS`] from [`StreamedFacts`].
+    pub first: Vec<Named<'a>>,
+    /// How many join.
+    pub total: usize,
+    /// What granting to the group grants to super admins or service
+    /// accounts among them.
+    risks: Vec<Risk>,
+}
+
+/// Joining members named in a row of "Needs attention".
+pub const SHOWN_JOINERS: usize = 10;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Item<'a> {
@@ -73,51 +89,91 @@ pub struct Item<'a> {
 /// What the plan knows about roles and users, for judging risk.
 pub struct Facts<'a> {
     /// role id -> the admin permissions it can write (empty: not admin-like).
-    roles: HashMap<&'a str, Vec<&'a str>>,
+    roles: HashMap<&'a str, Vec<&'static str>>,
     users: HashMap<&'a str, &'a str>,
     /// group id -> members the plan makes join it.
-    joiners: HashMap<&'a str, Vec<Named<'a>>>,
+    joiners: HashMap<&'a str, Joiners<'a>>,
 }
 
+/// The admin permissions among `permissions` with more than `READ`, sorted.
 fn admin_permissions<'a>(
     permissions: impl Iterator<Item = (&'a str, Vec<&'a str>)>,
-) -> Vec<&'a str> {
-    let mut out: Vec<&str> = permissions
-        .filter(|(p, actions)| {
-            ADMIN_PERMISSIONS.contains(p) && actions.iter().any(|a| *a != "READ")
-        })
-        .map(|(p, _)| p)
+) -> Vec<&'static str> {
+    let mut out: Vec<&'static str> = permissions
+        .filter(|(_, actions)| actions.iter().any(|a| *a != "READ"))
+        .filter_map(|(p, _)| ADMIN_PERMISSIONS.iter().copied().find(|a| *a == p))
         .collect();
     out.sort_unstable();
     out.dedup();
     out
 }
 
+/// The id and admin permissions of the role an `add_role` change adds.
+fn role_facts<'v>(key: &'v str, value: &'v crate::sync::Document) -> (&'v str, Vec<&'static str>) {
+    let map = value.map();
+    let id = map.get("id").and_then(|v| v.as_str()).unwrap_or(key);
+    let perms = grants(map.get("permissions"));
+    let admin = admin_permissions(
+        perms
+            .iter()
+            .flat_map(|g| g.permissions.iter().map(|p| (*p, g.actions.clone()))),
+    );
+    (id, admin)
+}
+
+fn user_risk(users: &HashMap<&str, &str>, id: &str) -> Option<Risk> {
+    match *users.get(id)? {
+        "SUPER_ADMIN" => Some(Risk::SuperAdmin),
+        "SERVICE_ACCOUNT" => Some(Risk::ServiceAccount),
+        _ => None,
+    }
+}
+
+fn context_users(plan: &Plan) -> HashMap<&str, &str> {
+    plan.context
+        .users
+        .iter()
+        .map(|(id, t)| (id.as_str(), t.as_str()))
+        .collect()
+}
+
 impl<'a> Facts<'a> {
     pub fn of(plan: &'a Plan) -> Self {
+        let users = context_users(plan);
         let mut roles = HashMap::new();
-        let mut joiners: HashMap<&str, Vec<Named>> = HashMap::new();
+        let mut joiners: HashMap<&str, Joiners> = HashMap::new();
         for change in &plan.changes {
             match change {
                 Change::AddRole { value, key } => {
-                    let map = value.map();
-                    let id = map.get("id").and_then(|v| v.as_str()).unwrap_or(key);
-                    let perms = grants(map.get("permissions"));
-                    let admin = admin_permissions(
-                        perms
-                            .iter()
-                            .flat_map(|g| g.permissions.iter().map(|p| (*p, g.actions.clone()))),
-                    );
+                    let (id, admin) = role_facts(key, value);
                     roles.insert(id, admin);
                 }
                 Change::AddMembership { .. } => {
                     if let Row::Membership(m) = Row::of(change) {
-                        joiners.entry(m.group.id).or_default().push(m.user);
+                        let group = joiners.entry(m.group.id).or_default();
+                        group.first.push(m.user);
+                        group.total += 1;
+                        group.risks.extend(user_risk(&users, m.user.id));
                     }
                 }
                 _ => {}
             }
         }
+        for group in joiners.values_mut() {
+            group.risks.sort_unstable();
+            group.risks.dedup();
+        }
+        Facts::with(plan, roles, users, joiners)
+    }
+
+    /// The facts of the changes as they are, and of the plan's context,
+    /// which says more about roles.
+    fn with(
+        plan: &'a Plan,
+        mut roles: HashMap<&'a str, Vec<&'static str>>,
+        users: HashMap<&'a str, &'a str>,
+        joiners: HashMap<&'a str, Joiners<'a>>,
+    ) -> Self {
         for (id, facts) in &plan.context.roles {
             let admin =
                 admin_permissions(facts.permissions.iter().map(|(p, actions)| {
@@ -125,12 +181,6 @@ impl<'a> Facts<'a> {
                 }));
             roles.insert(id.as_str(), admin);
         }
-        let users = plan
-            .context
-            .users
-            .iter()
-            .map(|(id, t)| (id.as_str(), t.as_str()))
-            .collect();
         Facts {
             roles,
             users,
@@ -139,11 +189,7 @@ impl<'a> Facts<'a> {
     }
 
     fn user_risk(&self, id: &str) -> Option<Risk> {
-        match *self.users.get(id)? {
-            "SUPER_ADMIN" => Some(Risk::SuperAdmin),
-            "SERVICE_ACCOUNT" => Some(Risk::ServiceAccount),
-            _ => None,
-        }
+        user_risk(&self.users, id)
     }
 
     pub fn user_type(&self, id: &str) -> Option<&'a str> {
@@ -157,7 +203,7 @@ impl<'a> Facts<'a> {
         namespace: Option<&str>,
         subject: SubjectType,
         subject_id: &str,
-    ) -> (Vec<Risk>, Vec<&'a str>) {
+    ) -> (Vec<Risk>, Vec<&'static str>) {
         let mut risks = Vec::new();
         let admin = self.roles.get(role).cloned().unwrap_or_default();
         if !admin.is_empty() {
@@ -169,14 +215,93 @@ impl<'a> Facts<'a> {
         match subject {
             SubjectType::User => risks.extend(self.user_risk(subject_id)),
             SubjectType::Group => {
-                for m in self.joiners.get(subject_id).into_iter().flatten() {
-                    risks.extend(self.user_risk(m.id));
+                if let Some(joiners) = self.joiners.get(subject_id) {
+                    risks.extend(joiners.risks.iter().copied());
                 }
             }
         }
         risks.sort_unstable();
         risks.dedup();
         (risks, admin)
+    }
+}
+
+/// What [`Facts`] needs of a plan's changes, gathered from them one at a
+/// time (a plan that does not hold them: `plan`'s own summary): the roles,
+/// and of each group's joiners the first [`SHOWN_JOINERS`], how many and
+/// what risks they bring.
+#[derive(Default)]
+pub struct StreamedFacts {
+    roles: Vec<(String, Vec<&'static str>)>,
+    joiners: HashMap<String, GroupJoiners>,
+}
+
+/// Of one group's joiners: (user id, username) of the first, how many,
+/// their risks.
+type GroupJoiners = (Vec<(String, String)>, usize, Vec<Risk>);
+
+impl StreamedFacts {
+    /// Gathers the facts of `changes`, in the plan's order, of `plan`
+    /// (which holds none).
+    pub fn gather(plan: &Plan, changes: &dyn Changes) -> std::io::Result<Self> {
+        let users = context_users(plan);
+        let mut out = StreamedFacts::default();
+        changes.each_change(&mut |change| {
+            match change {
+                Change::AddRole { value, key } => {
+                    let (id, admin) = role_facts(key, value);
+                    out.roles.push((id.to_string(), admin));
+                }
+                Change::AddMembership {
+                    user_id,
+                    username,
+                    group_id,
+                    ..
+                } => {
+                    let (first, total, risks) = out.joiners.entry(group_id.clone()).or_default();
+                    if first.len() < SHOWN_JOINERS {
+                        first.push((user_id.clone(), username.clone()));
+                    }
+                    *total += 1;
+                    if let Some(risk) = user_risk(&users, user_id) {
+                        if !risks.contains(&risk) {
+                            risks.push(risk);
+                            risks.sort_unstable();
+                        }
+                    }
+                }
+                _ => {}
+            }
+            true
+        })?;
+        Ok(out)
+    }
+
+    pub fn facts<'a>(&'a self, plan: &'a Plan) -> Facts<'a> {
+        let roles = self
+            .roles
+            .iter()
+            .map(|(id, admin)| (id.as_str(), admin.clone()))
+            .collect();
+        let joiners = self
+            .joiners
+            .iter()
+            .map(|(group, (first, total, risks))| {
+                let first = first
+                    .iter()
+                    .map(|(id, name)| Named::new(id.as_str(), Some(name.as_str())))
+                    .collect();
+                (
+                    group.as_str(),
+                    Joiners {
+                        first,
+                        total: *total,
+                        risks: risks.clone(),
+                    },
+                )
+            })
+            .collect();
+        Facts::with(plan, roles, context_users(plan), joiners)
     }
 }
 
@@ -197,60 +322,108 @@ pub fn items<'a>(
         }
     }
     for change in &plan.changes {
-        if !selector.op_matches(change.op()) {
-            continue;
-        }
-        let item = match change {
-            Change::AddBinding { .. } | Change::AddMembership { .. } => {
-                let row = Row::of(change);
-                if !selector.matches(&row) {
-                    continue;
-                }
-                match row {
-                    Row::Binding(b) => {
-                        let subject_type = if b.is_group() {
-                            SubjectType::Group
-                        } else {
-                            SubjectType::User
-                        };
-                        let (risks, admin) =
-                            facts.grant_risks(b.role.id, b.namespace, subject_type, b.subject.id);
-                        if risks.is_empty() {
-                            continue;
-                        }
-                        Item {
-                            risks,
-                            subject: subject(facts, subject_type, b.subject),
-                            role: Some((b.role, b.namespace)),
-                            joins: None,
-                            key: b.key,
-                            reason: None,
-                            admin,
-                        }
-                    }
-                    Row::Membership(m) => {
-                        let Some(risk) = facts.user_risk(m.user.id) else {
-                            continue;
-                        };
-                        Item {
-                            risks: vec![risk],
-                            subject: Subject::User(m.user, facts.user_type(m.user.id)),
-                            role: None,
-                            joins: Some(m.group),
-                            key: m.key,
-                            reason: None,
-                            admin: Vec::new(),
-                        }
-                    }
-                    _ => continue,
-                }
+        if let Some(item) = change_item(change, selector, facts) {
+            if !emit(item) {
+                return;
             }
-            _ => continue,
-        };
-        if !emit(item) {
-            return;
         }
     }
+    skipped_items(plan, selector, facts, emit);
+}
+
+/// [`items`] of a plan whose changes are given apart (a spool's); `emit`
+/// gets an item of a change only while that change is read.
+pub fn items_of<'a>(
+    plan: &'a Plan,
+    changes: &dyn Changes,
+    selector: &Selector<'a>,
+    facts: &Facts<'a>,
+    emit: &mut dyn FnMut(Item<'_>) -> bool,
+) -> std::io::Result<()> {
+    let keep = |f: &Finding| selector.filter.is_empty() || selector.matches_finding(f);
+    for finding in plan.conflicts.iter().filter(|f| keep(f)) {
+        let mut item = finding_item(finding, facts);
+        item.risks.insert(0, Risk::Conflict);
+        if !emit(item) {
+            return Ok(());
+        }
+    }
+    let mut more = true;
+    changes.each_change(&mut |change| {
+        if let Some(item) = change_item(change, selector, facts) {
+            more = emit(item);
+        }
+        more
+    })?;
+    if more {
+        skipped_items(plan, selector, facts, &mut |item| emit(item));
+    }
+    Ok(())
+}
+
+/// The item of a change that needs attention.
+fn change_item<'c>(
+    change: &'c Change,
+    selector: &Selector<'c>,
+    facts: &Facts<'c>,
+) -> Option<Item<'c>> {
+    if !selector.op_matches(change.op()) {
+        return None;
+    }
+    match change {
+        Change::AddBinding { .. } | Change::AddMembership { .. } => {
+            let row = Row::of(change);
+            if !selector.matches(&row) {
+                return None;
+            }
+            match row {
+                Row::Binding(b) => {
+                    let subject_type = if b.is_group() {
+                        SubjectType::Group
+                    } else {
+                        SubjectType::User
+                    };
+                    let (risks, admin) =
+                        facts.grant_risks(b.role.id, b.namespace, subject_type, b.subject.id);
+                    if risks.is_empty() {
+                        return None;
+                    }
+                    Some(Item {
+                        risks,
+                        subject: subject(facts, subject_type, b.subject),
+                        role: Some((b.role, b.namespace)),
+                        joins: None,
+                        key: b.key,
+                        reason: None,
+                        admin,
+                    })
+                }
+                Row::Membership(m) => {
+                    let risk = facts.user_risk(m.user.id)?;
+                    Some(Item {
+                        risks: vec![risk],
+                        subject: Subject::User(m.user, facts.user_type(m.user.id)),
+                        role: None,
+                        joins: Some(m.group),
+                        key: m.key,
+                        reason: None,
+                        admin: Vec::new(),
+                    })
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+fn skipped_items<'a>(
+    plan: &'a Plan,
+    selector: &Selector<'a>,
+    facts: &Facts<'a>,
+    emit: &mut dyn FnMut(Item<'a>) -> bool,
+) {
+    let keep = |f: &Finding| selector.filter.is_empty() || selector.matches_finding(f);
     for finding in plan.skipped.iter().filter(|f| keep(f)) {
         let item = finding_item(finding, facts);
         let risky_grant = item.risks.iter().any(|r| *r != Risk::Skipped);

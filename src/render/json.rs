@@ -212,7 +212,7 @@ pub fn rows(
         shown += 1;
         let (who_type, who, members) = match &item.subject {
             Subject::User(u, _) => ("user", Some(*u), Vec::new()),
-            Subject::Group(g, m) => ("group", Some(*g), m.iter().map(|m| m.id).collect()),
+            Subject::Group(g, m) => ("group", Some(*g), m.first.iter().map(|m| m.id).collect()),
             Subject::Document(kind, n) => (kind.as_str(), Some(*n), Vec::new()),
             Subject::Unknown => ("unknown", None, Vec::new()),
         };

@@ -85,9 +85,15 @@ pub fn plan_summary_for_stderr(plan: &Plan) -> String {
 
 /// What `plan` prints on stderr when it is a terminal: the header and the
 /// summary table of `show`; with `attention_rows`, that many rows of what
-/// needs attention too.
-pub fn plan_summary_table(plan: &Plan, style: Style, attention_rows: Option<usize>) -> String {
-    show::summary(plan, style, attention_rows)
+/// needs attention too, found in `changes` (the plan holds none: they are
+/// read back from where they were spooled).
+pub fn plan_summary_table(
+    plan: &Plan,
+    changes: &dyn crate::plan::Changes,
+    style: Style,
+    attention_rows: Option<usize>,
+) -> io::Result<String> {
+    show::summary(plan, changes, style, attention_rows)
 }
 
 /// `a@x (at ...), b@y (at ...)` from the history's approvers JSON.

@@ -6,12 +6,12 @@
 use std::io::{self, Write};
 
 use super::access::{Gain, Listed, Report, Tenant, Through};
-use super::attention::{self, Facts, Item, Risk, Subject};
+use super::attention::{self, Facts, Item, Risk, StreamedFacts, Subject, SHOWN_JOINERS};
 use super::doc::{Block, Line, Mark, Printer, Style, Table};
 use super::json;
 use super::model::{by_reason, rows, Filter, Named, Row, Selection, Selector};
 use crate::connect::redact;
-use crate::plan::Plan;
+use crate::plan::{Changes, Plan};
 use crate::sync::{Finding, Kind, Op, SubjectType};
 
 /// Reasons listed in the summary at most; the conflicts and skipped tables
@@ -120,23 +120,48 @@ pub fn review(
 }
 
 /// What `plan` prints on a terminal: the header, what needs attention and
-/// the summary of `show`.
-pub fn summary(plan: &Plan, style: Style, attention_rows: Option<usize>) -> String {
+/// the summary of `show`. The plan holds no changes: they are `changes`,
+/// read (twice) only for what needs attention.
+pub fn summary(
+    plan: &Plan,
+    changes: &dyn Changes,
+    style: Style,
+    attention_rows: Option<usize>,
+) -> io::Result<String> {
     let mut out = Vec::new();
     let mut printer = Printer::terminal(&mut out, style);
-    let _ = (|| -> io::Result<()> {
-        for block in header(plan, &plan.digest) {
-            printer.block(block)?;
+    for block in header(plan, &plan.digest) {
+        printer.block(block)?;
+    }
+    if let Some(limit) = attention_rows {
+        let filter = Filter::default();
+        let selector = Selector::new(plan, &filter);
+        let gathered = StreamedFacts::gather(plan, changes)?;
+        let facts = gathered.facts(plan);
+        let mut total = 0usize;
+        let mut table = Table::new(ATTENTION_HEADER.to_vec());
+        attention::items_of(plan, changes, &selector, &facts, &mut |item| {
+            total += 1;
+            if total <= limit {
+                let (mark, cells) = attention_row(&item, &filter);
+                table.row(mark, cells);
+            }
+            true
+        })?;
+        if total > 0 {
+            attention_heading(&mut printer, total)?;
+            printer.block(Block::Table(table))?;
+            more(
+                &mut printer,
+                total.min(limit),
+                total,
+                "items that need attention",
+            )?;
         }
-        if let Some(limit) = attention_rows {
-            let filter = Filter::default();
-            let selector = Selector::new(plan, &filter);
-            let facts = Facts::of(plan);
-            attention_section(&mut printer, plan, &selector, &facts, Some(limit))?;
-        }
-        printer.block(Block::Table(summary_table(plan, Some(10))))
-    })();
-    String::from_utf8_lossy(&out).into_owned()
+    }
+    printer.block(Block::Table(summary_table(plan, Some(10))))?;
+    drop(printer);
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 fn mismatch_warning(plan: &Plan, computed_digest: &str) -> Block<'static> {
@@ -463,16 +488,16 @@ fn attention_row(item: &Item, filter: &Filter) -> (Mark, Vec<Line>) {
         Subject::User(user, t) => user_line(user, *t),
         Subject::Group(group, joiners) => {
             let mut line = Line::new().text("group ").append(named(group));
-            if !joiners.is_empty() {
+            if joiners.total > 0 {
                 line = line.text(": ");
-                for (i, m) in joiners.iter().take(10).enumerate() {
+                for (i, m) in joiners.first.iter().take(SHOWN_JOINERS).enumerate() {
                     if i > 0 {
                         line = line.text(", ");
                     }
                     line = line.data(m.label());
                 }
-                if joiners.len() > 10 {
-                    line = line.text(format!(" and {} more", joiners.len() - 10));
+                if joiners.total > SHOWN_JOINERS {
+                    line = line.text(format!(" and {} more", joiners.total - SHOWN_JOINERS));
                 }
                 line = line.text(" join in this plan");
             }
@@ -498,6 +523,16 @@ fn attention_row(item: &Item, filter: &Filter) -> (Mark, Vec<Line>) {
     (mark, vec![risks_line(item), who, what, how])
 }
 
+const ATTENTION_HEADER: [&str; 4] = ["why", "who", "gains", "how"];
+
+fn attention_heading(out: &mut Printer, total: usize) -> io::Result<()> {
+    out.block(Block::Heading(format!("Needs attention ({total})").into()))?;
+    out.block(Block::Para(
+        "Conflicts; grants of admin-like roles (more than READ on USER, GROUP, ROLE, BINDING, SETTING or TENANT), on all namespaces, or to super admins and service accounts; and such grants that are skipped."
+            .into(),
+    ))
+}
+
 fn attention_section(
     out: &mut Printer,
     plan: &Plan,
@@ -513,14 +548,10 @@ fn attention_section(
     if total == 0 {
         return Ok(());
     }
-    out.block(Block::Heading(format!("Needs attention ({total})").into()))?;
-    out.block(Block::Para(
-        "Conflicts; grants of admin-like roles (more than READ on USER, GROUP, ROLE, BINDING, SETTING or TENANT), on all namespaces, or to super admins and service accounts; and such grants that are skipped."
-            .into(),
-    ))?;
+    attention_heading(out, total)?;
     let take = limit.unwrap_or(usize::MAX);
     let filter = selector.filter;
-    let table = Table::lazy(vec!["why", "who", "gains", "how"], move |emit| {
+    let table = Table::lazy(ATTENTION_HEADER.to_vec(), move |emit| {
         let mut n = 0;
         attention::items(plan, selector, facts, &mut |item| {
             if n >= take {
@@ -1148,4 +1179,140 @@ fn access_diff(report: &Report, listed: &Listed, take: usize, live: bool) -> Str
         .context_radius(1 << 20)
         .header(&before_label, &format!("{who}: after the plan"))
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::{sync, RawDoc, Snapshot, SyncOptions};
+
+    /// `plan`'s terminal summary as it was made while plans held their
+    /// changes: `show`'s own attention section over the changes in memory.
+    fn summary_in_memory(plan: &Plan, style: Style, rows: usize) -> String {
+        let mut out = Vec::new();
+        let mut printer = Printer::terminal(&mut out, style);
+        for block in header(plan, &plan.digest) {
+            printer.block(block).unwrap();
+        }
+        let filter = Filter::default();
+        let selector = Selector::new(plan, &filter);
+        let facts = Facts::of(plan);
+        attention_section(&mut printer, plan, &selector, &facts, Some(rows)).unwrap();
+        printer
+            .block(Block::Table(summary_table(plan, Some(10))))
+            .unwrap();
+        drop(printer);
+        String::from_utf8(out).unwrap()
+    }
+
+    fn demo() -> Plan {
+        serde_json::from_str(include_str!("../../plans/demo-plan.json")).unwrap()
+    }
+
+    /// A group that twelve users join, the last a super admin, granted an
+    /// admin-like role on all namespaces and a harmless one on `company`.
+    fn crowded_group() -> Plan {
+        let mut users: Vec<RawDoc> = (0..12)
+            .map(|i| {
+                let kind = if i == 11 { "SUPER_ADMIN" } else { "STANDARD" };
+                RawDoc::new(
+                    format!("u{i:02}"),
+                    format!(
+                        r#"{{"id":"u{i:02}","username":"user{i}@example.com","type":"{kind}","groups":["g"],"deleted":false}}"#
+                    ),
+                )
+            })
+            .collect();
+        users.push(RawDoc::new(
+            "bot",
+            r#"{"id":"bot","username":"bot","type":"SERVICE_ACCOUNT","deleted":false}"#,
+        ));
+        let snapshot = Snapshot {
+            tenants: vec![RawDoc::new(
+                "default",
+                r#"{"id":"default","name":"Default","deleted":false}"#,
+            )],
+            users,
+            groups: vec![RawDoc::new(
+                "g",
+                r#"{"id":"g","name":"Crowd","deleted":false}"#,
+            )],
+            roles: vec![
+                RawDoc::new(
+                    "admin",
+                    r#"{"id":"admin","name":"Admin","permissions":{"USER":["CREATE"],"FLOW":["READ"]},"deleted":false}"#,
+                ),
+                RawDoc::new(
+                    "viewer",
+                    r#"{"id":"viewer","name":"Viewer","permissions":{"FLOW":["READ"]},"deleted":false}"#,
+                ),
+            ],
+            bindings: vec![
+                RawDoc::new(
+                    "b-1",
+                    r#"{"id":"b-1","type":"GROUP","externalId":"g","roleId":"admin","deleted":false}"#,
+                ),
+                RawDoc::new(
+                    "b-2",
+                    r#"{"id":"b-2","type":"GROUP","externalId":"g","roleId":"viewer","namespaceId":"company","deleted":false}"#,
+                ),
+                RawDoc::new(
+                    "b-3",
+                    r#"{"id":"b-3","type":"USER","externalId":"u03","roleId":"viewer","namespaceId":"x","deleted":false}"#,
+                ),
+                RawDoc::new(
+                    "b-4",
+                    r#"{"id":"b-4","type":"USER","externalId":"bot","roleId":"viewer","namespaceId":"x","deleted":false}"#,
+                ),
+            ],
+            ..Snapshot::default()
+        };
+        let options = SyncOptions::new("default");
+        let result = sync(&snapshot, &options).unwrap();
+        let source = crate::plan::Source {
+            backend: "sqlite".into(),
+            database: "sqlite:x.db".into(),
+            identity: "sqlite:/x.db".into(),
+        };
+        let provenance = crate::plan::Provenance {
+            created_at: "2026-11-27T12:00:00Z".into(),
+            created_by: "ops".into(),
+        };
+        Plan::new(result, &options, source, provenance)
+    }
+
+    #[test]
+    fn plans_summary_from_changes_read_one_at_a_time_is_the_one_from_memory() {
+        let crowded = crowded_group();
+        assert_eq!(crowded.summary.add_membership, 12);
+        for plan in [demo(), crowded] {
+            let mut head = plan.clone();
+            head.changes.clear();
+            for rows in [0, 1, 3, 10] {
+                for style in [
+                    Style {
+                        width: Some(100),
+                        color: false,
+                    },
+                    Style {
+                        width: None,
+                        color: true,
+                    },
+                ] {
+                    let streamed = summary(&head, &plan.changes, style, Some(rows)).unwrap();
+                    assert_eq!(streamed, summary_in_memory(&plan, style, rows));
+                }
+            }
+        }
+        let text = summary(
+            &crowded_group(),
+            &crowded_group().changes,
+            Style::default(),
+            Some(10),
+        )
+        .unwrap();
+        assert!(text.contains("and 2 more join in this plan"), "{text}");
+        assert!(text.contains("super admin"), "{text}");
+        assert!(text.contains("service account"), "{text}");
+    }
 }

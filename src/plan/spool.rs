@@ -1,0 +1,460 @@
+//! Where `plan` keeps its changes while it derives them (issue 15): not in
+//! memory. [`ChangeSpool::push`] writes each change at once, in both forms
+//! the plan needs later, to unlinked temporary files, and keeps only a small
+//! index entry (its order key, docs/plan-format.md §9, and where its texts
+//! are). The changes may come in any order: [`ChangeSpool::finish`] sorts
+//! the index, and [`Spooled`] then reads the texts back in the plan's order
+//! to seal the plan ([`Spooled::digest`]), write its file
+//! ([`Spooled::write_plan`]) and hash its changes
+//! ([`Spooled::changes_digest`]), each byte for byte what the same plan
+//! with its changes in memory gives (`digest_of_plan`, `Plan::write_pretty`,
+//! `changes_digest`).
+//!
+//! The plan file and the digest are made by the plan's own writers, over the
+//! plan without its changes (`"changes": []`), with the changes spliced in
+//! where that empty array is ([`Splice`]): the layout of everything else
+//! stays that of one writer.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::Path;
+
+use super::{canonical, digest, Plan};
+use crate::sync::{Change, Op};
+
+/// Indentation of a change inside the plan file's `changes` array: serde_json's
+/// pretty writer, two spaces per level, at depth 2.
+const ELEMENT_INDENT: &[u8] = b"    ";
+
+/// Bytes read ahead when the changes are read in the order they were
+/// written (the files are then read like a stream).
+const READ_AHEAD: usize = 1 << 20;
+
+/// The sink of a plan's changes: see the module's documentation.
+pub struct ChangeSpool {
+    /// Each change as the plan file spells it, indented as an element of
+    /// `changes`, one after the other.
+    pretty: Region,
+    /// Each change's canonical JSON (docs/plan-format.md §10).
+    canonical: Region,
+    index: Vec<Entry>,
+    /// The order keys (`key`, then `group_id`) of the changes, one after
+    /// the other: one allocation for all of them.
+    keys: Vec<u8>,
+    counts: [usize; Op::ALL.len()],
+    /// The first failure to write; what follows it is counted, not kept.
+    error: Option<io::Error>,
+    scratch: Vec<u8>,
+}
+
+/// One change: its order key and where its two texts are.
+struct Entry {
+    key_at: usize,
+    pretty_at: u64,
+    canonical_at: u64,
+    key_len: u32,
+    group_len: u32,
+    pretty_len: u32,
+    canonical_len: u32,
+    op: Op,
+}
+
+/// An unlinked temporary file being appended to.
+struct Region {
+    out: BufWriter<File>,
+    len: u64,
+}
+
+impl Region {
+    fn new(file: File) -> Self {
+        Region {
+            out: BufWriter::with_capacity(1 << 20, file),
+            len: 0,
+        }
+    }
+
+    fn append(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn into_file(self) -> io::Result<(File, u64)> {
+        let file = self.out.into_inner().map_err(|e| e.into_error())?;
+        Ok((file, self.len))
+    }
+}
+
+fn length(n: u64) -> io::Result<u32> {
+    u32::try_from(n).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a change over 4 GiB"))
+}
+
+fn from_canonical(e: canonical::Error) -> io::Error {
+    match e {
+        canonical::Error::Io(e) => e,
+        other => io::Error::new(io::ErrorKind::InvalidData, other.to_string()),
+    }
+}
+
+impl ChangeSpool {
+    /// A spool whose temporary files are in `dir` (unlinked from the start:
+    /// nothing is left behind, whatever happens).
+    pub fn new(dir: &Path) -> io::Result<Self> {
+        Ok(Self::with_files(
+            tempfile::tempfile_in(dir)?,
+            tempfile::tempfile_in(dir)?,
+        ))
+    }
+
+    pub(super) fn with_files(pretty: File, canonical: File) -> Self {
+        ChangeSpool {
+            pretty: Region::new(pretty),
+            canonical: Region::new(canonical),
+            index: Vec::new(),
+            keys: Vec::new(),
+            counts: [0; Op::ALL.len()],
+            error: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Takes a change, in any order. A failure to write it is kept and
+    /// reported by [`finish`](Self::finish); the change is still counted.
+    pub fn push(&mut self, change: Change) {
+        self.counts[change.op() as usize] += 1;
+        if self.error.is_none() {
+            if let Err(e) = self.write(&change) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    fn write(&mut self, change: &Change) -> io::Result<()> {
+        let (op, key, group) = change.sort_key();
+        let pretty_at = self.pretty.len;
+        self.scratch.clear();
+        serde_json::to_writer_pretty(&mut self.scratch, change)?;
+        // The change alone is written at depth 0; in the file it is at
+        // depth 2. Its only line breaks are its layout's (a string's are
+        // escaped, a document is on one line).
+        for (i, line) in self.scratch.split(|b| *b == b'\n').enumerate() {
+            if i > 0 {
+                self.pretty.append(b"\n")?;
+                self.pretty.append(ELEMENT_INDENT)?;
+            }
+            self.pretty.append(line)?;
+        }
+        let pretty_len = length(self.pretty.len - pretty_at)?;
+        self.scratch.clear();
+        canonical::to_writer(&mut self.scratch, change).map_err(from_canonical)?;
+        let canonical_at = self.canonical.len;
+        self.canonical.append(&self.scratch)?;
+        let key_at = self.keys.len();
+        self.keys.extend_from_slice(key);
+        self.keys.extend_from_slice(group);
+        self.index.push(Entry {
+            key_at,
+            pretty_at,
+            canonical_at,
+            key_len: length(key.len() as u64)?,
+            group_len: length(group.len() as u64)?,
+            pretty_len,
+            canonical_len: length(self.scratch.len() as u64)?,
+            op,
+        });
+        Ok(())
+    }
+
+    /// Whether a write failed.
+    #[cfg(test)]
+    pub(super) fn failed(&self) -> bool {
+        self.error.is_some()
+    }
+
+    /// How many changes of `op` were pushed.
+    pub fn count(&self, op: Op) -> usize {
+        self.counts[op as usize]
+    }
+
+    /// Orders what was pushed as the plan orders its changes. Fails with the
+    /// first error met while writing, or when two changes have the same
+    /// order key (a plan never holds one change twice).
+    pub fn finish(self) -> io::Result<Spooled> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        let (pretty, pretty_len) = self.pretty.into_file()?;
+        let (canonical, canonical_len) = self.canonical.into_file()?;
+        let keys = self.keys;
+        let mut index = self.index;
+        let order = |e: &Entry| {
+            let key = &keys[e.key_at..e.key_at + e.key_len as usize];
+            let group = &keys[e.key_at + e.key_len as usize..][..e.group_len as usize];
+            (e.op, key, group)
+        };
+        index.sort_unstable_by(|a, b| order(a).cmp(&order(b)));
+        if let Some(pair) = index.windows(2).find(|p| order(&p[0]) == order(&p[1])) {
+            let (op, key, _) = order(&pair[0]);
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "the change `{}` of key `{}` was derived twice",
+                    op.as_str(),
+                    String::from_utf8_lossy(key)
+                ),
+            ));
+        }
+        Ok(Spooled {
+            pretty: (pretty, pretty_len),
+            canonical: (canonical, canonical_len),
+            index,
+            counts: self.counts,
+        })
+    }
+}
+
+/// The changes of a plan, ordered, in temporary files: read back one at a
+/// time.
+pub struct Spooled {
+    pretty: (File, u64),
+    canonical: (File, u64),
+    index: Vec<Entry>,
+    counts: [usize; Op::ALL.len()],
+}
+
+#[derive(Clone, Copy)]
+enum Form {
+    Pretty,
+    Canonical,
+}
+
+impl Spooled {
+    /// How many changes of `op` the plan has.
+    pub fn count(&self, op: Op) -> usize {
+        self.counts[op as usize]
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// Gives each change's text in `form` to `f`, in the plan's order.
+    fn each(&self, form: Form, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        let (file, len) = match form {
+            Form::Pretty => &self.pretty,
+            Form::Canonical => &self.canonical,
+        };
+        let mut reader = Reader::new(file, *len);
+        for entry in &self.index {
+            let (at, n) = match form {
+                Form::Pretty => (entry.pretty_at, entry.pretty_len),
+                Form::Canonical => (entry.canonical_at, entry.canonical_len),
+            };
+            f(reader.read(at, n as usize)?)?;
+        }
+        Ok(())
+    }
+
+    /// The digest of `plan` (docs/plan-format.md §11) with these changes as
+    /// its `changes`: `plan` holds none, and everything else it will hold
+    /// (its `summary` counting these changes, `reverts` if it has one).
+    pub fn digest(&self, plan: &Plan) -> io::Result<String> {
+        assert!(plan.changes.is_empty(), "the changes are in the spool");
+        digest::try_sha256_of(|out| {
+            let mut splice = Splice::new(out, b"\"changes\":[]", |out: &mut dyn Write| {
+                let mut first = true;
+                self.each(Form::Canonical, |text| {
+                    if !std::mem::take(&mut first) {
+                        out.write_all(b",")?;
+                    }
+                    out.write_all(text)
+                })
+            });
+            digest::write_sealed(&mut splice, plan)?;
+            Ok(splice.finish()?)
+        })
+        .map_err(from_canonical)
+    }
+
+    /// Writes the plan file of `plan` (which holds no changes) with these
+    /// changes: the bytes `Plan::write_pretty` writes for the plan with
+    /// them.
+    pub fn write_plan(&self, plan: &Plan, out: impl Write) -> io::Result<()> {
+        assert!(plan.changes.is_empty(), "the changes are in the spool");
+        let mut out = BufWriter::with_capacity(1 << 20, out);
+        let mut splice = Splice::new(&mut out, b"\n  \"changes\": []", |out: &mut dyn Write| {
+            if self.is_empty() {
+                return Ok(());
+            }
+            let mut first = true;
+            self.each(Form::Pretty, |text| {
+                out.write_all(if std::mem::take(&mut first) {
+                    b"\n"
+                } else {
+                    b",\n"
+                })?;
+                out.write_all(ELEMENT_INDENT)?;
+                out.write_all(text)
+            })?;
+            out.write_all(b"\n  ")
+        });
+        plan.write_pretty(&mut splice)?;
+        splice.finish()?;
+        out.flush()
+    }
+
+    /// [`changes_digest`](super::changes_digest) of these changes: what
+    /// `apply` compares.
+    pub fn changes_digest(&self) -> io::Result<String> {
+        let mut hasher = digest::ChangesHasher::new();
+        self.each(Form::Canonical, |text| {
+            hasher.add_canonical(text);
+            Ok(())
+        })?;
+        Ok(hasher.finish())
+    }
+}
+
+impl super::Changes for Spooled {
+    fn each_change(&self, f: &mut dyn FnMut(&Change) -> bool) -> io::Result<()> {
+        let mut more = true;
+        self.each(Form::Canonical, |text| {
+            if more {
+                let change: Change = serde_json::from_slice(text)?;
+                more = f(&change);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Reads ranges of a file: ahead, in large blocks, while they follow one
+/// another (changes pushed in the plan's order), else each alone.
+struct Reader<'f> {
+    file: &'f File,
+    len: u64,
+    buf: Vec<u8>,
+    /// Where `buf` starts in the file.
+    start: u64,
+    /// Where the last range ended.
+    last_end: u64,
+}
+
+impl<'f> Reader<'f> {
+    fn new(file: &'f File, len: u64) -> Self {
+        Reader {
+            file,
+            len,
+            buf: Vec::new(),
+            start: 0,
+            last_end: 0,
+        }
+    }
+
+    fn read(&mut self, at: u64, n: usize) -> io::Result<&[u8]> {
+        let end = at + n as u64;
+        let held = self.start..=self.start + self.buf.len() as u64;
+        if !(held.contains(&at) && held.contains(&end)) {
+            let want = if at == self.last_end {
+                (n.max(READ_AHEAD) as u64).min(self.len - at) as usize
+            } else {
+                n
+            };
+            self.buf.resize(want, 0);
+            read_at(self.file, &mut self.buf, at)?;
+            self.start = at;
+        }
+        self.last_end = end;
+        let from = (at - self.start) as usize;
+        Ok(&self.buf[from..from + n])
+    }
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    file.read_exact_at(buf, at)
+}
+
+#[cfg(not(unix))]
+fn read_at(mut file: &File, buf: &mut [u8], at: u64) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    file.seek(SeekFrom::Start(at))?;
+    file.read_exact(buf)
+}
+
+/// A writer that passes what it is given to `out`, but for the first
+/// `marker` (an empty array, `[]`, at its end): `fill` writes the array's
+/// elements between its brackets.
+struct Splice<'m, W, F> {
+    out: W,
+    marker: &'m [u8],
+    /// What came before the marker was seen.
+    pending: Vec<u8>,
+    fill: Option<F>,
+}
+
+impl<'m, W: Write, F: FnOnce(&mut dyn Write) -> io::Result<()>> Splice<'m, W, F> {
+    fn new(out: W, marker: &'m [u8], fill: F) -> Self {
+        debug_assert!(marker.ends_with(b"[]"));
+        Splice {
+            out,
+            marker,
+            pending: Vec::new(),
+            fill: Some(fill),
+        }
+    }
+
+    /// Fails when the marker never came.
+    fn finish(mut self) -> io::Result<()> {
+        if self.fill.is_some() {
+            return Err(io::Error::other(format!(
+                "the plan has no `{}` to put its changes in",
+                String::from_utf8_lossy(self.marker)
+            )));
+        }
+        self.out.flush()
+    }
+}
+
+impl<W: Write, F: FnOnce(&mut dyn Write) -> io::Result<()>> Write for Splice<'_, W, F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.fill.is_none() {
+            return self.out.write(buf);
+        }
+        let from = self.pending.len().saturating_sub(self.marker.len() - 1);
+        self.pending.extend_from_slice(buf);
+        if let Some(found) = self.pending[from..]
+            .windows(self.marker.len())
+            .position(|w| w == self.marker)
+        {
+            // Up to and with `[`; `]` and what follows after the elements.
+            let cut = from + found + self.marker.len() - 1;
+            self.out.write_all(&self.pending[..cut])?;
+            let fill = self.fill.take().expect("not spliced yet");
+            fill(&mut self.out)?;
+            self.out.write_all(&self.pending[cut..])?;
+            self.pending = Vec::new();
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Before the marker, what is pending is not written yet: the
+        // marker may still be cut across writes.
+        if self.fill.is_none() {
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl crate::sync::ChangeSink for ChangeSpool {
+    fn push(&mut self, change: Change) {
+        ChangeSpool::push(self, change)
+    }
+}

@@ -1,0 +1,324 @@
+//! The spool writes, hashes and orders a plan's changes exactly as the plan
+//! with its changes in memory does, whatever order they come in.
+
+use proptest::prelude::*;
+use serde_json::json;
+
+use super::*;
+use crate::sync::{Change, Finding, Op};
+
+fn golden(name: &str) -> Plan {
+    let path = format!("{}/plans/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// A permutation of `n` items from `seed` (an LCG: tests never depend on
+/// the clock or on a random source).
+fn shuffled<T>(mut items: Vec<T>, seed: u64) -> Vec<T> {
+    let mut state = seed | 1;
+    for i in (1..items.len()).rev() {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        items.swap(i, (state >> 33) as usize % (i + 1));
+    }
+    items
+}
+
+/// `plan`'s changes pushed in the order of `seed`, and `plan` without them.
+fn spool(plan: &Plan, seed: u64) -> (Spooled, Plan) {
+    let mut spool = ChangeSpool::new(&std::env::temp_dir()).unwrap();
+    for change in shuffled(plan.changes.clone(), seed) {
+        spool.push(change);
+    }
+    let spooled = spool.finish().unwrap();
+    let mut head = plan.clone();
+    head.changes.clear();
+    (spooled, head)
+}
+
+/// The spool gives the bytes and digests of the plan with its changes.
+fn assert_same(plan: &Plan, seed: u64) -> Result<(), TestCaseError> {
+    let (spooled, head) = spool(plan, seed);
+    prop_assert_eq!(spooled.len(), plan.changes.len());
+    for op in Op::ALL {
+        prop_assert_eq!(
+            spooled.count(op),
+            plan.changes.iter().filter(|c| c.op() == op).count()
+        );
+    }
+    prop_assert_eq!(spooled.digest(&head).unwrap(), digest_of_plan(plan));
+    let mut written = Vec::new();
+    spooled.write_plan(&head, &mut written).unwrap();
+    let expected = plan.to_pretty_json();
+    prop_assert!(
+        written == expected,
+        "the plan files differ:\n{}\n---\n{}",
+        String::from_utf8_lossy(&written),
+        String::from_utf8_lossy(&expected)
+    );
+    prop_assert_eq!(
+        spooled.changes_digest().unwrap(),
+        changes_digest(&plan.changes)
+    );
+    let mut read_back = Vec::new();
+    spooled
+        .each_change(&mut |c| {
+            read_back.push(c.clone());
+            true
+        })
+        .unwrap();
+    prop_assert_eq!(&read_back, &plan.changes);
+    Ok(())
+}
+
+#[test]
+fn the_demo_plans_spool_to_their_golden_bytes_and_digests() {
+    for name in ["demo-plan.json", "demo-revert-plan.json"] {
+        let plan = golden(name);
+        assert!(!plan.changes.is_empty());
+        for seed in [0, 1, 7, 42] {
+            assert_same(&plan, seed).unwrap();
+        }
+        // The golden file is what `plan` writes (no approvals in it).
+        let (spooled, head) = spool(&plan, 3);
+        let mut written = Vec::new();
+        spooled.write_plan(&head, &mut written).unwrap();
+        let path = format!("{}/plans/{name}", env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(written, std::fs::read(path).unwrap(), "{name}");
+        assert_eq!(spooled.digest(&head).unwrap(), plan.digest, "{name}");
+    }
+}
+
+#[test]
+fn a_plan_without_changes_keeps_its_empty_array() {
+    let mut plan = golden("demo-plan.json");
+    plan.changes.clear();
+    plan.digest = digest_of_plan(&plan);
+    assert_same(&plan, 0).unwrap();
+    let (spooled, head) = spool(&plan, 0);
+    let mut written = Vec::new();
+    spooled.write_plan(&head, &mut written).unwrap();
+    assert!(String::from_utf8(written)
+        .unwrap()
+        .contains("\n  \"changes\": [],\n"));
+}
+
+#[test]
+fn a_spooled_plan_is_the_plan_new_makes() {
+    use crate::sync::{sync, RawDoc, Snapshot};
+    let snapshot = Snapshot {
+        tenants: vec![RawDoc::new(
+            "default",
+            r#"{"id":"default","name":"Default","deleted":false}"#,
+        )],
+        users: vec![
+            RawDoc::new(
+                "alice",
+                r#"{"id":"alice","username":"alice@example.com","groups":["data"],"deleted":false}"#,
+            ),
+            RawDoc::new(
+                "root",
+                r#"{"id":"root","username":"root","type":"SUPER_ADMIN","groups":["data"],"deleted":false}"#,
+            ),
+        ],
+        groups: vec![RawDoc::new(
+            "data",
+            r#"{"id":"data","name":"Data","deleted":false}"#,
+        )],
+        roles: vec![RawDoc::new(
+            "admin",
+            r#"{"id":"admin","name":"Admin","permissions":{"USER":["CREATE"]},"deleted":false}"#,
+        )],
+        bindings: vec![
+            RawDoc::new(
+                "b-1",
+                r#"{"id":"b-1","type":"GROUP","externalId":"data","roleId":"admin","deleted":false}"#,
+            ),
+            RawDoc::new(
+                "b-2",
+                r#"{"id":"b-2","type":"USER","externalId":"ghost","roleId":"admin","deleted":false}"#,
+            ),
+        ],
+        ..Snapshot::default()
+    };
+    let source = Source {
+        backend: "sqlite".into(),
+        database: "sqlite:x.db".into(),
+        identity: "sqlite:/x.db".into(),
+    };
+    let provenance = Provenance {
+        created_at: "2026-11-27T12:00:00Z".into(),
+        created_by: "ops".into(),
+    };
+    for create_tenant in [false, true] {
+        let mut options = SyncOptions::new(if create_tenant { "fresh" } else { "default" });
+        options.create_tenant = create_tenant;
+        let result = sync(&snapshot, &options).unwrap();
+        let whole = Plan::new(result.clone(), &options, source.clone(), provenance.clone());
+        let mut rest = result;
+        let mut spool = ChangeSpool::new(&std::env::temp_dir()).unwrap();
+        for change in shuffled(std::mem::take(&mut rest.changes), 5) {
+            spool.push(change);
+        }
+        let spooled = spool.finish().unwrap();
+        let plan = Plan::spooled(
+            rest,
+            &spooled,
+            &options,
+            None,
+            source.clone(),
+            provenance.clone(),
+        )
+        .unwrap();
+        let mut head = whole.clone();
+        head.changes.clear();
+        assert_eq!(plan, head);
+        let mut written = Vec::new();
+        spooled.write_plan(&plan, &mut written).unwrap();
+        assert_eq!(written, whole.to_pretty_json());
+    }
+}
+
+#[test]
+fn a_temporary_directory_that_does_not_exist_is_an_error() {
+    let missing = std::env::temp_dir().join("sync-access-no-such-dir/below");
+    let err = ChangeSpool::new(&missing).err().expect("no spool there");
+    assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+}
+
+#[test]
+fn a_failed_write_is_kept_and_reported_at_the_end() {
+    let plan = golden("demo-plan.json");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("read-only");
+    std::fs::write(&path, b"").unwrap();
+    // Files opened for reading only: every write fails.
+    let read_only = || std::fs::File::open(&path).unwrap();
+    // A few changes fail when the buffers are written out, at the end...
+    let mut spool = ChangeSpool::with_files(read_only(), read_only());
+    for change in plan.changes.clone() {
+        spool.push(change);
+    }
+    assert_eq!(spool.count(Op::AddBinding), plan.summary.add_binding);
+    assert!(spool.finish().is_err());
+    // ...many fail while they are pushed, and the rest is still counted.
+    let mut spool = ChangeSpool::with_files(read_only(), read_only());
+    let n = 20_000;
+    for _ in 0..n {
+        spool.push(plan.changes[0].clone());
+    }
+    assert_eq!(spool.count(plan.changes[0].op()), n);
+    assert!(spool.failed());
+    assert!(spool.finish().is_err());
+}
+
+#[test]
+fn a_change_given_twice_is_refused() {
+    let plan = golden("demo-plan.json");
+    let mut spool = ChangeSpool::new(&std::env::temp_dir()).unwrap();
+    spool.push(plan.changes[1].clone());
+    spool.push(plan.changes[0].clone());
+    spool.push(plan.changes[1].clone());
+    let err = spool.finish().err().expect("refused");
+    assert!(err.to_string().contains("derived twice"), "{err}");
+}
+
+/// Text that a splice must not be fooled by, and what JSON escapes.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[a-z0-9_.-]{0,6}",
+        "[a-zA-Z0-9 \"\\\\/\n\t\u{7f}\u{1}é😀,:\\[\\]{}]{0,12}",
+        Just("\n  \"changes\": []".to_string()),
+        Just("\"changes\":[]".to_string()),
+        Just(String::new()),
+    ]
+}
+
+fn document(id: String, extra: String) -> serde_json::Value {
+    json!({"id": id, "tenantId": "t", "deleted": false, "name": extra,
+           "nested": {"b": [1, "x", null, 2.50, extra], "a": true}})
+}
+
+fn change() -> impl Strategy<Value = Change> {
+    (0usize..10, text(), text(), text(), any::<bool>()).prop_map(|(op, key, a, b, owner)| {
+        let op = Op::ALL[op];
+        let shape = op.undone().unwrap_or(op);
+        let mut record = json!({"op": op, "key": key});
+        match shape {
+            Op::AddMembership => {
+                record["user_id"] = json!(a);
+                record["username"] = json!(b);
+                record["group_id"] = json!(b);
+                record["group_name"] = json!(a);
+                record["membership"] = json!(if owner { "OWNER" } else { "MEMBER" });
+            }
+            Op::AddBinding => {
+                record["value"] = document(a.clone(), b.clone());
+                record["subject"] = json!(format!("user {a}"));
+                record["role"] = json!(b);
+            }
+            _ => record["value"] = document(a, b),
+        }
+        serde_json::from_str(&record.to_string()).expect("a valid change")
+    })
+}
+
+fn finding() -> impl Strategy<Value = Finding> {
+    (text(), text()).prop_map(|(key, reason)| {
+        serde_json::from_value(json!({"kind": "binding", "key": key, "reason": reason}))
+            .expect("a valid finding")
+    })
+}
+
+prop_compose! {
+    fn plan()(
+        changes in prop::collection::vec(change(), 0..40),
+        skipped in prop::collection::vec(finding(), 0..3),
+        conflicts in prop::collection::vec(finding(), 0..2),
+        reverts in prop::option::of(text()),
+        created_by in text(),
+    ) -> Plan {
+        let mut changes = changes;
+        changes.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
+        changes.dedup_by(|a, b| a.sort_key() == b.sort_key());
+        let mut plan = golden("demo-plan.json");
+        for op in Op::ALL {
+            let n = changes.iter().filter(|c| c.op() == op).count();
+            match op {
+                Op::CreateTenant => plan.summary.create_tenant = n,
+                Op::AddRole => plan.summary.add_role = n,
+                Op::AddGroup => plan.summary.add_group = n,
+                Op::AddMembership => plan.summary.add_membership = n,
+                Op::AddBinding => plan.summary.add_binding = n,
+                Op::RemoveBinding => plan.summary.remove_binding = n,
+                Op::RemoveMembership => plan.summary.remove_membership = n,
+                Op::RemoveGroup => plan.summary.remove_group = n,
+                Op::RemoveRole => plan.summary.remove_role = n,
+                Op::RemoveTenant => plan.summary.remove_tenant = n,
+            }
+        }
+        plan.summary.skipped = skipped.len();
+        plan.summary.conflicts = conflicts.len();
+        plan.applyable = conflicts.is_empty();
+        plan.changes = changes;
+        plan.skipped = skipped;
+        plan.conflicts = conflicts;
+        plan.reverts = reverts;
+        plan.created_by = created_by;
+        plan.digest = digest_of_plan(&plan);
+        plan
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn any_changes_in_any_order_spool_to_the_plans_bytes_and_digests(
+        plan in plan(),
+        seed in any::<u64>(),
+    ) {
+        assert_same(&plan, seed)?;
+    }
+}
