@@ -1,18 +1,17 @@
 //! `apply`: plan file -> validation -> store under lock -> the same sync
 //! function -> comparison -> writes, all in one transaction.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
 use crate::cli::ApplyArgs;
 use crate::error::{Error, ErrorKind, ExitStatus, Result};
-use crate::plan::{self, Loaded};
+use crate::plan::{self, ChangeSpool, Loaded};
 use crate::render;
 use crate::signing::policy::{self, Counted, Flags, Policy};
 use crate::store::{Access, HistoryRecord, ReadMode, Store};
-use crate::sync::{
-    created_group_lists, into_writes, removals_for, revert, sort_changes, Change, Snapshot,
-};
+use crate::sync::{created_group_lists, into_writes, removals_for, revert, Change, Snapshot};
 
 enum Attempt {
     /// Written and recorded in the open transaction: only COMMIT is left.
@@ -383,16 +382,27 @@ impl Run<'_> {
         if plan::changes_digest(now) == self.approved {
             return Ok(());
         }
+        Err(self.differs(now))
+    }
+
+    /// Stale, with a diff: the changes derived under the lock, `now`, are
+    /// not the approved ones.
+    fn differs(&self, now: &[Change]) -> Error {
         // The file passed its digest check: read its changes again for the
         // diff (a changed file now is refused as altered).
-        let reread = plan::load(self.path)?;
-        reread.require_intact(self.path)?;
+        let reread = match plan::load(self.path) {
+            Ok(reread) => reread,
+            Err(e) => return e,
+        };
+        if let Err(e) = reread.require_intact(self.path) {
+            return e;
+        }
         let diff = render::changes_diff(&reread.plan.changes, now);
-        Err(self.stale(format!(
+        self.stale(format!(
             "the database no longer needs exactly the approved changes; plan, review and approve again\n\
              --- approved\n+++ needed now\n{}",
             diff.trim_end()
-        )))
+        ))
     }
 }
 
@@ -505,46 +515,89 @@ async fn attempt(
 /// An ordinary plan: the sync rules again, compared, then the inserts and
 /// user documents. Returns the rows written and the `groupList`s created
 /// (JSON, for the history: what a revert restores).
+///
+/// Nothing of the store's size is held (issue 15): the bindings are read
+/// twice under the lock (src/sync/bindings.rs), and the changes go to a
+/// temporary file (src/plan/spool.rs) whose digest is compared with the
+/// approved one before anything is written; they are then read back and
+/// written in batches.
 async fn write_sync(store: &mut Store, run: &Run<'_>) -> Result<(usize, Option<String>)> {
     let plan = run.plan;
+    let mut spool = ChangeSpool::canonical_only(&std::env::temp_dir())
+        .map_err(|e| run.not_applied(super::plan::spool_error(e)))?;
     run.progress.counted(
         "re-reading the store under the lock and re-deriving the changes",
         super::Counter::RowsRead,
         None,
     );
-    // The bindings are read twice under the lock, never held
-    // (src/sync/bindings.rs); the changes are, to be compared and written.
-    let mut changes = Vec::new();
-    let derived = store
-        .derive(
-            &plan.sync_options(),
-            ReadMode::InApply,
-            &mut changes,
-            |_| tracing::info!("read every table but the bindings under the lock"),
-        )
+    let (snapshot, now) = store
+        .derive(&plan.sync_options(), ReadMode::InApply, &mut spool, |_| {
+            tracing::info!("read every table but the bindings under the lock")
+        })
         .await
         .map_err(|e| run.not_applied(e))?;
-    let (snapshot, now) = derived;
-    let mut now = now.map_err(|e| run.sync_stale(&e))?;
-    sort_changes(&mut changes);
-    now.changes = changes;
-    tracing::info!(changes = now.changes.len(), "re-derived the changes");
+    now.map_err(|e| run.sync_stale(&e))?;
+    let spooled = spool
+        .finish()
+        .map_err(|e| run.not_applied(super::plan::spool_error(e)))?;
+    tracing::info!(changes = spooled.len(), "re-derived the changes");
     run.progress
         .phase("comparing the changes with the approved ones");
-    run.compare(&now.changes)?;
-    let created = created_group_lists(&snapshot, &now.changes);
+    let digest = spooled
+        .changes_digest()
+        .map_err(|e| run.not_applied(super::plan::spool_error(e)))?;
+    if digest != run.approved {
+        let now = spooled
+            .changes()
+            .collect::<std::io::Result<Vec<Change>>>()
+            .map_err(|e| run.not_applied(super::plan::spool_error(e)))?;
+        return Err(run.differs(&now));
+    }
+    run.progress
+        .counted("writing", super::Counter::RowsWritten, None);
+    let mut created = BTreeMap::new();
+    let mut rows = 0;
+    let mut changes = spooled.changes().peekable();
+    let batch_size = write_batch();
+    let mut batch = Vec::with_capacity(batch_size);
+    while let Some(change) = changes.next() {
+        batch.push(change.map_err(|e| run.not_applied(super::plan::spool_error(e)))?);
+        // A user's memberships are one update of their document: a batch
+        // ends between users, never inside one.
+        let ends_here = match (batch.last(), changes.peek()) {
+            (_, None) => true,
+            (
+                Some(Change::AddMembership { key, .. }),
+                Some(Ok(Change::AddMembership { key: next, .. })),
+            ) => batch.len() >= batch_size && key != next,
+            _ => batch.len() >= batch_size,
+        };
+        if !ends_here {
+            continue;
+        }
+        created.extend(created_group_lists(&snapshot, &batch));
+        let writes = into_writes(&snapshot, &plan.tenant, std::mem::take(&mut batch))
+            .map_err(|e| run.sync_stale(&e))?;
+        store.write(&writes).await.map_err(|e| run.not_applied(e))?;
+        rows += writes.len();
+    }
+    tracing::info!(rows, "wrote the changes");
     let created = serde_json::to_string(&created).expect("a map of strings serialises");
-    let writes =
-        into_writes(&snapshot, &plan.tenant, now.changes).map_err(|e| run.sync_stale(&e))?;
-    drop(snapshot);
-    run.progress.counted(
-        "writing",
-        super::Counter::RowsWritten,
-        Some(writes.len() as u64),
-    );
-    store.write(&writes).await.map_err(|e| run.not_applied(e))?;
-    tracing::info!(rows = writes.len(), "wrote the changes");
-    Ok((writes.len(), Some(created)))
+    Ok((rows, Some(created)))
+}
+
+/// Changes read back and written at a time: enough for the backends' batched
+/// writes, a few megabytes of memory.
+const WRITE_BATCH: usize = 50_000;
+
+/// [`WRITE_BATCH`], or less when the environment variable
+/// `SYNC_ACCESS_WRITE_BATCH` says so: the tests make batches of a few
+/// changes, to write a small plan in many of them.
+fn write_batch() -> usize {
+    std::env::var("SYNC_ACCESS_WRITE_BATCH")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(WRITE_BATCH, |n| n.clamp(1, WRITE_BATCH))
 }
 
 /// A revert plan: the revert rules again over the additions its removals

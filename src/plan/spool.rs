@@ -33,8 +33,9 @@ const READ_AHEAD: usize = 1 << 20;
 /// The sink of a plan's changes: see the module's documentation.
 pub struct ChangeSpool {
     /// Each change as the plan file spells it, indented as an element of
-    /// `changes`, one after the other.
-    pretty: Region,
+    /// `changes`, one after the other; `None` when no plan file is written
+    /// from the spool (`apply`).
+    pretty: Option<Region>,
     /// Each change's canonical JSON (docs/plan-format.md §10).
     canonical: Region,
     index: Vec<Entry>,
@@ -106,9 +107,17 @@ impl ChangeSpool {
         ))
     }
 
+    /// A spool for `apply`: only the canonical form of each change, which
+    /// its digest and its writes are read from.
+    pub fn canonical_only(dir: &Path) -> io::Result<Self> {
+        let mut spool = Self::with_files(tempfile::tempfile_in(dir)?, tempfile::tempfile_in(dir)?);
+        spool.pretty = None;
+        Ok(spool)
+    }
+
     pub(super) fn with_files(pretty: File, canonical: File) -> Self {
         ChangeSpool {
-            pretty: Region::new(pretty),
+            pretty: Some(Region::new(pretty)),
             canonical: Region::new(canonical),
             index: Vec::new(),
             keys: Vec::new(),
@@ -131,20 +140,25 @@ impl ChangeSpool {
 
     fn write(&mut self, change: &Change) -> io::Result<()> {
         let (op, key, group) = change.sort_key();
-        let pretty_at = self.pretty.len;
-        self.scratch.clear();
-        serde_json::to_writer_pretty(&mut self.scratch, change)?;
-        // The change alone is written at depth 0; in the file it is at
-        // depth 2. Its only line breaks are its layout's (a string's are
-        // escaped, a document is on one line).
-        for (i, line) in self.scratch.split(|b| *b == b'\n').enumerate() {
-            if i > 0 {
-                self.pretty.append(b"\n")?;
-                self.pretty.append(ELEMENT_INDENT)?;
+        let (pretty_at, pretty_len) = match &mut self.pretty {
+            None => (0, 0),
+            Some(pretty) => {
+                let pretty_at = pretty.len;
+                self.scratch.clear();
+                serde_json::to_writer_pretty(&mut self.scratch, change)?;
+                // The change alone is written at depth 0; in the file it is
+                // at depth 2. Its only line breaks are its layout's (a
+                // string's are escaped, a document is on one line).
+                for (i, line) in self.scratch.split(|b| *b == b'\n').enumerate() {
+                    if i > 0 {
+                        pretty.append(b"\n")?;
+                        pretty.append(ELEMENT_INDENT)?;
+                    }
+                    pretty.append(line)?;
+                }
+                (pretty_at, length(pretty.len - pretty_at)?)
             }
-            self.pretty.append(line)?;
-        }
-        let pretty_len = length(self.pretty.len - pretty_at)?;
+        };
         self.scratch.clear();
         canonical::to_writer(&mut self.scratch, change).map_err(from_canonical)?;
         let canonical_at = self.canonical.len;
@@ -183,7 +197,10 @@ impl ChangeSpool {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let (pretty, pretty_len) = self.pretty.into_file()?;
+        let pretty = match self.pretty {
+            Some(pretty) => Some(pretty.into_file()?),
+            None => None,
+        };
         let (canonical, canonical_len) = self.canonical.into_file()?;
         let keys = self.keys;
         let mut index = self.index;
@@ -205,7 +222,7 @@ impl ChangeSpool {
             ));
         }
         Ok(Spooled {
-            pretty: (pretty, pretty_len),
+            pretty,
             canonical: (canonical, canonical_len),
             index,
             counts: self.counts,
@@ -216,7 +233,8 @@ impl ChangeSpool {
 /// The changes of a plan, ordered, in temporary files: read back one at a
 /// time.
 pub struct Spooled {
-    pretty: (File, u64),
+    /// `None` from [`ChangeSpool::canonical_only`].
+    pretty: Option<(File, u64)>,
     canonical: (File, u64),
     index: Vec<Entry>,
     counts: [usize; Op::ALL.len()],
@@ -245,7 +263,9 @@ impl Spooled {
     /// Gives each change's text in `form` to `f`, in the plan's order.
     fn each(&self, form: Form, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
         let (file, len) = match form {
-            Form::Pretty => &self.pretty,
+            Form::Pretty => self.pretty.as_ref().ok_or_else(|| {
+                io::Error::other("internal: a plan file written from a spool without it")
+            })?,
             Form::Canonical => &self.canonical,
         };
         let mut reader = Reader::new(file, *len);
@@ -316,6 +336,39 @@ impl Spooled {
             Ok(())
         })?;
         Ok(hasher.finish())
+    }
+}
+
+impl Spooled {
+    /// The changes, in the plan's order, each read back as it is asked
+    /// for: `apply` writes them in batches.
+    pub fn changes(&self) -> SpooledChanges<'_> {
+        SpooledChanges {
+            spooled: self,
+            reader: Reader::new(&self.canonical.0, self.canonical.1),
+            next: 0,
+        }
+    }
+}
+
+/// [`Spooled::changes`].
+pub struct SpooledChanges<'s> {
+    spooled: &'s Spooled,
+    reader: Reader<'s>,
+    next: usize,
+}
+
+impl Iterator for SpooledChanges<'_> {
+    type Item = io::Result<Change>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let entry = self.spooled.index.get(self.next)?;
+        self.next += 1;
+        Some(
+            self.reader
+                .read(entry.canonical_at, entry.canonical_len as usize)
+                .and_then(|text| serde_json::from_slice(text).map_err(io::Error::from)),
+        )
     }
 }
 

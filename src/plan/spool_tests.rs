@@ -322,3 +322,29 @@ proptest! {
         assert_same(&plan, seed)?;
     }
 }
+
+/// What `apply` reads back: the changes in the plan's order, whatever order
+/// they were pushed in, and their digest; a canonical-only spool writes no
+/// plan file.
+#[test]
+fn apply_reads_back_the_changes_in_order_from_a_canonical_only_spool() {
+    for name in ["demo-plan.json", "demo-revert-plan.json"] {
+        let plan = golden(name);
+        for seed in [1, 7, 42] {
+            let mut spool = ChangeSpool::canonical_only(&std::env::temp_dir()).unwrap();
+            for change in shuffled(plan.changes.clone(), seed) {
+                spool.push(change);
+            }
+            let spooled = spool.finish().unwrap();
+            let back: Vec<Change> = spooled.changes().collect::<std::io::Result<_>>().unwrap();
+            assert_eq!(back, plan.changes, "{name}, seed {seed}");
+            assert_eq!(
+                spooled.changes_digest().unwrap(),
+                crate::plan::changes_digest(&plan.changes)
+            );
+            let mut head = plan.clone();
+            head.changes.clear();
+            assert!(spooled.write_plan(&head, Vec::new()).is_err());
+        }
+    }
+}

@@ -44,6 +44,10 @@ pub const SCENARIOS: &[Scenario] = &[
         "approve_rewrites_only_the_approvals_of_the_file",
         approve_splices,
     ),
+    Scenario::new(
+        "apply_in_batches_of_one_change_writes_what_one_batch_writes",
+        apply_in_batches,
+    ),
 ];
 
 const APPROVER: &str = "security@example.com";
@@ -999,4 +1003,39 @@ fn approve_splices(kind: Kind) {
     // The approved plan applies.
     std::fs::write(&path, &approved).unwrap();
     apply(&db, &path).expect_code(0);
+}
+
+/// `apply` reads its changes back from a temporary file and writes them in
+/// batches; a user's memberships are one update of their document, so a
+/// batch never ends inside them. Batches of one change (more for a user's
+/// memberships) write exactly what one batch writes.
+fn apply_in_batches(kind: Kind) {
+    let whole = TestDb::with_rows(kind, fixtures::rules());
+    let batched = TestDb::with_rows(kind, fixtures::rules());
+    let path = approved_rules_plan(&whole);
+    let plan = read_json(&path);
+    let memberships = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["op"] == "add_membership")
+        .map(|c| c["key"].as_str().unwrap())
+        .collect::<Vec<_>>();
+    assert!(
+        memberships.windows(2).any(|w| w[0] == w[1]),
+        "the fixture gives a user several memberships: {memberships:?}"
+    );
+    apply(&whole, &path).expect_code(0);
+    let path = approved_rules_plan(&batched);
+    let ran: Ran = batched
+        .cmd()
+        .env("SYNC_ACCESS_WRITE_BATCH", "1")
+        .arg("apply")
+        .arg(&path)
+        .output()
+        .unwrap()
+        .into();
+    ran.expect_code(0);
+    assert_eq!(batched.dump(), whole.dump());
+    run(&batched, &["verify"], &path).expect_code(0);
 }
