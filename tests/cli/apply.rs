@@ -48,6 +48,10 @@ pub const SCENARIOS: &[Scenario] = &[
         "apply_in_batches_of_one_change_writes_what_one_batch_writes",
         apply_in_batches,
     ),
+    Scenario::new(
+        "plan_and_apply_without_a_usable_tmpdir_stop_and_write_nothing",
+        unusable_tmpdir,
+    ),
 ];
 
 const APPROVER: &str = "security@example.com";
@@ -1038,4 +1042,42 @@ fn apply_in_batches(kind: Kind) {
     ran.expect_code(0);
     assert_eq!(batched.dump(), whole.dump());
     run(&batched, &["verify"], &path).expect_code(0);
+}
+
+/// `plan` and `apply` keep their changes in temporary files in `TMPDIR`:
+/// when it cannot take them, each says so in one line (exit 1), `plan`
+/// writes no plan file, and `apply` leaves the database as it was.
+fn unusable_tmpdir(kind: Kind) {
+    let db = TestDb::with_rows(kind, fixtures::rules());
+    let missing = db.path("no-such-dir");
+    let out = db.path("never.json");
+    let ran: Ran = db
+        .cmd()
+        .env("TMPDIR", &missing)
+        .args(["plan", "--skip-conflicts", "-o"])
+        .arg(&out)
+        .output()
+        .unwrap()
+        .into();
+    ran.expect_code(1);
+    assert_eq!(ran.stderr.lines().count(), 1, "{ran:?}");
+    assert!(ran.stderr.contains("TMPDIR"), "{ran:?}");
+    assert!(!out.exists());
+
+    let path = approved_rules_plan(&db);
+    let before = db.dump();
+    let ran: Ran = db
+        .cmd()
+        .env("TMPDIR", &missing)
+        .arg("apply")
+        .arg(&path)
+        .output()
+        .unwrap()
+        .into();
+    ran.expect_code(1);
+    assert!(ran.stderr.contains("TMPDIR"), "{ran:?}");
+    assert!(ran.stderr.contains("plan.json"), "names the plan: {ran:?}");
+    assert_eq!(db.dump(), before);
+    assert_eq!(db.history_rows(), 0);
+    apply(&db, &path).expect_code(0);
 }
