@@ -3178,6 +3178,32 @@ proptest! {
         }
         prop_assert_eq!(sync(&reversed, &opts), expected);
     }
+
+    /// Property 3b: the two passes over the bindings (src/sync/bindings.rs)
+    /// need not see them in one order, as two reads of a table need not.
+    #[test]
+    fn prop_the_passes_over_the_bindings_need_not_agree_on_order(snap in arb_snapshot(), opts in arb_options(), seed in any::<u64>()) {
+        let expected = sync(&snap, &opts);
+        let mut first = snap.bindings.clone();
+        shuffle(&mut first, seed);
+        let mut second = snap.bindings.clone();
+        shuffle(&mut second, seed.rotate_left(17) ^ 0x9e37_79b9);
+        let passes = Derivation::new(&snap, &opts).map(|mut derivation| {
+            for raw in &first {
+                derivation.index_binding(raw);
+            }
+            let mut changes = Vec::new();
+            let mut judging = derivation.judge(&mut changes);
+            for raw in &second {
+                judging.binding(raw);
+            }
+            let mut result = judging.finish();
+            sort_changes(&mut changes);
+            result.changes = changes;
+            result
+        });
+        prop_assert_eq!(passes, expected);
+    }
 }
 
 proptest! {
