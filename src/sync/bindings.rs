@@ -17,6 +17,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
 
 use super::context;
 use super::documents::{self, Binding, Grant, RawDoc};
@@ -46,11 +47,12 @@ pub(super) struct BindingIndex {
     respelled: HashMap<Box<str>, BTreeSet<Box<str>>>,
     /// After the first pass: ids whose copies would go to one key.
     one_key_ids: HashSet<Box<str>>,
-    /// The grants of every live binding of the tenant.
-    tenant_grants: HashSet<Grant<'static>>,
+    /// The grants of every live binding of the tenant (each held once:
+    /// a tenant can have as many bindings as the legacy scope).
+    tenant_grants: HashSet<Rc<Grant<'static>>>,
     /// Per id, the tenant's binding a legacy binding of that id is compared
     /// with: the one at the canonical key, else the smallest key.
-    tenant_by_id: HashMap<Box<str>, (Box<str>, Grant<'static>)>,
+    tenant_by_id: HashMap<Box<str>, (Box<str>, Rc<Grant<'static>>)>,
     /// Gathered in the second pass, for the conflicts that name them all:
     /// the keys of the bindings with a shared id, and the target and key of
     /// those that would share one key.
@@ -134,7 +136,7 @@ impl BindingIndex {
                 }
             }
             Some(t) if t == self.tenant && !header.deleted => {
-                let grant = owned(&binding.grant);
+                let grant = Rc::new(owned(&binding.grant));
                 let canonical = target_key(&self.tenant, &header.id);
                 let replace = match self.tenant_by_id.get(header.id.as_ref()) {
                     None => true,
