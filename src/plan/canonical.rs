@@ -481,6 +481,11 @@ impl Display for Unfit {
 /// here before anything reads their members. Nesting is not checked here:
 /// the callers' limits differ.
 pub fn check(text: &str) -> Result<(), Unfit> {
+    // One pass says yes to the common case; the walk below reads the rest
+    // and says why it refuses.
+    if super::fast_json::surely_fit(text) {
+        return Ok(());
+    }
     // The walk recurses once per level: bounded, whatever the text.
     if !nesting_within(text, CHECK_DEPTH) {
         return Err(Unfit::NotJson(format!(
@@ -494,6 +499,9 @@ pub fn check(text: &str) -> Result<(), Unfit> {
 /// levels (store documents: at most 127).
 pub(crate) fn check_shallow(text: &str) -> Result<(), Unfit> {
     debug_assert!(nesting_within(text, CHECK_DEPTH));
+    if super::fast_json::surely_fit(text) {
+        return Ok(());
+    }
     let text = text.trim_matches([' ', '\t', '\n', '\r']);
     if !text.starts_with(['{', '[']) {
         // A container's reading below checks the whole text's syntax;

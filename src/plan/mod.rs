@@ -11,6 +11,7 @@
 pub mod canonical;
 mod change;
 mod digest;
+mod fast_json;
 #[cfg(test)]
 mod hostile_tests;
 mod load;
