@@ -675,6 +675,12 @@ pub(crate) fn object(raw: &str) -> Option<String> {
     with_members(raw, None)
 }
 
+/// Whether `raw`, a JSON object's text, is surely canonical already:
+/// [`object`] would give it back unchanged. `false` when unsure.
+pub(crate) fn is_object_canonical(raw: &str) -> bool {
+    super::fast_json::is_canonical_object(raw)
+}
+
 /// The canonical text of `raw` (a JSON object's text) with member `name`
 /// set to the string `value`; `None` when `raw` is not an object.
 pub(crate) fn with_member(raw: &str, name: &str, value: &str) -> Option<String> {
