@@ -62,6 +62,27 @@ pub fn to_writer<W: Write, T: Serialize + ?Sized>(out: W, value: &T) -> Result<(
     })
 }
 
+/// A canonical writer that keeps its buffers from one value to the next
+/// (a plan's changes are a million small objects).
+#[derive(Default)]
+pub(crate) struct Reusing {
+    pool: Pool,
+}
+
+impl Reusing {
+    /// Writes the canonical JSON of `value`, as [`to_writer`] does.
+    pub(crate) fn write<W: Write, T: Serialize + ?Sized>(
+        &mut self,
+        out: W,
+        value: &T,
+    ) -> Result<(), Error> {
+        value.serialize(&mut Canonical {
+            out,
+            pool: &mut self.pool,
+        })
+    }
+}
+
 /// The canonical JSON of `value`.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();

@@ -76,6 +76,31 @@ static STOPS: [bool; 256] = {
     table
 };
 
+/// How many bytes at the start of `rest` are plain string content
+/// (`None`: all of them), eight at a time: a plan is mostly strings.
+fn plain_run(rest: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    // The lowest byte flagged by each test is a true one: it is the
+    // first stop.
+    let zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH;
+    let mut at = 0;
+    while let Some(eight) = rest.get(at..at + 8) {
+        let v = u64::from_le_bytes(eight.try_into().expect("eight bytes"));
+        let stops = zero(v ^ (ONES * b'"' as u64))
+            | zero(v ^ (ONES * b'\\' as u64))
+            | (v.wrapping_sub(ONES * 0x20) & !v & HIGH);
+        if stops != 0 {
+            return Some(at + (stops.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    rest[at..]
+        .iter()
+        .position(|&b| STOPS[b as usize])
+        .map(|run| at + run)
+}
+
 impl<'t> Scanner<'t> {
     pub(crate) fn new(text: &'t [u8]) -> Self {
         Scanner {
@@ -98,7 +123,7 @@ impl<'t> Scanner<'t> {
         }
     }
 
-    fn eat(&mut self, byte: u8) -> bool {
+    pub(crate) fn eat(&mut self, byte: u8) -> bool {
         if self.peek() == Some(byte) {
             self.pos += 1;
             true
@@ -171,9 +196,7 @@ impl<'t> Scanner<'t> {
         self.pos += 1;
         let mut escaped = false;
         loop {
-            let rest = &self.text[self.pos..];
-            let run = rest.iter().position(|&b| STOPS[b as usize])?;
-            self.pos += run;
+            self.pos += plain_run(&self.text[self.pos..])?;
             match self.text[self.pos] {
                 b'"' => {
                     self.pos += 1;
@@ -250,7 +273,18 @@ impl<'t> Scanner<'t> {
     }
 
     fn object(&mut self, depth: usize) -> bool {
-        if depth > MAX_DEPTH {
+        self.object_with(depth, |scanner, _| scanner.value(depth))
+    }
+
+    /// The object at `pos`, `depth` deep, each member's value read by
+    /// `member` (given the scanner at the value and the member's name),
+    /// which says whether it is fine and leaves `pos` after it.
+    pub(crate) fn object_with(
+        &mut self,
+        depth: usize,
+        mut member: impl FnMut(&mut Self, &'t [u8]) -> bool,
+    ) -> bool {
+        if depth > MAX_DEPTH || self.peek() != Some(b'{') {
             return false;
         }
         self.pos += 1;
@@ -282,7 +316,8 @@ impl<'t> Scanner<'t> {
                 return false;
             }
             self.separator();
-            if !self.value(depth) {
+            let text = self.text;
+            if !member(self, &text[name.0..name.1]) {
                 return false;
             }
             self.separator();
@@ -461,6 +496,23 @@ mod tests {
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
+    }
+
+    #[test]
+    fn a_plain_run_stops_at_the_first_quote_backslash_or_control() {
+        let mut text = vec![b'a'; 40];
+        for (at, stop) in (0..40).flat_map(|at| [(at, b'"'), (at, b'\\'), (at, 0x1f), (at, 0)]) {
+            text.fill(b'a');
+            text[at] = stop;
+            if at + 3 < 40 {
+                text[at + 1] = 0x20;
+                text[at + 3] = b'"';
+            }
+            assert_eq!(plain_run(&text), Some(at), "{stop} at {at}");
+        }
+        text.fill(0xc3);
+        assert_eq!(plain_run(&text), None);
+        assert_eq!(plain_run("é\u{7f} ~".as_bytes()), None);
     }
 
     proptest::proptest! {

@@ -15,6 +15,7 @@ mod fast_json;
 #[cfg(test)]
 mod hostile_tests;
 mod load;
+mod parallel;
 #[cfg(test)]
 mod revert_tests;
 mod stream;
