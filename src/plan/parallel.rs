@@ -213,7 +213,10 @@ fn read_chunk(
         let Ok(change) = serde_json::from_str::<Change>(&text[start..scanner.pos]) else {
             return false;
         };
-        if writer.write(&mut part.text, &change).is_err() {
+        if writer
+            .write(&mut part.text, &change.in_canonical_order())
+            .is_err()
+        {
             return false;
         }
         if ends {
