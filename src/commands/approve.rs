@@ -28,10 +28,11 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     let mut bytes = plan::read_bytes(path)?;
     // The new file is these bytes and an approval: they are written beside
     // the plan while it is checked, and the lock below only finishes them
-    // (plan_file::Draft). A plan refused takes its draft away.
+    // (plan_file::Draft). A plan refused takes its draft away. Not before
+    // a prompt: an interrupted one would leave the draft behind.
     let refused = AtomicBool::new(false);
     let (scanned, draft) = std::thread::scope(|scope| {
-        let draft = (!args.print_message)
+        let draft = (args.yes && !args.print_message)
             .then(|| scope.spawn(|| plan_file::Draft::write(path, &bytes, &refused)));
         let scanned = plan::parse_for_approval(&bytes);
         if scanned.is_err() {
