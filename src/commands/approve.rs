@@ -33,7 +33,12 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     let refused = AtomicBool::new(false);
     let (scanned, draft) = std::thread::scope(|scope| {
         let draft = (args.yes && !args.print_message)
-            .then(|| scope.spawn(|| plan_file::Draft::write(path, &bytes, &refused)));
+            .then(|| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, || plan_file::Draft::write(path, &bytes, &refused))
+                    .ok()
+            })
+            .flatten();
         let scanned = plan::parse_for_approval(&bytes);
         if scanned.is_err() {
             refused.store(true, Ordering::Relaxed);

@@ -127,7 +127,9 @@ pub(super) fn read_changes<'p>(
             let (done, part) = mpsc::sync_channel::<Option<Part>>(1);
             let (spare, reuse) = mpsc::channel::<(Vec<u8>, Vec<usize>)>();
             let (chunks, stop) = (&chunks, &stop);
-            scope.spawn(move || {
+            // A thread the system refuses drops its sender: the chunks
+            // are then read in order.
+            let _ = std::thread::Builder::new().spawn_scoped(scope, move || {
                 let mut writer = canonical::Reusing::default();
                 for (i, range) in chunks.iter().enumerate().skip(worker).step_by(workers) {
                     if stop.load(Ordering::Relaxed) {
