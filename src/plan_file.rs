@@ -13,8 +13,9 @@
 //!   file keeps its permissions.
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
@@ -106,6 +107,68 @@ pub struct Edit {
     pub with: Vec<u8>,
 }
 
+/// A copy of a plan file's bytes written beside it before the lock is
+/// taken (while the plan is checked, on another core: writing 360 MiB is
+/// most of what is left of an approval once reading is parallel, issue
+/// 15). [`update`] finishes it, instead of writing every byte again, when
+/// the file under the lock still holds exactly those bytes; otherwise it
+/// is removed and the file written as before.
+pub struct Draft {
+    temp: tempfile::NamedTempFile,
+    /// The file it was written for (a link's target).
+    real: PathBuf,
+    len: usize,
+}
+
+impl Draft {
+    /// Writes `bytes`, the content of the plan file at `path`, to a new
+    /// temporary file beside it; `None` when that fails, or when `cancel`
+    /// is set meanwhile (the plan was refused). No error: [`update`] then
+    /// writes the file as it would have without it.
+    pub fn write(path: &Path, bytes: &[u8], cancel: &AtomicBool) -> Option<Draft> {
+        let (real, _) = resolve(path).ok()?;
+        let mut temp = new_temp(&real, path, false).ok()?;
+        for piece in bytes.chunks(1 << 20) {
+            if cancel.load(Ordering::Relaxed) {
+                return None;
+            }
+            temp.write_all(piece).ok()?;
+        }
+        Some(Draft {
+            temp,
+            real,
+            len: bytes.len(),
+        })
+    }
+
+    /// The new file: the draft cut where the edit starts, the edit and the
+    /// bytes after it; then synced and renamed over `real`, as `replace`
+    /// does.
+    fn finish(
+        mut self,
+        shown: &Path,
+        meta: &std::fs::Metadata,
+        bytes: &[u8],
+        edit: Edit,
+    ) -> Result<()> {
+        let written = (|| {
+            let file = self.temp.as_file_mut();
+            file.set_len(edit.replace.start as u64)?;
+            file.seek(SeekFrom::Start(edit.replace.start as u64))?;
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut *file);
+            out.write_all(&edit.with)?;
+            out.write_all(&bytes[edit.replace.end..])?;
+            out.flush()?;
+            drop(out);
+            // The replaced file's permissions, exactly (no umask).
+            file.set_permissions(meta.permissions())?;
+            file.sync_all()
+        })();
+        written.map_err(|e| Error::io(shown, e))?;
+        persist(self.temp, &self.real, shown)
+    }
+}
+
 /// Rewrites the plan file at `path` under an exclusive lock: `edit` gets
 /// the bytes read under the lock and returns how they change, or `None` to
 /// leave the file as it is. The new file is written from the old bytes and
@@ -115,10 +178,14 @@ pub struct Edit {
 /// file is read again into it, and `edit` is told whether that gave the
 /// same bytes, so that a plan read and checked before the lock is not
 /// checked again, without a second buffer or a hash of it.
+///
+/// `draft`, written from those same bytes before, is finished instead of
+/// writing them again when the file still holds them.
 pub fn update(
     path: &Path,
     force: bool,
     bytes: &mut Vec<u8>,
+    draft: Option<Draft>,
     edit: impl FnOnce(&[u8], bool) -> Result<Option<Edit>>,
 ) -> Result<Option<Written>> {
     let (real, through_link) = resolve(path)?;
@@ -153,6 +220,16 @@ pub fn update(
             "{}: an edit outside the file; nothing written",
             path.display()
         )));
+    }
+    let draft = draft.filter(|draft| unchanged && draft.real == real && draft.len == bytes.len());
+    if let (Some(draft), Some(meta)) = (draft, &meta) {
+        let edit = Edit {
+            replace: range,
+            with,
+        };
+        draft.finish(path, meta, bytes, edit)?;
+        drop(locked);
+        return Ok(Some(Written { through_link }));
     }
     replace(&real, path, meta.as_ref(), |file| {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
@@ -244,13 +321,10 @@ fn same_file(_file: &File, _path: &Path) -> bool {
     true
 }
 
-/// Fills a new temporary file beside `real` and renames it over `real`.
-fn replace(
-    real: &Path,
-    shown: &Path,
-    existing: Option<&std::fs::Metadata>,
-    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
-) -> Result<()> {
+/// A new temporary file beside `real`, with an unpredictable name, created
+/// exclusively; readable as a new file would be when `fresh`, else only by
+/// its owner until it gets the replaced file's permissions.
+fn new_temp(real: &Path, shown: &Path, fresh: bool) -> Result<tempfile::NamedTempFile> {
     let dir = match real.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -262,16 +336,22 @@ fn replace(
     let mut builder = tempfile::Builder::new();
     builder.prefix(&prefix).suffix(".tmp");
     #[cfg(unix)]
-    let new_file_mode = {
+    if fresh {
         use std::os::unix::fs::PermissionsExt;
         // As `File::create` would: 0666 less the umask.
-        std::fs::Permissions::from_mode(0o666)
-    };
-    #[cfg(unix)]
-    if existing.is_none() {
-        builder.permissions(new_file_mode);
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
     }
-    let mut temp = builder.tempfile_in(dir).map_err(|e| Error::io(shown, e))?;
+    builder.tempfile_in(dir).map_err(|e| Error::io(shown, e))
+}
+
+/// Fills a new temporary file beside `real` and renames it over `real`.
+fn replace(
+    real: &Path,
+    shown: &Path,
+    existing: Option<&std::fs::Metadata>,
+    fill: impl FnOnce(&mut File) -> std::io::Result<()>,
+) -> Result<()> {
+    let mut temp = new_temp(real, shown, existing.is_none())?;
     let written = (|| {
         if let Some(meta) = existing {
             // The replaced file's permissions, exactly (no umask).
@@ -282,6 +362,15 @@ fn replace(
     })();
     // On failure the temporary file is removed when `temp` is dropped.
     written.map_err(|e| Error::io(shown, e))?;
+    persist(temp, real, shown)
+}
+
+/// Renames the filled and synced `temp` over `real`, durably.
+fn persist(temp: tempfile::NamedTempFile, real: &Path, shown: &Path) -> Result<()> {
+    let dir = match real.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     temp.persist(real).map_err(|e| Error::io(shown, e.error))?;
     // The rename itself is durable once the directory is synced.
     if let Ok(dir) = File::open(dir) {
@@ -304,7 +393,7 @@ mod tests {
         let link = dir.path().join("link.json");
         std::os::unix::fs::symlink(&target, &link).unwrap();
         let mut bytes = b"stale".to_vec();
-        let written = update(&link, false, &mut bytes, |old, unchanged| {
+        let written = update(&link, false, &mut bytes, None, |old, unchanged| {
             assert_eq!(old, b"old");
             assert!(!unchanged);
             Ok(Some(Edit {
@@ -324,6 +413,48 @@ mod tests {
         assert_eq!(mode, 0o640);
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert_eq!(names.len(), 2, "no temporary file is left behind");
+    }
+
+    #[test]
+    fn a_draft_is_finished_only_when_the_file_still_holds_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let edit = |old: &[u8]| Edit {
+            replace: old.len() - 1..old.len() - 1,
+            with: b"NEW".to_vec(),
+        };
+        for changed in [false, true] {
+            std::fs::write(&path, "{ old }").unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+            let mut bytes = std::fs::read(&path).unwrap();
+            let draft = Draft::write(&path, &bytes, &AtomicBool::new(false)).unwrap();
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+            if changed {
+                // The same size: only the bytes tell.
+                std::fs::write(&path, "{ odd }").unwrap();
+            }
+            update(&path, false, &mut bytes, Some(draft), |old, unchanged| {
+                assert_eq!(unchanged, !changed);
+                Ok(Some(edit(old)))
+            })
+            .unwrap()
+            .unwrap();
+            let expected = if changed { "{ odd NEW}" } else { "{ old NEW}" };
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o640);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
+        // Cancelled, or not needed: nothing is left behind.
+        let cancelled = AtomicBool::new(true);
+        assert!(Draft::write(&path, b"{ old }", &cancelled).is_none());
+        drop(Draft::write(&path, b"{ old }", &AtomicBool::new(false)));
+        let mut bytes = std::fs::read(&path).unwrap();
+        let draft = Draft::write(&path, &bytes, &AtomicBool::new(false));
+        assert!(update(&path, false, &mut bytes, draft, |_, _| Ok(None))
+            .unwrap()
+            .is_none());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::ApproveArgs;
 use crate::error::{Error, ExitStatus, Result};
@@ -25,8 +26,26 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     // are kept to tell, under the lock, that the file is still the one
     // checked: it is read again into the same memory, and compared.
     let mut bytes = plan::read_bytes(path)?;
-    let scanned = plan::parse_for_approval(&bytes)
-        .map_err(|why| Error::refused(format!("{}: {why}", path.display())))?;
+    // The new file is these bytes and an approval: they are written beside
+    // the plan while it is checked, and the lock below only finishes them
+    // (plan_file::Draft). A plan refused takes its draft away. Not before
+    // a prompt: an interrupted one would leave the draft behind.
+    let refused = AtomicBool::new(false);
+    let (scanned, draft) = std::thread::scope(|scope| {
+        let draft = (args.yes && !args.print_message)
+            .then(|| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, || plan_file::Draft::write(path, &bytes, &refused))
+                    .ok()
+            })
+            .flatten();
+        let scanned = plan::parse_for_approval(&bytes);
+        if scanned.is_err() {
+            refused.store(true, Ordering::Relaxed);
+        }
+        (scanned, draft.and_then(|draft| draft.join().ok().flatten()))
+    });
+    let scanned = scanned.map_err(|why| Error::refused(format!("{}: {why}", path.display())))?;
     scanned.loaded.require_intact(path)?;
     let plan = &scanned.loaded.plan;
     if !plan.applyable {
@@ -86,7 +105,7 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     let digest = plan.digest.clone();
     // Re-read under the lock: another approve may have landed meanwhile.
     // The same bytes need no second check; other bytes get all of them.
-    let written = plan_file::update(path, args.force, &mut bytes, |bytes, unchanged| {
+    let written = plan_file::update(path, args.force, &mut bytes, draft, |bytes, unchanged| {
         let rescanned;
         let current = if unchanged {
             &scanned

@@ -62,6 +62,27 @@ pub fn to_writer<W: Write, T: Serialize + ?Sized>(out: W, value: &T) -> Result<(
     })
 }
 
+/// A canonical writer that keeps its buffers from one value to the next
+/// (a plan's changes are a million small objects).
+#[derive(Default)]
+pub(crate) struct Reusing {
+    pool: Pool,
+}
+
+impl Reusing {
+    /// Writes the canonical JSON of `value`, as [`to_writer`] does.
+    pub(crate) fn write<W: Write, T: Serialize + ?Sized>(
+        &mut self,
+        out: W,
+        value: &T,
+    ) -> Result<(), Error> {
+        value.serialize(&mut Canonical {
+            out,
+            pool: &mut self.pool,
+        })
+    }
+}
+
 /// The canonical JSON of `value`.
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut out = Vec::new();
@@ -481,6 +502,11 @@ impl Display for Unfit {
 /// here before anything reads their members. Nesting is not checked here:
 /// the callers' limits differ.
 pub fn check(text: &str) -> Result<(), Unfit> {
+    // One pass says yes to the common case; the walk below reads the rest
+    // and says why it refuses.
+    if super::fast_json::surely_fit(text) {
+        return Ok(());
+    }
     // The walk recurses once per level: bounded, whatever the text.
     if !nesting_within(text, CHECK_DEPTH) {
         return Err(Unfit::NotJson(format!(
@@ -494,6 +520,9 @@ pub fn check(text: &str) -> Result<(), Unfit> {
 /// levels (store documents: at most 127).
 pub(crate) fn check_shallow(text: &str) -> Result<(), Unfit> {
     debug_assert!(nesting_within(text, CHECK_DEPTH));
+    if super::fast_json::surely_fit(text) {
+        return Ok(());
+    }
     let text = text.trim_matches([' ', '\t', '\n', '\r']);
     if !text.starts_with(['{', '[']) {
         // A container's reading below checks the whole text's syntax;
@@ -665,6 +694,12 @@ impl<'de> serde::Deserialize<'de> for Name<'de> {
 /// numbers keep the text they were written with (§10 rule 5).
 pub(crate) fn object(raw: &str) -> Option<String> {
     with_members(raw, None)
+}
+
+/// Whether `raw`, a JSON object's text, is surely canonical already:
+/// [`object`] would give it back unchanged. `false` when unsure.
+pub(crate) fn is_object_canonical(raw: &str) -> bool {
+    super::fast_json::is_canonical_object(raw)
 }
 
 /// The canonical text of `raw` (a JSON object's text) with member `name`

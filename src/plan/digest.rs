@@ -138,6 +138,55 @@ fn sealed<C>(plan: &Plan, changes: C) -> Sealed<'_, C> {
     }
 }
 
+/// The digest of a plan whose changes' canonical text comes from
+/// elsewhere, in order (`stream.rs` reads them on every core): the same
+/// bytes as [`digest_with_changes`] hashes.
+pub(super) struct SealedHasher {
+    hasher: Sha256,
+    /// What follows the changes: `]`, then the members after `changes`.
+    rest: Vec<u8>,
+    first: bool,
+}
+
+impl SealedHasher {
+    pub(super) fn new(plan: &Plan) -> Self {
+        // `changes` is the second member, after a boolean: the first
+        // `"changes":[` is where its elements go.
+        let text = canonical::to_vec(&sealed(plan, &[] as &[Change]));
+        let open = br#""changes":["#;
+        let at = text
+            .windows(open.len())
+            .position(|w| w == open)
+            .expect("a plan's canonical text has its changes")
+            + open.len();
+        let mut hasher = Sha256::new();
+        hasher.update(&text[..at]);
+        SealedHasher {
+            hasher,
+            rest: text[at..].to_vec(),
+            first: true,
+        }
+    }
+
+    /// `elements`: canonical changes, each followed by a comma.
+    pub(super) fn add(&mut self, elements: &[u8]) {
+        let Some((&b',', elements)) = elements.split_last() else {
+            debug_assert!(elements.is_empty(), "each change is followed by a comma");
+            return;
+        };
+        if !self.first {
+            self.hasher.update(b",");
+        }
+        self.first = false;
+        self.hasher.update(elements);
+    }
+
+    pub(super) fn finish(mut self) -> String {
+        self.hasher.update(&self.rest);
+        hex_of(self.hasher)
+    }
+}
+
 /// `sha256:<hex>` of the changes' canonical JSON, one per line: what `apply`
 /// compares, so that it need not keep the approved changes themselves.
 pub fn changes_digest(changes: &[Change]) -> String {
@@ -164,9 +213,9 @@ impl ChangesHasher {
         self.0.write_all(b"\n").expect("hashing cannot fail");
     }
 
-    /// Adds a change given as its canonical JSON.
-    pub(super) fn add_canonical(&mut self, text: &[u8]) {
-        self.0.write_all(text).expect("hashing cannot fail");
+    /// [`Self::add`] of a change already written in canonical form.
+    pub(super) fn add_canonical(&mut self, canonical: &[u8]) {
+        self.0.write_all(canonical).expect("hashing cannot fail");
         self.0.write_all(b"\n").expect("hashing cannot fail");
     }
 

@@ -82,9 +82,20 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     // A regular file's size is known: its bytes are read into one buffer of
     // that size, not into one that doubles as it fills (which, at hundreds
     // of megabytes, holds the old and the new buffer at once).
-    let size = if meta.is_file() { meta.len() } else { 0 };
-    read_capped_into(file, limit, Vec::with_capacity(size as usize))
-        .map_err(|e| Error::io(path, e))?
+    let read = if meta.is_file() {
+        // Straight into the buffer, not through a chunk: one copy of
+        // hundreds of megabytes instead of two. (A regular file ends: no
+        // need to stop at the first byte that cannot start a plan.)
+        let mut bytes = Vec::with_capacity(meta.len() as usize);
+        std::io::Read::read_to_end(
+            &mut std::io::Read::take(file, limit.saturating_add(1)),
+            &mut bytes,
+        )
+        .map(|_| (bytes.len() as u64 <= limit).then_some(bytes))
+    } else {
+        read_capped_into(file, limit, Vec::new())
+    };
+    read.map_err(|e| Error::io(path, e))?
         .ok_or_else(|| refuse(over_the_limit(limit)))
 }
 
@@ -232,6 +243,8 @@ pub(super) struct Tally<'t> {
     first_disorder: Option<String>,
     /// The sort key of the change before: op, key, group id.
     previous: Option<(Op, String, String)>,
+    /// The sort key of the first change, for [`Tally::append`].
+    first: Option<(Op, String, String)>,
 }
 
 impl<'t> Tally<'t> {
@@ -244,7 +257,40 @@ impl<'t> Tally<'t> {
             first_mismatch: None,
             first_disorder: None,
             previous: None,
+            first: None,
         }
+    }
+
+    /// Adds `next`, the tally of the changes that come right after these
+    /// (read apart, on another core). False when either saw something to
+    /// refuse, or the two are not in order where they meet: the changes
+    /// are then read again one at a time, which says what and where.
+    pub(super) fn append(&mut self, next: Tally<'t>) -> bool {
+        let clean = |tally: &Tally| {
+            tally.first_misplaced.is_none()
+                && tally.first_mismatch.is_none()
+                && tally.first_disorder.is_none()
+        };
+        if !clean(self) || !clean(&next) || self.reverts != next.reverts {
+            return false;
+        }
+        if let (Some(last), Some(first)) = (&self.previous, &next.first) {
+            if (last.0, last.1.as_bytes(), last.2.as_bytes())
+                >= (first.0, first.1.as_bytes(), first.2.as_bytes())
+            {
+                return false;
+            }
+        }
+        for (count, more) in self.counts.iter_mut().zip(next.counts) {
+            *count += more;
+        }
+        if self.first.is_none() {
+            self.first = next.first;
+        }
+        if next.previous.is_some() {
+            self.previous = next.previous;
+        }
+        true
     }
 
     pub(super) fn add(&mut self, change: &Change) {
@@ -292,11 +338,13 @@ impl<'t> Tally<'t> {
                 group_id.push_str(change.group_id().unwrap_or(""));
             }
             None => {
-                self.previous = Some((
+                let key = (
                     op,
                     change.key().to_string(),
                     change.group_id().unwrap_or("").to_string(),
-                ))
+                );
+                self.first = Some(key.clone());
+                self.previous = Some(key);
             }
         }
     }

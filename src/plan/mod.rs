@@ -11,9 +11,11 @@
 pub mod canonical;
 mod change;
 mod digest;
+mod fast_json;
 #[cfg(test)]
 mod hostile_tests;
 mod load;
+mod parallel;
 #[cfg(test)]
 mod revert_tests;
 mod spool;

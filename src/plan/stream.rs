@@ -27,10 +27,11 @@ use serde::ser::{Error as _, SerializeSeq, Serializer};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
-use super::digest::{digest_with_changes, ChangesHasher};
+use super::digest::{digest_with_changes, ChangesHasher, SealedHasher};
 use super::load::{
     check_consistency, check_format, check_text, invalid, read_bytes, refused, Tally,
 };
+use super::parallel;
 use super::{Approval, Loaded, Options, Plan, Source, Summary, FORMAT};
 use crate::error::Result;
 use crate::plan_file::Edit;
@@ -106,6 +107,15 @@ pub fn parse_for_approval(bytes: &[u8]) -> std::result::Result<Scanned, String> 
 }
 
 fn scan(bytes: &[u8], changes_digest: bool) -> std::result::Result<Scanned, String> {
+    match scan_in_parallel(bytes, changes_digest) {
+        Some(scanned) => Ok(scanned),
+        None => scan_in_order(bytes, changes_digest),
+    }
+}
+
+/// [`scan`], one change after the other: any plan, and what is wrong
+/// with one.
+fn scan_in_order(bytes: &[u8], changes_digest: bool) -> std::result::Result<Scanned, String> {
     // What is not a plan of this format is told so, as `parse` tells it;
     // that check is a pass over the whole file, made only when needed.
     let text = match check_text(bytes) {
@@ -135,27 +145,10 @@ fn scan(bytes: &[u8], changes_digest: bool) -> std::result::Result<Scanned, Stri
             .map_err(|e| invalid(&relocated(&e, bytes, span.start)))?,
         _ => Vec::new(),
     };
-    let plan = Plan {
-        format: head.format,
-        tool_version: head.tool_version,
-        created_at: head.created_at,
-        created_by: head.created_by,
-        source: head.source,
-        tenant: head.tenant,
-        options: head.options,
-        reverts: head.reverts,
-        summary: head.summary,
-        changes: Vec::new(),
-        skipped: head.skipped,
-        conflicts: head.conflicts,
-        context: head.context,
-        applyable: head.applyable,
-        digest: head.digest,
-        author_signature: head.author_signature,
-        approvals,
-    };
+    let changes = head.changes.get();
+    let plan = plan_of(head, approvals);
     let stream = ChangeStream {
-        text: head.changes.get(),
+        text: changes,
         tally: RefCell::new(Tally::new(&plan)),
         hasher: RefCell::new(changes_digest.then(ChangesHasher::new)),
         error: RefCell::new(None),
@@ -183,6 +176,84 @@ fn scan(bytes: &[u8], changes_digest: bool) -> std::result::Result<Scanned, Stri
         },
         approvals: approvals_span,
     })
+}
+
+/// [`scan`] of a plan as the tool lays it out, its changes read on every
+/// core ([`super::parallel`]); `None` when anything is not surely fine,
+/// and then [`scan`] reads it one change at a time and says why. What is
+/// read, and the digests, are the same.
+fn scan_in_parallel(bytes: &[u8], changes_digest: bool) -> Option<Scanned> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let layout = parallel::layout(text)?;
+    // The other members, read without the changes: `[]` in their place.
+    let changes = layout.open..layout.close + 1;
+    let mut rest = String::with_capacity(text.len() - changes.len() + 2);
+    rest.push_str(&text[..changes.start]);
+    rest.push_str("[]");
+    rest.push_str(&text[changes.end..]);
+    let head: Head = serde_json::from_str(&rest).ok()?;
+    if head.format != FORMAT {
+        return None;
+    }
+    // Where the approvals are in the file, not in `rest`.
+    let approvals_span = head.approvals.map(|raw| {
+        let span = span_of(rest.as_bytes(), raw.get());
+        if span.start > changes.start {
+            let moved = changes.len() - 2;
+            span.start + moved..span.end + moved
+        } else {
+            span
+        }
+    });
+    let approvals: Vec<Approval> = match head.approvals {
+        Some(raw) => serde_json::from_str(raw.get()).ok()?,
+        None => Vec::new(),
+    };
+    let plan = plan_of(head, approvals);
+    let mut sealed = SealedHasher::new(&plan);
+    let mut hasher = changes_digest.then(ChangesHasher::new);
+    let tally = parallel::read_changes(text, &layout, &plan, changes_digest, |part, ends| {
+        sealed.add(part);
+        if let Some(hasher) = &mut hasher {
+            let mut start = 0;
+            for &end in ends {
+                hasher.add_canonical(&part[start..end]);
+                start = end + 1;
+            }
+        }
+    })?;
+    check_consistency(&plan, &tally).ok()?;
+    Some(Scanned {
+        changes_digest: hasher.map(ChangesHasher::finish).unwrap_or_default(),
+        loaded: Loaded {
+            computed_digest: sealed.finish(),
+            plan,
+        },
+        approvals: approvals_span,
+    })
+}
+
+/// The plan that `head` and its `approvals` say, without its changes.
+fn plan_of(head: Head, approvals: Vec<Approval>) -> Plan {
+    Plan {
+        format: head.format,
+        tool_version: head.tool_version,
+        created_at: head.created_at,
+        created_by: head.created_by,
+        source: head.source,
+        tenant: head.tenant,
+        options: head.options,
+        reverts: head.reverts,
+        summary: head.summary,
+        changes: Vec::new(),
+        skipped: head.skipped,
+        conflicts: head.conflicts,
+        context: head.context,
+        applyable: head.applyable,
+        digest: head.digest,
+        author_signature: head.author_signature,
+        approvals,
+    }
 }
 
 /// The changes' text, read as it is serialised: each change is checked,
@@ -310,6 +381,36 @@ impl Scanned {
                     with,
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plan as the tool writes it is read on every core, cut into
+    /// chunks, and reads as it does one change at a time; laid out
+    /// otherwise, it is read one change at a time.
+    #[test]
+    fn the_parallel_reading_is_the_reading_in_order() {
+        for bytes in [
+            include_bytes!("../../plans/demo-plan.json").to_vec(),
+            include_bytes!("../../plans/demo-revert-plan.json").to_vec(),
+        ] {
+            let text = std::str::from_utf8(&bytes).unwrap();
+            let layout = parallel::layout(text).expect("the tool's layout");
+            assert!(super::parallel::chunk_count(text, &layout) > 3);
+            let fast = scan_in_parallel(&bytes, true).expect("read in parallel");
+            let slow = scan_in_order(&bytes, true).unwrap();
+            assert_eq!(fast.loaded.plan, slow.loaded.plan);
+            assert_eq!(fast.loaded.computed_digest, slow.loaded.computed_digest);
+            assert!(fast.loaded.digest_matches());
+            assert_eq!(fast.changes_digest, slow.changes_digest);
+            assert_eq!(fast.approvals, slow.approvals);
+            let compact =
+                serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&bytes).unwrap());
+            assert!(scan_in_parallel(&compact.unwrap(), true).is_none());
         }
     }
 }

@@ -843,6 +843,10 @@ impl<'de> Deserialize<'de> for Document {
     /// (without a `Value` when it is flat, as plans write them).
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = Box::<serde_json::value::RawValue>::deserialize(deserializer)?;
+        // A plan's documents are written canonical: kept as they are read.
+        if canonical::is_object_canonical(raw.get()) {
+            return Ok(Document::from_text(raw));
+        }
         if !nesting_within_limit(raw.get()) {
             return Err(serde::de::Error::custom(format!(
                 "a document is nested deeper than {MAX_NESTING} levels"
