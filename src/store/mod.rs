@@ -15,6 +15,7 @@ mod mysql;
 mod postgres;
 mod sql;
 mod sqlite;
+mod sqlite_rows;
 
 use std::time::Duration;
 

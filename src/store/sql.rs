@@ -84,6 +84,19 @@ pub(super) trait Dialect: Sized + 'static {
     /// ([`RawDoc::from_bytes`]).
     fn raw_doc(row: &<Self::Db as Database>::Row) -> std::result::Result<RawDoc, sqlx::Error>;
 
+    /// Each row `sql` selects (its parameters bound to `binds` as text, in
+    /// order), given to `visit` as [`Dialect::raw_doc`] reads it and counted
+    /// for the progress line, by a faster way than sqlx's stream of rows;
+    /// `None` when the backend has none.
+    async fn visit_rows(
+        _conn: &mut Conn<Self>,
+        _sql: &str,
+        _binds: &[&str],
+        _visit: &mut dyn FnMut(RawDoc),
+    ) -> Option<std::result::Result<(), sqlx::Error>> {
+        None
+    }
+
     /// The `n`th (from 1) bind parameter.
     fn param(n: usize) -> String;
 
@@ -410,9 +423,9 @@ where
     }
 
     /// The `key` and `value` of every row `sql` selects, its parameters
-    /// bound to `binds` in order. Inside the apply, a lock wait that timed
-    /// out is refused as locked, as on every other step of the apply.
-    /// Each row of the query, as it comes: none is kept here.
+    /// bound to `binds` in order, given to `visit` as they come: none is
+    /// kept here. Inside the apply, a lock wait that timed out is refused
+    /// as locked, as on every other step of the apply.
     async fn visit_docs(
         &mut self,
         sql: &str,
@@ -430,6 +443,9 @@ where
             _ => db_error(doing, e),
         }
         };
+        if let Some(read) = D::visit_rows(&mut self.conn, sql, binds, &mut *visit).await {
+            return read.map_err(read_error);
+        }
         let query = binds
             .iter()
             .fold(sqlx::query::<D::Db>(sql), |query, value| query.bind(*value));

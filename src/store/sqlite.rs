@@ -167,6 +167,17 @@ impl Dialect for Sqlite {
         Ok(RawDoc::from_bytes(row.try_get(0)?, row.try_get(1)?))
     }
 
+    /// On this thread, through SQLite itself: not a row at a time through
+    /// sqlx's thread (`sqlite_rows.rs`).
+    async fn visit_rows(
+        conn: &mut SqliteConnection,
+        sql: &str,
+        binds: &[&str],
+        visit: &mut dyn FnMut(RawDoc),
+    ) -> Option<std::result::Result<(), sqlx::Error>> {
+        Some(super::sqlite_rows::visit(conn, sql, binds, visit).await)
+    }
+
     fn param(_n: usize) -> String {
         "?".to_string()
     }
