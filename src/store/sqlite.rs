@@ -96,10 +96,6 @@ impl Dialect for Sqlite {
             return Err(Error::connection(format!("no SQLite database at `{path}`")));
         }
         let mut options = SqliteConnectOptions::new()
-            // sqlx hands each row from its SQLite thread to ours through a
-            // channel of this many rows (50 by default): a larger one
-            // halves the kernel time of reading a million bindings twice.
-            .row_buffer_size(8192)
             .filename(&path)
             .create_if_missing(access == Access::Create)
             // The store's own foreign-key settings are not ours to change.
