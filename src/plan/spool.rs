@@ -510,4 +510,10 @@ impl crate::sync::ChangeSink for ChangeSpool {
     fn push(&mut self, change: Change) {
         ChangeSpool::push(self, change)
     }
+
+    fn reserve(&mut self, additional: usize) {
+        self.index.reserve_exact(additional);
+        // Keys of a few dozen bytes: a guess, grown if short.
+        self.keys.reserve(additional.saturating_mul(24));
+    }
 }

@@ -35,7 +35,10 @@ pub(super) async fn visit(
     }
     while statement.step()? {
         crate::progress::rows_read(1);
-        visit(RawDoc::from_bytes(statement.column(0)?, statement.column(1)?));
+        visit(RawDoc::from_bytes(
+            statement.column(0)?,
+            statement.column(1)?,
+        ));
     }
     Ok(())
 }

@@ -160,6 +160,11 @@ impl BindingIndex {
         }
     }
 
+    /// How many distinct live legacy ids the first pass saw.
+    pub(super) fn legacy_ids(&self) -> usize {
+        self.ids.len()
+    }
+
     /// Between the passes: which ids would make copies share one key to
     /// the database (§10, §11). Ids shared outright are not counted: they
     /// are in conflict already.

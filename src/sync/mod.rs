@@ -503,11 +503,19 @@ pub fn sort_changes(changes: &mut [Change]) {
 /// to sort (`sync`, `apply`), or a plan file being written.
 pub trait ChangeSink {
     fn push(&mut self, change: Change);
+
+    /// About `additional` more changes will come: room for them now
+    /// spares a million-entry index from growing by copies.
+    fn reserve(&mut self, _additional: usize) {}
 }
 
 impl ChangeSink for Vec<Change> {
     fn push(&mut self, change: Change) {
         Vec::push(self, change)
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        Vec::reserve(self, additional)
     }
 }
 
@@ -612,6 +620,9 @@ impl<'s> Derivation<'s> {
             group_names: names(groups),
             group_outcomes,
         };
+        // At most one change per legacy binding and membership to come.
+        let memberships: usize = users.live.iter().map(|u| u.legacy_memberships.len()).sum();
+        sink.reserve(out.changes.len() + memberships + bindings.legacy_ids());
         plan_memberships(users, &deps, tenant, out);
         let user_types: context::UserTypes = users
             .live
