@@ -25,6 +25,7 @@ mod stream;
 mod tenant_id;
 #[cfg(test)]
 mod tests;
+mod text;
 
 use std::io::Write;
 
@@ -38,6 +39,7 @@ pub use load::{load, load_stdin, max_plan_bytes, parse, read_bytes, read_capped,
 pub use spool::{ChangeSpool, Spooled};
 pub use stream::{load_without_changes, parse_for_approval, parse_without_changes, Scanned};
 pub use tenant_id::{is_valid_tenant_id, TENANT_ID_RULE};
+pub use text::{load_lean, load_lean_stdin, ChangesText, Lean};
 
 pub const FORMAT: &str = "sync-access/plan/v1";
 
@@ -313,6 +315,12 @@ impl Plan {
 pub trait Changes {
     /// Gives each change to `f`, until `f` says `false`.
     fn each_change(&self, f: &mut dyn FnMut(&Change) -> bool) -> std::io::Result<()>;
+
+    /// Gives each change of `op` to `f`, until `f` says `false`. A reader
+    /// that knows where they are ([`ChangesText`]) reads only those.
+    fn each_change_of(&self, op: Op, f: &mut dyn FnMut(&Change) -> bool) -> std::io::Result<()> {
+        self.each_change(&mut |change| change.op() != op || f(change))
+    }
 }
 
 impl Changes for Vec<Change> {
