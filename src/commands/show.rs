@@ -17,17 +17,22 @@ const DEFAULT_LIMIT: usize = 50;
 pub async fn run(args: &ShowArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
     let started = std::time::Instant::now();
-    let loaded = if path == Path::new("-") {
-        plan::load_stdin()?
+    // The plan is checked and its digest computed as `load` does, but its
+    // changes are not kept: the renderers read them again from the bytes,
+    // one at a time (issue 15).
+    let lean = if path == Path::new("-") {
+        plan::load_lean_stdin()?
     } else {
-        plan::load(path)?
+        plan::load_lean(path)?
     };
+    let changes = lean.changes()?;
+    let loaded = &lean.loaded;
     let name = if path == Path::new("-") {
         "stdin".to_string()
     } else {
         path.display().to_string()
     };
-    tracing::info!(elapsed = ?started.elapsed(), changes = loaded.plan.changes.len(), "plan loaded");
+    tracing::info!(elapsed = ?started.elapsed(), changes = loaded.plan.summary.changes(), "plan loaded");
     let tenant = if args.live {
         Some(live_tenant(args, &name, &loaded.plan).await?)
     } else {
@@ -35,9 +40,10 @@ pub async fn run(args: &ShowArgs) -> Result<ExitStatus> {
     };
     let options = options(args, &name);
     super::stream_stdout(|out| {
-        render::show(
+        render::show_changes(
             out,
             &loaded.plan,
+            &changes,
             &loaded.computed_digest,
             &options,
             tenant.as_ref(),

@@ -12,10 +12,10 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use super::model::{reaches, BindingRow, Named, Row, Selector};
-use crate::plan::Plan;
+use super::model::{reaches, BindingRow, Named, NamedBuf, Row, Selector};
+use crate::plan::Changes;
 use crate::sync::documents::{parse_binding, parse_group, parse_role, parse_user};
-use crate::sync::{Membership, Op, Snapshot, SubjectType};
+use crate::sync::{Change, Membership, Op, Snapshot, SubjectType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Through<'a> {
@@ -119,26 +119,30 @@ impl Tenant {
 }
 
 /// A role on a namespace, granted by a binding, now or by the plan.
-#[derive(Debug, Clone, Copy)]
-struct Grant<'a> {
-    key: &'a str,
-    role: Named<'a>,
-    namespace: Option<&'a str>,
+#[derive(Debug, Clone)]
+struct Grant {
+    key: String,
+    role: NamedBuf,
+    namespace: Option<String>,
     new: bool,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Join<'a> {
-    group: Named<'a>,
+#[derive(Debug, Clone)]
+struct Join {
+    group: NamedBuf,
     membership: Membership,
     new: bool,
 }
 
 #[derive(Default)]
-struct PerUser<'a> {
-    name: Option<&'a str>,
-    direct: Vec<Grant<'a>>,
-    joins: Vec<Join<'a>>,
+struct PerUser {
+    name: Option<String>,
+    /// The tenant's bindings to the user and, for the users shown, the
+    /// plan's: the plan's of the others are only counted.
+    direct: Vec<Grant>,
+    /// The plan's bindings to the user that the filter keeps.
+    new_direct: usize,
+    joins: Vec<Join>,
 }
 
 /// One user whose access changes.
@@ -149,26 +153,35 @@ pub struct Listed<'a> {
     pub total: usize,
 }
 
-/// The access each user gains, computed user by user when printed.
-pub struct Report<'a> {
-    users: HashMap<&'a str, PerUser<'a>>,
-    group_grants: HashMap<&'a str, Vec<Grant<'a>>>,
-    new_groups: HashSet<&'a str>,
+/// The access each user gains. Every user is counted from the plan's
+/// changes read one at a time; only the users shown keep their bindings
+/// (read again for them), and their gains are computed when printed.
+pub struct Report {
+    users: HashMap<String, PerUser>,
+    group_grants: HashMap<String, Vec<Grant>>,
+    new_groups: HashSet<String>,
     show_joins: bool,
     show_roles: bool,
-    namespace: Option<&'a str>,
-    role: Option<&'a str>,
-    /// Users whose access changes, in order of name.
-    pub listed: Vec<Listed<'a>>,
+    namespace: Option<String>,
+    role: Option<String>,
+    /// Users whose access changes (ids), with their gains, in order of name.
+    listed: Vec<(String, usize)>,
     pub total_users: usize,
     pub total_gains: usize,
     /// Without `--live`: groups gaining bindings that exist in the tenant
     /// already; their current members, not in the plan, gain these too.
-    pub existing_groups: Vec<Named<'a>>,
+    existing_groups: Vec<NamedBuf>,
 }
 
-impl<'a> Report<'a> {
-    pub fn new(plan: &'a Plan, selector: &Selector<'a>, tenant: Option<&'a Tenant>) -> Self {
+impl Report {
+    /// The access gained through `changes`, of which the users shown under
+    /// `limit` gains ([`Report::shown`]) are ready to print.
+    pub fn new(
+        changes: &dyn Changes,
+        selector: &Selector,
+        tenant: Option<&Tenant>,
+        limit: Option<usize>,
+    ) -> std::io::Result<Self> {
         let filter = selector.filter;
         let (show_joins, show_roles) = match filter.op {
             None => (true, true),
@@ -183,8 +196,8 @@ impl<'a> Report<'a> {
             new_groups: HashSet::new(),
             show_joins,
             show_roles,
-            namespace: filter.namespace.as_deref(),
-            role: filter.role.as_deref(),
+            namespace: filter.namespace.clone(),
+            role: filter.role.clone(),
             listed: Vec::new(),
             total_users: 0,
             total_gains: 0,
@@ -193,11 +206,14 @@ impl<'a> Report<'a> {
         // Members now: they gain what the plan binds to their groups.
         if let Some(t) = tenant {
             for (user, joins) in &t.memberships {
-                let entry = report.users.entry(user.as_str()).or_default();
-                entry.name = t.user_names.get(user).map(String::as_str);
+                let entry = report.users.entry(user.clone()).or_default();
+                entry.name = t.user_names.get(user).cloned();
                 for (group, membership) in joins {
                     entry.joins.push(Join {
-                        group: Named::new(group, t.group_names.get(group).map(String::as_str)),
+                        group: NamedBuf::of(&Named::new(
+                            group,
+                            t.group_names.get(group).map(String::as_str),
+                        )),
                         membership: *membership,
                         new: false,
                     });
@@ -205,131 +221,206 @@ impl<'a> Report<'a> {
             }
             for b in &t.bindings {
                 let grant = Grant {
-                    key: &b.key,
-                    role: Named::new(&b.role_id, t.role_names.get(&b.role_id).map(String::as_str)),
-                    namespace: b.namespace.as_deref(),
+                    key: b.key.clone(),
+                    role: NamedBuf::of(&Named::new(
+                        &b.role_id,
+                        t.role_names.get(&b.role_id).map(String::as_str),
+                    )),
+                    namespace: b.namespace.clone(),
                     new: false,
                 };
                 match b.subject_type {
                     SubjectType::Group => report
                         .group_grants
-                        .entry(b.subject_id.as_str())
+                        .entry(b.subject_id.clone())
                         .or_default()
                         .push(grant),
                     SubjectType::User => {
-                        let entry = report.users.entry(b.subject_id.as_str()).or_default();
-                        entry.name = entry
-                            .name
-                            .or(t.user_names.get(&b.subject_id).map(String::as_str));
+                        let entry = report.users.entry(b.subject_id.clone()).or_default();
+                        if entry.name.is_none() {
+                            entry.name = t.user_names.get(&b.subject_id).cloned();
+                        }
                         entry.direct.push(grant);
                     }
                 }
             }
         }
-        let mut bound_groups: Vec<Named> = Vec::new();
-        for change in &plan.changes {
+        let mut bound_groups: BTreeSet<NamedBuf> = BTreeSet::new();
+        changes.each_change(&mut |change| {
             match Row::of(change) {
                 Row::Group { group, .. } => {
-                    report.new_groups.insert(group.id);
+                    report.new_groups.insert(group.id.to_string());
                 }
                 Row::Membership(m) => {
-                    let user = report.users.entry(m.user.id).or_default();
-                    user.name = user.name.or(m.user.name);
+                    let user = report.user(m.user);
                     user.joins.push(Join {
-                        group: m.group,
+                        group: NamedBuf::of(&m.group),
                         membership: m.membership,
                         new: true,
                     });
                 }
                 Row::Binding(b) => {
-                    let grant = grant_of(&b);
                     if b.is_group() {
                         report
                             .group_grants
-                            .entry(b.subject.id)
+                            .entry(b.subject.id.to_string())
                             .or_default()
-                            .push(grant);
-                        bound_groups.push(b.subject);
+                            .push(grant_of(&b));
+                        if !bound_groups.contains(&NamedBuf::of(&b.subject)) {
+                            bound_groups.insert(NamedBuf::of(&b.subject));
+                        }
                     } else if b.is_user() {
-                        let user = report.users.entry(b.subject.id).or_default();
-                        user.name = user.name.or(b.subject.name);
-                        user.direct.push(grant);
+                        let kept = report.keeps_new(&b);
+                        let user = report.user(b.subject);
+                        user.new_direct += usize::from(kept);
                     }
                 }
                 _ => {}
             }
-        }
-        let mut listed: Vec<Listed> = Vec::new();
-        let mut seen: HashSet<&str> = HashSet::new();
-        let mut consider = |report: &Report<'a>, id: &'a str, listed: &mut Vec<Listed<'a>>| {
-            if !seen.insert(id) {
-                return;
-            }
-            let Some(user) = report.users.get(id) else {
-                return;
-            };
-            let named = Named::new(id, user.name);
+            true
+        })?;
+        let mut listed: Vec<(&str, Option<&str>, usize)> = Vec::new();
+        for (id, user) in &report.users {
+            let named = Named::new(id, user.name.as_deref());
             if !selector.user().map_or(true, |s| s.names_user(&named)) {
-                return;
+                continue;
             }
-            let total = report.gains_of(user).len();
+            let total = report.count_of(user);
             if total > 0 {
-                listed.push(Listed { user: named, total });
+                listed.push((id, named.name, total));
             }
-        };
-        let ids: Vec<&'a str> = report.users.keys().copied().collect();
-        for id in ids {
-            consider(&report, id, &mut listed);
         }
-        listed.sort_by(|a, b| {
-            (a.user.label().as_bytes(), a.user.id.as_bytes())
-                .cmp(&(b.user.label().as_bytes(), b.user.id.as_bytes()))
+        listed.sort_by(|(a, a_name, _), (b, b_name, _)| {
+            (a_name.unwrap_or(a).as_bytes(), a.as_bytes())
+                .cmp(&(b_name.unwrap_or(b).as_bytes(), b.as_bytes()))
         });
+        let listed: Vec<(String, usize)> = listed
+            .into_iter()
+            .map(|(id, _, total)| (id.to_string(), total))
+            .collect();
         report.total_users = listed.len();
-        report.total_gains = listed.iter().map(|l| l.total).sum();
+        report.total_gains = listed.iter().map(|(_, total)| total).sum();
         report.listed = listed;
         if tenant.is_none() {
-            let mut existing: Vec<Named> = bound_groups
+            let mut existing: Vec<NamedBuf> = bound_groups
                 .into_iter()
-                .filter(|g| !report.new_groups.contains(g.id))
-                .collect::<BTreeSet<_>>()
-                .into_iter()
+                .filter(|g| !report.new_groups.contains(&g.id))
                 .collect();
-            existing
-                .sort_by(|a, b| (a.label().as_bytes(), a.id).cmp(&(b.label().as_bytes(), b.id)));
+            existing.sort_by(|a, b| {
+                let (a, b) = (a.named(), b.named());
+                (a.label().as_bytes(), a.id).cmp(&(b.label().as_bytes(), b.id))
+            });
             existing.dedup_by(|a, b| a.id == b.id);
             report.existing_groups = existing;
         }
-        report
+        report.read_shown(changes, limit)?;
+        Ok(report)
+    }
+
+    /// The user `who`, named as first seen.
+    fn user(&mut self, who: Named) -> &mut PerUser {
+        if !self.users.contains_key(who.id) {
+            self.users.insert(who.id.to_string(), PerUser::default());
+        }
+        let user = self.users.get_mut(who.id).expect("inserted");
+        if user.name.is_none() {
+            user.name = who.name.map(str::to_string);
+        }
+        user
+    }
+
+    /// The plan's bindings to the users shown under `limit`, read again:
+    /// what their gains are made of.
+    fn read_shown(&mut self, changes: &dyn Changes, limit: Option<usize>) -> std::io::Result<()> {
+        if !self.show_roles {
+            return Ok(());
+        }
+        let shown: HashSet<String> = self
+            .shown(limit)
+            .iter()
+            .filter(|(l, _)| self.users.get(l.user.id).is_some_and(|u| u.new_direct > 0))
+            .map(|(l, _)| l.user.id.to_string())
+            .collect();
+        if shown.is_empty() {
+            return Ok(());
+        }
+        let users = &mut self.users;
+        let mut each = |change: &Change| {
+            if let Row::Binding(b) = Row::of(change) {
+                if b.is_user() && shown.contains(b.subject.id) {
+                    if let Some(user) = users.get_mut(b.subject.id) {
+                        user.direct.push(grant_of(&b));
+                    }
+                }
+            }
+            true
+        };
+        changes.each_change_of(Op::AddBinding, &mut each)?;
+        changes.each_change_of(Op::RemoveBinding, &mut each)
     }
 
     fn keeps(&self, grant: &Grant) -> bool {
+        self.keeps_role(&grant.role.named(), grant.namespace.as_deref())
+    }
+
+    fn keeps_new(&self, b: &BindingRow) -> bool {
+        self.keeps_role(&b.role, b.namespace)
+    }
+
+    fn keeps_role(&self, role: &Named, namespace: Option<&str>) -> bool {
         self.namespace
-            .map_or(true, |ns| reaches(grant.namespace, ns))
+            .as_deref()
+            .map_or(true, |ns| reaches(namespace, ns))
             && self
                 .role
-                .map_or(true, |r| grant.role.id == r || grant.role.name == Some(r))
+                .as_deref()
+                .map_or(true, |r| role.id == r || role.name == Some(r))
+    }
+
+    /// How many gains [`Report::gains_of`] gives the user (whose plan's
+    /// bindings are counted, perhaps not held).
+    fn count_of(&self, user: &PerUser) -> usize {
+        let joins = if self.show_joins {
+            user.joins.iter().filter(|j| j.new).count()
+        } else {
+            0
+        };
+        if !self.show_roles {
+            return joins;
+        }
+        // Each binding of the plan is a gain of its own; through groups,
+        // the same binding through the same group is one gain.
+        let mut through_groups: BTreeSet<(&NamedBuf, &str, &NamedBuf, Option<&str>)> =
+            BTreeSet::new();
+        for j in &user.joins {
+            for g in self.group_grants.get(&j.group.id).into_iter().flatten() {
+                if (j.new || g.new) && self.keeps(g) {
+                    through_groups.insert((&j.group, &g.key, &g.role, g.namespace.as_deref()));
+                }
+            }
+        }
+        joins + user.new_direct + through_groups.len()
     }
 
     /// What the user gains (the filter applied): joins first, then roles,
     /// each in reading order.
-    fn gains_of(&self, user: &PerUser<'a>) -> Vec<Gain<'a>> {
+    fn gains_of<'a>(&'a self, user: &'a PerUser) -> Vec<Gain<'a>> {
         let mut joins = Vec::new();
         let mut roles = BTreeSet::new();
         for j in &user.joins {
             if j.new && self.show_joins {
                 joins.push(Gain::Joins {
-                    group: j.group,
+                    group: j.group.named(),
                     membership: j.membership,
-                    group_is_new: self.new_groups.contains(j.group.id),
+                    group_is_new: self.new_groups.contains(&j.group.id),
                 });
             }
             if self.show_roles {
-                for g in self.group_grants.get(j.group.id).into_iter().flatten() {
+                for g in self.group_grants.get(&j.group.id).into_iter().flatten() {
                     // A new member gains all of the group's bindings; a
                     // member already, only the new ones.
                     if (j.new || g.new) && self.keeps(g) {
-                        roles.insert(role_gain(g, Through::Group(j.group)));
+                        roles.insert(role_gain(g, Through::Group(j.group.named())));
                     }
                 }
             }
@@ -350,20 +441,20 @@ impl<'a> Report<'a> {
 
     /// The user's access in the tenant before the plan (with `--live`), the
     /// filter applied.
-    fn before_of(&self, user: &PerUser<'a>) -> Vec<Gain<'a>> {
+    fn before_of<'a>(&'a self, user: &'a PerUser) -> Vec<Gain<'a>> {
         let mut out = Vec::new();
         for j in user.joins.iter().filter(|j| !j.new) {
             if self.show_joins {
                 out.push(Gain::Joins {
-                    group: j.group,
+                    group: j.group.named(),
                     membership: j.membership,
                     group_is_new: false,
                 });
             }
             if self.show_roles {
-                for g in self.group_grants.get(j.group.id).into_iter().flatten() {
+                for g in self.group_grants.get(&j.group.id).into_iter().flatten() {
                     if !g.new && self.keeps(g) {
-                        out.push(role_gain(g, Through::Group(j.group)));
+                        out.push(role_gain(g, Through::Group(j.group.named())));
                     }
                 }
             }
@@ -378,54 +469,69 @@ impl<'a> Report<'a> {
         out
     }
 
-    /// The gains of a listed user.
-    pub fn gains(&self, listed: &Listed<'a>) -> Vec<Gain<'a>> {
+    /// The users whose access changes, in order of name.
+    pub fn listed(&self) -> impl Iterator<Item = Listed<'_>> {
+        self.listed.iter().map(|(id, total)| Listed {
+            user: Named::new(id, self.users.get(id).and_then(|u| u.name.as_deref())),
+            total: *total,
+        })
+    }
+
+    /// The gains of a listed user, shown under the limit the report was
+    /// made for.
+    pub fn gains(&self, listed: &Listed) -> Vec<Gain<'_>> {
         self.users
             .get(listed.user.id)
             .map_or_else(Vec::new, |u| self.gains_of(u))
     }
 
     /// The access of a listed user before the plan (empty without `--live`).
-    pub fn before(&self, listed: &Listed<'a>) -> Vec<Gain<'a>> {
+    pub fn before(&self, listed: &Listed) -> Vec<Gain<'_>> {
         self.users
             .get(listed.user.id)
             .map_or_else(Vec::new, |u| self.before_of(u))
     }
 
+    /// Groups that exist in the tenant already and gain bindings (without
+    /// `--live`).
+    pub fn existing_groups(&self) -> Vec<Named<'_>> {
+        self.existing_groups.iter().map(NamedBuf::named).collect()
+    }
+
     /// The users shown under a limit of `limit` gains, with how many of
     /// their gains: whole users only, so that no list or diff looks complete
     /// when it is not, except the first user, who is shown in part.
-    pub fn shown(&self, limit: Option<usize>) -> Vec<(Listed<'a>, usize)> {
+    pub fn shown(&self, limit: Option<usize>) -> Vec<(Listed<'_>, usize)> {
         let budget = limit.unwrap_or(usize::MAX);
         let mut shown = 0usize;
         let mut out = Vec::new();
-        for l in &self.listed {
+        for l in self.listed() {
             if shown > 0 && shown.saturating_add(l.total) > budget {
                 break;
             }
             let n = l.total.min(budget - shown);
             shown += n;
-            out.push((*l, n));
+            out.push((l, n));
         }
         out
     }
 }
 
-fn grant_of<'a>(b: &BindingRow<'a>) -> Grant<'a> {
+fn grant_of(b: &BindingRow) -> Grant {
     Grant {
-        key: b.key,
-        role: b.role,
-        namespace: b.namespace,
+        key: b.key.to_string(),
+        role: NamedBuf::of(&b.role),
+        namespace: b.namespace.map(str::to_string),
         new: true,
     }
 }
 
-fn role_gain<'a>(g: &Grant<'a>, through: Through<'a>) -> Gain<'a> {
+fn role_gain<'a>(g: &'a Grant, through: Through<'a>) -> Gain<'a> {
     Gain::Role {
-        role: g.role,
-        namespace: g.namespace,
+        role: g.role.named(),
+        namespace: g.namespace.as_deref(),
         through,
-        binding: g.key,
+        binding: &g.key,
     }
 }
 
@@ -453,14 +559,15 @@ fn sort_key<'a>(gain: &Gain<'a>) -> (&'a [u8], &'a [u8], &'a [u8], &'a [u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Plan;
     use crate::render::model::Filter;
 
     fn demo() -> Plan {
         serde_json::from_str(include_str!("../../plans/demo-plan.json")).unwrap()
     }
 
-    fn report<'a>(plan: &'a Plan, selector: &Selector<'a>) -> Report<'a> {
-        Report::new(plan, selector, None)
+    fn report(plan: &Plan, selector: &Selector) -> Report {
+        Report::new(&plan.changes, selector, None, None).unwrap()
     }
 
     #[test]
@@ -470,10 +577,10 @@ mod tests {
             user: Some("alice".into()),
             ..Filter::default()
         };
-        let selector = Selector::new(&plan, &filter);
+        let selector = Selector::new(&plan.changes, &filter).unwrap();
         let report = report(&plan, &selector);
         assert_eq!(report.total_users, 1);
-        let alice = &report.listed[0];
+        let alice = &report.listed().next().unwrap();
         assert_eq!(alice.user.id, "alice");
         let gains = report.gains(alice);
         let roles: Vec<(&str, Option<&str>, &str)> = gains
@@ -503,7 +610,7 @@ mod tests {
     fn counts_cover_every_user_and_the_limit_only_cuts_the_listing() {
         let plan = demo();
         let filter = Filter::default();
-        let selector = Selector::new(&plan, &filter);
+        let selector = Selector::new(&plan.changes, &filter).unwrap();
         let all = report(&plan, &selector);
         let seven = all.shown(Some(7));
         assert_eq!(seven.len(), 1, "alice's five; bob's three would overflow");
@@ -515,7 +622,7 @@ mod tests {
             all.shown(None).iter().map(|(_, n)| n).sum::<usize>(),
             all.total_gains
         );
-        assert!(all.existing_groups.is_empty(), "every group bound is new");
+        assert!(all.existing_groups().is_empty(), "every group bound is new");
     }
 
     #[test]
@@ -525,9 +632,9 @@ mod tests {
             namespace: Some("company.finance".into()),
             ..Filter::default()
         };
-        let selector = Selector::new(&plan, &filter);
+        let selector = Selector::new(&plan.changes, &filter).unwrap();
         let report = report(&plan, &selector);
-        let who: Vec<&str> = report.listed.iter().map(|l| l.user.id).collect();
+        let who: Vec<&str> = report.listed().map(|l| l.user.id).collect();
         // Admin on `company` through Platform, Launcher on `company`, grants
         // on all namespaces, and mallory's Viewer on finance itself.
         assert_eq!(who, ["alice", "bob", "ci-bot", "grace", "heidi", "mallory"]);
@@ -540,10 +647,10 @@ mod tests {
             role: Some("Admin".into()),
             ..Filter::default()
         };
-        let selector = Selector::new(&plan, &filter);
+        let selector = Selector::new(&plan.changes, &filter).unwrap();
         let report = report(&plan, &selector);
-        assert!(report.listed.iter().all(|u| report
-            .gains(u)
+        assert!(report.listed().all(|u| report
+            .gains(&u)
             .iter()
             .all(|g| matches!(g, Gain::Role { role, .. } if role.id == "admin"))));
         assert!(report.total_users >= 2);

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use super::model::{grants, Named, Row, Selector};
 use crate::plan::{Changes, Plan};
-use crate::sync::{Change, Finding, Kind, SubjectType};
+use crate::sync::{Change, Finding, Kind, Op, SubjectType};
 
 /// Permissions that control access or the instance itself.
 pub const ADMIN_PERMISSIONS: [&str; 6] = ["USER", "GROUP", "ROLE", "BINDING", "SETTING", "TENANT"];
@@ -58,8 +58,8 @@ pub enum Subject<'a> {
 /// The members a plan makes join one group.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Joiners<'a> {
-    /// The first of them, in the plan's order: all of them from
-    /// [`Facts::of`], the first [`SHOWN_JOINERS`] from [`StreamedFacts`].
+    /// The first of them, in the plan's order, as many as
+    /// [`StreamedFacts::gather`] was asked to keep.
     pub first: Vec<Named<'a>>,
     /// How many join.
     pub total: usize,
@@ -138,34 +138,6 @@ fn context_users(plan: &Plan) -> HashMap<&str, &str> {
 }
 
 impl<'a> Facts<'a> {
-    pub fn of(plan: &'a Plan) -> Self {
-        let users = context_users(plan);
-        let mut roles = HashMap::new();
-        let mut joiners: HashMap<&str, Joiners> = HashMap::new();
-        for change in &plan.changes {
-            match change {
-                Change::AddRole { value, key } => {
-                    let (id, admin) = role_facts(key, value);
-                    roles.insert(id, admin);
-                }
-                Change::AddMembership { .. } => {
-                    if let Row::Membership(m) = Row::of(change) {
-                        let group = joiners.entry(m.group.id).or_default();
-                        group.first.push(m.user);
-                        group.total += 1;
-                        group.risks.extend(user_risk(&users, m.user.id));
-                    }
-                }
-                _ => {}
-            }
-        }
-        for group in joiners.values_mut() {
-            group.risks.sort_unstable();
-            group.risks.dedup();
-        }
-        Facts::with(plan, roles, users, joiners)
-    }
-
     /// The facts of the changes as they are, and of the plan's context,
     /// which says more about roles.
     fn with(
@@ -227,9 +199,8 @@ impl<'a> Facts<'a> {
 }
 
 /// What [`Facts`] needs of a plan's changes, gathered from them one at a
-/// time (a plan that does not hold them: `plan`'s own summary): the roles,
-/// and of each group's joiners the first [`SHOWN_JOINERS`], how many and
-/// what risks they bring.
+/// time: the roles, and of each group's joiners the first few, how many
+/// and what risks they bring.
 #[derive(Default)]
 pub struct StreamedFacts {
     roles: Vec<(String, Vec<&'static str>)>,
@@ -241,12 +212,13 @@ pub struct StreamedFacts {
 type GroupJoiners = (Vec<(String, String)>, usize, Vec<Risk>);
 
 impl StreamedFacts {
-    /// Gathers the facts of `changes`, in the plan's order, of `plan`
-    /// (which holds none).
-    pub fn gather(plan: &Plan, changes: &dyn Changes) -> std::io::Result<Self> {
+    /// Gathers the facts of `changes`, in the plan's order, of `plan`,
+    /// keeping the first `joiners` members that join each group (the
+    /// tables name [`SHOWN_JOINERS`], JSON all of them).
+    pub fn gather(plan: &Plan, changes: &dyn Changes, joiners: usize) -> std::io::Result<Self> {
         let users = context_users(plan);
         let mut out = StreamedFacts::default();
-        changes.each_change(&mut |change| {
+        let mut each = |change: &Change| {
             match change {
                 Change::AddRole { value, key } => {
                     let (id, admin) = role_facts(key, value);
@@ -259,7 +231,7 @@ impl StreamedFacts {
                     ..
                 } => {
                     let (first, total, risks) = out.joiners.entry(group_id.clone()).or_default();
-                    if first.len() < SHOWN_JOINERS {
+                    if first.len() < joiners {
                         first.push((user_id.clone(), username.clone()));
                     }
                     *total += 1;
@@ -273,7 +245,9 @@ impl StreamedFacts {
                 _ => {}
             }
             true
-        })?;
+        };
+        changes.each_change_of(Op::AddRole, &mut each)?;
+        changes.each_change_of(Op::AddMembership, &mut each)?;
         Ok(out)
     }
 
@@ -306,32 +280,7 @@ impl StreamedFacts {
 }
 
 /// Gives every item that the filter keeps to `emit`, conflicts first, then
-/// the changes, then the skipped grants; stops when `emit` says so.
-pub fn items<'a>(
-    plan: &'a Plan,
-    selector: &Selector<'a>,
-    facts: &Facts<'a>,
-    emit: &mut dyn FnMut(Item<'a>) -> bool,
-) {
-    let keep = |f: &Finding| selector.filter.is_empty() || selector.matches_finding(f);
-    for finding in plan.conflicts.iter().filter(|f| keep(f)) {
-        let mut item = finding_item(finding, facts);
-        item.risks.insert(0, Risk::Conflict);
-        if !emit(item) {
-            return;
-        }
-    }
-    for change in &plan.changes {
-        if let Some(item) = change_item(change, selector, facts) {
-            if !emit(item) {
-                return;
-            }
-        }
-    }
-    skipped_items(plan, selector, facts, emit);
-}
-
-/// [`items`] of a plan whose changes are given apart (a spool's); `emit`
+/// the changes, then the skipped grants; stops when `emit` says so. `emit`
 /// gets an item of a change only while that change is read.
 pub fn items_of<'a>(
     plan: &'a Plan,
@@ -348,13 +297,19 @@ pub fn items_of<'a>(
             return Ok(());
         }
     }
+    // Only additions of memberships and bindings need attention; they come
+    // in this order in a plan.
     let mut more = true;
-    changes.each_change(&mut |change| {
-        if let Some(item) = change_item(change, selector, facts) {
-            more = emit(item);
+    for op in [Op::AddMembership, Op::AddBinding] {
+        if more && selector.op_matches(op) {
+            changes.each_change_of(op, &mut |change| {
+                if let Some(item) = change_item(change, selector, facts) {
+                    more = emit(item);
+                }
+                more
+            })?;
         }
-        more
-    })?;
+    }
     if more {
         skipped_items(plan, selector, facts, &mut |item| emit(item));
     }
@@ -503,16 +458,20 @@ mod tests {
     fn the_demo_plans_risky_grants_are_named() {
         let plan = demo();
         let filter = Filter::default();
-        let selector = Selector::new(&plan, &filter);
-        let facts = Facts::of(&plan);
+        let selector = Selector::new(&plan.changes, &filter).unwrap();
+        let gathered = StreamedFacts::gather(&plan, &plan.changes, SHOWN_JOINERS).unwrap();
+        let facts = gathered.facts(&plan);
         let mut seen = Vec::new();
-        items(&plan, &selector, &facts, &mut |item| {
-            seen.push((item.key, item.risks.clone()));
+        items_of(&plan, &plan.changes, &selector, &facts, &mut |item| {
+            seen.push((item.key.to_string(), item.risks.clone()));
             true
-        });
+        })
+        .unwrap();
         use Risk::*;
         assert_eq!(
-            seen,
+            seen.iter()
+                .map(|(k, r)| (k.as_str(), r.clone()))
+                .collect::<Vec<_>>(),
             vec![
                 ("default_b-01", vec![AdminRole, AllNamespaces, SuperAdmin]),
                 ("default_b-02", vec![AdminRole]),

@@ -9,11 +9,11 @@ use std::io::{self, Write};
 use serde_json::{json, Map, Value};
 
 use super::access::{Gain, Report, Tenant, Through};
-use super::attention::{self, Facts, Subject};
-use super::model::{rows as change_rows, Named, Row, Selection, Selector};
-use super::show::ShowOptions;
+use super::attention::{self, StreamedFacts, Subject};
+use super::model::{each_row, Named, Row, Selection, Selector};
+use super::show::{Failed, ShowOptions};
 use crate::connect::redact;
-use crate::plan::Plan;
+use crate::plan::{Changes, Plan};
 use crate::sync::Finding;
 
 /// Writes `value` as one line of JSON. What reaches a terminal must not
@@ -147,6 +147,7 @@ fn gain_value(gain: &Gain) -> Value {
 pub fn rows(
     out: &mut dyn Write,
     plan: &Plan,
+    changes: &dyn Changes,
     computed_digest: &str,
     options: &ShowOptions,
     tenant: Option<&Tenant>,
@@ -201,10 +202,12 @@ pub fn rows(
             &json!({"row": "author_signature", "signature": signature, "key": key}),
         )?;
     }
-    let selector = Selector::new(plan, &options.filter);
-    let facts = Facts::of(plan);
+    let selector = Selector::new(changes, &options.filter)?;
+    // Every member that joins a group is named: `joining_members`.
+    let gathered = StreamedFacts::gather(plan, changes, usize::MAX)?;
+    let facts = gathered.facts(plan);
     let (mut shown, mut total, mut result) = (0usize, 0usize, Ok(()));
-    attention::items(plan, &selector, &facts, &mut |item| {
+    attention::items_of(plan, changes, &selector, &facts, &mut |item| {
         total += 1;
         if shown >= take || result.is_err() {
             return true;
@@ -229,7 +232,7 @@ pub fn rows(
         });
         result = write_json_line(out, &row);
         true
-    });
+    })?;
     result?;
     more(out, "attention", shown, total)?;
     for (tag, list) in [("conflict", &plan.conflicts), ("skipped", &plan.skipped)] {
@@ -240,15 +243,24 @@ pub fn rows(
         }
         more(out, tag, total.min(take), total)?;
     }
-    let selection = Selection::of(plan, &selector);
+    let selection = Selection::of(changes, &selector)?;
     for (op, total) in &selection.totals {
-        for row in change_rows(plan, &selector, *op).take(take) {
-            write_json_line(out, &change(&row))?;
-        }
+        let (mut n, failed) = (0, Failed::default());
+        let mut written = Ok(());
+        failed.keep(each_row(changes, &selector, *op, &mut |row| {
+            n += 1;
+            if n > take {
+                return false;
+            }
+            written = write_json_line(out, &change(&row));
+            written.is_ok()
+        }));
+        written?;
+        failed.check()?;
         more(out, op.as_str(), (*total).min(take), *total)?;
     }
     if options.diff {
-        let report = Report::new(plan, &selector, tenant);
+        let report = Report::new(changes, &selector, tenant, limit)?;
         let shown = report.shown(limit);
         let mut shown_gains = 0;
         for (listed, n) in &shown {

@@ -22,7 +22,9 @@ pub use access::Tenant;
 pub use doc::{clean, Style};
 pub use json::write_json_line;
 pub use model::Filter;
-pub use show::{show, Format, ShowOptions};
+#[cfg(test)]
+pub use show::show;
+pub use show::{show_changes, Format, ShowOptions};
 
 use crate::plan::Plan;
 use crate::store::HistoryRecord;

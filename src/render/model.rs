@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
-use crate::plan::Plan;
+use crate::plan::Changes;
 use crate::sync::{Change, Finding, Kind, Membership, Op, SubjectType};
 
 /// An identifier with its readable name, when the plan records one.
@@ -15,6 +15,30 @@ use crate::sync::{Change, Finding, Kind, Membership, Op, SubjectType};
 pub struct Named<'a> {
     pub id: &'a str,
     pub name: Option<&'a str>,
+}
+
+/// A [`Named`] that owns its text: kept across changes read one at a
+/// time.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct NamedBuf {
+    pub id: String,
+    pub name: Option<String>,
+}
+
+impl NamedBuf {
+    pub fn of(n: &Named) -> Self {
+        NamedBuf {
+            id: n.id.to_string(),
+            name: n.name.map(str::to_string),
+        }
+    }
+
+    pub fn named(&self) -> Named<'_> {
+        Named {
+            id: &self.id,
+            name: self.name.as_deref(),
+        }
+    }
 }
 
 impl<'a> Named<'a> {
@@ -310,18 +334,18 @@ pub fn reaches(binding: Option<&str>, target: &str) -> bool {
 /// What `--user` resolves to in this plan: the keys that name the user and
 /// the groups the plan makes them join.
 #[derive(Debug, Default)]
-pub struct UserScope<'a> {
-    pub ids: HashSet<&'a str>,
-    pub keys: HashSet<&'a str>,
-    pub groups: HashSet<&'a str>,
+pub struct UserScope {
+    pub ids: HashSet<String>,
+    pub keys: HashSet<String>,
+    pub groups: HashSet<String>,
 }
 
-impl<'a> UserScope<'a> {
-    pub fn resolve(plan: &'a Plan, user: &'a str) -> Self {
+impl UserScope {
+    pub fn resolve(changes: &dyn Changes, user: &str) -> std::io::Result<Self> {
         let mut scope = UserScope::default();
-        scope.ids.insert(user);
-        scope.keys.insert(user);
-        for change in &plan.changes {
+        scope.ids.insert(user.to_string());
+        scope.keys.insert(user.to_string());
+        let mut each = |change: &Change| {
             if let Change::AddMembership {
                 key,
                 user_id,
@@ -338,13 +362,16 @@ impl<'a> UserScope<'a> {
             } = change
             {
                 if user_id == user || username == user || key == user {
-                    scope.ids.insert(user_id);
-                    scope.keys.insert(key);
-                    scope.groups.insert(group_id);
+                    scope.ids.insert(user_id.clone());
+                    scope.keys.insert(key.clone());
+                    scope.groups.insert(group_id.clone());
                 }
             }
-        }
-        scope
+            true
+        };
+        changes.each_change_of(Op::AddMembership, &mut each)?;
+        changes.each_change_of(Op::RemoveMembership, &mut each)?;
+        Ok(scope)
     }
 
     pub fn names_user(&self, user: &Named) -> bool {
@@ -355,18 +382,23 @@ impl<'a> UserScope<'a> {
 /// The filter applied to a plan: which rows and findings are shown.
 pub struct Selector<'a> {
     pub filter: &'a Filter,
-    user: Option<UserScope<'a>>,
+    user: Option<UserScope>,
 }
 
 impl<'a> Selector<'a> {
-    pub fn new(plan: &'a Plan, filter: &'a Filter) -> Self {
-        Selector {
+    /// The filter over a plan's `changes` (`--user` reads its
+    /// memberships).
+    pub fn new(changes: &dyn Changes, filter: &'a Filter) -> std::io::Result<Self> {
+        Ok(Selector {
             filter,
-            user: filter.user.as_deref().map(|u| UserScope::resolve(plan, u)),
-        }
+            user: match filter.user.as_deref() {
+                Some(u) => Some(UserScope::resolve(changes, u)?),
+                None => None,
+            },
+        })
     }
 
-    pub fn user(&self) -> Option<&UserScope<'a>> {
+    pub fn user(&self) -> Option<&UserScope> {
         self.user.as_ref()
     }
 
@@ -483,36 +515,58 @@ impl<'a> Selector<'a> {
     }
 }
 
-/// Bindings counted by role and by namespace.
+/// Bindings counted by role and by namespace: as many entries as roles
+/// and namespaces, whatever the number of bindings.
 #[derive(Debug, Default)]
-pub struct Spread<'a> {
+pub struct Spread {
     /// role id -> (role, bindings to users, bindings to groups)
-    pub by_role: HashMap<&'a str, (Named<'a>, usize, usize)>,
+    pub by_role: HashMap<String, (NamedBuf, usize, usize)>,
     /// namespace (`None`: all namespaces) -> bindings
-    pub by_namespace: HashMap<Option<&'a str>, usize>,
+    pub by_namespace: HashMap<Option<String>, usize>,
 }
 
-impl<'a> Spread<'a> {
-    fn add(&mut self, b: &BindingRow<'a>) {
-        let entry = self.by_role.entry(b.role.id).or_insert((b.role, 0, 0));
+impl Spread {
+    fn add(&mut self, b: &BindingRow) {
+        let entry = match self.by_role.get_mut(b.role.id) {
+            Some(entry) => entry,
+            None => {
+                self.by_role
+                    .entry(b.role.id.to_string())
+                    .or_insert((NamedBuf::of(&b.role), 0, 0))
+            }
+        };
         if b.is_group() {
             entry.2 += 1;
         } else {
             entry.1 += 1;
         }
-        *self.by_namespace.entry(b.namespace).or_default() += 1;
+        let namespace = b.namespace.map(str::to_string);
+        match self.by_namespace.get_mut(&namespace) {
+            Some(n) => *n += 1,
+            None => {
+                self.by_namespace.insert(namespace, 1);
+            }
+        }
     }
 
     /// Roles by number of bindings, most first.
-    pub fn roles(&self) -> Vec<(Named<'a>, usize, usize)> {
-        let mut out: Vec<_> = self.by_role.values().copied().collect();
+    pub fn roles(&self) -> Vec<(Named<'_>, usize, usize)> {
+        let mut out: Vec<_> = self
+            .by_role
+            .values()
+            .map(|(role, users, groups)| (role.named(), *users, *groups))
+            .collect();
         out.sort_by(|a, b| (b.1 + b.2).cmp(&(a.1 + a.2)).then(a.0.cmp(&b.0)));
         out
     }
 
     /// Namespaces by number of bindings, most first.
-    pub fn namespaces(&self) -> Vec<(Option<&'a str>, usize)> {
-        let mut out: Vec<_> = self.by_namespace.iter().map(|(k, v)| (*k, *v)).collect();
+    pub fn namespaces(&self) -> Vec<(Option<&str>, usize)> {
+        let mut out: Vec<_> = self
+            .by_namespace
+            .iter()
+            .map(|(k, v)| (k.as_deref(), *v))
+            .collect();
         out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         out
     }
@@ -522,33 +576,34 @@ impl<'a> Spread<'a> {
 /// and the spread of bindings. The rows themselves are read again when they
 /// are printed ([`rows`]), so that no list of a million rows is ever held.
 #[derive(Debug, Default)]
-pub struct Selection<'a> {
+pub struct Selection {
     /// Changes kept, per op.
     pub totals: BTreeMap<Op, usize>,
-    pub spread: Spread<'a>,
+    pub spread: Spread,
     /// Changes that match the filter.
     pub matched: usize,
 }
 
-impl<'a> Selection<'a> {
-    pub fn of(plan: &'a Plan, selector: &Selector<'a>) -> Self {
+impl Selection {
+    pub fn of(changes: &dyn Changes, selector: &Selector) -> std::io::Result<Self> {
         let mut out = Selection::default();
-        for change in &plan.changes {
+        changes.each_change(&mut |change| {
             let op = change.op();
             if !selector.op_matches(op) {
-                continue;
+                return true;
             }
             let row = Row::of(change);
             if !selector.matches(&row) {
-                continue;
+                return true;
             }
             out.matched += 1;
             if let Row::Binding(b) = &row {
                 out.spread.add(b);
             }
             *out.totals.entry(op).or_default() += 1;
-        }
-        out
+            true
+        })?;
+        Ok(out)
     }
 
     pub fn bindings(&self) -> usize {
@@ -556,20 +611,18 @@ impl<'a> Selection<'a> {
     }
 }
 
-/// The rows of `op` that the filter keeps, in the plan's order.
-pub fn rows<'a, 's>(
-    plan: &'a Plan,
-    selector: &'s Selector<'a>,
+/// Gives the rows of `op` that the filter keeps, in the plan's order, to
+/// `f` until it says `false`.
+pub fn each_row(
+    changes: &dyn Changes,
+    selector: &Selector,
     op: Op,
-) -> impl Iterator<Item = Row<'a>> + 's
-where
-    'a: 's,
-{
-    plan.changes
-        .iter()
-        .filter(move |c| c.op() == op)
-        .map(Row::of)
-        .filter(move |row| selector.matches(row))
+    f: &mut dyn FnMut(Row<'_>) -> bool,
+) -> std::io::Result<()> {
+    changes.each_change_of(op, &mut |change| {
+        let row = Row::of(change);
+        !selector.matches(&row) || f(row)
+    })
 }
 
 /// A reason without the identifiers it quotes: `group `sales` is in

@@ -3,13 +3,14 @@
 //! the access each user gains. Printed as it is built: a plan of a million
 //! changes is never held as text.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 
 use super::access::{Gain, Listed, Report, Tenant, Through};
 use super::attention::{self, Facts, Item, Risk, StreamedFacts, Subject, SHOWN_JOINERS};
 use super::doc::{Block, Line, Mark, Printer, Style, Table};
 use super::json;
-use super::model::{by_reason, rows, Filter, Named, Row, Selection, Selector};
+use super::model::{by_reason, each_row, Filter, Named, Row, Selection, Selector};
 use crate::connect::redact;
 use crate::plan::{Changes, Plan};
 use crate::sync::{Finding, Kind, Op, SubjectType};
@@ -41,10 +42,9 @@ pub struct ShowOptions {
     pub everything: String,
 }
 
-/// Writes the whole output of `show` to `out`. `computed_digest` is the
-/// digest of the plan's content, as recomputed when it was loaded;
-/// `tenant`, the tenant's current access read from the database
-/// (`--live`).
+/// Writes the whole output of `show` of a plan that holds its changes to
+/// `out`: [`show_changes`] of them.
+#[cfg(test)]
 pub fn show(
     out: &mut dyn Write,
     plan: &Plan,
@@ -52,18 +52,65 @@ pub fn show(
     options: &ShowOptions,
     tenant: Option<&Tenant>,
 ) -> io::Result<()> {
+    show_changes(out, plan, &plan.changes, computed_digest, options, tenant)
+}
+
+/// Writes the whole output of `show` to `out`: of `plan`, whose changes are
+/// `changes`, read one at a time (the plan need not hold them).
+/// `computed_digest` is the digest of the plan's content, as recomputed
+/// when it was loaded; `tenant`, the tenant's current access read from the
+/// database (`--live`).
+pub fn show_changes(
+    out: &mut dyn Write,
+    plan: &Plan,
+    changes: &dyn Changes,
+    computed_digest: &str,
+    options: &ShowOptions,
+    tenant: Option<&Tenant>,
+) -> io::Result<()> {
     match options.format {
-        Format::Json => json::rows(out, plan, computed_digest, options, tenant),
+        Format::Json => json::rows(out, plan, changes, computed_digest, options, tenant),
         Format::Table => {
             let mut printer = Printer::terminal(out, options.style);
-            review(&mut printer, plan, computed_digest, options, tenant)?;
+            review(
+                &mut printer,
+                plan,
+                changes,
+                computed_digest,
+                options,
+                tenant,
+            )?;
             printer.finish(&options.everything)
         }
         Format::Markdown => {
             let mut printer = Printer::markdown(out, options.fit_comment);
-            review(&mut printer, plan, computed_digest, options, tenant)?;
+            review(
+                &mut printer,
+                plan,
+                changes,
+                computed_digest,
+                options,
+                tenant,
+            )?;
             printer.finish(&options.everything)
         }
+    }
+}
+
+/// The first error met while a table read its rows (a lazy table's rows
+/// cannot fail), told once the table is printed.
+#[derive(Default)]
+pub(super) struct Failed(RefCell<Option<io::Error>>);
+
+impl Failed {
+    pub(super) fn keep(&self, result: io::Result<()>) {
+        if let Err(e) = result {
+            self.0.borrow_mut().get_or_insert(e);
+        }
+    }
+
+    pub(super) fn check(self) -> io::Result<()> {
+        self.0.into_inner().map_or(Ok(()), Err)
     }
 }
 
@@ -71,6 +118,7 @@ pub fn show(
 pub fn review(
     out: &mut Printer,
     plan: &Plan,
+    changes: &dyn Changes,
     computed_digest: &str,
     options: &ShowOptions,
     tenant: Option<&Tenant>,
@@ -82,13 +130,14 @@ pub fn review(
     for block in header(plan, computed_digest) {
         out.block(block)?;
     }
-    let selector = Selector::new(plan, &options.filter);
-    let facts = Facts::of(plan);
-    attention_section(out, plan, &selector, &facts, limit)?;
+    let selector = Selector::new(changes, &options.filter)?;
+    let gathered = StreamedFacts::gather(plan, changes, SHOWN_JOINERS)?;
+    let facts = gathered.facts(plan);
+    attention_section(out, plan, changes, &selector, &facts, limit)?;
     out.block(Block::Heading("Summary".into()))?;
     out.block(Block::Table(summary_table(plan, limit)))?;
 
-    let selection = Selection::of(plan, &selector);
+    let selection = Selection::of(changes, &selector)?;
     if !options.filter.is_empty() {
         out.block(Block::Para(filter_note(plan, &options.filter, &selection)))?;
     }
@@ -98,7 +147,7 @@ pub fn review(
     }
     if selection.matched == 0 {
         out.block(Block::Para(
-            if plan.changes.is_empty() {
+            if plan.summary.changes() == 0 {
                 "No changes: the tenant already has everything this plan could add."
             } else {
                 "No change matches the filter."
@@ -107,9 +156,9 @@ pub fn review(
         ))?;
     }
     for (op, total) in &selection.totals {
-        changes(out, plan, &selector, *op, *total, limit, &options.filter)?;
+        changes_table(out, changes, &selector, *op, *total, limit)?;
     }
-    let report = Report::new(plan, &selector, tenant);
+    let report = Report::new(changes, &selector, tenant, limit)?;
     if report.total_users > 0 || selection.matched > 0 || tenant.is_some() {
         access_section(out, plan, &report, options, tenant.is_some())?;
     }
@@ -135,8 +184,8 @@ pub fn summary(
     }
     if let Some(limit) = attention_rows {
         let filter = Filter::default();
-        let selector = Selector::new(plan, &filter);
-        let gathered = StreamedFacts::gather(plan, changes)?;
+        let selector = Selector::new(changes, &filter)?;
+        let gathered = StreamedFacts::gather(plan, changes, SHOWN_JOINERS)?;
         let facts = gathered.facts(plan);
         let mut total = 0usize;
         let mut table = Table::new(ATTENTION_HEADER.to_vec());
@@ -430,7 +479,7 @@ fn filter_note(plan: &Plan, filter: &Filter, selection: &Selection) -> Line {
     let mut line = line.text(format!(
         ": {} of {} shown. The summary counts the whole plan.",
         selection.matched,
-        count(plan.changes.len(), "change", "changes")
+        count(plan.summary.changes(), "change", "changes")
     ));
     if filter.namespace.is_some() {
         line = line.text(
@@ -536,33 +585,42 @@ fn attention_heading(out: &mut Printer, total: usize) -> io::Result<()> {
 fn attention_section(
     out: &mut Printer,
     plan: &Plan,
+    changes: &dyn Changes,
     selector: &Selector,
     facts: &Facts,
     limit: Option<usize>,
 ) -> io::Result<()> {
     let mut total = 0usize;
-    attention::items(plan, selector, facts, &mut |_| {
+    attention::items_of(plan, changes, selector, facts, &mut |_| {
         total += 1;
         true
-    });
+    })?;
     if total == 0 {
         return Ok(());
     }
     attention_heading(out, total)?;
     let take = limit.unwrap_or(usize::MAX);
     let filter = selector.filter;
-    let table = Table::lazy(ATTENTION_HEADER.to_vec(), move |emit| {
+    let failed = Failed::default();
+    let table = Table::lazy(ATTENTION_HEADER.to_vec(), |emit| {
         let mut n = 0;
-        attention::items(plan, selector, facts, &mut |item| {
-            if n >= take {
-                return false;
-            }
-            n += 1;
-            let (mark, cells) = attention_row(&item, filter);
-            emit(mark, cells)
-        });
+        failed.keep(attention::items_of(
+            plan,
+            changes,
+            selector,
+            facts,
+            &mut |item| {
+                if n >= take {
+                    return false;
+                }
+                n += 1;
+                let (mark, cells) = attention_row(&item, filter);
+                emit(mark, cells)
+            },
+        ));
     });
     out.block(Block::Table(table))?;
+    failed.check()?;
     more(out, total.min(take), total, "items that need attention")
 }
 
@@ -832,14 +890,13 @@ fn change_cells(row: &Row) -> Vec<Line> {
     }
 }
 
-fn changes(
+fn changes_table(
     out: &mut Printer,
-    plan: &Plan,
+    changes: &dyn Changes,
     selector: &Selector,
     op: Op,
     total: usize,
     limit: Option<usize>,
-    _filter: &Filter,
 ) -> io::Result<()> {
     let (title, noun, header): (&str, &str, Vec<&'static str>) = match op {
         Op::CreateTenant => ("Tenant to create", "tenants", vec!["key", "name"]),
@@ -887,19 +944,21 @@ fn changes(
     };
     out.block(Block::Heading(format!("{title} ({total})").into()))?;
     let take = limit.unwrap_or(usize::MAX);
-    let table = Table::lazy(header, move |emit| {
+    let failed = Failed::default();
+    let table = Table::lazy(header, |emit| {
         let mark = if op.is_removal() {
             Mark::Plain
         } else {
             Mark::Add
         };
-        for row in rows(plan, selector, op).take(take) {
-            if !emit(mark, change_cells(&row)) {
-                break;
-            }
-        }
+        let mut n = 0;
+        failed.keep(each_row(changes, selector, op, &mut |row| {
+            n += 1;
+            n <= take && emit(mark, change_cells(&row))
+        }));
     });
     out.block(Block::Table(table))?;
+    failed.check()?;
     more(out, total.min(take), total, noun)
 }
 
@@ -993,7 +1052,7 @@ fn access_section(
         let mut intro = Line::new().text(
             "Read from the database now (--live): each user's current access in the tenant, with the members and bindings its groups already have there, is the \"before\"; the plan's changes make the \"after\". Bindings reach their namespace and the namespaces below it. The sync never removes access.",
         );
-        if plan.changes.is_empty() {
+        if plan.summary.changes() == 0 {
             intro = intro.text(" This plan changes nothing.");
         }
         intro
@@ -1060,22 +1119,20 @@ fn access_section(
         };
         more(out, shown_gains, report.total_gains, &what)?;
     }
-    if !report.existing_groups.is_empty() {
+    let existing_groups = report.existing_groups();
+    if !existing_groups.is_empty() {
         let mut line = Line::new().text(
             "Groups that already exist in the tenant gain bindings here; their current members, not named in this plan, gain them too (show --live names them): ",
         );
-        let shown = report.existing_groups.len().min(shown.len().max(10));
-        for (i, g) in report.existing_groups.iter().take(shown).enumerate() {
+        let shown = existing_groups.len().min(shown.len().max(10));
+        for (i, g) in existing_groups.iter().take(shown).enumerate() {
             if i > 0 {
                 line = line.text(", ");
             }
             line = line.append(named(g));
         }
-        if report.existing_groups.len() > shown {
-            line = line.text(format!(
-                " … and {} more",
-                report.existing_groups.len() - shown
-            ));
+        if existing_groups.len() > shown {
+            line = line.text(format!(" … and {} more", existing_groups.len() - shown));
         }
         out.block(Block::Para(line.text(".")))?;
     }
@@ -1195,9 +1252,18 @@ mod tests {
             printer.block(block).unwrap();
         }
         let filter = Filter::default();
-        let selector = Selector::new(plan, &filter);
-        let facts = Facts::of(plan);
-        attention_section(&mut printer, plan, &selector, &facts, Some(rows)).unwrap();
+        let selector = Selector::new(&plan.changes, &filter).unwrap();
+        let gathered = StreamedFacts::gather(plan, &plan.changes, SHOWN_JOINERS).unwrap();
+        let facts = gathered.facts(plan);
+        attention_section(
+            &mut printer,
+            plan,
+            &plan.changes,
+            &selector,
+            &facts,
+            Some(rows),
+        )
+        .unwrap();
         printer
             .block(Block::Table(summary_table(plan, Some(10))))
             .unwrap();
@@ -1279,6 +1345,152 @@ mod tests {
             created_by: "ops".into(),
         };
         Plan::new(result, &options, source, provenance)
+    }
+
+    /// A tenant as `--live` reads it: bob is in Platform already, which
+    /// has a binding there, and alice holds a role directly.
+    fn live_tenant() -> Tenant {
+        use super::super::access::TenantBinding;
+        use crate::sync::Membership;
+        let mut tenant = Tenant::default();
+        tenant
+            .memberships
+            .insert("bob".into(), vec![("platform".into(), Membership::Member)]);
+        tenant
+            .memberships
+            .insert("u05".into(), vec![("g".into(), Membership::Owner)]);
+        for (key, subject_type, subject, role, ns) in [
+            (
+                "default_t-1",
+                SubjectType::Group,
+                "platform",
+                "viewer",
+                Some("company"),
+            ),
+            ("default_t-2", SubjectType::User, "alice", "admin", None),
+            ("default_t-3", SubjectType::Group, "g", "viewer", Some("x")),
+        ] {
+            tenant.bindings.push(TenantBinding {
+                key: key.into(),
+                subject_type,
+                subject_id: subject.into(),
+                role_id: role.into(),
+                namespace: ns.map(str::to_string),
+            });
+        }
+        tenant
+            .user_names
+            .insert("bob".into(), "bob@example.com".into());
+        tenant
+            .group_names
+            .insert("platform".into(), "Platform".into());
+        tenant.role_names.insert("viewer".into(), "Viewer".into());
+        tenant
+    }
+
+    /// `show` of every option over changes read one at a time from a plan
+    /// file's bytes (the plan holding none) is `show` of the plan in memory,
+    /// byte for byte: on the golden plans and a crowded group.
+    #[test]
+    fn show_from_the_files_bytes_is_show_from_memory() {
+        use crate::plan::ChangesText;
+        let plans: Vec<Plan> = vec![
+            demo(),
+            serde_json::from_str(include_str!("../../plans/demo-revert-plan.json")).unwrap(),
+            serde_json::from_str(include_str!("../../tests/golden/rules-plan.json")).unwrap(),
+            crowded_group(),
+        ];
+        let filters = [
+            Filter::default(),
+            Filter {
+                user: Some("alice".into()),
+                ..Filter::default()
+            },
+            Filter {
+                user: Some("user3@example.com".into()),
+                ..Filter::default()
+            },
+            Filter {
+                role: Some("Admin".into()),
+                ..Filter::default()
+            },
+            Filter {
+                namespace: Some("company.finance".into()),
+                ..Filter::default()
+            },
+            Filter {
+                op: Some(Op::AddMembership),
+                ..Filter::default()
+            },
+            Filter {
+                op: Some(Op::AddBinding),
+                namespace: Some("x".into()),
+                ..Filter::default()
+            },
+            Filter {
+                op: Some(Op::RemoveBinding),
+                ..Filter::default()
+            },
+        ];
+        let live = live_tenant();
+        let mut compared = 0;
+        for plan in plans {
+            let bytes = plan.to_pretty_json();
+            let scanned = crate::plan::parse_without_changes(&bytes).unwrap();
+            let head = &scanned.loaded.plan;
+            assert!(head.changes.is_empty());
+            assert_eq!(scanned.loaded.computed_digest, plan.digest);
+            // One reader for every option, as `show` has: it learns where
+            // each op's changes are on its first walk.
+            let learnt = ChangesText::of_plan(&bytes).unwrap();
+            for format in [Format::Table, Format::Markdown, Format::Json] {
+                for filter in &filters {
+                    for limit in [None, Some(1), Some(3), Some(50)] {
+                        for diff in [false, true] {
+                            for tenant in [None, Some(&live)] {
+                                for digest in [plan.digest.as_str(), "sha256:altered"] {
+                                    let options = ShowOptions {
+                                        format,
+                                        diff,
+                                        limit,
+                                        filter: filter.clone(),
+                                        style: Style {
+                                            width: if diff { Some(90) } else { None },
+                                            color: limit == Some(3),
+                                        },
+                                        fit_comment: limit.is_none(),
+                                        everything: "everything".into(),
+                                    };
+                                    let mut expected = Vec::new();
+                                    show(&mut expected, &plan, digest, &options, tenant).unwrap();
+                                    let fresh = ChangesText::of_plan(&bytes).unwrap();
+                                    for changes in [&learnt, &fresh] {
+                                        let mut streamed = Vec::new();
+                                        show_changes(
+                                            &mut streamed,
+                                            head,
+                                            changes,
+                                            digest,
+                                            &options,
+                                            tenant,
+                                        )
+                                        .unwrap();
+                                        assert!(
+                                            streamed == expected,
+                                            "{format:?} {filter:?} {limit:?} diff {diff}:\n{}\n---\n{}",
+                                            String::from_utf8_lossy(&streamed),
+                                            String::from_utf8_lossy(&expected)
+                                        );
+                                        compared += 1;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(compared, 4 * 3 * 8 * 4 * 2 * 2 * 2 * 2);
     }
 
     #[test]
