@@ -321,6 +321,29 @@ pub trait Changes {
     fn each_change_of(&self, op: Op, f: &mut dyn FnMut(&Change) -> bool) -> std::io::Result<()> {
         self.each_change(&mut |change| change.op() != op || f(change))
     }
+
+    /// [`Changes::each_change`] with where each change is, for
+    /// [`Changes::changes_at`]: by default, its rank.
+    fn each_change_at(&self, f: &mut dyn FnMut(usize, &Change) -> bool) -> std::io::Result<()> {
+        let mut rank = 0;
+        self.each_change(&mut |change| {
+            rank += 1;
+            f(rank - 1, change)
+        })
+    }
+
+    /// Gives the changes at `positions` (from [`Changes::each_change_at`],
+    /// in increasing order) to `f`. By default, a walk over all of them.
+    fn changes_at(&self, positions: &[usize], f: &mut dyn FnMut(&Change)) -> std::io::Result<()> {
+        let mut next = positions.iter().peekable();
+        self.each_change_at(&mut |at, change| {
+            while next.next_if(|p| **p < at).is_some() {}
+            if next.next_if(|p| **p == at).is_some() {
+                f(change);
+            }
+            next.peek().is_some()
+        })
+    }
 }
 
 impl Changes for Vec<Change> {

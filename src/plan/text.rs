@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 
 use super::{load::refused, parse_without_changes, read_bytes, read_capped, Changes, Loaded};
 use crate::error::{Error, Result};
-use crate::sync::{Change, Op};
+use crate::sync::{Change, Document, Membership, Op};
 
 /// A plan read and checked as [`super::load`] does, without its changes,
 /// and the bytes it was read from, which hold them.
@@ -59,20 +59,108 @@ pub fn load_lean_stdin() -> Result<Lean> {
     })
 }
 
+/// A change of a plan that was checked already, as it is read again: its
+/// members, none checked again, and its document as it is written (the
+/// renderers read its members; it is not brought to canonical form again,
+/// which costs more than the rest of the reading).
+#[derive(Deserialize)]
+struct Read<'a> {
+    op: Op,
+    key: String,
+    #[serde(borrow, default)]
+    value: Option<&'a RawValue>,
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    group_id: Option<String>,
+    #[serde(default)]
+    group_name: Option<String>,
+    #[serde(default)]
+    membership: Option<Membership>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    role: Option<String>,
+}
+
+impl Read<'_> {
+    fn change(self) -> std::result::Result<Change, String> {
+        let op = self.op;
+        let missing = |name: &str| format!("`{}` needs `{name}`", op.as_str());
+        let value = || {
+            self.value
+                .map(Document::as_read)
+                .ok_or_else(|| missing("value"))
+        };
+        let shape = op.undone().unwrap_or(op);
+        let addition = match shape {
+            Op::CreateTenant => Change::CreateTenant {
+                value: value()?,
+                key: self.key,
+            },
+            Op::AddRole => Change::AddRole {
+                value: value()?,
+                key: self.key,
+            },
+            Op::AddGroup => Change::AddGroup {
+                value: value()?,
+                key: self.key,
+            },
+            Op::AddBinding => Change::AddBinding {
+                value: value()?,
+                key: self.key,
+                subject: self.subject.ok_or_else(|| missing("subject"))?,
+                role: self.role.ok_or_else(|| missing("role"))?,
+            },
+            Op::AddMembership => Change::AddMembership {
+                key: self.key,
+                user_id: self.user_id.ok_or_else(|| missing("user_id"))?,
+                username: self.username.ok_or_else(|| missing("username"))?,
+                group_id: self.group_id.ok_or_else(|| missing("group_id"))?,
+                group_name: self.group_name.ok_or_else(|| missing("group_name"))?,
+                membership: self.membership.ok_or_else(|| missing("membership"))?,
+            },
+            _ => return Err(format!("`{}` is not a change", op.as_str())),
+        };
+        Ok(if op.is_removal() {
+            addition.removal()
+        } else {
+            addition
+        })
+    }
+}
+
+/// Of a change, its op alone: what finding where each op's changes are
+/// reads (the rest is skipped, not kept).
+#[derive(Deserialize)]
+struct OpOnly {
+    op: Op,
+}
+
 /// Where each op's changes are in the array, in the plan's order.
 type OpRanges = Vec<(Op, Range<usize>)>;
 
 /// The `changes` array of a plan file's text, read one change at a time.
 pub struct ChangesText<'t> {
-    /// The array, `[` to `]`.
+    /// The text from the array's `[`: the walks stop at its `]`.
     text: &'t str,
-    /// Where each op's changes are in `text`, learnt on the first walk
-    /// that reads them all (changes are in the order of their op).
+    /// Where each op's changes are in `text`, learnt when first needed
+    /// (changes are in the order of their op).
     ops: RefCell<Option<OpRanges>>,
 }
 
+fn broken(what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the plan's changes do not read again: {what}"),
+    )
+}
+
 impl<'t> ChangesText<'t> {
-    /// The changes of `array`, the text of a JSON array of changes.
+    /// The changes of `array`, the text of a JSON array of changes (and
+    /// perhaps more after it).
     pub fn new(array: &'t str) -> Self {
         ChangesText {
             text: array,
@@ -80,26 +168,53 @@ impl<'t> ChangesText<'t> {
         }
     }
 
-    /// The changes of a plan file's bytes (already checked).
+    /// The changes of a plan file's bytes (already checked): the members
+    /// before `changes` are skipped, the changes found, the rest never read.
     pub fn of_plan(bytes: &'t [u8]) -> std::result::Result<Self, String> {
-        #[derive(Deserialize)]
-        struct Locate<'a> {
-            #[serde(borrow)]
-            changes: &'a RawValue,
-        }
         let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
-        let found: Locate = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        Ok(ChangesText::new(found.changes.get()))
+        let b = text.as_bytes();
+        let skip = |mut at: usize| {
+            while at < b.len() && b[at].is_ascii_whitespace() {
+                at += 1;
+            }
+            at
+        };
+        let expect = |at: usize, byte: u8| {
+            if b.get(at) == Some(&byte) {
+                Ok(skip(at + 1))
+            } else {
+                Err(format!("expected `{}` at byte {at}", byte as char))
+            }
+        };
+        let mut at = expect(skip(0), b'{')?;
+        loop {
+            let mut keys = serde_json::Deserializer::from_str(&text[at..]).into_iter::<String>();
+            let key = match keys.next() {
+                Some(Ok(key)) => key,
+                _ => return Err("no `changes` member".into()),
+            };
+            at = expect(skip(at + keys.byte_offset()), b':')?;
+            if key == "changes" {
+                return Ok(ChangesText::new(&text[at..]));
+            }
+            let mut values = serde_json::Deserializer::from_str(&text[at..])
+                .into_iter::<serde::de::IgnoredAny>();
+            match values.next() {
+                Some(Ok(_)) => {}
+                _ => return Err(format!("member `{key}` does not read")),
+            }
+            at = expect(skip(at + values.byte_offset()), b',')?;
+        }
     }
 
-    /// Gives each change from byte `from` of the array (the start of a
-    /// change, or just after `[`) with where it is, until `f` says `false`
-    /// or the array ends; whether it ended.
-    fn walk(
+    /// Gives each change from byte `from` of the text (the start of a
+    /// change, or just after `[`), read as `T`, with where it is, until
+    /// `f` says `false` or the array ends.
+    fn walk<T: Deserialize<'t>>(
         &self,
         from: usize,
-        f: &mut dyn FnMut(Range<usize>, &Change) -> bool,
-    ) -> io::Result<bool> {
+        f: &mut dyn FnMut(Range<usize>, T) -> io::Result<bool>,
+    ) -> io::Result<()> {
         let text = self.text;
         let bytes = text.as_bytes();
         let skip = |mut at: usize| {
@@ -108,23 +223,22 @@ impl<'t> ChangesText<'t> {
             }
             at
         };
-        let broken = |what: String| io::Error::new(io::ErrorKind::InvalidData, what);
         let mut at = skip(from);
         loop {
             match bytes.get(at) {
-                Some(b']') => return Ok(true),
+                Some(b']') => return Ok(()),
                 Some(_) => {}
-                None => return Err(broken("the changes end before `]`".into())),
+                None => return Err(broken("they end before `]`")),
             }
-            let mut stream = serde_json::Deserializer::from_str(&text[at..]).into_iter::<Change>();
-            let change = match stream.next() {
-                Some(Ok(change)) => change,
-                Some(Err(e)) => return Err(broken(format!("a change does not read again: {e}"))),
-                None => return Err(broken("the changes end before `]`".into())),
+            let mut stream = serde_json::Deserializer::from_str(&text[at..]).into_iter::<T>();
+            let item = match stream.next() {
+                Some(Ok(item)) => item,
+                Some(Err(e)) => return Err(broken(e)),
+                None => return Err(broken("they end before `]`")),
             };
             let end = at + stream.byte_offset();
-            if !f(at..end, &change) {
-                return Ok(false);
+            if !f(at..end, item)? {
+                return Ok(());
             }
             at = skip(end);
             if bytes.get(at) == Some(&b',') {
@@ -137,41 +251,61 @@ impl<'t> ChangesText<'t> {
     fn first(&self) -> usize {
         self.text.find('[').map_or(0, |i| i + 1)
     }
+
+    /// Where the changes of `op` are, learnt on the first call by a walk
+    /// that reads each change's op alone.
+    fn range_of(&self, op: Op) -> io::Result<Option<Range<usize>>> {
+        if self.ops.borrow().is_none() {
+            let mut ops: OpRanges = Vec::new();
+            self.walk::<OpOnly>(self.first(), &mut |at, read| {
+                match ops.last_mut() {
+                    Some((last, range)) if *last == read.op => range.end = at.end,
+                    _ => ops.push((read.op, at)),
+                }
+                Ok(true)
+            })?;
+            *self.ops.borrow_mut() = Some(ops);
+        }
+        Ok(self
+            .ops
+            .borrow()
+            .iter()
+            .flatten()
+            .find(|(o, _)| *o == op)
+            .map(|(_, range)| range.clone()))
+    }
 }
 
 impl Changes for ChangesText<'_> {
     fn each_change(&self, f: &mut dyn FnMut(&Change) -> bool) -> io::Result<()> {
-        let learn = self.ops.borrow().is_none();
-        let mut ops: OpRanges = Vec::new();
-        let ended = self.walk(self.first(), &mut |at, change| {
-            if learn {
-                let op = change.op();
-                match ops.last_mut() {
-                    Some((last, range)) if *last == op => range.end = at.end,
-                    _ => ops.push((op, at)),
-                }
-            }
-            f(change)
-        })?;
-        if learn && ended {
-            *self.ops.borrow_mut() = Some(ops);
+        self.walk::<Read>(self.first(), &mut |_, read| {
+            Ok(f(&read.change().map_err(broken)?))
+        })
+    }
+
+    fn each_change_at(&self, f: &mut dyn FnMut(usize, &Change) -> bool) -> io::Result<()> {
+        self.walk::<Read>(self.first(), &mut |at, read| {
+            Ok(f(at.start, &read.change().map_err(broken)?))
+        })
+    }
+
+    /// Each change read where it is, the others not read.
+    fn changes_at(&self, positions: &[usize], f: &mut dyn FnMut(&Change)) -> io::Result<()> {
+        for &at in positions {
+            self.walk::<Read>(at, &mut |_, read| {
+                f(&read.change().map_err(broken)?);
+                Ok(false)
+            })?;
         }
         Ok(())
     }
 
     fn each_change_of(&self, op: Op, f: &mut dyn FnMut(&Change) -> bool) -> io::Result<()> {
-        let known = self.ops.borrow().clone();
-        match known {
-            Some(ops) => {
-                let Some((_, range)) = ops.into_iter().find(|(o, _)| *o == op) else {
-                    return Ok(());
-                };
-                self.walk(range.start, &mut |at, change| {
-                    at.start < range.end && f(change)
-                })?;
-                Ok(())
-            }
-            None => self.each_change(&mut |change| change.op() != op || f(change)),
-        }
+        let Some(range) = self.range_of(op)? else {
+            return Ok(());
+        };
+        self.walk::<Read>(range.start, &mut |at, read| {
+            Ok(at.start < range.end && f(&read.change().map_err(broken)?))
+        })
     }
 }

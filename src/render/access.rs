@@ -142,6 +142,8 @@ struct PerUser {
     direct: Vec<Grant>,
     /// The plan's bindings to the user that the filter keeps.
     new_direct: usize,
+    /// Where the plan's bindings to the user are ([`Changes::changes_at`]).
+    new_direct_at: Vec<usize>,
     joins: Vec<Join>,
 }
 
@@ -162,6 +164,9 @@ pub struct Report {
     new_groups: HashSet<String>,
     show_joins: bool,
     show_roles: bool,
+    /// Whether the tenant's bindings are known (`--live`): then a group's
+    /// bindings may repeat one of the plan's.
+    live: bool,
     namespace: Option<String>,
     role: Option<String>,
     /// Users whose access changes (ids), with their gains, in order of name.
@@ -171,6 +176,8 @@ pub struct Report {
     /// Without `--live`: groups gaining bindings that exist in the tenant
     /// already; their current members, not in the plan, gain these too.
     existing_groups: Vec<NamedBuf>,
+    /// The groups the plan binds roles to.
+    bound_groups: BTreeSet<NamedBuf>,
 }
 
 impl Report {
@@ -182,6 +189,18 @@ impl Report {
         tenant: Option<&Tenant>,
         limit: Option<usize>,
     ) -> std::io::Result<Self> {
+        let mut report = Report::start(selector, tenant);
+        changes.each_change_at(&mut |at, change| {
+            report.add(at, change);
+            true
+        })?;
+        report.finish(changes, selector, tenant.is_some(), limit)
+    }
+
+    /// A report of no change yet: the tenant's access, if known; the
+    /// plan's changes are given to [`Report::add`], then
+    /// [`Report::finish`] (as [`Report::new`] does).
+    pub fn start(selector: &Selector, tenant: Option<&Tenant>) -> Self {
         let filter = selector.filter;
         let (show_joins, show_roles) = match filter.op {
             None => (true, true),
@@ -196,12 +215,14 @@ impl Report {
             new_groups: HashSet::new(),
             show_joins,
             show_roles,
+            live: tenant.is_some(),
             namespace: filter.namespace.clone(),
             role: filter.role.clone(),
             listed: Vec::new(),
             total_users: 0,
             total_gains: 0,
             existing_groups: Vec::new(),
+            bound_groups: BTreeSet::new(),
         };
         // Members now: they gain what the plan binds to their groups.
         if let Some(t) = tenant {
@@ -245,40 +266,55 @@ impl Report {
                 }
             }
         }
-        let mut bound_groups: BTreeSet<NamedBuf> = BTreeSet::new();
-        changes.each_change(&mut |change| {
-            match Row::of(change) {
-                Row::Group { group, .. } => {
-                    report.new_groups.insert(group.id.to_string());
-                }
-                Row::Membership(m) => {
-                    let user = report.user(m.user);
-                    user.joins.push(Join {
-                        group: NamedBuf::of(&m.group),
-                        membership: m.membership,
-                        new: true,
-                    });
-                }
-                Row::Binding(b) => {
-                    if b.is_group() {
-                        report
-                            .group_grants
-                            .entry(b.subject.id.to_string())
-                            .or_default()
-                            .push(grant_of(&b));
-                        if !bound_groups.contains(&NamedBuf::of(&b.subject)) {
-                            bound_groups.insert(NamedBuf::of(&b.subject));
-                        }
-                    } else if b.is_user() {
-                        let kept = report.keeps_new(&b);
-                        let user = report.user(b.subject);
-                        user.new_direct += usize::from(kept);
-                    }
-                }
-                _ => {}
+        report
+    }
+
+    /// Counts the change at `at` (where [`Changes::each_change_at`] says it
+    /// is), in the plan's order.
+    pub fn add(&mut self, at: usize, change: &Change) {
+        match Row::of(change) {
+            Row::Group { group, .. } => {
+                self.new_groups.insert(group.id.to_string());
             }
-            true
-        })?;
+            Row::Membership(m) => {
+                let user = self.user(m.user);
+                user.joins.push(Join {
+                    group: NamedBuf::of(&m.group),
+                    membership: m.membership,
+                    new: true,
+                });
+            }
+            Row::Binding(b) => {
+                if b.is_group() {
+                    self.group_grants
+                        .entry(b.subject.id.to_string())
+                        .or_default()
+                        .push(grant_of(&b));
+                    let group = NamedBuf::of(&b.subject);
+                    if !self.bound_groups.contains(&group) {
+                        self.bound_groups.insert(group);
+                    }
+                } else if b.is_user() {
+                    let kept = self.keeps_new(&b);
+                    let user = self.user(b.subject);
+                    user.new_direct += usize::from(kept);
+                    user.new_direct_at.push(at);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The report of the changes given, whose users shown under `limit`
+    /// are ready to print: their bindings are read again from `changes`.
+    pub fn finish(
+        mut self,
+        changes: &dyn Changes,
+        selector: &Selector,
+        live: bool,
+        limit: Option<usize>,
+    ) -> std::io::Result<Self> {
+        let report = &mut self;
         let mut listed: Vec<(&str, Option<&str>, usize)> = Vec::new();
         for (id, user) in &report.users {
             let named = Named::new(id, user.name.as_deref());
@@ -301,8 +337,8 @@ impl Report {
         report.total_users = listed.len();
         report.total_gains = listed.iter().map(|(_, total)| total).sum();
         report.listed = listed;
-        if tenant.is_none() {
-            let mut existing: Vec<NamedBuf> = bound_groups
+        if !live {
+            let mut existing: Vec<NamedBuf> = std::mem::take(&mut report.bound_groups)
                 .into_iter()
                 .filter(|g| !report.new_groups.contains(&g.id))
                 .collect();
@@ -314,7 +350,7 @@ impl Report {
             report.existing_groups = existing;
         }
         report.read_shown(changes, limit)?;
-        Ok(report)
+        Ok(self)
     }
 
     /// The user `who`, named as first seen.
@@ -329,34 +365,28 @@ impl Report {
         user
     }
 
-    /// The plan's bindings to the users shown under `limit`, read again:
-    /// what their gains are made of.
+    /// The plan's bindings to the users shown under `limit`, read again
+    /// where they are: what their gains are made of.
     fn read_shown(&mut self, changes: &dyn Changes, limit: Option<usize>) -> std::io::Result<()> {
         if !self.show_roles {
             return Ok(());
         }
-        let shown: HashSet<String> = self
+        let mut positions: Vec<usize> = self
             .shown(limit)
             .iter()
-            .filter(|(l, _)| self.users.get(l.user.id).is_some_and(|u| u.new_direct > 0))
-            .map(|(l, _)| l.user.id.to_string())
+            .filter_map(|(l, _)| self.users.get(l.user.id))
+            .filter(|u| u.new_direct > 0)
+            .flat_map(|u| u.new_direct_at.iter().copied())
             .collect();
-        if shown.is_empty() {
-            return Ok(());
-        }
+        positions.sort_unstable();
         let users = &mut self.users;
-        let mut each = |change: &Change| {
+        changes.changes_at(&positions, &mut |change| {
             if let Row::Binding(b) = Row::of(change) {
-                if b.is_user() && shown.contains(b.subject.id) {
-                    if let Some(user) = users.get_mut(b.subject.id) {
-                        user.direct.push(grant_of(&b));
-                    }
+                if let Some(user) = users.get_mut(b.subject.id) {
+                    user.direct.push(grant_of(&b));
                 }
             }
-            true
-        };
-        changes.each_change_of(Op::AddBinding, &mut each)?;
-        changes.each_change_of(Op::RemoveBinding, &mut each)
+        })
     }
 
     fn keeps(&self, grant: &Grant) -> bool {
@@ -389,7 +419,24 @@ impl Report {
             return joins;
         }
         // Each binding of the plan is a gain of its own; through groups,
-        // the same binding through the same group is one gain.
+        // the same binding through the same group is one gain. Only the
+        // plan's bindings (whose keys differ) through groups that differ
+        // cannot repeat: counted without a set.
+        let distinct = !self.live
+            && user
+                .joins
+                .iter()
+                .enumerate()
+                .all(|(i, j)| user.joins[..i].iter().all(|k| k.group != j.group));
+        if distinct {
+            let through_groups: usize = user
+                .joins
+                .iter()
+                .flat_map(|j| self.group_grants.get(&j.group.id).into_iter().flatten())
+                .filter(|g| self.keeps(g))
+                .count();
+            return joins + user.new_direct + through_groups;
+        }
         let mut through_groups: BTreeSet<(&NamedBuf, &str, &NamedBuf, Option<&str>)> =
             BTreeSet::new();
         for j in &user.joins {

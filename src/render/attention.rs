@@ -316,6 +316,24 @@ pub fn items_of<'a>(
     Ok(())
 }
 
+/// How many items [`items_of`] gives: `changes` needs attention of the
+/// plan's changes that do ([`needs_attention`]), counted by the caller.
+pub fn count(plan: &Plan, selector: &Selector, facts: &Facts, changes: usize) -> usize {
+    let keep = |f: &Finding| selector.filter.is_empty() || selector.matches_finding(f);
+    let conflicts = plan.conflicts.iter().filter(|f| keep(f)).count();
+    let mut skipped = 0;
+    skipped_items(plan, selector, facts, &mut |_| {
+        skipped += 1;
+        true
+    });
+    conflicts + changes + skipped
+}
+
+/// Whether [`items_of`] gives an item of `change`.
+pub fn needs_attention(change: &Change, selector: &Selector, facts: &Facts) -> bool {
+    change_item(change, selector, facts).is_some()
+}
+
 /// The item of a change that needs attention.
 fn change_item<'c>(
     change: &'c Change,

@@ -521,8 +521,10 @@ impl<'a> Selector<'a> {
 pub struct Spread {
     /// role id -> (role, bindings to users, bindings to groups)
     pub by_role: HashMap<String, (NamedBuf, usize, usize)>,
-    /// namespace (`None`: all namespaces) -> bindings
-    pub by_namespace: HashMap<Option<String>, usize>,
+    /// namespace -> bindings
+    pub by_namespace: HashMap<String, usize>,
+    /// Bindings on all namespaces.
+    pub all_namespaces: usize,
 }
 
 impl Spread {
@@ -540,12 +542,14 @@ impl Spread {
         } else {
             entry.1 += 1;
         }
-        let namespace = b.namespace.map(str::to_string);
-        match self.by_namespace.get_mut(&namespace) {
-            Some(n) => *n += 1,
-            None => {
-                self.by_namespace.insert(namespace, 1);
-            }
+        match b.namespace {
+            None => self.all_namespaces += 1,
+            Some(ns) => match self.by_namespace.get_mut(ns) {
+                Some(n) => *n += 1,
+                None => {
+                    self.by_namespace.insert(ns.to_string(), 1);
+                }
+            },
         }
     }
 
@@ -565,8 +569,11 @@ impl Spread {
         let mut out: Vec<_> = self
             .by_namespace
             .iter()
-            .map(|(k, v)| (k.as_deref(), *v))
+            .map(|(k, v)| (Some(k.as_str()), *v))
             .collect();
+        if self.all_namespaces > 0 {
+            out.push((None, self.all_namespaces));
+        }
         out.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         out
     }
@@ -588,22 +595,27 @@ impl Selection {
     pub fn of(changes: &dyn Changes, selector: &Selector) -> std::io::Result<Self> {
         let mut out = Selection::default();
         changes.each_change(&mut |change| {
-            let op = change.op();
-            if !selector.op_matches(op) {
-                return true;
-            }
-            let row = Row::of(change);
-            if !selector.matches(&row) {
-                return true;
-            }
-            out.matched += 1;
-            if let Row::Binding(b) = &row {
-                out.spread.add(b);
-            }
-            *out.totals.entry(op).or_default() += 1;
+            out.add(change, selector);
             true
         })?;
         Ok(out)
+    }
+
+    /// Counts `change`, if the filter keeps it.
+    pub fn add(&mut self, change: &Change, selector: &Selector) {
+        let op = change.op();
+        if !selector.op_matches(op) {
+            return;
+        }
+        let row = Row::of(change);
+        if !selector.matches(&row) {
+            return;
+        }
+        self.matched += 1;
+        if let Row::Binding(b) = &row {
+            self.spread.add(b);
+        }
+        *self.totals.entry(op).or_default() += 1;
     }
 
     pub fn bindings(&self) -> usize {

@@ -133,11 +133,22 @@ pub fn review(
     let selector = Selector::new(changes, &options.filter)?;
     let gathered = StreamedFacts::gather(plan, changes, SHOWN_JOINERS)?;
     let facts = gathered.facts(plan);
-    attention_section(out, plan, changes, &selector, &facts, limit)?;
+    // One pass over the changes counts what the sections below need.
+    let mut selection = Selection::default();
+    let mut report = Report::start(&selector, tenant);
+    let mut attention = 0usize;
+    changes.each_change_at(&mut |at, change| {
+        selection.add(change, &selector);
+        report.add(at, change);
+        attention += usize::from(attention::needs_attention(change, &selector, &facts));
+        true
+    })?;
+    let report = report.finish(changes, &selector, tenant.is_some(), limit)?;
+    let attention = attention::count(plan, &selector, &facts, attention);
+    attention_section(out, plan, changes, &selector, &facts, attention, limit)?;
     out.block(Block::Heading("Summary".into()))?;
     out.block(Block::Table(summary_table(plan, limit)))?;
 
-    let selection = Selection::of(changes, &selector)?;
     if !options.filter.is_empty() {
         out.block(Block::Para(filter_note(plan, &options.filter, &selection)))?;
     }
@@ -158,7 +169,6 @@ pub fn review(
     for (op, total) in &selection.totals {
         changes_table(out, changes, &selector, *op, *total, limit)?;
     }
-    let report = Report::new(changes, &selector, tenant, limit)?;
     if report.total_users > 0 || selection.matched > 0 || tenant.is_some() {
         access_section(out, plan, &report, options, tenant.is_some())?;
     }
@@ -588,13 +598,9 @@ fn attention_section(
     changes: &dyn Changes,
     selector: &Selector,
     facts: &Facts,
+    total: usize,
     limit: Option<usize>,
 ) -> io::Result<()> {
-    let mut total = 0usize;
-    attention::items_of(plan, changes, selector, facts, &mut |_| {
-        total += 1;
-        true
-    })?;
     if total == 0 {
         return Ok(());
     }
@@ -1255,12 +1261,19 @@ mod tests {
         let selector = Selector::new(&plan.changes, &filter).unwrap();
         let gathered = StreamedFacts::gather(plan, &plan.changes, SHOWN_JOINERS).unwrap();
         let facts = gathered.facts(plan);
+        let mut total = 0;
+        attention::items_of(plan, &plan.changes, &selector, &facts, &mut |_| {
+            total += 1;
+            true
+        })
+        .unwrap();
         attention_section(
             &mut printer,
             plan,
             &plan.changes,
             &selector,
             &facts,
+            total,
             Some(rows),
         )
         .unwrap();

@@ -762,6 +762,13 @@ impl Document {
         }
     }
 
+    /// A document of a plan that was checked already, kept as it is read
+    /// (not brought to canonical form again): for readers of its members
+    /// ([`crate::plan::ChangesText`]), never for the digest or a write.
+    pub(crate) fn as_read(text: &serde_json::value::RawValue) -> Document {
+        Document::from_text(text.to_owned())
+    }
+
     /// The document's members, parsed once and kept.
     pub fn map(&self) -> &Map<String, Value> {
         self.parsed.get_or_init(|| self.to_map())
