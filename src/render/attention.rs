@@ -289,6 +289,20 @@ pub fn items_of<'a>(
     facts: &Facts<'a>,
     emit: &mut dyn FnMut(Item<'_>) -> bool,
 ) -> std::io::Result<()> {
+    items_at(plan, changes, None, selector, facts, emit)
+}
+
+/// [`items_of`], of which the items of changes are those of the changes
+/// at `positions` ([`Changes::changes_at`]) when given: the first of them,
+/// found before, so that a table of a few rows reads only those.
+pub fn items_at<'a>(
+    plan: &'a Plan,
+    changes: &dyn Changes,
+    positions: Option<&[usize]>,
+    selector: &Selector<'a>,
+    facts: &Facts<'a>,
+    emit: &mut dyn FnMut(Item<'_>) -> bool,
+) -> std::io::Result<()> {
     let keep = |f: &Finding| selector.filter.is_empty() || selector.matches_finding(f);
     for finding in plan.conflicts.iter().filter(|f| keep(f)) {
         let mut item = finding_item(finding, facts);
@@ -300,8 +314,17 @@ pub fn items_of<'a>(
     // Only additions of memberships and bindings need attention; they come
     // in this order in a plan.
     let mut more = true;
+    if let Some(positions) = positions {
+        changes.changes_at(positions, &mut |change| {
+            if more {
+                if let Some(item) = change_item(change, selector, facts) {
+                    more = emit(item);
+                }
+            }
+        })?;
+    }
     for op in [Op::AddMembership, Op::AddBinding] {
-        if more && selector.op_matches(op) {
+        if positions.is_none() && more && selector.op_matches(op) {
             changes.each_change_of(op, &mut |change| {
                 if let Some(item) = change_item(change, selector, facts) {
                     more = emit(item);

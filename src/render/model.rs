@@ -589,6 +589,11 @@ pub struct Selection {
     pub spread: Spread,
     /// Changes that match the filter.
     pub matched: usize,
+    /// Of each op, where the first changes kept are, as many as a table
+    /// shows ([`Selection::keeping`]); none when every row is shown.
+    pub first: BTreeMap<Op, Vec<usize>>,
+    /// How many positions of each op `first` keeps.
+    keep: usize,
 }
 
 impl Selection {
@@ -601,21 +606,53 @@ impl Selection {
         Ok(out)
     }
 
-    /// Counts `change`, if the filter keeps it.
-    pub fn add(&mut self, change: &Change, selector: &Selector) {
+    /// A selection that keeps where the first `rows` changes of each op
+    /// are (`None`: all rows are shown, and read again in a walk).
+    pub fn keeping(rows: Option<usize>) -> Self {
+        Selection {
+            keep: rows.unwrap_or(0),
+            ..Selection::default()
+        }
+    }
+
+    /// Counts `change`, at `at` ([`Changes::each_change_at`]), if the
+    /// filter keeps it.
+    pub fn add_at(&mut self, at: usize, change: &Change, selector: &Selector) {
+        if self.add(change, selector) {
+            let first = self.first.entry(change.op()).or_default();
+            if first.len() < self.keep {
+                first.push(at);
+            }
+        }
+    }
+
+    /// The positions of the rows of `op` a table of `rows` rows shows, when
+    /// they were kept.
+    pub fn first_of(&self, op: Op, rows: Option<usize>) -> Option<&[usize]> {
+        match rows {
+            Some(rows) if rows <= self.keep => {
+                Some(self.first.get(&op).map_or(&[][..], |v| v.as_slice()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Counts `change`, if the filter keeps it; whether it does.
+    pub fn add(&mut self, change: &Change, selector: &Selector) -> bool {
         let op = change.op();
         if !selector.op_matches(op) {
-            return;
+            return false;
         }
         let row = Row::of(change);
         if !selector.matches(&row) {
-            return;
+            return false;
         }
         self.matched += 1;
         if let Row::Binding(b) = &row {
             self.spread.add(b);
         }
         *self.totals.entry(op).or_default() += 1;
+        true
     }
 
     pub fn bindings(&self) -> usize {

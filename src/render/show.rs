@@ -134,18 +134,26 @@ pub fn review(
     let gathered = StreamedFacts::gather(plan, changes, SHOWN_JOINERS)?;
     let facts = gathered.facts(plan);
     // One pass over the changes counts what the sections below need.
-    let mut selection = Selection::default();
+    // With a limit, where the first rows of each table are is kept, so
+    // that a table of a few rows does not walk the plan again.
+    let mut selection = Selection::keeping(limit);
     let mut report = Report::start(&selector, tenant);
-    let mut attention = 0usize;
+    let (mut attention, mut attention_first) = (0usize, Vec::new());
     changes.each_change_at(&mut |at, change| {
-        selection.add(change, &selector);
+        selection.add_at(at, change, &selector);
         report.add(at, change);
-        attention += usize::from(attention::needs_attention(change, &selector, &facts));
+        if attention::needs_attention(change, &selector, &facts) {
+            attention += 1;
+            if limit.is_some_and(|l| attention_first.len() < l) {
+                attention_first.push(at);
+            }
+        }
         true
     })?;
     let report = report.finish(changes, &selector, tenant.is_some(), limit)?;
-    let attention = attention::count(plan, &selector, &facts, attention);
-    attention_section(out, plan, changes, &selector, &facts, attention, limit)?;
+    let total = attention::count(plan, &selector, &facts, attention);
+    let first = limit.map(|_| attention_first.as_slice());
+    attention_section(out, plan, changes, first, &selector, &facts, total, limit)?;
     out.block(Block::Heading("Summary".into()))?;
     out.block(Block::Table(summary_table(plan, limit)))?;
 
@@ -167,7 +175,8 @@ pub fn review(
         ))?;
     }
     for (op, total) in &selection.totals {
-        changes_table(out, changes, &selector, *op, *total, limit)?;
+        let first = selection.first_of(*op, limit);
+        changes_table(out, changes, first, &selector, *op, *total, limit)?;
     }
     if report.total_users > 0 || selection.matched > 0 || tenant.is_some() {
         access_section(out, plan, &report, options, tenant.is_some())?;
@@ -592,10 +601,14 @@ fn attention_heading(out: &mut Printer, total: usize) -> io::Result<()> {
     ))
 }
 
+/// `first`: where the changes that need attention are, as many as the
+/// table shows, when known.
+#[allow(clippy::too_many_arguments)]
 fn attention_section(
     out: &mut Printer,
     plan: &Plan,
     changes: &dyn Changes,
+    first: Option<&[usize]>,
     selector: &Selector,
     facts: &Facts,
     total: usize,
@@ -610,9 +623,10 @@ fn attention_section(
     let failed = Failed::default();
     let table = Table::lazy(ATTENTION_HEADER.to_vec(), |emit| {
         let mut n = 0;
-        failed.keep(attention::items_of(
+        failed.keep(attention::items_at(
             plan,
             changes,
+            first,
             selector,
             facts,
             &mut |item| {
@@ -896,9 +910,11 @@ fn change_cells(row: &Row) -> Vec<Line> {
     }
 }
 
+/// `first`: where the rows shown are, when known.
 fn changes_table(
     out: &mut Printer,
     changes: &dyn Changes,
+    first: Option<&[usize]>,
     selector: &Selector,
     op: Op,
     total: usize,
@@ -958,10 +974,19 @@ fn changes_table(
             Mark::Add
         };
         let mut n = 0;
-        failed.keep(each_row(changes, selector, op, &mut |row| {
+        let mut row = |row: Row| {
             n += 1;
             n <= take && emit(mark, change_cells(&row))
-        }));
+        };
+        failed.keep(match first {
+            Some(first) => {
+                let mut more = true;
+                changes.changes_at(first, &mut |change| {
+                    more = more && row(Row::of(change));
+                })
+            }
+            None => each_row(changes, selector, op, &mut row),
+        });
     });
     out.block(Block::Table(table))?;
     failed.check()?;
@@ -1271,6 +1296,7 @@ mod tests {
             &mut printer,
             plan,
             &plan.changes,
+            None,
             &selector,
             &facts,
             total,
