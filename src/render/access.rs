@@ -137,8 +137,8 @@ struct Join {
 #[derive(Default)]
 struct PerUser {
     name: Option<String>,
-    /// The tenant's bindings to the user and, for the users shown, the
-    /// plan's: the plan's of the others are only counted.
+    /// The tenant's bindings to the user; the plan's are read again when
+    /// the user's gains are printed ([`Report::with_gains`]).
     direct: Vec<Grant>,
     /// The plan's bindings to the user that the filter keeps.
     new_direct: usize,
@@ -156,8 +156,9 @@ pub struct Listed<'a> {
 }
 
 /// The access each user gains. Every user is counted from the plan's
-/// changes read one at a time; only the users shown keep their bindings
-/// (read again for them), and their gains are computed when printed.
+/// changes read one at a time, keeping where the plan's bindings to them
+/// are; a user's gains are computed when printed, those bindings read
+/// again then.
 pub struct Report {
     users: HashMap<String, PerUser>,
     group_grants: HashMap<String, Vec<Grant>>,
@@ -181,20 +182,18 @@ pub struct Report {
 }
 
 impl Report {
-    /// The access gained through `changes`, of which the users shown under
-    /// `limit` gains ([`Report::shown`]) are ready to print.
+    /// The access gained through `changes`.
     pub fn new(
         changes: &dyn Changes,
         selector: &Selector,
         tenant: Option<&Tenant>,
-        limit: Option<usize>,
     ) -> std::io::Result<Self> {
         let mut report = Report::start(selector, tenant);
         changes.each_change_at(&mut |at, change| {
             report.add(at, change);
             true
         })?;
-        report.finish(changes, selector, tenant.is_some(), limit)
+        Ok(report.finish(selector, tenant.is_some()))
     }
 
     /// A report of no change yet: the tenant's access, if known; the
@@ -305,15 +304,8 @@ impl Report {
         }
     }
 
-    /// The report of the changes given, whose users shown under `limit`
-    /// are ready to print: their bindings are read again from `changes`.
-    pub fn finish(
-        mut self,
-        changes: &dyn Changes,
-        selector: &Selector,
-        live: bool,
-        limit: Option<usize>,
-    ) -> std::io::Result<Self> {
+    /// The report of the changes given.
+    pub fn finish(mut self, selector: &Selector, live: bool) -> Self {
         let report = &mut self;
         let mut listed: Vec<(&str, Option<&str>, usize)> = Vec::new();
         for (id, user) in &report.users {
@@ -349,8 +341,7 @@ impl Report {
             existing.dedup_by(|a, b| a.id == b.id);
             report.existing_groups = existing;
         }
-        report.read_shown(changes, limit)?;
-        Ok(self)
+        self
     }
 
     /// The user `who`, named as first seen.
@@ -363,30 +354,6 @@ impl Report {
             user.name = who.name.map(str::to_string);
         }
         user
-    }
-
-    /// The plan's bindings to the users shown under `limit`, read again
-    /// where they are: what their gains are made of.
-    fn read_shown(&mut self, changes: &dyn Changes, limit: Option<usize>) -> std::io::Result<()> {
-        if !self.show_roles {
-            return Ok(());
-        }
-        let mut positions: Vec<usize> = self
-            .shown(limit)
-            .iter()
-            .filter_map(|(l, _)| self.users.get(l.user.id))
-            .filter(|u| u.new_direct > 0)
-            .flat_map(|u| u.new_direct_at.iter().copied())
-            .collect();
-        positions.sort_unstable();
-        let users = &mut self.users;
-        changes.changes_at(&positions, &mut |change| {
-            if let Row::Binding(b) = Row::of(change) {
-                if let Some(user) = users.get_mut(b.subject.id) {
-                    user.direct.push(grant_of(&b));
-                }
-            }
-        })
     }
 
     fn keeps(&self, grant: &Grant) -> bool {
@@ -451,7 +418,7 @@ impl Report {
 
     /// What the user gains (the filter applied): joins first, then roles,
     /// each in reading order.
-    fn gains_of<'a>(&'a self, user: &'a PerUser) -> Vec<Gain<'a>> {
+    fn gains_of<'a>(&'a self, user: &'a PerUser, planned: &'a [Grant]) -> Vec<Gain<'a>> {
         let mut joins = Vec::new();
         let mut roles = BTreeSet::new();
         for j in &user.joins {
@@ -473,7 +440,7 @@ impl Report {
             }
         }
         if self.show_roles {
-            for g in &user.direct {
+            for g in user.direct.iter().chain(planned) {
                 if g.new && self.keeps(g) {
                     roles.insert(role_gain(g, Through::Direct));
                 }
@@ -524,12 +491,26 @@ impl Report {
         })
     }
 
-    /// The gains of a listed user, shown under the limit the report was
-    /// made for.
-    pub fn gains(&self, listed: &Listed) -> Vec<Gain<'_>> {
-        self.users
-            .get(listed.user.id)
-            .map_or_else(Vec::new, |u| self.gains_of(u))
+    /// Gives `f` the gains of a listed user; the plan's bindings to them
+    /// are read again from `changes`, where they are.
+    pub fn with_gains<T>(
+        &self,
+        changes: &dyn Changes,
+        listed: &Listed,
+        f: impl FnOnce(&[Gain]) -> T,
+    ) -> std::io::Result<T> {
+        let Some(user) = self.users.get(listed.user.id) else {
+            return Ok(f(&[]));
+        };
+        let mut planned = Vec::new();
+        if self.show_roles && user.new_direct > 0 {
+            changes.changes_at(&user.new_direct_at, &mut |change| {
+                if let Row::Binding(b) = Row::of(change) {
+                    planned.push(grant_of(&b));
+                }
+            })?;
+        }
+        Ok(f(&self.gains_of(user, &planned)))
     }
 
     /// The access of a listed user before the plan (empty without `--live`).
@@ -614,7 +595,7 @@ mod tests {
     }
 
     fn report(plan: &Plan, selector: &Selector) -> Report {
-        Report::new(&plan.changes, selector, None, None).unwrap()
+        Report::new(&plan.changes, selector, None).unwrap()
     }
 
     #[test]
@@ -629,18 +610,30 @@ mod tests {
         assert_eq!(report.total_users, 1);
         let alice = &report.listed().next().unwrap();
         assert_eq!(alice.user.id, "alice");
-        let gains = report.gains(alice);
-        let roles: Vec<(&str, Option<&str>, &str)> = gains
-            .iter()
-            .filter_map(|g| match g {
-                Gain::Role {
-                    role,
-                    namespace,
-                    through: Through::Group(group),
-                    ..
-                } => Some((role.label(), *namespace, group.id)),
-                _ => None,
+        let (roles, count) = report
+            .with_gains(&plan.changes, alice, |gains| {
+                let roles: Vec<(String, Option<String>, String)> = gains
+                    .iter()
+                    .filter_map(|g| match g {
+                        Gain::Role {
+                            role,
+                            namespace,
+                            through: Through::Group(group),
+                            ..
+                        } => Some((
+                            role.label().to_string(),
+                            namespace.map(str::to_string),
+                            group.id.to_string(),
+                        )),
+                        _ => None,
+                    })
+                    .collect();
+                (roles, gains.len())
             })
+            .unwrap();
+        let roles: Vec<(&str, Option<&str>, &str)> = roles
+            .iter()
+            .map(|(r, n, g)| (r.as_str(), n.as_deref(), g.as_str()))
             .collect();
         assert_eq!(
             roles,
@@ -650,7 +643,7 @@ mod tests {
                 ("Launcher", Some("company.marketing"), "data-eng"),
             ]
         );
-        assert_eq!(gains.len(), 5, "two joins and three roles");
+        assert_eq!(count, 5, "two joins and three roles");
     }
 
     #[test]
@@ -697,9 +690,10 @@ mod tests {
         let selector = Selector::new(&plan.changes, &filter).unwrap();
         let report = report(&plan, &selector);
         assert!(report.listed().all(|u| report
-            .gains(&u)
-            .iter()
-            .all(|g| matches!(g, Gain::Role { role, .. } if role.id == "admin"))));
+            .with_gains(&plan.changes, &u, |gains| gains
+                .iter()
+                .all(|g| matches!(g, Gain::Role { role, .. } if role.id == "admin")))
+            .unwrap()));
         assert!(report.total_users >= 2);
     }
 }

@@ -260,7 +260,7 @@ pub fn rows(
         more(out, op.as_str(), (*total).min(take), *total)?;
     }
     if options.diff {
-        let report = Report::new(changes, &selector, tenant, limit)?;
+        let report = Report::new(changes, &selector, tenant)?;
         let shown = report.shown(limit);
         let mut shown_gains = 0;
         for (listed, n) in &shown {
@@ -278,13 +278,15 @@ pub fn rows(
                     write_json_line(out, &row)?;
                 }
             }
-            for gain in report.gains(listed).iter().take(*n) {
+            let rows: Vec<Value> = report.with_gains(changes, listed, |gains| {
+                gains.iter().take(*n).map(gain_value).collect()
+            })?;
+            for gain in rows {
                 shown_gains += 1;
                 let mut row = json!({
                     "row": "access", "user_id": user.id, "username": name(&user), "now": false,
                 });
-                if let (Value::Object(row), Value::Object(mut extra)) = (&mut row, gain_value(gain))
-                {
+                if let (Value::Object(row), Value::Object(mut extra)) = (&mut row, gain) {
                     // A revert plan's access rows are losses.
                     if plan.reverts.is_some() {
                         if let Some(what) = extra.remove("gains") {

@@ -581,7 +581,8 @@ impl Spread {
 
 /// One pass over the plan: how many changes of each op the filter keeps,
 /// and the spread of bindings. The rows themselves are read again when they
-/// are printed ([`rows`]), so that no list of a million rows is ever held.
+/// are printed ([`each_row`], or where [`Selection::first`] says), so that
+/// no list of a million rows is ever held.
 #[derive(Debug, Default)]
 pub struct Selection {
     /// Changes kept, per op.

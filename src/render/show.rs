@@ -1,7 +1,9 @@
 //! `show`: a plan as a reviewer reads it. Header, what needs attention,
 //! the summary, conflicts and skipped entries first, then the changes, then
 //! the access each user gains. Printed as it is built: a plan of a million
-//! changes is never held as text.
+//! changes is never held as text, and its changes are read one at a time
+//! ([`Changes`]): a walk counts what every section needs, and the tables
+//! read their rows again when they print them.
 
 use std::cell::RefCell;
 use std::io::{self, Write};
@@ -150,7 +152,7 @@ pub fn review(
         }
         true
     })?;
-    let report = report.finish(changes, &selector, tenant.is_some(), limit)?;
+    let report = report.finish(&selector, tenant.is_some());
     let total = attention::count(plan, &selector, &facts, attention);
     let first = limit.map(|_| attention_first.as_slice());
     attention_section(out, plan, changes, first, &selector, &facts, total, limit)?;
@@ -179,7 +181,7 @@ pub fn review(
         changes_table(out, changes, first, &selector, *op, *total, limit)?;
     }
     if report.total_users > 0 || selection.matched > 0 || tenant.is_some() {
-        access_section(out, plan, &report, options, tenant.is_some())?;
+        access_section(out, plan, changes, &report, options, tenant.is_some())?;
     }
     if computed_digest != plan.digest {
         out.block(mismatch_warning(plan, computed_digest))?;
@@ -1050,6 +1052,7 @@ fn gain_cells(user: &Named, gain: &Gain, filter: &Filter, live: bool, revert: bo
 fn access_section(
     out: &mut Printer,
     plan: &Plan,
+    changes: &dyn Changes,
     report: &Report,
     options: &ShowOptions,
     live: bool,
@@ -1115,27 +1118,37 @@ fn access_section(
         // One diff per user, printed as it is made.
         for (listed, n) in &shown {
             out.block(Block::Diff(if revert {
-                loss_diff(report, listed, *n)
+                loss_diff(report, changes, listed, *n)?
             } else {
-                access_diff(report, listed, *n, live)
+                access_diff(report, changes, listed, *n, live)?
             }))?;
         }
     } else {
         let shown = &shown;
         let header = if revert { "loses" } else { "gains" };
-        let table = Table::lazy(vec!["user", header, "on", "through"], move |emit| {
+        let failed = Failed::default();
+        let table = Table::lazy(vec!["user", header, "on", "through"], |emit| {
             for (listed, n) in shown {
-                for gain in report.gains(listed).iter().take(*n) {
-                    let cells = gain_cells(&listed.user, gain, filter, live, revert);
-                    // Colour marks additions only: a loss is plain.
-                    let mark = if revert { Mark::Plain } else { Mark::Add };
-                    if !emit(mark, cells) {
-                        return;
+                let read = report.with_gains(changes, listed, |gains| {
+                    for gain in gains.iter().take(*n) {
+                        let cells = gain_cells(&listed.user, gain, filter, live, revert);
+                        // Colour marks additions only: a loss is plain.
+                        let mark = if revert { Mark::Plain } else { Mark::Add };
+                        if !emit(mark, cells) {
+                            return false;
+                        }
                     }
+                    true
+                });
+                match read {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => return failed.keep(Err(e)),
                 }
             }
         });
         out.block(Block::Table(table))?;
+        failed.check()?;
     }
     if report.total_gains > shown_gains {
         let cut = shown.first().filter(|(l, n)| l.total > *n);
@@ -1216,34 +1229,44 @@ pub(super) fn gain_text(gain: &Gain) -> String {
 /// access before the plan (with `--live`) against the access after it.
 /// A revert plan's diff for one user: the access the reverted plan gave,
 /// removed.
-fn loss_diff(report: &Report, listed: &Listed, take: usize) -> String {
-    let mut lines: Vec<String> = report
-        .gains(listed)
-        .iter()
-        .take(take)
-        .map(gain_text)
-        .collect();
+fn loss_diff(
+    report: &Report,
+    changes: &dyn Changes,
+    listed: &Listed,
+    take: usize,
+) -> io::Result<String> {
+    let mut lines: Vec<String> = report.with_gains(changes, listed, |gains| {
+        gains.iter().take(take).map(gain_text).collect()
+    })?;
     lines.sort();
     let before: String = lines.iter().map(|l| format!("{l}\n")).collect();
     let who = plain_named(&listed.user);
-    similar::TextDiff::from_lines(before.as_str(), "")
+    Ok(similar::TextDiff::from_lines(before.as_str(), "")
         .unified_diff()
         .context_radius(1 << 20)
         .header(
             &format!("{who}: what the reverted plan gave"),
             &format!("{who}: after the revert"),
         )
-        .to_string()
+        .to_string())
 }
 
-fn access_diff(report: &Report, listed: &Listed, take: usize, live: bool) -> String {
+fn access_diff(
+    report: &Report,
+    changes: &dyn Changes,
+    listed: &Listed,
+    take: usize,
+    live: bool,
+) -> io::Result<String> {
     let mut before = String::new();
     for gain in report.before(listed) {
         before.push_str(&gain_text(&gain));
         before.push('\n');
     }
     let mut after_lines: Vec<String> = before.lines().map(str::to_string).collect();
-    after_lines.extend(report.gains(listed).iter().take(take).map(gain_text));
+    after_lines.extend(report.with_gains(changes, listed, |gains| {
+        gains.iter().take(take).map(gain_text).collect::<Vec<_>>()
+    })?);
     after_lines.sort();
     let mut after = String::new();
     for line in after_lines {
@@ -1262,11 +1285,13 @@ fn access_diff(report: &Report, listed: &Listed, take: usize, live: bool) -> Str
     } else {
         format!("{who}: before (nothing recorded in the plan)")
     };
-    similar::TextDiff::from_lines(before.as_str(), after.as_str())
-        .unified_diff()
-        .context_radius(1 << 20)
-        .header(&before_label, &format!("{who}: after the plan"))
-        .to_string()
+    Ok(
+        similar::TextDiff::from_lines(before.as_str(), after.as_str())
+            .unified_diff()
+            .context_radius(1 << 20)
+            .header(&before_label, &format!("{who}: after the plan"))
+            .to_string(),
+    )
 }
 
 #[cfg(test)]
