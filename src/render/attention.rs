@@ -339,6 +339,42 @@ pub fn items_at<'a>(
     Ok(())
 }
 
+/// [`items_of`] in a walk over all of the plan's changes, each of which is
+/// also given to `each` with where it is ([`Changes::each_change_at`]):
+/// what else needs a walk over the changes makes no other.
+pub fn items_walking<'a>(
+    plan: &'a Plan,
+    changes: &dyn Changes,
+    selector: &Selector<'a>,
+    facts: &Facts<'a>,
+    each: &mut dyn FnMut(usize, &Change),
+    emit: &mut dyn FnMut(Item<'_>) -> bool,
+) -> std::io::Result<()> {
+    let keep = |f: &Finding| selector.filter.is_empty() || selector.matches_finding(f);
+    let mut more = true;
+    for finding in plan.conflicts.iter().filter(|f| keep(f)) {
+        let mut item = finding_item(finding, facts);
+        item.risks.insert(0, Risk::Conflict);
+        if !emit(item) {
+            more = false;
+            break;
+        }
+    }
+    changes.each_change_at(&mut |at, change| {
+        each(at, change);
+        if more {
+            if let Some(item) = change_item(change, selector, facts) {
+                more = emit(item);
+            }
+        }
+        true
+    })?;
+    if more {
+        skipped_items(plan, selector, facts, &mut |item| emit(item));
+    }
+    Ok(())
+}
+
 /// How many items [`items_of`] gives: `changes` needs attention of the
 /// plan's changes that do ([`needs_attention`]), counted by the caller.
 pub fn count(plan: &Plan, selector: &Selector, facts: &Facts, changes: usize) -> usize {

@@ -207,7 +207,13 @@ pub fn rows(
     let gathered = StreamedFacts::gather(plan, changes, usize::MAX)?;
     let facts = gathered.facts(plan);
     let (mut shown, mut total, mut result) = (0usize, 0usize, Ok(()));
-    attention::items_of(plan, changes, &selector, &facts, &mut |item| {
+    // The walk that finds what needs attention also counts the changes the
+    // filter keeps, and where the first of each op are.
+    let mut selection = Selection::keeping(limit);
+    let mut each = |at: usize, change: &crate::sync::Change| {
+        selection.add_at(at, change, &selector);
+    };
+    attention::items_walking(plan, changes, &selector, &facts, &mut each, &mut |item| {
         total += 1;
         if shown >= take || result.is_err() {
             return true;
@@ -243,18 +249,26 @@ pub fn rows(
         }
         more(out, tag, total.min(take), total)?;
     }
-    let selection = Selection::of(changes, &selector)?;
     for (op, total) in &selection.totals {
         let (mut n, failed) = (0, Failed::default());
         let mut written = Ok(());
-        failed.keep(each_row(changes, &selector, *op, &mut |row| {
+        let mut row = |row: Row| {
             n += 1;
             if n > take {
                 return false;
             }
             written = write_json_line(out, &change(&row));
             written.is_ok()
-        }));
+        };
+        failed.keep(match selection.first_of(*op, limit) {
+            Some(first) => {
+                let mut more = true;
+                changes.changes_at(first, &mut |change| {
+                    more = more && row(Row::of(change));
+                })
+            }
+            None => each_row(changes, &selector, *op, &mut row),
+        });
         written?;
         failed.check()?;
         more(out, op.as_str(), (*total).min(take), *total)?;

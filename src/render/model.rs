@@ -598,15 +598,6 @@ pub struct Selection {
 }
 
 impl Selection {
-    pub fn of(changes: &dyn Changes, selector: &Selector) -> std::io::Result<Self> {
-        let mut out = Selection::default();
-        changes.each_change(&mut |change| {
-            out.add(change, selector);
-            true
-        })?;
-        Ok(out)
-    }
-
     /// A selection that keeps where the first `rows` changes of each op
     /// are (`None`: all rows are shown, and read again in a walk).
     pub fn keeping(rows: Option<usize>) -> Self {
