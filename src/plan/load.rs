@@ -124,7 +124,7 @@ pub fn read_capped(input: impl std::io::Read, limit: u64) -> std::io::Result<Opt
 }
 
 /// [`read_capped`] into `bytes` (empty, perhaps with room reserved).
-fn read_capped_into(
+pub(super) fn read_capped_into(
     input: impl std::io::Read,
     limit: u64,
     mut bytes: Vec<u8>,
