@@ -338,3 +338,91 @@ impl Changes for ChangesText<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Plan;
+
+    fn plans() -> Vec<Plan> {
+        vec![
+            serde_json::from_str(include_str!("../../plans/demo-plan.json")).unwrap(),
+            serde_json::from_str(include_str!("../../plans/demo-revert-plan.json")).unwrap(),
+            serde_json::from_str(include_str!("../../tests/golden/rules-plan.json")).unwrap(),
+        ]
+    }
+
+    /// The plan's file as the tool writes it, and in another layout: its
+    /// members sorted (`changes` after `approvals`, an array), compact,
+    /// with white space around the changes' commas and brackets.
+    fn layouts(plan: &Plan) -> Vec<Vec<u8>> {
+        let sorted = serde_json::to_string(&serde_json::to_value(plan).unwrap()).unwrap();
+        let spaced = sorted
+            .replace("\"changes\":[", "\"changes\" :\n [ ")
+            .replace("},{", "} ,\n\t{");
+        assert!(spaced.contains("} ,\n\t{\"group_id\""), "{spaced}");
+        vec![plan.to_pretty_json(), spaced.into_bytes()]
+    }
+
+    #[test]
+    fn the_changes_read_again_are_the_plans() {
+        for plan in plans() {
+            for bytes in layouts(&plan) {
+                let scanned = crate::plan::parse_without_changes(&bytes).unwrap();
+                assert_eq!(scanned.loaded.computed_digest, plan.digest);
+                let text = ChangesText::of_plan(&bytes).unwrap();
+                let mut all = Vec::new();
+                text.each_change(&mut |c| {
+                    all.push(c.clone());
+                    true
+                })
+                .unwrap();
+                assert_eq!(all, plan.changes);
+                for op in Op::ALL {
+                    let mut of_op = Vec::new();
+                    text.each_change_of(op, &mut |c| {
+                        of_op.push(c.clone());
+                        true
+                    })
+                    .unwrap();
+                    let expected: Vec<Change> = plan
+                        .changes
+                        .iter()
+                        .filter(|c| c.op() == op)
+                        .cloned()
+                        .collect();
+                    assert_eq!(of_op, expected, "{op:?}");
+                }
+                // Where each change is, and each read again from there.
+                let mut at = Vec::new();
+                text.each_change_at(&mut |p, _| {
+                    at.push(p);
+                    true
+                })
+                .unwrap();
+                let odd: Vec<usize> = at.iter().copied().skip(1).step_by(2).collect();
+                let mut again = Vec::new();
+                text.changes_at(&odd, &mut |c| again.push(c.clone()))
+                    .unwrap();
+                let expected: Vec<Change> =
+                    plan.changes.iter().skip(1).step_by(2).cloned().collect();
+                assert_eq!(again, expected);
+                // The default, by rank, agrees.
+                let mut ranked = Vec::new();
+                let ranks: Vec<usize> = (1..plan.changes.len()).step_by(2).collect();
+                plan.changes
+                    .changes_at(&ranks, &mut |c| ranked.push(c.clone()))
+                    .unwrap();
+                assert_eq!(ranked, expected);
+                // Stopping early stops.
+                let mut seen = 0;
+                text.each_change(&mut |_| {
+                    seen += 1;
+                    seen < 2
+                })
+                .unwrap();
+                assert_eq!(seen, 2.min(plan.changes.len()));
+            }
+        }
+    }
+}
