@@ -7,11 +7,14 @@ use std::time::Duration;
 
 use crate::cli::ApplyArgs;
 use crate::error::{Error, ErrorKind, ExitStatus, Result};
-use crate::plan::{self, ChangeSpool, Loaded};
+use crate::plan::{self, ChangeSpool, Loaded, Spooled};
 use crate::render;
 use crate::signing::policy::{self, Counted, Flags, Policy};
 use crate::store::{Access, HistoryRecord, ReadMode, Store};
-use crate::sync::{created_group_lists, into_writes, removals_for, revert, Change, Snapshot};
+use crate::sync::{
+    created_group_lists, into_writes, removals_for, revert, Change, ListPrior, MissingUser,
+    Snapshot, Writes,
+};
 
 enum Attempt {
     /// Written and recorded in the open transaction: only COMMIT is left.
@@ -555,13 +558,89 @@ async fn write_sync(store: &mut Store, run: &Run<'_>) -> Result<(usize, Option<S
     }
     run.progress
         .counted("writing", super::Counter::RowsWritten, None);
+    // One thread reads the changes back and turns them into rows while the
+    // database writes the batch before: on two cores, the reading is
+    // hidden behind the writing.
+    let tenant = plan.tenant.clone();
+    let (batches, written) = std::sync::mpsc::sync_channel(1);
+    let reader = std::thread::Builder::new()
+        .name("apply-batches".into())
+        .spawn(move || read_batches(&spooled, &snapshot, &tenant, &batches))
+        .map_err(|e| run.not_applied(Error::io_on("a thread to read the changes back", e)))?;
     let mut created = BTreeMap::new();
     let mut rows = 0;
-    let mut changes = spooled.changes().peekable();
+    let mut failed = None;
+    // The reader stops at its first failure, or when this end is dropped.
+    for batch in written.iter() {
+        let (writes, lists) = match batch {
+            Ok(batch) => batch,
+            Err(BatchError::Spool(e)) => {
+                failed = Some(run.not_applied(super::plan::spool_error(e)));
+                break;
+            }
+            Err(BatchError::Stale(e)) => {
+                failed = Some(run.sync_stale(&e));
+                break;
+            }
+        };
+        if let Err(e) = store.write(&writes).await {
+            failed = Some(run.not_applied(e));
+            break;
+        }
+        created.extend(lists);
+        rows += writes.len();
+    }
+    drop(written);
+    // A reader that stopped short (a panic) must not pass for the end of
+    // the changes: nothing is committed then.
+    let finished = reader.join().unwrap_or(false);
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    if !finished {
+        return Err(run.not_applied(Error::io_on(
+            "the changes' temporary file",
+            std::io::Error::other("reading the changes back stopped short"),
+        )));
+    }
+    tracing::info!(rows, "wrote the changes");
+    let created = serde_json::to_string(&created).expect("a map of strings serialises");
+    Ok((rows, Some(created)))
+}
+
+/// Changes read back and written at a time: enough for the backends' batched
+/// writes, a few megabytes of memory.
+const WRITE_BATCH: usize = 50_000;
+
+/// Why the changes could not be read back into rows.
+enum BatchError {
+    Spool(std::io::Error),
+    Stale(MissingUser),
+}
+
+/// A batch's rows, and the `groupList`s it creates.
+type Batch = (Writes, BTreeMap<String, ListPrior>);
+
+/// Reads the spooled changes back in order and sends their rows, batch by
+/// batch, until the first failure or until nobody listens; `true` when
+/// every change was sent.
+fn read_batches(
+    spooled: &Spooled,
+    snapshot: &Snapshot,
+    tenant: &str,
+    out: &std::sync::mpsc::SyncSender<Result<Batch, BatchError>>,
+) -> bool {
     let batch_size = write_batch();
+    let mut changes = spooled.changes().peekable();
     let mut batch = Vec::with_capacity(batch_size);
     while let Some(change) = changes.next() {
-        batch.push(change.map_err(|e| run.not_applied(super::plan::spool_error(e)))?);
+        match change {
+            Ok(change) => batch.push(change),
+            Err(e) => {
+                let _ = out.send(Err(BatchError::Spool(e)));
+                return false;
+            }
+        }
         // A user's memberships are one update of their document: a batch
         // ends between users, never inside one.
         let ends_here = match (batch.last(), changes.peek()) {
@@ -575,20 +654,20 @@ async fn write_sync(store: &mut Store, run: &Run<'_>) -> Result<(usize, Option<S
         if !ends_here {
             continue;
         }
-        created.extend(created_group_lists(&snapshot, &batch));
-        let writes = into_writes(&snapshot, &plan.tenant, std::mem::take(&mut batch))
-            .map_err(|e| run.sync_stale(&e))?;
-        store.write(&writes).await.map_err(|e| run.not_applied(e))?;
-        rows += writes.len();
+        let lists = created_group_lists(snapshot, &batch);
+        let sent = match into_writes(snapshot, tenant, std::mem::take(&mut batch)) {
+            Ok(writes) => out.send(Ok((writes, lists))),
+            Err(e) => {
+                let _ = out.send(Err(BatchError::Stale(e)));
+                return false;
+            }
+        };
+        if sent.is_err() {
+            return false;
+        }
     }
-    tracing::info!(rows, "wrote the changes");
-    let created = serde_json::to_string(&created).expect("a map of strings serialises");
-    Ok((rows, Some(created)))
+    true
 }
-
-/// Changes read back and written at a time: enough for the backends' batched
-/// writes, a few megabytes of memory.
-const WRITE_BATCH: usize = 50_000;
 
 /// [`WRITE_BATCH`], or less when the environment variable
 /// `SYNC_ACCESS_WRITE_BATCH` says so: the tests make batches of a few
