@@ -479,13 +479,25 @@ pub enum SyncError {
 /// and `apply` drive [`Derivation`] themselves, reading the bindings twice
 /// instead of holding them.
 pub fn sync(snapshot: &Snapshot, options: &SyncOptions) -> Result<SyncResult, SyncError> {
+    sync_in_passes(snapshot, options, &snapshot.bindings, &snapshot.bindings)
+}
+
+/// [`sync`], the bindings' two passes seeing the rows `first`, then
+/// `second` (the same rows, in any order: two reads of a table need not
+/// agree on it).
+fn sync_in_passes(
+    snapshot: &Snapshot,
+    options: &SyncOptions,
+    first: &[RawDoc],
+    second: &[RawDoc],
+) -> Result<SyncResult, SyncError> {
     let mut derivation = Derivation::new(snapshot, options)?;
-    for raw in &snapshot.bindings {
+    for raw in first {
         derivation.index_binding(raw);
     }
     let mut changes = Vec::new();
     let mut judging = derivation.judge(&mut changes);
-    for raw in &snapshot.bindings {
+    for raw in second {
         judging.binding(raw);
     }
     let mut result = judging.finish();

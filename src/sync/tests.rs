@@ -3188,21 +3188,7 @@ proptest! {
         shuffle(&mut first, seed);
         let mut second = snap.bindings.clone();
         shuffle(&mut second, seed.rotate_left(17) ^ 0x9e37_79b9);
-        let passes = Derivation::new(&snap, &opts).map(|mut derivation| {
-            for raw in &first {
-                derivation.index_binding(raw);
-            }
-            let mut changes = Vec::new();
-            let mut judging = derivation.judge(&mut changes);
-            for raw in &second {
-                judging.binding(raw);
-            }
-            let mut result = judging.finish();
-            sort_changes(&mut changes);
-            result.changes = changes;
-            result
-        });
-        prop_assert_eq!(passes, expected);
+        prop_assert_eq!(sync_in_passes(&snap, &opts, &first, &second), expected);
     }
 }
 
