@@ -217,7 +217,7 @@ impl ChangeSpool {
                 format!(
                     "the change `{}` of key `{}` was derived twice",
                     op.as_str(),
-                    String::from_utf8_lossy(key)
+                    crate::escape::field(&String::from_utf8_lossy(key))
                 ),
             ));
         }
