@@ -534,9 +534,7 @@ async fn write_sync(store: &mut Store, run: &Run<'_>) -> Result<(usize, Option<S
         None,
     );
     let (snapshot, now) = store
-        .derive(&plan.sync_options(), ReadMode::InApply, &mut spool, |_| {
-            tracing::info!("read every table but the bindings under the lock")
-        })
+        .derive(&plan.sync_options(), ReadMode::InApply, &mut spool)
         .await
         .map_err(|e| run.not_applied(e))?;
     now.map_err(|e| run.sync_stale(&e))?;

@@ -57,14 +57,7 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
         None,
     );
     let (_, derived) = store
-        .derive(&options, ReadMode::ReadOnly, &mut spool, |snapshot| {
-            tracing::info!(
-                users = snapshot.users.len(),
-                groups = snapshot.groups.len(),
-                roles = snapshot.roles.len(),
-                "read every table but the bindings"
-            )
-        })
+        .derive(&options, ReadMode::ReadOnly, &mut spool)
         .await?;
     // A malformed tenant document is quoted: escaped.
     let result = derived.map_err(|e| Error::usage(crate::escape::field(&e.to_string())))?;

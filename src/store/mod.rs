@@ -194,11 +194,16 @@ impl Store {
         options: &SyncOptions,
         mode: ReadMode,
         sink: &mut dyn ChangeSink,
-        mut after_reading: impl FnMut(&Snapshot),
     ) -> Result<(Snapshot, std::result::Result<SyncResult, SyncError>)> {
         let tenant = options.tenant.as_str();
         let snapshot = self.driver.begin_read(tenant, mode).await?;
-        after_reading(&snapshot);
+        tracing::info!(
+            users = snapshot.users.len(),
+            groups = snapshot.groups.len(),
+            roles = snapshot.roles.len(),
+            ?mode,
+            "read every table but the bindings"
+        );
         let mut derivation = match Derivation::new(&snapshot, options) {
             Ok(derivation) => derivation,
             Err(e) => {
