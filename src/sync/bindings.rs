@@ -45,6 +45,10 @@ pub(super) struct BindingIndex {
     /// database, so only they are kept (a table that compares by bytes
     /// keeps none).
     respelled: HashMap<Box<str>, BTreeSet<Box<str>>>,
+    /// The keys of the rows the first pass found malformed: the second
+    /// pass skips them, and reads the others without checking again that
+    /// they are readable.
+    malformed: HashSet<Box<str>>,
     /// After the first pass: ids whose copies would go to one key.
     one_key_ids: HashSet<Box<str>>,
     /// The grants of every live binding of the tenant (each held once:
@@ -82,6 +86,7 @@ impl BindingIndex {
             ids: HashSet::new(),
             shared_ids: HashSet::new(),
             respelled: HashMap::new(),
+            malformed: HashSet::new(),
             one_key_ids: HashSet::new(),
             tenant_grants: HashSet::new(),
             tenant_by_id: HashMap::new(),
@@ -101,6 +106,7 @@ impl BindingIndex {
         let binding = match documents::parse_binding(raw) {
             Ok(binding) => binding,
             Err(m) => {
+                self.malformed.insert(raw.key.as_str().into());
                 self.hold(&raw.key, Holder::Malformed);
                 // Deleted, however broken: nobody refers to a binding.
                 if m.deleted != Some(true) && is_legacy_or_unknown(&m) {
@@ -196,7 +202,12 @@ impl BindingIndex {
         deps: &Dependencies<'_, '_>,
         out: &mut SyncResult,
     ) {
-        let Ok(binding) = documents::parse_binding(raw) else {
+        // Malformed rows were dealt with in the first pass; the same
+        // transaction reads the same bytes again.
+        if self.malformed.contains(raw.key.as_str()) {
+            return;
+        }
+        let Ok(binding) = documents::parse_readable_binding(raw) else {
             return;
         };
         let header = &binding.header;
@@ -329,7 +340,7 @@ impl BindingIndex {
         };
         out.changes.push(Change::AddBinding {
             key,
-            value: Document::copy_to_tenant(binding.raw, tenant)
+            value: Document::copy_readable_to_tenant(binding.raw, tenant)
                 .expect("a parsed document is a JSON object"),
             subject,
             role: deps

@@ -401,6 +401,14 @@ pub fn parse_binding(raw: &RawDoc) -> Parsed<Binding<'_>> {
     if let Some(m) = unreadable(raw) {
         return Err(m);
     }
+    parse_readable_binding(raw)
+}
+
+/// [`parse_binding`] of a row it read before and found readable: the
+/// second pass over the bindings reads each row of the same snapshot again
+/// (src/sync/bindings.rs), and checking every byte of a million documents
+/// twice was a tenth of `plan`.
+pub fn parse_readable_binding(raw: &RawDoc) -> Parsed<Binding<'_>> {
     if let Ok(v) = serde_json::from_str::<fast::Binding>(&raw.value) {
         if let Some(header) = header(&raw.key, v.id, v.tenant_id, v.deleted) {
             return Ok(Binding {
@@ -781,6 +789,12 @@ impl Document {
         if !nesting_within_limit(raw) {
             return None;
         }
+        Self::copy_readable_to_tenant(raw, tenant)
+    }
+
+    /// [`copy_to_tenant`](Self::copy_to_tenant) of a document that was
+    /// found readable, its nesting within the limit.
+    pub(super) fn copy_readable_to_tenant(raw: &str, tenant: &str) -> Option<Document> {
         let text = canonical::with_member(raw, "tenantId", tenant)?;
         Some(Document::from_text(
             serde_json::value::RawValue::from_string(text).ok()?,
