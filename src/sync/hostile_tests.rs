@@ -113,6 +113,47 @@ fn a_member_given_twice_anywhere_is_malformed_and_never_copied() {
     );
 }
 
+/// The second pass over the bindings reads each row without checking its
+/// bytes again (src/sync/bindings.rs): one the first pass found unreadable,
+/// whose every field the fast reader would take, is still never copied.
+#[test]
+fn a_binding_found_unreadable_in_the_first_pass_is_never_copied_in_the_second() {
+    let mut snap = store();
+    snap.roles.push(RawDoc::new(
+        "r",
+        r#"{"id":"r","name":"R","permissions":{},"deleted":false}"#,
+    ));
+    snap.groups
+        .push(RawDoc::new("g", r#"{"id":"g","name":"G","deleted":false}"#));
+    for (key, doc) in [
+        (
+            "twice",
+            r#"{"id":"twice","type":"GROUP","externalId":"g","roleId":"r","roleId":"r"}"#
+                .to_string(),
+        ),
+        (
+            "deep",
+            format!(
+                r#"{{"id":"deep","type":"GROUP","externalId":"g","roleId":"r","x":{}{}}}"#,
+                "[".repeat(200),
+                "]".repeat(200)
+            ),
+        ),
+        (
+            "fine",
+            r#"{"id":"fine","type":"GROUP","externalId":"g","roleId":"r"}"#.to_string(),
+        ),
+    ] {
+        snap.bindings.push(RawDoc::new(key, doc));
+    }
+    let result = run(&snap);
+    assert_eq!(skipped(&result, Kind::Binding, "twice").reason, "malformed");
+    assert_eq!(skipped(&result, Kind::Binding, "deep").reason, "malformed");
+    assert_eq!(copied(&result, "default_twice"), None);
+    assert_eq!(copied(&result, "default_deep"), None);
+    assert!(copied(&result, "default_fine").is_some(), "{result:#?}");
+}
+
 #[test]
 fn a_row_that_is_not_utf8_is_malformed_and_named_by_its_key() {
     let mut snap = store();
