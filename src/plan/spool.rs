@@ -69,6 +69,19 @@ struct SpoolFiles {
     /// The first failure to write; what follows it is counted, not kept.
     error: Option<io::Error>,
     scratch: Vec<u8>,
+    /// Where a [`SpoolTail`] learns what was written, batch by batch.
+    tail: Option<Publisher>,
+}
+
+/// What the writer of a tailed spool tells its [`SpoolTail`]: a batch's
+/// canonical texts start at `at`, one after the other, of these lengths.
+type Published = (u64, Vec<u32>);
+
+struct Publisher {
+    to: std::sync::mpsc::Sender<Published>,
+    /// The batch being written: where it starts, and its texts' lengths.
+    from: u64,
+    lengths: Vec<u32>,
 }
 
 /// One change: its order key and where its two texts are.
@@ -135,6 +148,30 @@ impl ChangeSpool {
         Self::writing_to(files)
     }
 
+    /// [`canonical_only`](Self::canonical_only), and a [`SpoolTail`] that
+    /// reads each change back as soon as it is written, in the order it was
+    /// pushed: `apply` writes the changes while they are still derived.
+    pub fn canonical_only_tailed(dir: &Path) -> io::Result<(Self, SpoolTail)> {
+        let canonical = tempfile::tempfile_in(dir)?;
+        let read = canonical.try_clone()?;
+        let mut files = SpoolFiles::new(tempfile::tempfile_in(dir)?, canonical);
+        files.pretty = None;
+        let (to, published) = std::sync::mpsc::channel();
+        files.tail = Some(Publisher {
+            to,
+            from: 0,
+            lengths: Vec::new(),
+        });
+        Ok((
+            Self::writing_to(files)?,
+            SpoolTail {
+                file: read,
+                published,
+                buf: Vec::new(),
+            },
+        ))
+    }
+
     pub(super) fn with_files(pretty: File, canonical: File) -> io::Result<Self> {
         Self::writing_to(SpoolFiles::new(pretty, canonical))
     }
@@ -151,6 +188,7 @@ impl ChangeSpool {
                             for change in changes {
                                 files.push(change);
                             }
+                            files.publish();
                         }
                     }
                 }
@@ -208,6 +246,35 @@ impl SpoolFiles {
             keys: Vec::new(),
             error: None,
             scratch: Vec::new(),
+            tail: None,
+        }
+    }
+
+    /// Tells the tail what the last batch wrote, once it can be read back.
+    /// After a failure the tail hears no more (and `finish` says why).
+    fn publish(&mut self) {
+        let Some(tail) = &mut self.tail else {
+            return;
+        };
+        if tail.lengths.is_empty() && self.error.is_none() {
+            return;
+        }
+        let flushed = match &self.error {
+            None => self.canonical.out.flush(),
+            Some(_) => Err(io::Error::other("failed")),
+        };
+        match flushed {
+            Ok(()) => {
+                let batch = (tail.from, std::mem::take(&mut tail.lengths));
+                tail.from = self.canonical.len;
+                if tail.to.send(batch).is_err() {
+                    self.tail = None;
+                }
+            }
+            Err(e) => {
+                self.error.get_or_insert(e);
+                self.tail = None;
+            }
         }
     }
 
@@ -250,6 +317,9 @@ impl SpoolFiles {
         canonical::to_writer(&mut self.scratch, change).map_err(from_canonical)?;
         let canonical_at = self.canonical.len;
         self.canonical.append(&self.scratch)?;
+        if let Some(tail) = &mut self.tail {
+            tail.lengths.push(length(self.scratch.len() as u64)?);
+        }
         let key_at = self.keys.len();
         self.keys.extend_from_slice(key);
         self.keys.extend_from_slice(group);
@@ -301,6 +371,42 @@ impl SpoolFiles {
             index,
             counts: [0; Op::ALL.len()],
         })
+    }
+}
+
+/// [`ChangeSpool::canonical_only_tailed`]: the changes as they are
+/// written, in the order they were pushed.
+pub struct SpoolTail {
+    file: File,
+    published: std::sync::mpsc::Receiver<Published>,
+    buf: Vec<u8>,
+}
+
+/// The changes written, batch by batch, waiting for them (on a thread of
+/// its own: this blocks); the end once the spool is finished, or stopped
+/// by a failure that its `finish` reports.
+impl Iterator for SpoolTail {
+    type Item = io::Result<Vec<Change>>;
+
+    fn next(&mut self) -> Option<io::Result<Vec<Change>>> {
+        use std::os::unix::fs::FileExt;
+        let (at, lengths) = self.published.recv().ok()?;
+        let total: usize = lengths.iter().map(|n| *n as usize).sum();
+        self.buf.resize(total, 0);
+        if let Err(e) = self.file.read_exact_at(&mut self.buf, at) {
+            return Some(Err(e));
+        }
+        let mut changes = Vec::with_capacity(lengths.len());
+        let mut start = 0;
+        for n in lengths {
+            let text = &self.buf[start..start + n as usize];
+            start += n as usize;
+            match serde_json::from_slice(text) {
+                Ok(change) => changes.push(change),
+                Err(e) => return Some(Err(io::Error::from(e))),
+            }
+        }
+        Some(Ok(changes))
     }
 }
 

@@ -347,3 +347,36 @@ fn apply_reads_back_the_changes_in_order_from_a_canonical_only_spool() {
         }
     }
 }
+
+/// A tailed spool hands on every change, once, in the order it was pushed,
+/// while the spool is still taking changes; the spool still orders and
+/// hashes them as an untailed one.
+#[test]
+fn a_tail_hands_on_every_change_in_the_order_pushed() {
+    let plan = golden("demo-plan.json");
+    // Many batches: the demo's changes, over and over, each key made
+    // unique so that the spool can still order them.
+    let mut pushed = Vec::new();
+    for round in 0..12 {
+        for change in shuffled(plan.changes.clone(), round) {
+            let mut value = serde_json::to_value(&change).unwrap();
+            let key = format!("r{round}-{}", value["key"].as_str().unwrap());
+            value["key"] = json!(key);
+            pushed.push(serde_json::from_value::<Change>(value).unwrap());
+        }
+    }
+    let (mut spool, tail) = ChangeSpool::canonical_only_tailed(&std::env::temp_dir()).unwrap();
+    let reader = std::thread::spawn(move || {
+        tail.flat_map(|batch| batch.unwrap())
+            .collect::<Vec<Change>>()
+    });
+    for change in pushed.clone() {
+        spool.push(change);
+    }
+    let spooled = spool.finish().unwrap();
+    let tailed = reader.join().unwrap();
+    assert_eq!(tailed, pushed);
+    let mut sorted = pushed;
+    crate::sync::sort_changes(&mut sorted);
+    assert_eq!(spooled.changes_digest().unwrap(), changes_digest(&sorted));
+}
