@@ -114,7 +114,14 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
                 .begin_apply(Duration::from_secs(args.lock_timeout))
                 .await
                 .map_err(not_applied)?;
-            let run = Run { plan, approved: &approved, path, progress: &progress };
+            let run = Run {
+                plan,
+                approved: &approved,
+                path,
+                progress: &progress,
+                target: &target,
+                connect_timeout: super::connect_timeout(&args.connection, &target),
+            };
             attempt(&mut store, &run, undone, &applied_by, &approvers).await
         } => outcome,
     };
@@ -361,6 +368,10 @@ struct Run<'a> {
     approved: &'a str,
     path: &'a Path,
     progress: &'a super::Progress,
+    /// Where the store is, for a second connection
+    /// ([`Store::reader_beside_apply`]), and how long connecting may take.
+    target: &'a crate::connect::Target,
+    connect_timeout: Duration,
 }
 
 impl Run<'_> {
@@ -525,6 +536,13 @@ async fn attempt(
 /// approved one before anything is written; they are then read back and
 /// written in batches.
 async fn write_sync(store: &mut Store, run: &Run<'_>) -> Result<(usize, Option<String>)> {
+    let reader = store
+        .reader_beside_apply(run.target, run.connect_timeout)
+        .await
+        .map_err(|e| run.not_applied(e))?;
+    if let Some(reader) = reader {
+        return write_sync_beside(store, reader, run).await;
+    }
     let plan = run.plan;
     let mut spool = ChangeSpool::canonical_only(&std::env::temp_dir())
         .map_err(|e| run.not_applied(super::plan::spool_error(e)))?;
@@ -604,6 +622,194 @@ async fn write_sync(store: &mut Store, run: &Run<'_>) -> Result<(usize, Option<S
     tracing::info!(rows, "wrote the changes");
     let created = serde_json::to_string(&created).expect("a map of strings serialises");
     Ok((rows, Some(created)))
+}
+
+/// [`write_sync`] where the store can share the apply's snapshot with a
+/// second connection (PostgreSQL): the changes are derived on `reader`
+/// while they are written on `store`, as each leaves the derivation, and
+/// the approved digest is compared once they are all derived, before the
+/// commit. The writes are the derived changes themselves; a difference
+/// leaves them uncommitted, rolled back with the rest (docs/store.md §3).
+/// On PostgreSQL the server's inserts take twice the derivation's time:
+/// side by side, the derivation costs nothing more.
+async fn write_sync_beside(
+    store: &mut Store,
+    mut reader: Store,
+    run: &Run<'_>,
+) -> Result<(usize, Option<String>)> {
+    let plan = run.plan;
+    let spool_error = |e| run.not_applied(super::plan::spool_error(e));
+    // The writes need the user documents the memberships go to: read on
+    // the writing connection, before it writes anything.
+    let snapshot = store
+        .read_tables(&plan.tenant, ReadMode::InApply)
+        .await
+        .map_err(|e| run.not_applied(e))?;
+    let (mut spool, tail) =
+        ChangeSpool::canonical_only_tailed(&std::env::temp_dir()).map_err(spool_error)?;
+    run.progress.counted(
+        "re-deriving the changes under the lock, and writing them",
+        super::Counter::RowsWritten,
+        None,
+    );
+    tracing::info!("deriving on a second connection at the apply's snapshot, beside the writes");
+    // One thread reads the changes back as they are spooled and turns them
+    // into rows while the database writes the batch before; this one
+    // derives, and sends the writes as they are ready.
+    let tenant = plan.tenant.clone();
+    let (batches, mut ready) = tokio::sync::mpsc::channel(1);
+    let batcher = std::thread::Builder::new()
+        .name("apply-batches".into())
+        .spawn(move || tail_batches(tail, &snapshot, &tenant, &batches))
+        .map_err(|e| run.not_applied(Error::io_on("a thread to read the changes back", e)))?;
+    let options = plan.sync_options();
+    let derive = async {
+        let derived = reader
+            .derive(&options, ReadMode::ReadOnly, &mut spool)
+            .await;
+        // Joins the spool's writer: the tail hears its last changes. The
+        // digest is taken while the last batches are still being written.
+        let finished = spool.finish().and_then(|spooled| {
+            let digest = spooled.changes_digest()?;
+            Ok((spooled, digest))
+        });
+        (derived, finished)
+    };
+    let write = async {
+        let mut created = BTreeMap::new();
+        let (mut rows, mut changes) = (0, 0);
+        while let Some(batch) = ready.recv().await {
+            let (writes, lists, n) = batch?;
+            store.write(&writes).await.map_err(TailError::Store)?;
+            rows += writes.len();
+            changes += n;
+            created.extend(lists);
+        }
+        Ok((rows, changes, created))
+    };
+    let ((derived, finished), written) = tokio::join!(derive, write);
+    // The batcher stops at its first failure, when the tail ends, or when
+    // nobody listens.
+    drop(ready);
+    let batched = batcher.join();
+    drop(reader);
+    // What the derivation says comes first: a database that changed since
+    // the plan is stale, whatever the writes met.
+    let (_, now) = derived.map_err(|e| run.not_applied(e))?;
+    now.map_err(|e| run.sync_stale(&e))?;
+    let (spooled, digest) = finished.map_err(spool_error)?;
+    tracing::info!(changes = spooled.len(), "re-derived the changes");
+    if digest != run.approved {
+        let now = spooled
+            .changes()
+            .collect::<std::io::Result<Vec<Change>>>()
+            .map_err(spool_error)?;
+        return Err(run.differs(&now));
+    }
+    if batched.is_err() {
+        return Err(run.not_applied(Error::io_on(
+            "the changes' temporary file",
+            std::io::Error::other("reading the changes back stopped short"),
+        )));
+    }
+    let (rows, changes, created) = match written {
+        Ok(written) => written,
+        Err(TailError::Spool(e)) => return Err(spool_error(e)),
+        Err(TailError::Stale(e)) => return Err(run.sync_stale(&e)),
+        Err(TailError::Store(e)) => return Err(run.not_applied(e)),
+    };
+    if changes != spooled.len() {
+        return Err(run.not_applied(Error::io_on(
+            "the changes' temporary file",
+            std::io::Error::other(format!(
+                "{changes} change(s) written of {} derived",
+                spooled.len()
+            )),
+        )));
+    }
+    tracing::info!(rows, "wrote the changes");
+    let created = serde_json::to_string(&created).expect("a map of strings serialises");
+    Ok((rows, Some(created)))
+}
+
+/// Why [`write_tail`] stopped.
+enum TailError {
+    Spool(std::io::Error),
+    Stale(MissingUser),
+    Store(Error),
+}
+
+/// A batch of a tailed spool's changes as rows, the `groupList`s it
+/// creates, and how many changes it holds.
+type TailBatch = (Writes, BTreeMap<String, ListPrior>, usize);
+
+/// Reads the changes a tailed spool hands on and sends their rows, in
+/// batches of [`write_batch`], as they come, until the tail ends, the first
+/// failure, or nobody listens.
+fn tail_batches(
+    mut tail: plan::SpoolTail,
+    snapshot: &Snapshot,
+    tenant: &str,
+    out: &tokio::sync::mpsc::Sender<std::result::Result<TailBatch, TailError>>,
+) {
+    let batch_size = write_batch();
+    let mut pending: Vec<Change> = Vec::new();
+    // A user's memberships are one update of their document, made from
+    // the snapshot's: they must all be in one batch. The derivation hands
+    // them on together; this holds it to that.
+    let mut users_written = std::collections::HashSet::new();
+    let mut open = true;
+    let fail = |e: TailError| {
+        let _ = out.blocking_send(Err(e));
+    };
+    while open || !pending.is_empty() {
+        if open {
+            match tail.next() {
+                Some(Ok(more)) => pending.extend(more),
+                Some(Err(e)) => return fail(TailError::Spool(e)),
+                None => open = false,
+            }
+        }
+        while pending.len() >= batch_size || (!open && !pending.is_empty()) {
+            let mut cut = batch_size.min(pending.len());
+            while cut < pending.len() && same_user(&pending[cut - 1], &pending[cut]) {
+                cut += 1;
+            }
+            // The last user's memberships may go on in what comes next.
+            if open && cut == pending.len() && membership_key(&pending[cut - 1]).is_some() {
+                break;
+            }
+            let batch: Vec<Change> = pending.drain(..cut).collect();
+            let users: Vec<&str> = batch.iter().filter_map(membership_key).collect();
+            if let Some(user) = users.iter().find(|u| users_written.contains(**u)) {
+                return fail(TailError::Spool(std::io::Error::other(format!(
+                    "internal: the memberships of user `{}` came apart",
+                    crate::escape::field(user)
+                ))));
+            }
+            users_written.extend(users.into_iter().map(str::to_string));
+            let lists = created_group_lists(snapshot, &batch);
+            let n = batch.len();
+            let writes = match into_writes(snapshot, tenant, batch) {
+                Ok(writes) => writes,
+                Err(e) => return fail(TailError::Stale(e)),
+            };
+            if out.blocking_send(Ok((writes, lists, n))).is_err() {
+                return;
+            }
+        }
+    }
+}
+
+fn membership_key(change: &Change) -> Option<&str> {
+    match change {
+        Change::AddMembership { key, .. } => Some(key),
+        _ => None,
+    }
+}
+
+fn same_user(a: &Change, b: &Change) -> bool {
+    matches!((membership_key(a), membership_key(b)), (Some(a), Some(b)) if a == b)
 }
 
 /// Changes read back and written at a time: enough for the backends' batched

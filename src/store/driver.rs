@@ -49,6 +49,16 @@ pub(crate) trait Driver {
     /// Ends a read [`Driver::begin_read`] started.
     async fn end_read(&mut self, mode: ReadMode) -> Result<()>;
 
+    /// The open apply transaction's snapshot, for another connection to
+    /// read in with [`Driver::begin_read_at`]; `None` where the backend
+    /// cannot share one.
+    async fn export_snapshot(&mut self) -> Result<Option<String>>;
+
+    /// Begins this connection's read-only transaction at the snapshot
+    /// `id` another connection exported: the next [`Driver::begin_read`]
+    /// with [`ReadMode::ReadOnly`] reads in it.
+    async fn begin_read_at(&mut self, id: &str) -> Result<()>;
+
     /// Opens the apply transaction under the backend's lock (one apply at
     /// a time; nobody else writes the IAM tables until it ends), with the
     /// history table ready to be written in it. Waits at most

@@ -183,6 +183,14 @@ impl Store {
         Ok(snapshot)
     }
 
+    /// Every table but the bindings, as [`Store::read_snapshot`] reads
+    /// them: what the writes of memberships start from.
+    pub async fn read_tables(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot> {
+        let snapshot = self.driver.begin_read(tenant, mode).await?;
+        self.driver.end_read(mode).await?;
+        Ok(snapshot)
+    }
+
     /// Derives the changes of `options` as [`crate::sync::sync`] does, in
     /// one consistent snapshot, without holding the bindings: they are read
     /// twice (src/sync/bindings.rs). Every change goes to `sink`, in no
@@ -228,6 +236,39 @@ impl Store {
     /// table is ready to be written in it.
     pub async fn begin_apply(&mut self, lock_timeout: Duration) -> Result<()> {
         self.driver.begin_apply(lock_timeout).await
+    }
+
+    /// A second connection to `target` whose read-only transaction sees
+    /// exactly what this one's open apply transaction saw when it took its
+    /// locks, and never its writes: the apply derives the changes on it
+    /// while it writes them on this one (docs/store.md §3). `None` where
+    /// the backend cannot share a snapshot (SQLite, MySQL and MariaDB), or
+    /// when the second connection cannot be had (the apply then derives
+    /// first and writes after, on one connection).
+    pub async fn reader_beside_apply(
+        &mut self,
+        target: &Target,
+        timeout: Duration,
+    ) -> Result<Option<Store>> {
+        let Some(id) = self.driver.export_snapshot().await? else {
+            return Ok(None);
+        };
+        let mut reader = match Store::connect(target, Access::ReadOnly, timeout).await {
+            Ok(reader) => reader,
+            Err(e) => {
+                tracing::info!(error = %e, "no second connection: deriving before writing");
+                return Ok(None);
+            }
+        };
+        match reader.driver.begin_read_at(&id).await {
+            Ok(()) => Ok(Some(reader)),
+            // A pooler that sends the second connection to another server,
+            // say.
+            Err(e) => {
+                tracing::info!(error = %e, "the second connection cannot read the apply's snapshot: deriving before writing");
+                Ok(None)
+            }
+        }
     }
 
     pub async fn find_applied(&mut self, digest: &str) -> Result<Option<HistoryRecord>> {

@@ -283,6 +283,24 @@ impl Dialect for Postgres {
         }
     }
 
+    /// Taken after the apply's locks: what the second connection reads is
+    /// what this transaction sees, and nobody else can change it until the
+    /// apply ends.
+    async fn export_snapshot(&mut self, conn: &mut PgConnection) -> Result<Option<String>> {
+        let id: String = sqlx::query_scalar("SELECT pg_export_snapshot()")
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| db_error("exporting the apply's snapshot", e))?;
+        Ok(Some(id))
+    }
+
+    fn begin_at_snapshot(id: &str) -> Vec<String> {
+        vec![
+            "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY".to_string(),
+            format!("SET TRANSACTION SNAPSHOT '{id}'"),
+        ]
+    }
+
     /// `COPY ... FROM STDIN`: the server's bulk path (rows inserted many
     /// at a time), where an INSERT from arrays inserts them one by one.
     /// It runs under a savepoint so that a key already taken leaves the

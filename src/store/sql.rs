@@ -114,6 +114,19 @@ pub(super) trait Dialect: Sized + 'static {
     /// the history table created when it is missing.
     async fn begin_apply(&mut self, conn: &mut Conn<Self>, lock_timeout: Duration) -> Result<()>;
 
+    /// The apply transaction's snapshot, exported for a second connection
+    /// to read in ([`super::Store::reader_beside_apply`]), or `None` where
+    /// the backend cannot share one.
+    async fn export_snapshot(&mut self, _conn: &mut Conn<Self>) -> Result<Option<String>> {
+        Ok(None)
+    }
+
+    /// The statements that begin a read-only transaction at a snapshot
+    /// [`Dialect::export_snapshot`] gave (checked to be one).
+    fn begin_at_snapshot(_id: &str) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Inserts one batch; a key already taken is [`Failure::KeyTaken`], and
     /// leaves the transaction usable for reads.
     async fn insert_batch(
@@ -149,6 +162,9 @@ pub(super) struct SqlStore<D: Dialect> {
     conn: Conn<D>,
     dialect: D,
     access: Access,
+    /// A read transaction begun at another connection's snapshot
+    /// ([`Driver::begin_read_at`]): the next read is in it.
+    read_begun: bool,
 }
 
 impl<D: Dialect> SqlStore<D> {
@@ -158,9 +174,13 @@ impl<D: Dialect> SqlStore<D> {
             conn,
             dialect,
             access,
+            read_begun: false,
         })
     }
 }
+
+/// Rows a read visits between two turns of the other tasks of the runtime.
+const YIELD_EVERY_ROWS: usize = 256;
 
 /// Runs one statement without parameters.
 pub(super) async fn execute<C>(conn: &mut C, sql: &str, doing: &str) -> Result<()>
@@ -450,10 +470,19 @@ where
             .iter()
             .fold(sqlx::query::<D::Db>(sql), |query, value| query.bind(*value));
         let mut rows = query.fetch(&mut self.conn);
+        let mut read = 0usize;
         while let Some(row) = rows.try_next().await.map_err(read_error)? {
             // Counted for the progress line (a relaxed atomic add).
             crate::progress::rows_read(1);
             visit(D::raw_doc(&row).map_err(|e| db_error(doing, e))?);
+            read += 1;
+            // Rows come many to a socket read, and the runtime has one
+            // thread: an apply that writes on another connection meanwhile
+            // (`Store::reader_beside_apply`) gets its turn this often, not
+            // only when the socket runs dry.
+            if read % YIELD_EVERY_ROWS == 0 {
+                tokio::task::yield_now().await;
+            }
         }
         Ok(())
     }
@@ -606,7 +635,7 @@ where
     }
 
     async fn begin_read(&mut self, tenant: &str, mode: ReadMode) -> Result<Snapshot> {
-        if mode == ReadMode::ReadOnly {
+        if mode == ReadMode::ReadOnly && !std::mem::take(&mut self.read_begun) {
             for statement in D::BEGIN_SNAPSHOT {
                 self.execute(statement, "starting the read transaction")
                     .await?;
@@ -636,6 +665,30 @@ where
             self.execute("COMMIT", "ending the read transaction")
                 .await?;
         }
+        Ok(())
+    }
+
+    async fn export_snapshot(&mut self) -> Result<Option<String>> {
+        self.dialect.export_snapshot(&mut self.conn).await
+    }
+
+    async fn begin_read_at(&mut self, id: &str) -> Result<()> {
+        // The id came from the server; it is still written into SQL only
+        // when it is nothing but a snapshot id's characters.
+        let plain = !id.is_empty()
+            && id.len() <= 64
+            && id.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+        let statements = D::begin_at_snapshot(id);
+        if !plain || statements.is_empty() {
+            return Err(Error::usage(
+                "internal: no snapshot to begin a read at".to_string(),
+            ));
+        }
+        for statement in &statements {
+            self.execute(statement, "starting the read at the apply's snapshot")
+                .await?;
+        }
+        self.read_begun = true;
         Ok(())
     }
 

@@ -52,6 +52,14 @@ pub const SCENARIOS: &[Scenario] = &[
         "plan_and_apply_without_a_usable_tmpdir_stop_and_write_nothing",
         unusable_tmpdir,
     ),
+    Scenario::only(
+        "apply_derives_beside_its_writes_or_first_with_one_connection",
+        beside_the_writes,
+        |kind| match kind {
+            Kind::Postgres => Ok(()),
+            _ => Err("only PostgreSQL shares an apply's snapshot with a second connection"),
+        },
+    ),
 ];
 
 const APPROVER: &str = "security@example.com";
@@ -1080,4 +1088,81 @@ fn unusable_tmpdir(kind: Kind) {
     assert_eq!(db.dump(), before);
     assert_eq!(db.history_rows(), 0);
     apply(&db, &path).expect_code(0);
+}
+
+/// On PostgreSQL, `apply` derives the changes on a second connection at its
+/// own snapshot while it writes them (src/commands/apply.rs,
+/// `write_sync_beside`); a role allowed one connection gets none, and the
+/// apply derives first and writes after, on its one connection. Both write
+/// what a plain apply writes.
+fn beside_the_writes(kind: Kind) {
+    let beside = TestDb::with_rows(kind, fixtures::rules());
+    let path = approved_rules_plan(&beside);
+    let ran: Ran = beside
+        .cmd()
+        .args(["-v", "apply"])
+        .arg(&path)
+        .output()
+        .unwrap()
+        .into();
+    ran.expect_code(0);
+    assert!(
+        ran.stderr.contains("deriving on a second connection"),
+        "{ran:?}"
+    );
+    run(&beside, &["verify"], &path).expect_code(0);
+
+    let one = TestDb::with_rows(kind, fixtures::rules());
+    let role = OneConnectionRole::new(&one);
+    let path = approved_rules_plan(&one);
+    let ran: Ran = one
+        .cmd()
+        .env("DATABASE_URL", &role.url)
+        .args(["-v", "apply"])
+        .arg(&path)
+        .output()
+        .unwrap()
+        .into();
+    ran.expect_code(0);
+    assert!(ran.stderr.contains("no second connection"), "{ran:?}");
+    assert!(
+        !ran.stderr.contains("deriving on a second connection"),
+        "{ran:?}"
+    );
+    assert_eq!(one.dump(), beside.dump());
+}
+
+/// A PostgreSQL role that may hold one connection at a time, with what an
+/// apply needs of `db`; dropped with everything granted to it.
+struct OneConnectionRole<'d> {
+    db: &'d TestDb,
+    name: String,
+    url: String,
+}
+
+impl<'d> OneConnectionRole<'d> {
+    fn new(db: &'d TestDb) -> Self {
+        let name = format!("sa_one_connection_{}", std::process::id());
+        db.exec(&format!("DROP ROLE IF EXISTS {name}"));
+        db.exec(&format!(
+            "CREATE ROLE {name} LOGIN CONNECTION LIMIT 1; \
+             GRANT ALL ON SCHEMA public TO {name}; \
+             GRANT ALL ON ALL TABLES IN SCHEMA public TO {name}"
+        ));
+        // The test database's URL, as this role: no password (trust).
+        let scheme_end = db.url.find("://").expect("a URL") + 3;
+        let host_start = db.url[scheme_end..]
+            .find('@')
+            .map_or(scheme_end, |at| scheme_end + at + 1);
+        let url = format!("{}{name}@{}", &db.url[..scheme_end], &db.url[host_start..]);
+        OneConnectionRole { db, name, url }
+    }
+}
+
+impl Drop for OneConnectionRole<'_> {
+    fn drop(&mut self) {
+        let name = &self.name;
+        self.db
+            .exec(&format!("DROP OWNED BY {name}; DROP ROLE IF EXISTS {name}"));
+    }
 }
