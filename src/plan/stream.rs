@@ -101,7 +101,8 @@ pub fn parse_without_changes(bytes: &[u8]) -> std::result::Result<Scanned, Strin
 }
 
 /// [`parse_without_changes`] without the changes' digest, which only
-/// `apply` compares (hashing them again is a tenth of an approval's time).
+/// `apply` compares (hashing them again is a tenth of an approval's time,
+/// and of a `show`'s check).
 pub fn parse_for_approval(bytes: &[u8]) -> std::result::Result<Scanned, String> {
     scan(bytes, false)
 }

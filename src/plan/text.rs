@@ -1,6 +1,6 @@
 //! A plan's changes re-read from the bytes of its file, one at a time
 //! (issue 15): `show` keeps the file's bytes, which it read once to check
-//! the plan ([`super::parse_without_changes`]), and parses each change again
+//! the plan ([`super::parse_for_approval`]), and parses each change again
 //! when a renderer asks for it, never holding them all.
 //!
 //! The bytes were checked first: a change that does not read here is an
@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::load::{read_capped_into, refused};
-use super::{parse_without_changes, read_bytes, Changes, Loaded};
+use super::{parse_for_approval, read_bytes, Changes, Loaded};
 use crate::error::{Error, Result};
 use crate::sync::{Change, Document, Membership, Op};
 
@@ -39,7 +39,7 @@ impl Lean {
 /// [`super::load`] of `path`, keeping the bytes rather than the changes.
 pub fn load_lean(path: &Path) -> Result<Lean> {
     let bytes = read_bytes(path)?;
-    let scanned = parse_without_changes(&bytes).map_err(|why| refused(path, why))?;
+    let scanned = parse_for_approval(&bytes).map_err(|why| refused(path, why))?;
     Ok(Lean {
         bytes,
         loaded: scanned.loaded,
@@ -67,7 +67,7 @@ pub fn load_lean_stdin() -> Result<Lean> {
     )
     .map_err(|e| Error::io_on("stdin", e))?
     .ok_or_else(|| refuse(format!("not a valid plan: over the limit of {limit} bytes")))?;
-    let scanned = parse_without_changes(&bytes).map_err(refuse)?;
+    let scanned = parse_for_approval(&bytes).map_err(refuse)?;
     Ok(Lean {
         bytes,
         loaded: scanned.loaded,
@@ -305,17 +305,74 @@ impl<'t> ChangesText<'t> {
     }
 }
 
+/// Changes a walk's reader hands on at a time.
+const READ_AHEAD_BATCH: usize = 256;
+
+impl ChangesText<'_> {
+    /// Each change from byte `from` (the start of a change, or just after
+    /// `[`) to the end of the array or to byte `until`, with where it is,
+    /// until `f` says `false`. A thread of its own reads the changes ahead:
+    /// on two cores, reading them (half of a walk of `show`) is hidden
+    /// behind what `f` does with them.
+    fn walk_ahead(
+        &self,
+        from: usize,
+        until: Option<usize>,
+        f: &mut dyn FnMut(usize, &Change) -> bool,
+    ) -> io::Result<()> {
+        // The reader sees the text alone (the rest is not for threads).
+        let text = ChangesText::new(self.text);
+        std::thread::scope(|scope| {
+            let (to, batches) =
+                std::sync::mpsc::sync_channel::<io::Result<Vec<(usize, Change)>>>(4);
+            let reader = std::thread::Builder::new().name("read-ahead".into());
+            let spawned = reader.spawn_scoped(scope, move || {
+                let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
+                let walked = text.walk::<Read>(from, &mut |at, read| {
+                    if until.is_some_and(|end| at.start >= end) {
+                        return Ok(false);
+                    }
+                    batch.push((at.start, read.change().map_err(broken)?));
+                    if batch.len() < READ_AHEAD_BATCH {
+                        return Ok(true);
+                    }
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_BATCH));
+                    // Nobody listens: `f` had enough.
+                    Ok(to.send(Ok(full)).is_ok())
+                });
+                // What was read before a change that does not read is
+                // handed on first, as a walk on one thread does.
+                if !batch.is_empty() && to.send(Ok(batch)).is_err() {
+                    return;
+                }
+                if let Err(e) = walked {
+                    let _ = to.send(Err(e));
+                }
+            });
+            if let Err(e) = spawned {
+                return Err(io::Error::other(format!(
+                    "could not start a thread to read the changes: {e}"
+                )));
+            }
+            for batch in batches {
+                for (at, change) in batch? {
+                    if !f(at, &change) {
+                        return Ok(());
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
 impl Changes for ChangesText<'_> {
     fn each_change(&self, f: &mut dyn FnMut(&Change) -> bool) -> io::Result<()> {
-        self.walk::<Read>(self.first(), &mut |_, read| {
-            Ok(f(&read.change().map_err(broken)?))
-        })
+        self.walk_ahead(self.first(), None, &mut |_, change| f(change))
     }
 
     fn each_change_at(&self, f: &mut dyn FnMut(usize, &Change) -> bool) -> io::Result<()> {
-        self.walk::<Read>(self.first(), &mut |at, read| {
-            Ok(f(at.start, &read.change().map_err(broken)?))
-        })
+        self.walk_ahead(self.first(), None, f)
     }
 
     /// Each change read where it is, the others not read.
@@ -333,9 +390,7 @@ impl Changes for ChangesText<'_> {
         let Some(range) = self.range_of(op)? else {
             return Ok(());
         };
-        self.walk::<Read>(range.start, &mut |at, read| {
-            Ok(at.start < range.end && f(&read.change().map_err(broken)?))
-        })
+        self.walk_ahead(range.start, Some(range.end), &mut |_, change| f(change))
     }
 }
 
@@ -424,5 +479,48 @@ mod tests {
                 assert_eq!(seen, 2.min(plan.changes.len()));
             }
         }
+    }
+
+    /// Walks read ahead in batches: every change, in order, over many
+    /// batches; a stop wherever `f` says; and a change that does not read
+    /// ends the walk with an error after every change before it.
+    #[test]
+    fn walks_read_ahead_hand_on_every_change_in_order_and_stop_where_asked() {
+        let plan = &plans()[0];
+        let n = 3 * READ_AHEAD_BATCH + 7;
+        let changes: Vec<Change> = plan.changes.iter().cycle().take(n).cloned().collect();
+        let texts: Vec<String> = changes
+            .iter()
+            .map(|c| serde_json::to_string(c).unwrap())
+            .collect();
+        let array = format!("[{}]", texts.join(","));
+        let text = ChangesText::new(&array);
+        let mut all = Vec::new();
+        text.each_change(&mut |c| {
+            all.push(c.clone());
+            true
+        })
+        .unwrap();
+        assert_eq!(all, changes);
+        let stop = READ_AHEAD_BATCH + 3;
+        let mut seen = 0;
+        text.each_change(&mut |_| {
+            seen += 1;
+            seen < stop
+        })
+        .unwrap();
+        assert_eq!(seen, stop);
+        let broken_at = 2 * READ_AHEAD_BATCH + 1;
+        let mut texts = texts;
+        texts[broken_at] = r#"{"op":"add_role"}"#.to_string();
+        let array = format!("[{}]", texts.join(","));
+        let text = ChangesText::new(&array);
+        let mut seen = 0;
+        let walked = text.each_change(&mut |_| {
+            seen += 1;
+            true
+        });
+        assert!(walked.is_err());
+        assert_eq!(seen, broken_at);
     }
 }
