@@ -294,10 +294,19 @@ impl Dialect for Postgres {
         Ok(Some(id))
     }
 
+    /// The five tables are locked at once (`ACCESS SHARE`, which the
+    /// apply's lock lets through), waiting a few seconds at most: a session
+    /// that asked for a stronger lock meanwhile (an `ALTER TABLE` queued
+    /// behind the apply) would otherwise make the reads wait for it, and it
+    /// waits for the apply, which waits for the reads. A lock not had in
+    /// time leaves the apply to derive on its own connection.
     fn begin_at_snapshot(id: &str) -> Vec<String> {
         vec![
             "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY".to_string(),
             format!("SET TRANSACTION SNAPSHOT '{id}'"),
+            "SET LOCAL lock_timeout = '5s'".to_string(),
+            "LOCK TABLE \"tenants\", \"users\", \"groups\", \"roles\", \"bindings\" IN ACCESS SHARE MODE"
+                .to_string(),
         ]
     }
 
