@@ -332,7 +332,15 @@ impl ChangesText<'_> {
                     if until.is_some_and(|end| at.start >= end) {
                         return Ok(false);
                     }
-                    batch.push((at.start, read.change().map_err(broken)?));
+                    let change = read.change().map_err(broken)?;
+                    // The renderers read a binding's fields, several times:
+                    // they are found here, on the reading thread, once.
+                    if let Change::AddBinding { value, .. } | Change::RemoveBinding { value, .. } =
+                        &change
+                    {
+                        value.binding_fields();
+                    }
+                    batch.push((at.start, change));
                     if batch.len() < READ_AHEAD_BATCH {
                         return Ok(true);
                     }

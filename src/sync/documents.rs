@@ -746,7 +746,14 @@ pub struct Document {
     text: Box<serde_json::value::RawValue>,
     /// Parsed on first use, for readers of its fields (`show`).
     parsed: std::sync::OnceLock<Map<String, Value>>,
+    /// Where [`Document::binding_fields`] found its members in `text`,
+    /// once asked: `show` reads them several times per binding, and
+    /// parsing a document each time was a third of its rendering.
+    binding_at: std::sync::OnceLock<Option<[Span; 4]>>,
 }
+
+/// Where a member's string is in a document's text, if it has one.
+type Span = Option<(u32, u32)>;
 
 impl Clone for Document {
     fn clone(&self) -> Self {
@@ -767,6 +774,7 @@ impl Document {
         Document {
             text,
             parsed: std::sync::OnceLock::new(),
+            binding_at: std::sync::OnceLock::new(),
         }
     }
 
@@ -811,7 +819,35 @@ impl Document {
     /// another type), and the caller reads [`Document::map`] instead.
     /// A million bindings parsed into maps and kept cost a gigabyte.
     pub fn binding_fields(&self) -> Option<BindingFields<'_>> {
-        serde_json::from_str(self.as_str()).ok()
+        let text = self.as_str();
+        let spans = self.binding_at.get_or_init(|| {
+            let fields: BindingFields = serde_json::from_str(text).ok()?;
+            // Borrowed from `text` (a field with an escape is no borrow,
+            // and the whole read declines): where each one is.
+            let span = |field: Option<&str>| -> Option<Span> {
+                let Some(field) = field else {
+                    return Some(None);
+                };
+                let at = (field.as_ptr() as usize).checked_sub(text.as_ptr() as usize)?;
+                let end = at.checked_add(field.len())?;
+                (end <= text.len())
+                    .then_some(Some((u32::try_from(at).ok()?, u32::try_from(end).ok()?)))
+            };
+            Some([
+                span(fields.subject_type)?,
+                span(fields.external_id)?,
+                span(fields.role_id)?,
+                span(fields.namespace_id)?,
+            ])
+        });
+        let [subject_type, external_id, role_id, namespace_id] = (*spans)?;
+        let get = |span: Span| span.map(|(at, end)| &text[at as usize..end as usize]);
+        Some(BindingFields {
+            subject_type: get(subject_type),
+            external_id: get(external_id),
+            role_id: get(role_id),
+            namespace_id: get(namespace_id),
+        })
     }
 
     /// The canonical text, without a copy.
@@ -977,6 +1013,9 @@ mod binding_fields_tests {
             let d = doc(text);
             let map = d.to_map();
             let field = |name: &str| map.get(name).and_then(Value::as_str);
+            // Asked again, the fields are where the first read found them.
+            let first = format!("{:?}", d.binding_fields());
+            assert_eq!(format!("{:?}", d.binding_fields()), first, "{text}");
             match d.binding_fields() {
                 Some(f) => {
                     assert_eq!(f.subject_type, field("type"), "{text}");
