@@ -745,11 +745,13 @@ mod slow {
 pub struct Document {
     text: Box<serde_json::value::RawValue>,
     /// Parsed on first use, for readers of its fields (`show`).
-    parsed: std::sync::OnceLock<Map<String, Value>>,
+    /// (Both boxed: a document is in every change, a revert holds a
+    /// million changes, and a change is as large as its largest kind.)
+    parsed: std::sync::OnceLock<Box<Map<String, Value>>>,
     /// Where [`Document::binding_fields`] found its members in `text`,
     /// once asked: `show` reads them several times per binding, and
     /// parsing a document each time was a third of its rendering.
-    binding_at: std::sync::OnceLock<Option<[Span; 4]>>,
+    binding_at: std::sync::OnceLock<Option<Box<[Span; 4]>>>,
 }
 
 /// Where a member's string is in a document's text, if it has one.
@@ -787,7 +789,7 @@ impl Document {
 
     /// The document's members, parsed once and kept.
     pub fn map(&self) -> &Map<String, Value> {
-        self.parsed.get_or_init(|| self.to_map())
+        self.parsed.get_or_init(|| Box::new(self.to_map()))
     }
 
     /// The document `raw` (a JSON object's text) with `tenantId` set to
@@ -833,14 +835,14 @@ impl Document {
                 (end <= text.len())
                     .then_some(Some((u32::try_from(at).ok()?, u32::try_from(end).ok()?)))
             };
-            Some([
+            Some(Box::new([
                 span(fields.subject_type)?,
                 span(fields.external_id)?,
                 span(fields.role_id)?,
                 span(fields.namespace_id)?,
-            ])
+            ]))
         });
-        let [subject_type, external_id, role_id, namespace_id] = (*spans)?;
+        let [subject_type, external_id, role_id, namespace_id] = **spans.as_ref()?;
         let get = |span: Span| span.map(|(at, end)| &text[at as usize..end as usize]);
         Some(BindingFields {
             subject_type: get(subject_type),
@@ -997,6 +999,14 @@ mod binding_fields_tests {
 
     /// What `binding_fields` reads in place is what the map says; where it
     /// cannot read in place it says so, and the caller reads the map.
+    #[test]
+    fn a_document_is_no_larger_than_before_it_kept_its_binding_fields() {
+        // Three words and two lock states: what a change of a million in
+        // a revert costs for its document.
+        assert!(std::mem::size_of::<Document>() <= 48);
+        assert!(std::mem::size_of::<crate::sync::Change>() <= 128);
+    }
+
     #[test]
     fn binding_fields_agree_with_the_map_or_decline() {
         let cases = [
