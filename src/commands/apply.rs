@@ -383,6 +383,14 @@ impl Run<'_> {
         self.not_applied(Error::stale(format!("stale: {why}")))
     }
 
+    /// Why changes could not be read back into rows, as a refusal.
+    fn batch_error(&self, e: BatchError) -> Error {
+        match e {
+            BatchError::Spool(e) => self.not_applied(super::plan::spool_error(e)),
+            BatchError::Stale(e) => self.sync_stale(&e),
+        }
+    }
+
     /// What the sync rules say quotes the plan's tenant or the store's
     /// documents: escaped, on one line.
     fn sync_stale(&self, e: &dyn std::fmt::Display) -> Error {
@@ -588,14 +596,10 @@ async fn write_sync(store: &mut Store, run: &Run<'_>) -> Result<(usize, Option<S
     let mut failed = None;
     // The reader stops at its first failure, or when this end is dropped.
     for batch in written.iter() {
-        let (writes, lists) = match batch {
+        let (writes, lists, _) = match batch {
             Ok(batch) => batch,
-            Err(BatchError::Spool(e)) => {
-                failed = Some(run.not_applied(super::plan::spool_error(e)));
-                break;
-            }
-            Err(BatchError::Stale(e)) => {
-                failed = Some(run.sync_stale(&e));
+            Err(e) => {
+                failed = Some(run.batch_error(e));
                 break;
             }
         };
@@ -660,7 +664,11 @@ async fn write_sync_beside(
     let (batches, mut ready) = tokio::sync::mpsc::channel(1);
     let batcher = std::thread::Builder::new()
         .name("apply-batches".into())
-        .spawn(move || tail_batches(tail, &snapshot, &tenant, &batches))
+        .spawn(move || {
+            send_batches(tail, &snapshot, &tenant, &mut |batch| {
+                batches.blocking_send(batch).is_ok()
+            })
+        })
         .map_err(|e| run.not_applied(Error::io_on("a thread to read the changes back", e)))?;
     let options = plan.sync_options();
     let derive = async {
@@ -679,13 +687,13 @@ async fn write_sync_beside(
         let mut created = BTreeMap::new();
         let (mut rows, mut changes) = (0, 0);
         while let Some(batch) = ready.recv().await {
-            let (writes, lists, n) = batch?;
-            store.write(&writes).await.map_err(TailError::Store)?;
+            let (writes, lists, n) = batch.map_err(|e| run.batch_error(e))?;
+            store.write(&writes).await.map_err(|e| run.not_applied(e))?;
             rows += writes.len();
             changes += n;
             created.extend(lists);
         }
-        Ok((rows, changes, created))
+        Ok::<_, Error>((rows, changes, created))
     };
     let ((derived, finished), written) = tokio::join!(derive, write);
     // The batcher stops at its first failure, when the tail ends, or when
@@ -712,12 +720,7 @@ async fn write_sync_beside(
             std::io::Error::other("reading the changes back stopped short"),
         )));
     }
-    let (rows, changes, created) = match written {
-        Ok(written) => written,
-        Err(TailError::Spool(e)) => return Err(spool_error(e)),
-        Err(TailError::Stale(e)) => return Err(run.sync_stale(&e)),
-        Err(TailError::Store(e)) => return Err(run.not_applied(e)),
-    };
+    let (rows, changes, created) = written?;
     if changes != spooled.len() {
         return Err(run.not_applied(Error::io_on(
             "the changes' temporary file",
@@ -730,75 +733,6 @@ async fn write_sync_beside(
     tracing::info!(rows, "wrote the changes");
     let created = serde_json::to_string(&created).expect("a map of strings serialises");
     Ok((rows, Some(created)))
-}
-
-/// Why [`write_tail`] stopped.
-enum TailError {
-    Spool(std::io::Error),
-    Stale(MissingUser),
-    Store(Error),
-}
-
-/// A batch of a tailed spool's changes as rows, the `groupList`s it
-/// creates, and how many changes it holds.
-type TailBatch = (Writes, BTreeMap<String, ListPrior>, usize);
-
-/// Reads the changes a tailed spool hands on and sends their rows, in
-/// batches of [`write_batch`], as they come, until the tail ends, the first
-/// failure, or nobody listens.
-fn tail_batches(
-    mut tail: plan::SpoolTail,
-    snapshot: &Snapshot,
-    tenant: &str,
-    out: &tokio::sync::mpsc::Sender<std::result::Result<TailBatch, TailError>>,
-) {
-    let batch_size = write_batch();
-    let mut pending: Vec<Change> = Vec::new();
-    // A user's memberships are one update of their document, made from
-    // the snapshot's: they must all be in one batch. The derivation hands
-    // them on together; this holds it to that.
-    let mut users_written = std::collections::HashSet::new();
-    let mut open = true;
-    let fail = |e: TailError| {
-        let _ = out.blocking_send(Err(e));
-    };
-    while open || !pending.is_empty() {
-        if open {
-            match tail.next() {
-                Some(Ok(more)) => pending.extend(more),
-                Some(Err(e)) => return fail(TailError::Spool(e)),
-                None => open = false,
-            }
-        }
-        while pending.len() >= batch_size || (!open && !pending.is_empty()) {
-            let mut cut = batch_size.min(pending.len());
-            while cut < pending.len() && same_user(&pending[cut - 1], &pending[cut]) {
-                cut += 1;
-            }
-            // The last user's memberships may go on in what comes next.
-            if open && cut == pending.len() && membership_key(&pending[cut - 1]).is_some() {
-                break;
-            }
-            let batch: Vec<Change> = pending.drain(..cut).collect();
-            let users: Vec<&str> = batch.iter().filter_map(membership_key).collect();
-            if let Some(user) = users.iter().find(|u| users_written.contains(**u)) {
-                return fail(TailError::Spool(std::io::Error::other(format!(
-                    "internal: the memberships of user `{}` came apart",
-                    crate::escape::field(user)
-                ))));
-            }
-            users_written.extend(users.into_iter().map(str::to_string));
-            let lists = created_group_lists(snapshot, &batch);
-            let n = batch.len();
-            let writes = match into_writes(snapshot, tenant, batch) {
-                Ok(writes) => writes,
-                Err(e) => return fail(TailError::Stale(e)),
-            };
-            if out.blocking_send(Ok((writes, lists, n))).is_err() {
-                return;
-            }
-        }
-    }
 }
 
 fn membership_key(change: &Change) -> Option<&str> {
@@ -822,8 +756,9 @@ enum BatchError {
     Stale(MissingUser),
 }
 
-/// A batch's rows, and the `groupList`s it creates.
-type Batch = (Writes, BTreeMap<String, ListPrior>);
+/// A batch's rows, the `groupList`s it creates, and how many changes it
+/// holds.
+type Batch = (Writes, BTreeMap<String, ListPrior>, usize);
 
 /// Reads the spooled changes back in order and sends their rows, batch by
 /// batch, until the first failure or until nobody listens; `true` when
@@ -834,40 +769,80 @@ fn read_batches(
     tenant: &str,
     out: &std::sync::mpsc::SyncSender<Result<Batch, BatchError>>,
 ) -> bool {
+    let mut changes = spooled.changes();
+    // A thousand at a time: what `send_batches` takes.
+    let chunks = std::iter::from_fn(|| {
+        let chunk: std::io::Result<Vec<Change>> = changes.by_ref().take(1024).collect();
+        match chunk {
+            Ok(chunk) if chunk.is_empty() => None,
+            chunk => Some(chunk),
+        }
+    });
+    send_batches(chunks, snapshot, tenant, &mut |batch| {
+        out.send(batch).is_ok()
+    })
+}
+
+/// Turns changes, given a few at a time, into rows, in batches of
+/// [`write_batch`] changes, and hands each to `send` until the first
+/// failure or until `send` says nobody listens; `true` when every change
+/// was sent. A user's memberships are one update of their document, made
+/// from the snapshot's: a batch ends between users, never inside one, and
+/// a user whose memberships come apart (the derivation hands them on
+/// together; a plan orders them so) is a failure, not a second update.
+fn send_batches(
+    changes: impl Iterator<Item = std::io::Result<Vec<Change>>>,
+    snapshot: &Snapshot,
+    tenant: &str,
+    send: &mut dyn FnMut(Result<Batch, BatchError>) -> bool,
+) -> bool {
     let batch_size = write_batch();
-    let mut changes = spooled.changes().peekable();
-    let mut batch = Vec::with_capacity(batch_size);
-    while let Some(change) = changes.next() {
-        match change {
-            Ok(change) => batch.push(change),
-            Err(e) => {
-                let _ = out.send(Err(BatchError::Spool(e)));
-                return false;
+    let mut changes = changes.fuse();
+    let mut pending: Vec<Change> = Vec::new();
+    let mut users_written = std::collections::HashSet::new();
+    let mut open = true;
+    while open || !pending.is_empty() {
+        if open {
+            match changes.next() {
+                Some(Ok(more)) => pending.extend(more),
+                Some(Err(e)) => {
+                    send(Err(BatchError::Spool(e)));
+                    return false;
+                }
+                None => open = false,
             }
         }
-        // A user's memberships are one update of their document: a batch
-        // ends between users, never inside one.
-        let ends_here = match (batch.last(), changes.peek()) {
-            (_, None) => true,
-            (
-                Some(Change::AddMembership { key, .. }),
-                Some(Ok(Change::AddMembership { key: next, .. })),
-            ) => batch.len() >= batch_size && key != next,
-            _ => batch.len() >= batch_size,
-        };
-        if !ends_here {
-            continue;
-        }
-        let lists = created_group_lists(snapshot, &batch);
-        let sent = match into_writes(snapshot, tenant, std::mem::take(&mut batch)) {
-            Ok(writes) => out.send(Ok((writes, lists))),
-            Err(e) => {
-                let _ = out.send(Err(BatchError::Stale(e)));
+        while pending.len() >= batch_size || (!open && !pending.is_empty()) {
+            let mut cut = batch_size.min(pending.len());
+            while cut < pending.len() && same_user(&pending[cut - 1], &pending[cut]) {
+                cut += 1;
+            }
+            // The last user's memberships may go on in what comes next.
+            if open && cut == pending.len() && membership_key(&pending[cut - 1]).is_some() {
+                break;
+            }
+            let batch: Vec<Change> = pending.drain(..cut).collect();
+            let users: Vec<&str> = batch.iter().filter_map(membership_key).collect();
+            if let Some(user) = users.iter().find(|u| users_written.contains(**u)) {
+                send(Err(BatchError::Spool(std::io::Error::other(format!(
+                    "internal: the memberships of user `{}` came apart",
+                    crate::escape::field(user)
+                )))));
                 return false;
             }
-        };
-        if sent.is_err() {
-            return false;
+            users_written.extend(users.into_iter().map(str::to_string));
+            let lists = created_group_lists(snapshot, &batch);
+            let n = batch.len();
+            let sent = match into_writes(snapshot, tenant, batch) {
+                Ok(writes) => send(Ok((writes, lists, n))),
+                Err(e) => {
+                    send(Err(BatchError::Stale(e)));
+                    return false;
+                }
+            };
+            if !sent {
+                return false;
+            }
         }
     }
     true
