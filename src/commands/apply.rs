@@ -542,7 +542,9 @@ async fn attempt(
 /// twice under the lock (src/sync/bindings.rs), and the changes go to a
 /// temporary file (src/plan/spool.rs) whose digest is compared with the
 /// approved one before anything is written; they are then read back and
-/// written in batches.
+/// written in batches. Where the store can share the apply's snapshot
+/// with a second connection, [`write_sync_beside`] writes them as they are
+/// derived instead, and compares before the commit.
 async fn write_sync(store: &mut Store, run: &Run<'_>) -> Result<(usize, Option<String>)> {
     let reader = store
         .reader_beside_apply(run.target, run.connect_timeout)
