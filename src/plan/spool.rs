@@ -1,7 +1,7 @@
 //! Where `plan` keeps its changes while it derives them (issue 15): not in
-//! memory. [`ChangeSpool::push`] writes each change at once, in both forms
-//! the plan needs later, to unlinked temporary files, and keeps only a small
-//! index entry (its order key, docs/plan-format.md §9, and where its texts
+//! memory. [`ChangeSpool::push`] hands each change to the spool's writer
+//! thread, which writes it at once, in both forms the plan needs later, to
+//! unlinked temporary files, and keeps only a small index entry (its order key, docs/plan-format.md §9, and where its texts
 //! are). The changes may come in any order: [`ChangeSpool::finish`] sorts
 //! the index, and [`Spooled`] then reads the texts back in the plan's order
 //! to seal the plan ([`Spooled::digest`]), write its file
@@ -14,6 +14,11 @@
 //! plan without its changes (`"changes": []`), with the changes spliced in
 //! where that empty array is ([`Splice`]): the layout of everything else
 //! stays that of one writer.
+//!
+//! A tailed spool ([`ChangeSpool::canonical_only_tailed`]) also hands each
+//! change back, read from its file as soon as it is written, in the order it
+//! was pushed: `apply` on PostgreSQL writes the changes while it still
+//! derives them.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
@@ -32,10 +37,9 @@ const READ_AHEAD: usize = 1 << 20;
 
 /// The sink of a plan's changes: see the module's documentation.
 ///
-/// Turning a change into its two texts and writing them costs about as
-/// much as deriving it (a fifth of `plan`, measured with `perf`): on two
-/// cores, a thread of the spool's own does it while the caller derives the
-/// next ones. The changes cross in batches, a few at a time, so what waits
+/// Turning a change into its two texts and writing them was a fifth of
+/// `plan` (measured with `perf`): on two cores, a thread of the spool's own
+/// does it while the caller derives the next ones. The changes cross in batches, a few at a time, so what waits
 /// between the two is bounded.
 pub struct ChangeSpool {
     counts: [usize; Op::ALL.len()],
