@@ -1098,13 +1098,7 @@ fn unusable_tmpdir(kind: Kind) {
 fn beside_the_writes(kind: Kind) {
     let beside = TestDb::with_rows(kind, fixtures::rules());
     let path = approved_rules_plan(&beside);
-    let ran: Ran = beside
-        .cmd()
-        .args(["-v", "apply"])
-        .arg(&path)
-        .output()
-        .unwrap()
-        .into();
+    let ran = run(&beside, &["-v", "apply"], &path);
     ran.expect_code(0);
     assert!(
         ran.stderr.contains("deriving on a second connection"),
