@@ -83,20 +83,96 @@ pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
     // that size, not into one that doubles as it fills (which, at hundreds
     // of megabytes, holds the old and the new buffer at once).
     let read = if meta.is_file() {
-        // Straight into the buffer, not through a chunk: one copy of
-        // hundreds of megabytes instead of two. (A regular file ends: no
-        // need to stop at the first byte that cannot start a plan.)
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        std::io::Read::read_to_end(
-            &mut std::io::Read::take(file, limit.saturating_add(1)),
-            &mut bytes,
-        )
-        .map(|_| (bytes.len() as u64 <= limit).then_some(bytes))
+        read_regular(&file, meta.len(), limit)
     } else {
         read_capped_into(file, limit, Vec::new())
     };
     read.map_err(|e| Error::io(path, e))?
         .ok_or_else(|| refuse(over_the_limit(limit)))
+}
+
+/// The bytes of the regular file `file`, `len` bytes long when it was
+/// looked at, read through the cap as [`read_capped`] does.
+///
+/// Straight into one buffer, not through a chunk: one copy of hundreds of
+/// megabytes instead of two. And in as many pieces as there are cores, each
+/// read on a thread of its own: most of the time of reading a plan from the
+/// page cache is the kernel giving fresh memory and zeroing it (issue 15:
+/// `clear_page_erms`, half a second of a 362 MiB plan on one core), which
+/// the threads share. A file that changes meanwhile (shorter than it was,
+/// or longer) is read again from its start in one piece, as before.
+fn read_regular(file: &std::fs::File, len: u64, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read;
+    let cap = limit.saturating_add(1);
+    let pieces = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Below a few megabytes one thread is as fast.
+    if pieces > 1 && len >= 4 << 20 {
+        if let Some(bytes) = read_in_pieces(file, len as usize, pieces)? {
+            return Ok(Some(bytes));
+        }
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    let mut whole = file;
+    std::io::Seek::seek(&mut whole, std::io::SeekFrom::Start(0))?;
+    Read::read_to_end(&mut Read::take(whole, cap), &mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
+/// `file`'s `len` bytes, read in `pieces` parts at once; `None` when the
+/// file did not hold exactly `len` bytes as they were read.
+#[cfg(unix)]
+fn read_in_pieces(
+    file: &std::fs::File,
+    len: usize,
+    pieces: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::FileExt;
+    // Zeroed by the system, not here: the allocator hands out fresh pages
+    // as they are, and each is first touched by the thread that reads it.
+    let mut bytes = vec![0u8; len];
+    let size = len.div_ceil(pieces);
+    let whole = std::thread::scope(|scope| {
+        let readers: Vec<_> = bytes
+            .chunks_mut(size)
+            .enumerate()
+            .map(|(i, piece)| {
+                scope.spawn(move || -> std::io::Result<bool> {
+                    let mut at = 0;
+                    while at < piece.len() {
+                        match file.read_at(&mut piece[at..], (i * size + at) as u64) {
+                            Ok(0) => return Ok(false),
+                            Ok(n) => at += n,
+                            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    Ok(true)
+                })
+            })
+            .collect();
+        let mut whole = true;
+        for reader in readers {
+            whole &= reader
+                .join()
+                .map_err(|_| std::io::Error::other("a thread reading the plan failed"))??;
+        }
+        Ok::<_, std::io::Error>(whole)
+    })?;
+    // Nothing after the bytes it had when it was looked at.
+    let mut more = [0u8; 1];
+    let grew = loop {
+        match file.read_at(&mut more, len as u64) {
+            Ok(n) => break n > 0,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    };
+    Ok((whole && !grew).then_some(bytes))
+}
+
+#[cfg(not(unix))]
+fn read_in_pieces(_: &std::fs::File, _: usize, _: usize) -> std::io::Result<Option<Vec<u8>>> {
+    Ok(None)
 }
 
 /// Reads and validates a plan from stdin (`show -`), within the same size
