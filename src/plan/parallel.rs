@@ -23,7 +23,11 @@ use super::canonical;
 use super::fast_json::Scanner;
 use super::load::Tally;
 use super::Plan;
-use crate::sync::Change;
+use crate::sync::{Change, Op};
+
+/// Where the changes of each op start in a plan's text (absolute byte
+/// positions), one entry each time the op changes, in the plan's order.
+pub(crate) type OpStarts = Vec<(Op, usize)>;
 
 /// About how many bytes of the plan file a chunk holds (a few hundred in
 /// the unit tests, so that their plans are cut too).
@@ -95,30 +99,36 @@ pub(super) fn chunk_count(text: &str, layout: &Layout) -> usize {
 }
 
 /// A chunk read: its changes in canonical form, each followed by a comma,
-/// where each of those commas is (when asked), and their tally.
+/// where each of those commas is (when asked), where its ops start in the
+/// plan's text, and their tally.
 struct Part<'p> {
     text: Vec<u8>,
     ends: Vec<usize>,
+    ops: OpStarts,
     tally: Tally<'p>,
 }
 
 /// Reads every change between `layout`'s brackets on every core, and
 /// hands each chunk's canonical text to `sink` in order, with where each
-/// change ends when `ends` is asked for. The tally of all of them, or
-/// `None` when a chunk gave up or the tally would refuse something.
+/// change ends when `ends` is asked for. The tally of all of them and
+/// where each op's changes start (`show` walks one op's changes at a time:
+/// read here, where every change is read anyway, they need no walk of
+/// their own), or `None` when a chunk gave up or the tally would refuse
+/// something.
 pub(super) fn read_changes<'p>(
     text: &str,
     layout: &Layout,
     plan: &'p Plan,
     ends: bool,
     mut sink: impl FnMut(&[u8], &[usize]),
-) -> Option<Tally<'p>> {
+) -> Option<(Tally<'p>, OpStarts)> {
     let chunks = chunks(text.as_bytes(), layout);
     let workers = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(chunks.len());
     let stop = AtomicBool::new(false);
     let mut tally = Tally::new(plan);
+    let mut op_starts = OpStarts::new();
     std::thread::scope(|scope| {
         let mut parts = Vec::with_capacity(workers);
         let mut spares = Vec::with_capacity(workers);
@@ -145,6 +155,7 @@ pub(super) fn read_changes<'p>(
                     let mut part = Part {
                         text: buffer,
                         ends: at,
+                        ops: OpStarts::new(),
                         tally: Tally::new(plan),
                     };
                     let end = match (i == 0, i + 1 == chunks.len()) {
@@ -167,6 +178,11 @@ pub(super) fn read_changes<'p>(
                 return None;
             };
             sink(&part.text, &part.ends);
+            for &(op, at) in &part.ops {
+                if op_starts.last().map(|(last, _)| *last) != Some(op) {
+                    op_starts.push((op, at));
+                }
+            }
             if !tally.append(part.tally) {
                 stop.store(true, Ordering::Relaxed);
                 return None;
@@ -175,7 +191,7 @@ pub(super) fn read_changes<'p>(
         }
         Some(())
     })?;
-    Some(tally)
+    Some((tally, op_starts))
 }
 
 /// How a chunk ends.
@@ -223,6 +239,9 @@ fn read_chunk(
         }
         if ends {
             part.ends.push(part.text.len());
+        }
+        if part.ops.last().map(|(last, _)| *last) != Some(change.op()) {
+            part.ops.push((change.op(), start));
         }
         part.text.push(b',');
         part.tally.add(&change);

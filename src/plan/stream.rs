@@ -49,6 +49,9 @@ pub struct Scanned {
     /// Where the `approvals` array is in the bytes read; `None` when the
     /// member is absent.
     approvals: Option<Range<usize>>,
+    /// Where each op's changes start in the bytes read, when the check
+    /// learnt it (read on every core; not when read one change at a time).
+    pub op_starts: Option<parallel::OpStarts>,
 }
 
 /// Reads and validates a plan file as [`super::load`] does, without
@@ -176,6 +179,7 @@ fn scan_in_order(bytes: &[u8], changes_digest: bool) -> std::result::Result<Scan
             computed_digest,
         },
         approvals: approvals_span,
+        op_starts: None,
     })
 }
 
@@ -213,16 +217,17 @@ fn scan_in_parallel(bytes: &[u8], changes_digest: bool) -> Option<Scanned> {
     let plan = plan_of(head, approvals);
     let mut sealed = SealedHasher::new(&plan);
     let mut hasher = changes_digest.then(ChangesHasher::new);
-    let tally = parallel::read_changes(text, &layout, &plan, changes_digest, |part, ends| {
-        sealed.add(part);
-        if let Some(hasher) = &mut hasher {
-            let mut start = 0;
-            for &end in ends {
-                hasher.add_canonical(&part[start..end]);
-                start = end + 1;
+    let (tally, op_starts) =
+        parallel::read_changes(text, &layout, &plan, changes_digest, |part, ends| {
+            sealed.add(part);
+            if let Some(hasher) = &mut hasher {
+                let mut start = 0;
+                for &end in ends {
+                    hasher.add_canonical(&part[start..end]);
+                    start = end + 1;
+                }
             }
-        }
-    })?;
+        })?;
     check_consistency(&plan, &tally).ok()?;
     Some(Scanned {
         changes_digest: hasher.map(ChangesHasher::finish).unwrap_or_default(),
@@ -231,6 +236,7 @@ fn scan_in_parallel(bytes: &[u8], changes_digest: bool) -> Option<Scanned> {
             plan,
         },
         approvals: approvals_span,
+        op_starts: Some(op_starts),
     })
 }
 

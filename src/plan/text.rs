@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::load::{read_capped_into, refused};
+use super::parallel::OpStarts;
 use super::{parse_for_approval, read_bytes, Changes, Loaded};
 use crate::error::{Error, Result};
 use crate::sync::{Change, Document, Membership, Op};
@@ -26,13 +27,30 @@ pub struct Lean {
     /// The plan without its changes (`summary` counts them) and the digest
     /// its content hashes to.
     pub loaded: Loaded,
+    /// Where each op's changes start in `bytes`, when the check learnt it.
+    op_starts: Option<OpStarts>,
 }
 
 impl Lean {
+    fn of(bytes: Vec<u8>, scanned: super::Scanned) -> Self {
+        Lean {
+            bytes,
+            loaded: scanned.loaded,
+            op_starts: scanned.op_starts,
+        }
+    }
+
     /// The plan's changes, read from [`Lean::bytes`] when asked for.
     pub fn changes(&self) -> Result<ChangesText<'_>> {
-        ChangesText::of_plan(&self.bytes)
-            .map_err(|e| Error::refused(format!("not a valid plan: {e}")))
+        let changes = ChangesText::of_plan(&self.bytes)
+            .map_err(|e| Error::refused(format!("not a valid plan: {e}")))?;
+        Ok(match &self.op_starts {
+            Some(starts) => {
+                let base = changes.text.as_ptr() as usize - self.bytes.as_ptr() as usize;
+                changes.knowing_op_starts(starts, base)
+            }
+            None => changes,
+        })
     }
 }
 
@@ -40,10 +58,7 @@ impl Lean {
 pub fn load_lean(path: &Path) -> Result<Lean> {
     let bytes = read_bytes(path)?;
     let scanned = parse_for_approval(&bytes).map_err(|why| refused(path, why))?;
-    Ok(Lean {
-        bytes,
-        loaded: scanned.loaded,
-    })
+    Ok(Lean::of(bytes, scanned))
 }
 
 /// [`super::load_stdin`], keeping the bytes rather than the changes.
@@ -68,10 +83,7 @@ pub fn load_lean_stdin() -> Result<Lean> {
     .map_err(|e| Error::io_on("stdin", e))?
     .ok_or_else(|| refuse(format!("not a valid plan: over the limit of {limit} bytes")))?;
     let scanned = parse_for_approval(&bytes).map_err(refuse)?;
-    Ok(Lean {
-        bytes,
-        loaded: scanned.loaded,
-    })
+    Ok(Lean::of(bytes, scanned))
 }
 
 /// The size of the regular file stdin reads, if it is one.
@@ -195,6 +207,26 @@ impl<'t> ChangesText<'t> {
             text: array,
             ops: RefCell::new(None),
         }
+    }
+
+    /// These changes, told where each op's starts: `starts` holds
+    /// positions in a text whose byte `base` is this one's first, as the
+    /// check of the plan found them (every change is read there), so that
+    /// no walk is made to find them.
+    fn knowing_op_starts(self, starts: &[(Op, usize)], base: usize) -> Self {
+        let end = self.text.len();
+        let ranges = starts
+            .iter()
+            .enumerate()
+            .map(|(i, &(op, at))| {
+                let until = starts
+                    .get(i + 1)
+                    .map_or(end, |&(_, next)| next.saturating_sub(base));
+                (op, at.saturating_sub(base)..until)
+            })
+            .collect();
+        *self.ops.borrow_mut() = Some(ranges);
+        self
     }
 
     /// The changes of a plan file's bytes (already checked): the members
@@ -433,6 +465,28 @@ mod tests {
             for bytes in layouts(&plan) {
                 let scanned = crate::plan::parse_without_changes(&bytes).unwrap();
                 assert_eq!(scanned.loaded.computed_digest, plan.digest);
+                // As `show` reads them: where each op starts as the check
+                // found it (the tool's layout: read on every core), or
+                // found by a walk (another layout).
+                let lean = Lean::of(bytes.clone(), parse_for_approval(&bytes).unwrap());
+                assert_eq!(
+                    lean.op_starts.is_some(),
+                    bytes == plan.to_pretty_json(),
+                    "where the ops start is learnt by the parallel check"
+                );
+                let lean_text = lean.changes().unwrap();
+                for op in Op::ALL {
+                    let mut of_op = Vec::new();
+                    lean_text
+                        .each_change_of(op, &mut |c| {
+                            of_op.push(c.clone());
+                            true
+                        })
+                        .unwrap();
+                    let expected: Vec<&Change> =
+                        plan.changes.iter().filter(|c| c.op() == op).collect();
+                    assert_eq!(of_op.iter().collect::<Vec<_>>(), expected, "{op:?}");
+                }
                 let text = ChangesText::of_plan(&bytes).unwrap();
                 let mut all = Vec::new();
                 text.each_change(&mut |c| {
