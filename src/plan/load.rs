@@ -543,3 +543,34 @@ fn change_mismatch(change: &Change, tenant: &str) -> Option<String> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file read in pieces is the file, whatever the number of pieces;
+    /// one that is not the size it was said to be is not taken from them
+    /// (it changed meanwhile), and reading it whole still keeps the cap.
+    #[test]
+    fn a_file_read_in_pieces_is_the_file_or_is_read_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let content: Vec<u8> = (0..10_007u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let len = content.len();
+        for pieces in [1, 2, 3, 8] {
+            let read = read_in_pieces(&file, len, pieces).unwrap();
+            assert_eq!(read.as_deref(), Some(&content[..]), "{pieces} pieces");
+        }
+        assert_eq!(read_in_pieces(&file, len - 5, 2).unwrap(), None, "grew");
+        assert_eq!(read_in_pieces(&file, len + 5, 2).unwrap(), None, "shrank");
+        // Told the wrong size, the whole file is still read, to the cap.
+        let whole = read_regular(&file, len as u64 + 5, len as u64).unwrap();
+        assert_eq!(whole.as_deref(), Some(&content[..]));
+        assert_eq!(
+            read_regular(&file, len as u64, len as u64 - 1).unwrap(),
+            None
+        );
+    }
+}
