@@ -108,48 +108,72 @@ struct Part<'p> {
     tally: Tally<'p>,
 }
 
-/// Reads every change between `layout`'s brackets on every core, and
-/// hands each chunk's canonical text to `sink` in order, with where each
-/// change ends when `ends` is asked for. The tally of all of them and
-/// where each op's changes start (`show` walks one op's changes at a time:
-/// read here, where every change is read anyway, they need no walk of
-/// their own), or `None` when a chunk gave up or the tally would refuse
-/// something.
-pub(super) fn read_changes<'p>(
-    text: &str,
+/// A chunk of whole changes to read: its text (a slice of the plan's, or
+/// a copy read from its file), where that text starts in the plan's, and
+/// whether it is the last.
+pub(super) struct Chunk<'t> {
+    pub text: std::borrow::Cow<'t, [u8]>,
+    pub base: usize,
+    pub last: bool,
+}
+
+/// The chunks of `text` between `layout`'s brackets.
+pub(super) fn chunks_of<'t>(
+    text: &'t str,
     layout: &Layout,
+) -> impl Iterator<Item = Chunk<'t>> + Send + 't {
+    let ranges = chunks(text.as_bytes(), layout);
+    let count = ranges.len();
+    ranges.into_iter().enumerate().map(move |(i, range)| Chunk {
+        base: range.start,
+        text: std::borrow::Cow::Borrowed(&text.as_bytes()[range]),
+        last: i + 1 == count,
+    })
+}
+
+/// Reads every change of `chunks` (in the plan's order, from just after
+/// the array's `[` to its `]`) on every core, and hands each chunk's
+/// canonical text to `sink` in order, with where each change ends when
+/// `ends` is asked for. The tally of all of them and where each op's
+/// changes start (`show` walks one op's changes at a time: read here,
+/// where every change is read anyway, they need no walk of their own), or
+/// `None` when a chunk gave up, the chunks stopped before the last, or the
+/// tally would refuse something.
+///
+/// The chunks are made on a thread of their own (a file is read there, a
+/// slice at a time): a few are in flight at a time, never the whole plan.
+pub(super) fn read_changes<'p, 't>(
+    chunks: impl Iterator<Item = Chunk<'t>> + Send,
     plan: &'p Plan,
     ends: bool,
     mut sink: impl FnMut(&[u8], &[usize]),
 ) -> Option<(Tally<'p>, OpStarts)> {
-    let chunks = chunks(text.as_bytes(), layout);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(chunks.len());
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let stop = AtomicBool::new(false);
     let mut tally = Tally::new(plan);
     let mut op_starts = OpStarts::new();
     std::thread::scope(|scope| {
+        let stop = &stop;
         let mut parts = Vec::with_capacity(workers);
-        let mut spares = Vec::with_capacity(workers);
-        for worker in 0..workers {
+        let mut inboxes = Vec::with_capacity(workers);
+        for _ in 0..workers {
             // One part waits for the hasher while the next is read.
             let (done, part) = mpsc::sync_channel::<Option<Part>>(1);
-            let (spare, reuse) = mpsc::channel::<(Vec<u8>, Vec<usize>)>();
-            let (chunks, stop) = (&chunks, &stop);
+            let (inbox, to_read) = mpsc::sync_channel::<(Chunk<'t>, End)>(1);
             // A thread the system refuses drops its sender: the chunks
-            // are then read in order.
+            // are then not all read, and the caller reads in order.
             let _ = std::thread::Builder::new().spawn_scoped(scope, move || {
                 let mut writer = canonical::Reusing::default();
-                for (i, range) in chunks.iter().enumerate().skip(worker).step_by(workers) {
+                let mut spare: Option<(Vec<u8>, Vec<usize>)> = None;
+                for (chunk, end) in to_read {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
                     // Canonical text is shorter than the plan's: a
                     // buffer of a chunk's size seldom grows.
-                    let (mut buffer, mut at) = reuse
-                        .try_recv()
-                        .unwrap_or_else(|_| (Vec::with_capacity(CHUNK + CHUNK / 4), Vec::new()));
+                    let (mut buffer, mut at) = spare
+                        .take()
+                        .unwrap_or_else(|| (Vec::with_capacity(CHUNK + CHUNK / 4), Vec::new()));
                     buffer.clear();
                     at.clear();
                     let mut part = Part {
@@ -158,24 +182,44 @@ pub(super) fn read_changes<'p>(
                         ops: OpStarts::new(),
                         tally: Tally::new(plan),
                     };
-                    let end = match (i == 0, i + 1 == chunks.len()) {
-                        (true, true) => End::Alone,
-                        (_, true) => End::Last,
-                        _ => End::Comma,
-                    };
-                    let read = read_chunk(text, range.clone(), end, ends, &mut writer, &mut part);
+                    let read = read_chunk(&chunk, end, ends, &mut writer, &mut part);
                     if done.send(read.then_some(part)).is_err() || !read {
                         return;
                     }
                 }
             });
             parts.push(part);
-            spares.push(spare);
+            inboxes.push(inbox);
         }
-        for i in 0..chunks.len() {
-            let Ok(Some(part)) = parts[i % workers].recv() else {
-                stop.store(true, Ordering::Relaxed);
-                return None;
+        // The chunks, dealt to the workers in turn; how many were dealt,
+        // and whether the last was.
+        let dealer = scope.spawn(move || {
+            let mut dealt = 0usize;
+            for chunk in chunks {
+                let end = match (dealt == 0, chunk.last) {
+                    (true, true) => End::Alone,
+                    (_, true) => End::Last,
+                    _ => End::Comma,
+                };
+                let last = chunk.last;
+                if stop.load(Ordering::Relaxed)
+                    || inboxes[dealt % workers].send((chunk, end)).is_err()
+                {
+                    return (dealt, false);
+                }
+                dealt += 1;
+                if last {
+                    return (dealt, true);
+                }
+            }
+            (dealt, false)
+        });
+        // How many parts were read and tallied, until one was not.
+        let mut tallied = 0usize;
+        let whole = loop {
+            let Ok(Some(part)) = parts[tallied % workers].recv() else {
+                // The workers are done: every chunk read, or one not.
+                break true;
             };
             sink(&part.text, &part.ends);
             for &(op, at) in &part.ops {
@@ -184,12 +228,17 @@ pub(super) fn read_changes<'p>(
                 }
             }
             if !tally.append(part.tally) {
-                stop.store(true, Ordering::Relaxed);
-                return None;
+                break false;
             }
-            let _ = spares[i % workers].send((part.text, part.ends));
+            tallied += 1;
+        };
+        // The workers' channels close here: the dealer ends if it has not.
+        stop.store(true, Ordering::Relaxed);
+        drop(parts);
+        match dealer.join() {
+            Ok((dealt, true)) if whole && dealt == tallied => Some(()),
+            _ => None,
         }
-        Some(())
     })?;
     Some((tally, op_starts))
 }
@@ -205,16 +254,19 @@ enum End {
     Alone,
 }
 
-/// Reads the changes in `range` of `text` into `part`: false when they
-/// are not surely fine, or the range does not end as `end` says.
+/// Reads the changes of `chunk` into `part`: false when they are not
+/// surely fine, or the chunk does not end as `end` says.
 fn read_chunk(
-    text: &str,
-    range: Range<usize>,
+    chunk: &Chunk,
     end: End,
     ends: bool,
     writer: &mut canonical::Reusing,
     part: &mut Part,
 ) -> bool {
+    let Ok(text) = std::str::from_utf8(&chunk.text) else {
+        return false;
+    };
+    let range = 0..text.len();
     let last = end != End::Comma;
     let mut scanner = Scanner::new(text.as_bytes());
     scanner.pos = range.start;
@@ -241,7 +293,7 @@ fn read_chunk(
             part.ends.push(part.text.len());
         }
         if part.ops.last().map(|(last, _)| *last) != Some(change.op()) {
-            part.ops.push((change.op(), start));
+            part.ops.push((change.op(), chunk.base + start));
         }
         part.text.push(b',');
         part.tally.add(&change);

@@ -217,8 +217,11 @@ fn scan_in_parallel(bytes: &[u8], changes_digest: bool) -> Option<Scanned> {
     let plan = plan_of(head, approvals);
     let mut sealed = SealedHasher::new(&plan);
     let mut hasher = changes_digest.then(ChangesHasher::new);
-    let (tally, op_starts) =
-        parallel::read_changes(text, &layout, &plan, changes_digest, |part, ends| {
+    let (tally, op_starts) = parallel::read_changes(
+        parallel::chunks_of(text, &layout),
+        &plan,
+        changes_digest,
+        |part, ends| {
             sealed.add(part);
             if let Some(hasher) = &mut hasher {
                 let mut start = 0;
@@ -227,7 +230,8 @@ fn scan_in_parallel(bytes: &[u8], changes_digest: bool) -> Option<Scanned> {
                     start = end + 1;
                 }
             }
-        })?;
+        },
+    )?;
     check_consistency(&plan, &tally).ok()?;
     Some(Scanned {
         changes_digest: hasher.map(ChangesHasher::finish).unwrap_or_default(),
