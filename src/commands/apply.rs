@@ -44,20 +44,24 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     progress.phase("reading the plan");
     // What apply compares is the digest of the approved changes: the
     // changes themselves (a million of them are hundreds of megabytes) are
-    // checked and hashed as they are read, never kept; they are read again
-    // only to show a diff.
-    let bytes = plan::read_bytes(path)?;
-    let refuse = |why: String| Error::refused(format!("{}: {why}", path.display()));
+    // checked and hashed as they are read from the file, never kept, nor
+    // the file's bytes; they are read again only to show a diff.
     let plan::Scanned {
         loaded,
         changes_digest: approved,
         ..
-    } = plan::parse_without_changes(&bytes).map_err(refuse)?;
+    } = plan::load_without_changes(path)?;
     // A revert is re-derived from the additions its removals undo
-    // (docs/revert.md §4): its changes are read from the same bytes, and
-    // kept, as additions.
+    // (docs/revert.md §4): its changes are read, and kept, as additions.
+    // Read whole, they are read from bytes that hash to what was checked.
     let (loaded, undone) = if loaded.plan.reverts.is_some() {
-        let mut whole = plan::parse(&bytes).map_err(refuse)?;
+        let refuse = |why: String| Error::refused(format!("{}: {why}", path.display()));
+        let mut whole = plan::parse(&plan::read_bytes(path)?).map_err(refuse)?;
+        if whole.computed_digest != loaded.computed_digest {
+            return Err(refuse(
+                "the file changed while it was read; nothing was applied".into(),
+            ));
+        }
         let undone: Vec<Change> = std::mem::take(&mut whole.plan.changes)
             .into_iter()
             .map(Change::addition)
@@ -66,7 +70,6 @@ pub async fn run(args: &ApplyArgs) -> Result<ExitStatus> {
     } else {
         (loaded, Vec::new())
     };
-    drop(bytes);
     tracing::info!(changes = loaded.plan.summary.changes(), "read the plan");
     let verdict = validate(&loaded, path, &policy)?;
     let notes = Notes {

@@ -72,6 +72,27 @@ pub(super) fn layout(text: &str) -> Option<Layout> {
     changes
 }
 
+/// Whether `rest`, a plan's text with its changes taken out (`[]` at byte
+/// `open`), surely passes `canonical::check` as [`layout`] finds, that
+/// `[]` being the top-level `changes` member: what proves that a plan's
+/// file was split where its changes start and end.
+pub(super) fn rest_is_surely_fine(rest: &str, open: usize) -> bool {
+    let bytes = rest.as_bytes();
+    let mut scanner = Scanner::new(bytes);
+    let mut found = false;
+    scanner.ws();
+    let fine = scanner.object_with(1, |scanner, name| {
+        if name == b"changes" && scanner.pos == open && bytes.get(open..open + 2) == Some(b"[]") {
+            found = true;
+            scanner.pos = open + 2;
+            return true;
+        }
+        scanner.value(1)
+    });
+    scanner.ws();
+    fine && found && scanner.pos == bytes.len()
+}
+
 /// The chunks between `[` and `]`: each but the last ends just after the
 /// comma that ends a change (guessed: a `},` that ends a line, followed
 /// by a change's `{` on the next).
@@ -129,6 +150,97 @@ pub(super) fn chunks_of<'t>(
         text: std::borrow::Cow::Borrowed(&text.as_bytes()[range]),
         last: i + 1 == count,
     })
+}
+
+/// The chunks of a plan file's changes, read from the file a slice at a
+/// time: from byte `from` (just after the array's `[`) to byte `to` (its
+/// `]`), cut where [`chunks`] cuts a text. Ends early on an error of the
+/// file, which the caller then meets again reading it whole.
+#[cfg(unix)]
+pub(super) struct FileChunks<'f> {
+    file: &'f std::fs::File,
+    /// The next byte to read.
+    at: usize,
+    to: usize,
+    /// What was read after the last chunk's end.
+    carry: Vec<u8>,
+    done: bool,
+}
+
+#[cfg(unix)]
+impl<'f> FileChunks<'f> {
+    pub(super) fn new(file: &'f std::fs::File, from: usize, to: usize) -> Self {
+        FileChunks {
+            file,
+            at: from,
+            to,
+            carry: Vec::new(),
+            done: false,
+        }
+    }
+
+    /// Appends up to `n` more bytes of the changes to `buffer`.
+    fn read_more(&mut self, buffer: &mut Vec<u8>, n: usize) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let n = n.min(self.to - self.at);
+        let old = buffer.len();
+        buffer.resize(old + n, 0);
+        self.file
+            .read_exact_at(&mut buffer[old..], self.at as u64)?;
+        self.at += n;
+        Ok(())
+    }
+}
+
+#[cfg(unix)]
+impl Iterator for FileChunks<'_> {
+    type Item = Chunk<'static>;
+
+    fn next(&mut self) -> Option<Chunk<'static>> {
+        // Read a quarter of a chunk at a time: what is read past a seam is
+        // copied into the next chunk's buffer.
+        const STEP: usize = if CHUNK < 4 { 1 } else { CHUNK / 4 };
+        if self.done {
+            return None;
+        }
+        let seam = memmem::Finder::new(b"},\n    {");
+        let mut buffer = std::mem::take(&mut self.carry);
+        buffer.reserve(CHUNK + 2 * STEP);
+        let base = self.at - buffer.len();
+        // Where the next search for a seam starts: a chunk holds at least
+        // CHUNK bytes, as [`chunks`] cuts them.
+        let mut search = CHUNK;
+        loop {
+            if buffer.len() > search {
+                if let Some(found) = seam.find(&buffer[search..]) {
+                    let end = search + found + 2;
+                    self.carry = buffer.split_off(end);
+                    return Some(Chunk {
+                        text: std::borrow::Cow::Owned(buffer),
+                        base,
+                        last: false,
+                    });
+                }
+                // A seam may start in the last bytes searched.
+                search = buffer
+                    .len()
+                    .saturating_sub(seam.needle().len() - 1)
+                    .max(search);
+            }
+            if self.at == self.to {
+                self.done = true;
+                return Some(Chunk {
+                    text: std::borrow::Cow::Owned(buffer),
+                    base,
+                    last: true,
+                });
+            }
+            if self.read_more(&mut buffer, STEP).is_err() {
+                self.done = true;
+                return None;
+            }
+        }
+    }
 }
 
 /// Reads every change of `chunks` (in the plan's order, from just after

@@ -48,17 +48,106 @@ pub struct Scanned {
     pub changes_digest: String,
     /// Where the `approvals` array is in the bytes read; `None` when the
     /// member is absent.
-    approvals: Option<Range<usize>>,
+    pub(super) approvals: Option<Range<usize>>,
     /// Where each op's changes start in the bytes read, when the check
     /// learnt it (read on every core; not when read one change at a time).
     pub op_starts: Option<parallel::OpStarts>,
 }
 
 /// Reads and validates a plan file as [`super::load`] does, without
-/// keeping its changes.
+/// keeping its changes: [`start_reading`], then [`Reading::finish`].
 pub fn load_without_changes(path: &Path) -> Result<Scanned> {
+    start_reading(path)?.finish()
+}
+
+/// A plan file being read without keeping its changes (`apply`): what its
+/// members but the changes say, read first; the changes are read and the
+/// whole checked by [`Reading::finish`], which may run on another thread
+/// meanwhile (issue 15).
+pub struct Reading {
+    /// The plan as its file says it, without its changes. Nothing in it is
+    /// checked yet (its digest, its approvals, that its summary counts its
+    /// changes): it says which store to open and read, never what to write.
+    pub plan: Plan,
+    rest: Rest,
+}
+
+enum Rest {
+    /// Read whole and checked already.
+    Read(Box<Scanned>),
+    /// Laid out as the tool lays it out: the changes are read from the
+    /// file a chunk at a time, never whole.
+    #[cfg(unix)]
+    Chunked {
+        file: std::fs::File,
+        len: usize,
+        split: Box<Split>,
+        path: std::path::PathBuf,
+    },
+}
+
+/// Starts reading the plan file at `path`: a plan laid out as the tool
+/// writes it is split where its changes start and end, and the members
+/// around them read; any other is read and checked whole, as
+/// [`super::load`] reads it, which says what is wrong with it.
+pub fn start_reading(path: &Path) -> Result<Reading> {
+    #[cfg(unix)]
+    {
+        let io = |e| crate::error::Error::io(path, e);
+        let file = std::fs::File::open(path).map_err(io)?;
+        let meta = file.metadata().map_err(io)?;
+        let len = meta.len() as usize;
+        if meta.is_file() && meta.len() <= super::max_plan_bytes() {
+            if let Some(split) = split_file(&file, len).map_err(io)? {
+                return Ok(Reading {
+                    plan: split.plan.clone(),
+                    rest: Rest::Chunked {
+                        file,
+                        len,
+                        split: Box::new(split),
+                        path: path.to_path_buf(),
+                    },
+                });
+            }
+        }
+    }
+    read_whole(path)
+}
+
+/// [`start_reading`] of the whole file, checked at once.
+fn read_whole(path: &Path) -> Result<Reading> {
     let bytes = read_bytes(path)?;
-    parse_without_changes(&bytes).map_err(|why| refused(path, why))
+    let scanned = parse_without_changes(&bytes).map_err(|why| refused(path, why))?;
+    Ok(Reading {
+        plan: scanned.loaded.plan.clone(),
+        rest: Rest::Read(Box::new(scanned)),
+    })
+}
+
+impl Reading {
+    /// Reads the changes and checks the whole plan, as
+    /// [`parse_without_changes`] does. A file that does not read as it
+    /// was split (a change that is not surely fine, a file that changed)
+    /// is read again whole, which says what is wrong.
+    pub fn finish(self) -> Result<Scanned> {
+        match self.rest {
+            Rest::Read(scanned) => Ok(*scanned),
+            #[cfg(unix)]
+            Rest::Chunked {
+                file,
+                len,
+                split,
+                path,
+            } => match read_split(&file, len, *split, true) {
+                Ok(Some(scanned)) => Ok(scanned),
+                Ok(None) => match read_whole(&path)?.rest {
+                    Rest::Read(scanned) => Ok(*scanned),
+                    Rest::Chunked { .. } => unreachable!("read_whole reads whole"),
+                },
+                Err(e) => Err(crate::error::Error::io(&path, e)),
+            },
+        }
+    }
 }
 
 /// The members of a plan, but its changes only delimited. As [`Plan`]
@@ -244,6 +333,173 @@ fn scan_in_parallel(bytes: &[u8], changes_digest: bool) -> Option<Scanned> {
     })
 }
 
+/// A plan file split where its changes start and end ([`split_file`]).
+#[cfg(unix)]
+struct Split {
+    /// What the members around the changes say.
+    plan: Plan,
+    /// Where the array's `[` and `]` are.
+    open: usize,
+    close: usize,
+    approvals: Option<Range<usize>>,
+}
+
+/// The first half of [`scan_in_parallel`] of the regular file `file`, `len`
+/// bytes long when it was looked at, without holding its bytes (`apply`,
+/// issue 15: a plan of 362 MiB beside the derivation's own memory): the
+/// members before and after `changes` are read and proved as
+/// [`parallel::layout`] proves them. `None` (and the caller reads the file
+/// whole) when the plan is not laid out as the tool lays it out, or
+/// anything is not surely fine. [`read_split`] reads the changes.
+#[cfg(unix)]
+fn split_file(file: &std::fs::File, len: usize) -> std::io::Result<Option<Split>> {
+    use memchr::memmem;
+    use std::os::unix::fs::FileExt;
+    let read = |at: usize, n: usize| -> std::io::Result<Vec<u8>> {
+        let mut bytes = vec![0u8; n];
+        file.read_exact_at(&mut bytes, at as u64)?;
+        Ok(bytes)
+    };
+    // The members before the changes: a few hundred bytes as the tool
+    // writes them; the array's `[` ends the first line that names it.
+    const OPENING: &[u8] = b"\n  \"changes\": [";
+    let mut head = Vec::new();
+    let open = loop {
+        let n = (head.len().max(1 << 16) * 2).min(len);
+        head = read(0, n)?;
+        if let Some(found) = memmem::find(&head, OPENING) {
+            break found + OPENING.len() - 1;
+        }
+        if n == len || n >= 16 << 20 {
+            return Ok(None);
+        }
+    };
+    head.truncate(open);
+    // The members after them, from the end: the tool writes `skipped`
+    // next. The last such line is the array's end, unless a document
+    // mimics it (then what follows does not read as a plan).
+    const CLOSING: &[u8] = b"\n  ],\n  \"skipped\": [";
+    let mut window = 1usize << 20;
+    let close = loop {
+        let from = len.saturating_sub(window).max(open + 1);
+        let tail = read(from, len - from)?;
+        if let Some(found) = memmem::rfind(&tail, CLOSING) {
+            break from + found + 3;
+        }
+        if from == open + 1 {
+            return Ok(None);
+        }
+        window *= 4;
+    };
+    let mut rest = head;
+    rest.extend_from_slice(b"[]");
+    rest.extend_from_slice(&read(close + 1, len - close - 1)?);
+    let Ok(rest) = String::from_utf8(rest) else {
+        return Ok(None);
+    };
+    // The split proved: `[]` is the `changes` member of one object.
+    if !parallel::rest_is_surely_fine(&rest, open) {
+        return Ok(None);
+    }
+    let Ok(head) = serde_json::from_str::<Head>(&rest) else {
+        return Ok(None);
+    };
+    if head.format != FORMAT {
+        return Ok(None);
+    }
+    let approvals_span = head.approvals.map(|raw| {
+        let span = span_of(rest.as_bytes(), raw.get());
+        if span.start > open {
+            let moved = close + 1 - open - 2;
+            span.start + moved..span.end + moved
+        } else {
+            span
+        }
+    });
+    let approvals: Vec<Approval> = match head.approvals {
+        Some(raw) => match serde_json::from_str(raw.get()) {
+            Ok(approvals) => approvals,
+            Err(_) => return Ok(None),
+        },
+        None => Vec::new(),
+    };
+    Ok(Some(Split {
+        plan: plan_of(head, approvals),
+        open,
+        close,
+        approvals: approvals_span,
+    }))
+}
+
+/// The second half of [`scan_in_parallel`] of a file: its changes, read
+/// from the file a chunk at a time, each checked and hashed. `None` when
+/// anything is not surely fine, or the file is not `len` bytes long any
+/// more. Every byte read is a byte checked and hashed: a file that changes
+/// meanwhile reads as some file, whose digest and approvals are then
+/// checked as any other's.
+#[cfg(unix)]
+fn read_split(
+    file: &std::fs::File,
+    len: usize,
+    split: Split,
+    changes_digest: bool,
+) -> std::io::Result<Option<Scanned>> {
+    use std::os::unix::fs::FileExt;
+    let Split {
+        plan,
+        open,
+        close,
+        approvals,
+    } = split;
+    let mut sealed = SealedHasher::new(&plan);
+    let mut hasher = changes_digest.then(ChangesHasher::new);
+    let chunks = parallel::FileChunks::new(file, open + 1, close);
+    let Some((tally, op_starts)) =
+        parallel::read_changes(chunks, &plan, changes_digest, |part, ends| {
+            sealed.add(part);
+            if let Some(hasher) = &mut hasher {
+                let mut start = 0;
+                for &end in ends {
+                    hasher.add_canonical(&part[start..end]);
+                    start = end + 1;
+                }
+            }
+        })
+    else {
+        return Ok(None);
+    };
+    if check_consistency(&plan, &tally).is_err() {
+        return Ok(None);
+    }
+    // Nothing after the bytes it had when it was looked at.
+    let mut more = [0u8; 1];
+    if file.read_at(&mut more, len as u64)? > 0 {
+        return Ok(None);
+    }
+    Ok(Some(Scanned {
+        changes_digest: hasher.map(ChangesHasher::finish).unwrap_or_default(),
+        loaded: Loaded {
+            computed_digest: sealed.finish(),
+            plan,
+        },
+        approvals,
+        op_starts: Some(op_starts),
+    }))
+}
+
+/// [`split_file`], then [`read_split`].
+#[cfg(all(test, unix))]
+fn scan_file_in_parallel(
+    file: &std::fs::File,
+    len: usize,
+    changes_digest: bool,
+) -> std::io::Result<Option<Scanned>> {
+    match split_file(file, len)? {
+        Some(split) => read_split(file, len, split, changes_digest),
+        None => Ok(None),
+    }
+}
+
 /// The plan that `head` and its `approvals` say, without its changes.
 fn plan_of(head: Head, approvals: Vec<Approval>) -> Plan {
     Plan {
@@ -419,6 +675,23 @@ mod tests {
             assert!(fast.loaded.digest_matches());
             assert_eq!(fast.changes_digest, slow.changes_digest);
             assert_eq!(fast.approvals, slow.approvals);
+            // Read from its file a chunk at a time, the same.
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("plan.json");
+            std::fs::write(&path, &bytes).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            let streamed = scan_file_in_parallel(&file, bytes.len(), true)
+                .unwrap()
+                .expect("read from the file in chunks");
+            assert_eq!(streamed.loaded.plan, fast.loaded.plan);
+            assert_eq!(streamed.loaded.computed_digest, fast.loaded.computed_digest);
+            assert_eq!(streamed.changes_digest, fast.changes_digest);
+            assert_eq!(streamed.approvals, fast.approvals);
+            assert_eq!(streamed.op_starts, fast.op_starts);
+            // Told another length, the file is not taken as read.
+            assert!(scan_file_in_parallel(&file, bytes.len() - 1, true)
+                .unwrap()
+                .is_none());
             let compact =
                 serde_json::to_vec(&serde_json::from_slice::<serde_json::Value>(&bytes).unwrap());
             assert!(scan_in_parallel(&compact.unwrap(), true).is_none());

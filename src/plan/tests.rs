@@ -147,7 +147,32 @@ pub(super) fn same_reading(
     bytes: &[u8],
     same_words: bool,
 ) -> Result<(), proptest::test_runner::TestCaseError> {
-    match (parse(bytes), parse_without_changes(bytes)) {
+    // From a file, as `apply` reads it: a chunk at a time when it is laid
+    // out as the tool lays it out (or whole, which says what is wrong).
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.json");
+    std::fs::write(&path, bytes).unwrap();
+    let from_file = load_without_changes(&path);
+    let in_memory = parse_without_changes(bytes);
+    match (&from_file, &in_memory) {
+        (Ok(file), Ok(memory)) => {
+            proptest::prop_assert_eq!(&file.loaded.plan, &memory.loaded.plan);
+            proptest::prop_assert_eq!(&file.loaded.computed_digest, &memory.loaded.computed_digest);
+            proptest::prop_assert_eq!(&file.changes_digest, &memory.changes_digest);
+            proptest::prop_assert_eq!(&file.approvals, &memory.approvals);
+        }
+        (Err(file), Err(memory)) => {
+            let expected = format!("{}: {memory}", path.display());
+            proptest::prop_assert_eq!(file.to_string(), expected);
+        }
+        _ => proptest::prop_assert!(
+            false,
+            "from the file: {:?}; in memory: {:?}",
+            from_file.as_ref().map(|_| ()),
+            in_memory.as_ref().map(|_| ())
+        ),
+    }
+    match (parse(bytes), in_memory) {
         (Ok(whole), Ok(scanned)) => {
             proptest::prop_assert_eq!(&scanned.loaded.computed_digest, &whole.computed_digest);
             proptest::prop_assert_eq!(
