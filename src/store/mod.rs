@@ -231,6 +231,13 @@ impl Store {
         Ok((snapshot, Ok(result)))
     }
 
+    /// Whether [`Store::begin_apply`]'s schema changes (the history table
+    /// created, or a column added to it) are part of the apply transaction
+    /// (SQLite, PostgreSQL), or commit at once (MySQL, MariaDB).
+    pub fn transactional_ddl(&self) -> bool {
+        self.driver.transactional_ddl()
+    }
+
     /// Opens the apply transaction under the backend's lock, waiting at most
     /// `lock_timeout` for another apply (locked, exit 6, then). The history
     /// table is ready to be written in it.

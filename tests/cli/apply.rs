@@ -778,6 +778,27 @@ fn locking(kind: Kind) {
     assert_eq!(db.dump(), before);
     assert_eq!(db.history_rows(), 0);
 
+    // A plan refused while the lock is held is refused at once, not after
+    // waiting for the lock (its check runs beside the wait): with a minute
+    // to wait, a refusal for the lock (6) would be an apply that waited.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"company.data\""));
+    let tampered = db.path("tampered.json");
+    std::fs::write(
+        &tampered,
+        text.replacen("\"company.data\"", "\"company.dat4\"", 1),
+    )
+    .unwrap();
+    let holder = rt.block_on(hold_lock(&db));
+    let ran: Ran = spawn_apply(&db, &tampered)
+        .wait_with_output()
+        .unwrap()
+        .into();
+    rt.block_on(release(holder));
+    ran.refused(4, "tampered.json", "digest mismatch");
+    assert_eq!(db.dump(), before);
+    assert_eq!(db.history_rows(), 0);
+
     // Someone else is writing the IAM tables: the same bounded wait.
     let holder = rt.block_on(hold_rows(&db));
     let ran = run(&db, &["apply", "--lock-timeout", "1"], &path);
