@@ -258,9 +258,9 @@ async fn open_and_apply(
     }
     let not_applied = |e: Error| not_applied(path, e);
     // Beginning an apply may create or alter the history table, which on
-    // MySQL and MariaDB commits at once: there, the plan passes first, so
+    // MySQL and MariaDB commits at once: then the plan passes first, so
     // that a refused plan never changes the database.
-    if !store.transactional_ddl() {
+    if store.begin_apply_commits_ddl().await? {
         check.pass().await?;
     }
     progress.phase("waiting for the lock");

@@ -111,4 +111,8 @@ pub(crate) trait Driver {
     /// Whether `CREATE TABLE` takes part in a transaction (SQLite,
     /// PostgreSQL) or commits at once (MySQL, MariaDB).
     fn transactional_ddl(&self) -> bool;
+
+    /// Whether the history table is there with every column this release
+    /// writes (an apply then creates or alters nothing).
+    async fn history_is_current(&mut self) -> Result<bool>;
 }

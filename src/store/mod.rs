@@ -231,11 +231,11 @@ impl Store {
         Ok((snapshot, Ok(result)))
     }
 
-    /// Whether [`Store::begin_apply`]'s schema changes (the history table
-    /// created, or a column added to it) are part of the apply transaction
-    /// (SQLite, PostgreSQL), or commit at once (MySQL, MariaDB).
-    pub fn transactional_ddl(&self) -> bool {
-        self.driver.transactional_ddl()
+    /// Whether [`Store::begin_apply`] would change the schema outside the
+    /// apply transaction: the history table created, or a column added to
+    /// it, on MySQL and MariaDB, where DDL commits at once.
+    pub async fn begin_apply_commits_ddl(&mut self) -> Result<bool> {
+        Ok(!self.driver.transactional_ddl() && !self.driver.history_is_current().await?)
     }
 
     /// Opens the apply transaction under the backend's lock, waiting at most

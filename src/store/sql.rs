@@ -872,6 +872,11 @@ where
         D::TRANSACTIONAL_DDL
     }
 
+    async fn history_is_current(&mut self) -> Result<bool> {
+        let tables = self.table_names().await?;
+        Ok(tables.iter().any(|t| t == HISTORY_TABLE) && self.history_has_revert_columns().await?)
+    }
+
     async fn drop_all(&mut self, with_history: bool) -> Result<()> {
         let history = with_history.then_some(HISTORY_TABLE);
         for table in Table::ALL.iter().map(|t| t.name()).chain(history) {

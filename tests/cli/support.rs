@@ -263,6 +263,44 @@ impl TestDb {
         })
     }
 
+    /// The names of the tables of the test database.
+    pub fn tables(&self) -> Vec<String> {
+        let url = self.url.clone();
+        let kind = self.kind;
+        runtime().block_on(async move {
+            let mut names: Vec<String> = match kind {
+                Kind::Sqlite => {
+                    let mut c = sqlx::SqliteConnection::connect(&url).await.unwrap();
+                    sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table'")
+                        .fetch_all(&mut c)
+                        .await
+                        .unwrap()
+                }
+                Kind::Postgres => {
+                    let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+                    sqlx::query_scalar(
+                        "SELECT tablename::text FROM pg_tables WHERE schemaname = current_schema()",
+                    )
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+                }
+                Kind::MySql => {
+                    let mut c = sqlx::MySqlConnection::connect(&url).await.unwrap();
+                    sqlx::query_scalar(
+                        "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+                         WHERE table_schema = DATABASE()",
+                    )
+                    .fetch_all(&mut c)
+                    .await
+                    .unwrap()
+                }
+            };
+            names.sort();
+            names
+        })
+    }
+
     /// The number of rows in `sync_access_history` (0 when it is absent).
     pub fn history_rows(&self) -> usize {
         let url = self.url.clone();
