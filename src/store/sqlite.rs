@@ -118,6 +118,7 @@ impl Dialect for Sqlite {
             None => connect_error(target, e),
         }
         };
+        super::sqlite_rows::without_memory_statistics();
         let mut conn = SqliteConnection::connect_with(&options)
             .await
             .map_err(unreadable)?;

@@ -6,6 +6,9 @@
 //! prepared, stepped and finalized here while its worker waits, inside
 //! whatever transaction the connection has open.
 //!
+//! The same C API turns SQLite's memory statistics off before the first
+//! connection ([`without_memory_statistics`]).
+//!
 //! The only unsafe code of the tool. Every call follows SQLite's contract:
 //! the handle is valid and ours while the lock is held; the statement is
 //! finalized on every path; a column's bytes are copied before the next
@@ -18,6 +21,25 @@ use libsqlite3_sys as ffi;
 use sqlx::sqlite::SqliteConnection;
 
 use crate::sync::RawDoc;
+
+/// Turns off SQLite's memory statistics for the process, once, before its
+/// first connection (issue 15): with them on (the bundled library's
+/// default), every allocation SQLite makes takes a global mutex and asks
+/// the allocator for the block's size, to keep counts the tool never reads
+/// (`sqlite3_memory_used`, a soft heap limit). Once SQLite is initialised
+/// (a connection was opened earlier in the process), the call is refused
+/// and changes nothing.
+pub(super) fn without_memory_statistics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: SQLITE_CONFIG_MEMSTATUS takes one int; SQLite checks that
+        // it is not initialised yet (SQLITE_MISUSE then, and nothing
+        // changes), and nothing else of the tool calls it meanwhile (this
+        // runs once, before the tool's first connection).
+        let code = unsafe { ffi::sqlite3_config(ffi::SQLITE_CONFIG_MEMSTATUS, 0 as c_int) };
+        tracing::debug!(code, "SQLite's memory statistics turned off");
+    });
+}
 
 /// The `(key, value)` rows `sql` selects, `binds` bound as text in order,
 /// each given to `visit` as bytes ([`RawDoc::from_bytes`]).
