@@ -285,15 +285,35 @@ fn scan_in_parallel(bytes: &[u8], changes_digest: bool) -> Option<Scanned> {
     rest.push_str(&text[..changes.start]);
     rest.push_str("[]");
     rest.push_str(&text[changes.end..]);
-    let head: Head = serde_json::from_str(&rest).ok()?;
+    let split = split_of(&rest, layout.open, layout.close)?;
+    read_chunks(split, parallel::chunks_of(text, &layout), changes_digest)
+}
+
+/// A plan split where its changes start and end: what the members around
+/// them say, and where they are.
+struct Split {
+    plan: Plan,
+    /// Where the array's `[` and `]` are in the plan's text.
+    open: usize,
+    close: usize,
+    /// Where the `approvals` array is in the plan's text.
+    approvals: Option<Range<usize>>,
+}
+
+/// The [`Split`] of a plan whose text is `rest` once its changes (from
+/// `[` at `open` to `]` at `close`) are taken out and `[]` put in their
+/// place; `None` when those members do not read as a plan's of this
+/// format.
+fn split_of(rest: &str, open: usize, close: usize) -> Option<Split> {
+    let head: Head = serde_json::from_str(rest).ok()?;
     if head.format != FORMAT {
         return None;
     }
-    // Where the approvals are in the file, not in `rest`.
+    // Where the approvals are in the plan's text, not in `rest`.
     let approvals_span = head.approvals.map(|raw| {
         let span = span_of(rest.as_bytes(), raw.get());
-        if span.start > changes.start {
-            let moved = changes.len() - 2;
+        if span.start > open {
+            let moved = close + 1 - open - 2;
             span.start + moved..span.end + moved
         } else {
             span
@@ -303,14 +323,29 @@ fn scan_in_parallel(bytes: &[u8], changes_digest: bool) -> Option<Scanned> {
         Some(raw) => serde_json::from_str(raw.get()).ok()?,
         None => Vec::new(),
     };
-    let plan = plan_of(head, approvals);
+    Some(Split {
+        plan: plan_of(head, approvals),
+        open,
+        close,
+        approvals: approvals_span,
+    })
+}
+
+/// The second half of [`scan_in_parallel`]: the changes of `split`, read
+/// from `chunks` on every core, each checked and hashed; `None` when
+/// anything is not surely fine.
+fn read_chunks<'t>(
+    split: Split,
+    chunks: impl Iterator<Item = parallel::Chunk<'t>> + Send,
+    changes_digest: bool,
+) -> Option<Scanned> {
+    let Split {
+        plan, approvals, ..
+    } = split;
     let mut sealed = SealedHasher::new(&plan);
     let mut hasher = changes_digest.then(ChangesHasher::new);
-    let (tally, op_starts) = parallel::read_changes(
-        parallel::chunks_of(text, &layout),
-        &plan,
-        changes_digest,
-        |part, ends| {
+    let (tally, op_starts) =
+        parallel::read_changes(chunks, &plan, changes_digest, |part, ends| {
             sealed.add(part);
             if let Some(hasher) = &mut hasher {
                 let mut start = 0;
@@ -319,8 +354,7 @@ fn scan_in_parallel(bytes: &[u8], changes_digest: bool) -> Option<Scanned> {
                     start = end + 1;
                 }
             }
-        },
-    )?;
+        })?;
     check_consistency(&plan, &tally).ok()?;
     Some(Scanned {
         changes_digest: hasher.map(ChangesHasher::finish).unwrap_or_default(),
@@ -328,20 +362,9 @@ fn scan_in_parallel(bytes: &[u8], changes_digest: bool) -> Option<Scanned> {
             computed_digest: sealed.finish(),
             plan,
         },
-        approvals: approvals_span,
+        approvals,
         op_starts: Some(op_starts),
     })
-}
-
-/// A plan file split where its changes start and end ([`split_file`]).
-#[cfg(unix)]
-struct Split {
-    /// What the members around the changes say.
-    plan: Plan,
-    /// Where the array's `[` and `]` are.
-    open: usize,
-    close: usize,
-    approvals: Option<Range<usize>>,
 }
 
 /// The first half of [`scan_in_parallel`] of the regular file `file`, `len`
@@ -401,34 +424,7 @@ fn split_file(file: &std::fs::File, len: usize) -> std::io::Result<Option<Split>
     if !parallel::rest_is_surely_fine(&rest, open) {
         return Ok(None);
     }
-    let Ok(head) = serde_json::from_str::<Head>(&rest) else {
-        return Ok(None);
-    };
-    if head.format != FORMAT {
-        return Ok(None);
-    }
-    let approvals_span = head.approvals.map(|raw| {
-        let span = span_of(rest.as_bytes(), raw.get());
-        if span.start > open {
-            let moved = close + 1 - open - 2;
-            span.start + moved..span.end + moved
-        } else {
-            span
-        }
-    });
-    let approvals: Vec<Approval> = match head.approvals {
-        Some(raw) => match serde_json::from_str(raw.get()) {
-            Ok(approvals) => approvals,
-            Err(_) => return Ok(None),
-        },
-        None => Vec::new(),
-    };
-    Ok(Some(Split {
-        plan: plan_of(head, approvals),
-        open,
-        close,
-        approvals: approvals_span,
-    }))
+    Ok(split_of(&rest, open, close))
 }
 
 /// The second half of [`scan_in_parallel`] of a file: its changes, read
@@ -445,46 +441,16 @@ fn read_split(
     changes_digest: bool,
 ) -> std::io::Result<Option<Scanned>> {
     use std::os::unix::fs::FileExt;
-    let Split {
-        plan,
-        open,
-        close,
-        approvals,
-    } = split;
-    let mut sealed = SealedHasher::new(&plan);
-    let mut hasher = changes_digest.then(ChangesHasher::new);
-    let chunks = parallel::FileChunks::new(file, open + 1, close);
-    let Some((tally, op_starts)) =
-        parallel::read_changes(chunks, &plan, changes_digest, |part, ends| {
-            sealed.add(part);
-            if let Some(hasher) = &mut hasher {
-                let mut start = 0;
-                for &end in ends {
-                    hasher.add_canonical(&part[start..end]);
-                    start = end + 1;
-                }
-            }
-        })
-    else {
+    let chunks = parallel::FileChunks::new(file, split.open + 1, split.close);
+    let Some(scanned) = read_chunks(split, chunks, changes_digest) else {
         return Ok(None);
     };
-    if check_consistency(&plan, &tally).is_err() {
-        return Ok(None);
-    }
     // Nothing after the bytes it had when it was looked at.
     let mut more = [0u8; 1];
     if file.read_at(&mut more, len as u64)? > 0 {
         return Ok(None);
     }
-    Ok(Some(Scanned {
-        changes_digest: hasher.map(ChangesHasher::finish).unwrap_or_default(),
-        loaded: Loaded {
-            computed_digest: sealed.finish(),
-            plan,
-        },
-        approvals,
-        op_starts: Some(op_starts),
-    }))
+    Ok(Some(scanned))
 }
 
 /// [`split_file`], then [`read_split`].
