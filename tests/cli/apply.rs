@@ -202,6 +202,20 @@ fn difference(
         .collect()
 }
 
+/// `tampered.json`: a copy of the rules plan at `plan` with one byte of a
+/// change altered, its digest left as it was.
+fn tampered_copy(db: &TestDb, plan: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(plan).unwrap();
+    assert!(text.contains("\"company.data\""));
+    let tampered = db.path("tampered.json");
+    std::fs::write(
+        &tampered,
+        text.replacen("\"company.data\"", "\"company.dat4\"", 1),
+    )
+    .unwrap();
+    tampered
+}
+
 fn refusals(kind: Kind) {
     let db = TestDb::with_rows(kind, fixtures::rules());
     let before = db.dump();
@@ -254,14 +268,7 @@ fn refusals(kind: Kind) {
     assert_eq!(read_json(&approved)["approvals"], approvals);
 
     // One byte changed in a change, the digest left as it was.
-    let text = std::fs::read_to_string(&approved).unwrap();
-    assert!(text.contains("\"company.data\""));
-    let tampered = db.path("tampered.json");
-    std::fs::write(
-        &tampered,
-        text.replacen("\"company.data\"", "\"company.dat4\"", 1),
-    )
-    .unwrap();
+    let tampered = tampered_copy(&db, &approved);
     let mut altered = read_json(&tampered);
     assert_ne!(altered["changes"], original["changes"]);
     altered["changes"] = original["changes"].clone();
@@ -788,14 +795,7 @@ fn locking(kind: Kind) {
     // A plan refused while the lock is held is refused at once, not after
     // waiting for the lock (its check runs beside the wait): with a minute
     // to wait, a refusal for the lock (6) would be an apply that waited.
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("\"company.data\""));
-    let tampered = db.path("tampered.json");
-    std::fs::write(
-        &tampered,
-        text.replacen("\"company.data\"", "\"company.dat4\"", 1),
-    )
-    .unwrap();
+    let tampered = tampered_copy(&db, &path);
     let holder = rt.block_on(hold_lock(&db));
     let ran: Ran = spawn_apply(&db, &tampered)
         .wait_with_output()
