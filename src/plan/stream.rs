@@ -116,12 +116,17 @@ pub fn start_reading(path: &Path) -> Result<Reading> {
 
 /// [`start_reading`] of the whole file, checked at once.
 fn read_whole(path: &Path) -> Result<Reading> {
-    let bytes = read_bytes(path)?;
-    let scanned = parse_without_changes(&bytes).map_err(|why| refused(path, why))?;
+    let scanned = scan_whole(path)?;
     Ok(Reading {
         plan: scanned.loaded.plan.clone(),
         rest: Rest::Read(Box::new(scanned)),
     })
+}
+
+/// The plan file at `path`, read whole and checked.
+fn scan_whole(path: &Path) -> Result<Scanned> {
+    let bytes = read_bytes(path)?;
+    parse_without_changes(&bytes).map_err(|why| refused(path, why))
 }
 
 impl Reading {
@@ -140,10 +145,7 @@ impl Reading {
                 path,
             } => match read_split(&file, len, *split, true) {
                 Ok(Some(scanned)) => Ok(scanned),
-                Ok(None) => match read_whole(&path)?.rest {
-                    Rest::Read(scanned) => Ok(*scanned),
-                    Rest::Chunked { .. } => unreachable!("read_whole reads whole"),
-                },
+                Ok(None) => scan_whole(&path),
                 Err(e) => Err(crate::error::Error::io(&path, e)),
             },
         }
