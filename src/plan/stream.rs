@@ -6,8 +6,16 @@
 //! The file is read through the same size cap as [`super::load`], and its
 //! text passes the same [`super::canonical::check`] (no member given
 //! twice) before anything is deserialised. A revert plan is read so too;
-//! `apply` then reads its changes from the same bytes, since it re-derives
-//! the revert from them.
+//! `apply` then reads the file whole again for its changes, since it
+//! re-derives the revert from them, and refuses it unless it hashes to
+//! what was checked.
+//!
+//! A plan laid out as the tool writes it is read on every core, in chunks
+//! of whole changes: from its bytes in memory (`show`, `approve`), or from
+//! its file a chunk at a time, never whole ([`start_reading`], `apply`),
+//! once the members around the changes are read and proved. Any other
+//! layout, or anything not surely fine there, is read in order as follows,
+//! which says what is wrong.
 //!
 //! The file's bytes are read in two passes. The first reads every member
 //! but `changes`, which it only delimits: the digest needs them before the
