@@ -242,6 +242,166 @@ pub fn update(
     Ok(Some(Written { through_link }))
 }
 
+/// What a plan file held when it was checked: its length and the BLAKE3
+/// hash of its bytes. [`update_checked`] rewrites a file only if it still holds
+/// exactly these bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub len: u64,
+    pub blake3: [u8; 32],
+}
+
+/// Rewrites the plan file at `path` under an exclusive lock, as [`update`]
+/// does, without ever holding its bytes (issue 15: `approve` of a plan of
+/// a million changes): the file is copied beside itself, edited on the
+/// way, and every byte read is hashed; the copy replaces the file only if
+/// those bytes were exactly the ones checked.
+///
+/// `decide` says what was checked and how it changes (`None`: leave the
+/// file as it is). It is first asked with no file: what it checked
+/// before the lock. If the file under the lock holds something else
+/// (another approval landed meanwhile), it is asked again with the locked
+/// file, to check it there; what it checks then is what is copied, or
+/// nothing is written.
+pub fn update_checked(
+    path: &Path,
+    force: bool,
+    mut decide: impl FnMut(Option<&File>) -> Result<(Seen, Option<Edit>)>,
+) -> Result<Option<Written>> {
+    let (real, through_link) = resolve(path)?;
+    let Some(locked) = lock(&real, path)? else {
+        return Err(Error::io(
+            path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    };
+    let meta = check_replaceable(&real, path, force)?;
+    let io = |e| Error::io(path, e);
+    for under_lock in [false, true] {
+        let (seen, edit) = decide(under_lock.then_some(&locked))?;
+        let same_length = locked.metadata().map_err(io)?.len() == seen.len;
+        let Some(edit) = edit else {
+            if same_length && copy_edited(&locked, &mut std::io::sink(), None, &seen).map_err(io)? {
+                return Ok(None);
+            }
+            continue;
+        };
+        if edit.replace.start > edit.replace.end || edit.replace.end as u64 > seen.len {
+            return Err(Error::usage(format!(
+                "{}: an edit outside the file; nothing written",
+                path.display()
+            )));
+        }
+        if !same_length {
+            continue;
+        }
+        let mut temp = new_temp(&real, path, meta.is_none())?;
+        let copied = (|| {
+            if let Some(meta) = &meta {
+                // The replaced file's permissions, exactly (no umask).
+                temp.as_file().set_permissions(meta.permissions())?;
+            }
+            let mut out = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+            let same = copy_edited(&locked, &mut out, Some(&edit), &seen)?;
+            out.flush()?;
+            drop(out);
+            if same {
+                temp.as_file().sync_all()?;
+            }
+            Ok(same)
+        })();
+        // A copy of other bytes is removed when `temp` is dropped.
+        if copied.map_err(io)? {
+            persist(temp, &real, path)?;
+            drop(locked);
+            return Ok(Some(Written { through_link }));
+        }
+    }
+    Err(Error::refused(format!(
+        "{}: the file changed while it was being approved, under its lock (something writes it without taking the lock); nothing written",
+        path.display()
+    )))
+}
+
+/// Copies `file` from its start to `out`, with `edit` made on the way, and
+/// hashes every byte read (on a thread of its own, while the next bytes
+/// are read and written): true when they were exactly `seen`'s. A file
+/// longer than `seen` is not read past it.
+fn copy_edited(
+    file: &File,
+    out: &mut impl Write,
+    edit: Option<&Edit>,
+    seen: &Seen,
+) -> std::io::Result<bool> {
+    use std::os::unix::fs::FileExt;
+    const BLOCK: usize = 1 << 20;
+    let (start, end, with) = match edit {
+        Some(edit) => (edit.replace.start, edit.replace.end, &edit.with[..]),
+        None => (usize::MAX, usize::MAX, &[][..]),
+    };
+    std::thread::scope(|scope| {
+        let (to_hash, blocks) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let hasher = scope.spawn(move || {
+            let mut raw = blake3::Hasher::new();
+            for block in blocks {
+                raw.update(&block);
+            }
+            *raw.finalize().as_bytes()
+        });
+        let mut at = 0usize;
+        let mut wrote_with = false;
+        let copied = loop {
+            let mut block = vec![0u8; BLOCK];
+            let n = match file.read_at(&mut block, at as u64) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => break Err(e),
+            };
+            if n == 0 {
+                break Ok(at as u64 == seen.len);
+            }
+            if (at + n) as u64 > seen.len {
+                break Ok(false);
+            }
+            block.truncate(n);
+            let block_end = at + n;
+            let written = (|| {
+                if at < start {
+                    out.write_all(&block[..block_end.min(start) - at])?;
+                }
+                if !wrote_with && start < block_end {
+                    out.write_all(with)?;
+                    wrote_with = true;
+                }
+                let after = at.max(end);
+                if after < block_end {
+                    out.write_all(&block[after - at..])?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = written {
+                break Err(e);
+            }
+            at = block_end;
+            if to_hash.send(block).is_err() {
+                break Ok(false);
+            }
+        };
+        let copied = copied.and_then(|same| {
+            // An edit at the very end.
+            if same && !wrote_with && edit.is_some() {
+                out.write_all(with)?;
+            }
+            Ok(same)
+        });
+        drop(to_hash);
+        let hash = hasher
+            .join()
+            .map_err(|_| std::io::Error::other("the hasher failed"))?;
+        Ok(copied? && hash == seen.blake3)
+    })
+}
+
 /// Reads `file` into `bytes`, which holds an earlier read of it: true when
 /// the file still holds exactly those bytes. Equal chunks are compared in
 /// place, not copied.
@@ -455,6 +615,133 @@ mod tests {
             .unwrap()
             .is_none());
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    fn seen(bytes: &[u8]) -> Seen {
+        Seen {
+            len: bytes.len() as u64,
+            blake3: *blake3::hash(bytes).as_bytes(),
+        }
+    }
+
+    /// The copy under the lock makes the edit wherever it falls among the
+    /// blocks read (at the start, across a block's end, at the very end),
+    /// keeps the file's permissions, and leaves no temporary file.
+    #[test]
+    fn a_checked_file_is_copied_with_its_edit() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let old: Vec<u8> = (0..(5usize << 19) + 7).map(|i| (i % 251) as u8).collect();
+        let block = 1usize << 20;
+        for range in [
+            0..0,
+            0..3,
+            block - 2..block + 5,
+            block..block,
+            2 * block - 1..2 * block + 1,
+            old.len() - 1..old.len(),
+            old.len()..old.len(),
+        ] {
+            std::fs::write(&path, &old).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+            let edit = Edit {
+                replace: range.clone(),
+                with: b"NEW".to_vec(),
+            };
+            let mut asked = 0;
+            let written = update_checked(&path, false, |locked| {
+                asked += 1;
+                assert!(locked.is_none(), "the file held what was checked");
+                Ok((seen(&old), Some(edit.clone())))
+            })
+            .unwrap();
+            assert!(written.is_some());
+            assert_eq!(asked, 1);
+            let mut expected = old[..range.start].to_vec();
+            expected.extend_from_slice(b"NEW");
+            expected.extend_from_slice(&old[range.end..]);
+            assert!(std::fs::read(&path).unwrap() == expected, "{range:?}");
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o640);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
+        // Nothing to change, and the file as checked: it is not written.
+        std::fs::write(&path, &old).unwrap();
+        let before = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let written = update_checked(&path, false, |_| Ok((seen(&old), None))).unwrap();
+        assert!(written.is_none());
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().modified().unwrap(),
+            before
+        );
+    }
+
+    /// A file that holds other bytes than were checked (the same length:
+    /// only the bytes tell) is checked again under the lock, and what that
+    /// check says is written; a file that is not what either check read is
+    /// never written.
+    #[test]
+    fn a_file_changed_since_it_was_checked_is_checked_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let edit = Edit {
+            replace: 1..1,
+            with: b"NEW".to_vec(),
+        };
+        for shorter in [false, true] {
+            std::fs::write(&path, if shorter { "{odd}" } else { "{ odd }" }).unwrap();
+            let mut asked = Vec::new();
+            update_checked(&path, false, |locked| {
+                asked.push(locked.is_some());
+                let now = match locked {
+                    None => seen(b"{ old }"),
+                    Some(mut file) => {
+                        let mut bytes = Vec::new();
+                        file.read_to_end(&mut bytes).unwrap();
+                        seen(&bytes)
+                    }
+                };
+                Ok((now, Some(edit.clone())))
+            })
+            .unwrap()
+            .unwrap();
+            assert_eq!(asked, [false, true]);
+            let expected = if shorter { "{NEWodd}" } else { "{NEW odd }" };
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), expected);
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
+        // Both checks read something else than the file holds: refused,
+        // the file as it was, no temporary file left.
+        for edit in [Some(edit.clone()), None] {
+            std::fs::write(&path, "{ odd }").unwrap();
+            let refused =
+                update_checked(&path, false, |_| Ok((seen(b"{ old }"), edit.clone()))).unwrap_err();
+            assert!(refused.to_string().contains("changed while"), "{refused}");
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ odd }");
+            assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        }
+        // A longer file than was checked is not taken for it either.
+        std::fs::write(&path, "{ old }!").unwrap();
+        let edit = Edit {
+            replace: 1..1,
+            with: Vec::new(),
+        };
+        assert!(
+            update_checked(&path, false, |_| Ok((seen(b"{ old }"), Some(edit.clone())))).is_err()
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ old }!");
+        // An edit outside what was checked is refused.
+        std::fs::write(&path, "{ old }").unwrap();
+        let outside = Edit {
+            replace: 3..99,
+            with: Vec::new(),
+        };
+        assert!(update_checked(&path, false, |_| Ok((
+            seen(b"{ old }"),
+            Some(outside.clone())
+        )))
+        .is_err());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ old }");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cli::ApproveArgs;
 use crate::error::{Error, ExitStatus, Result};
-use crate::plan::{self, Approval, Plan};
+use crate::plan::{self, Approval, CheckedFile, Plan, Scanned};
 use crate::plan_file;
 use crate::render;
 use crate::signing::{self, key::SigningKey, principal};
@@ -21,10 +21,62 @@ const MAX_MESSAGE_BYTES: u64 = 64 * 1024;
 
 pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
-    // The changes are checked and hashed as they are read, not kept, and
-    // the approval is spliced into the file's bytes (issue 15). The bytes
-    // are kept to tell, under the lock, that the file is still the one
-    // checked: it is read again into the same memory, and compared.
+    let io = |e| Error::io(path, e);
+    // A plan laid out as the tool writes it is checked from its file, a
+    // chunk at a time, and copied under the lock with the approval spliced
+    // in: its bytes are never held whole (issue 15). Any other is read
+    // whole, which also says what is wrong with it.
+    let file = std::fs::File::open(path).map_err(io)?;
+    let checked = plan::check_for_approval(&file).map_err(io)?;
+    drop(file);
+    match checked {
+        Some(checked) => approve_from_file(args, checked),
+        None => approve_whole(args),
+    }
+}
+
+/// The approval of a plan checked from its file.
+fn approve_from_file(args: &ApproveArgs, checked: CheckedFile) -> Result<ExitStatus> {
+    let path = args.plan.as_path();
+    let Some(approval) = prepare(args, &checked.scanned)? else {
+        return Ok(ExitStatus::Success);
+    };
+    let outcome = Outcome::of(&approval);
+    // Under the lock: the file is copied with the approval only if it
+    // still holds the bytes checked; else another approval may have
+    // landed meanwhile, and the file is checked again there.
+    tracing::info!("checked the plan; taking the plan file's lock");
+    let written = plan_file::update_checked(path, args.force, |locked| {
+        let rechecked;
+        let current = match locked {
+            None => &checked,
+            Some(file) => {
+                rechecked = plan::check_for_approval(file)
+                    .map_err(|e| Error::io(path, e))?
+                    .ok_or_else(|| {
+                        Error::refused(format!(
+                            "{}: the plan changed while it was being approved and no longer reads as the tool writes a plan; nothing written: review it again",
+                            path.display()
+                        ))
+                    })?;
+                rechecked.scanned.loaded.require_intact(path)?;
+                &rechecked
+            }
+        };
+        let approvals = approvals_after(path, &current.scanned.loaded.plan, &approval)?;
+        Ok((
+            current.seen,
+            approvals.map(|approvals| current.approvals_edit(&approvals)),
+        ))
+    })?;
+    outcome.tell(path, written)
+}
+
+/// The approval of a plan read whole: its bytes are kept, to tell under
+/// the lock that the file is still the one checked (it is read again
+/// into the same memory, and compared).
+fn approve_whole(args: &ApproveArgs) -> Result<ExitStatus> {
+    let path = args.plan.as_path();
     let mut bytes = plan::read_bytes(path)?;
     // The new file is these bytes and an approval: they are written beside
     // the plan while it is checked, and the lock below only finishes them
@@ -46,6 +98,33 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
         (scanned, draft.and_then(|draft| draft.join().ok().flatten()))
     });
     let scanned = scanned.map_err(|why| Error::refused(format!("{}: {why}", path.display())))?;
+    let Some(approval) = prepare(args, &scanned)? else {
+        return Ok(ExitStatus::Success);
+    };
+    let outcome = Outcome::of(&approval);
+    tracing::info!("checked the plan; taking the plan file's lock");
+    // Re-read under the lock: another approve may have landed meanwhile.
+    // The same bytes need no second check; other bytes get all of them.
+    let written = plan_file::update(path, args.force, &mut bytes, draft, |bytes, unchanged| {
+        let rescanned;
+        let current = if unchanged {
+            &scanned
+        } else {
+            rescanned = plan::parse_for_approval(bytes)
+                .map_err(|why| Error::refused(format!("{}: {why}", path.display())))?;
+            rescanned.loaded.require_intact(path)?;
+            &rescanned
+        };
+        let approvals = approvals_after(path, &current.loaded.plan, &approval)?;
+        Ok(approvals.map(|approvals| current.approvals_edit(bytes, &approvals)))
+    })?;
+    outcome.tell(path, written)
+}
+
+/// The checks of the plan, the approval made (signed when asked) and
+/// confirmed; `None` when `--print-message` printed it instead.
+fn prepare(args: &ApproveArgs, scanned: &Scanned) -> Result<Option<Approval>> {
+    let path = args.plan.as_path();
     scanned.loaded.require_intact(path)?;
     let plan = &scanned.loaded.plan;
     if !plan.applyable {
@@ -79,9 +158,8 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
             signing::NAMESPACE,
             path.display()
         );
-        return Ok(ExitStatus::Success);
+        return Ok(None);
     }
-    let by = approval.by.clone();
     super::say(format_args!("{}", render::plan_summary_for_stderr(plan)));
     if !args.yes {
         if !std::io::stdin().is_terminal() {
@@ -90,7 +168,7 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
                 path.display()
             )));
         }
-        if !confirm(&by)? {
+        if !confirm(&approval.by)? {
             return Err(Error::usage(format!(
                 "{}: approval cancelled; nothing written",
                 path.display()
@@ -101,58 +179,73 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     if let Some(key) = &key {
         approval.signature = Some(key.sign(&signing::approval_message(&approval))?);
     }
-    let signed = approval.signature.is_some();
-    let digest = plan.digest.clone();
-    // Re-read under the lock: another approve may have landed meanwhile.
-    // The same bytes need no second check; other bytes get all of them.
-    let written = plan_file::update(path, args.force, &mut bytes, draft, |bytes, unchanged| {
-        let rescanned;
-        let current = if unchanged {
-            &scanned
-        } else {
-            rescanned = plan::parse_for_approval(bytes)
-                .map_err(|why| Error::refused(format!("{}: {why}", path.display())))?;
-            rescanned.loaded.require_intact(path)?;
-            &rescanned
-        };
-        let now = &current.loaded.plan;
-        if now.digest != digest {
-            return Err(Error::refused(format!(
-                "{}: the plan changed while it was being approved (its digest is now {}); nothing written: review it again",
-                path.display(),
-                now.digest
-            )));
-        }
-        if already_approved(now, &approval) {
-            return Ok(None);
-        }
-        let mut approvals = now.approvals.clone();
-        approvals.push(approval);
-        Ok(Some(current.approvals_edit(bytes, &approvals)))
-    })?;
-    let Some(written) = written else {
-        crate::say!(
-            "{}: already approved by {}; nothing written.",
+    Ok(Some(approval))
+}
+
+/// The approvals the plan file holds once `approval` is added to what it
+/// holds now (`plan`, read under the lock); `None` when it holds it
+/// already. Refused when the plan is another one than was approved.
+fn approvals_after(path: &Path, plan: &Plan, approval: &Approval) -> Result<Option<Vec<Approval>>> {
+    if plan.digest != approval.digest {
+        return Err(Error::refused(format!(
+            "{}: the plan changed while it was being approved (its digest is now {}); nothing written: review it again",
             path.display(),
-            render::clean(&by)
-        );
-        return Ok(ExitStatus::Success);
-    };
-    if let Some(note) = written.note(path) {
-        crate::say!("{}", render::clean(&note));
+            plan.digest
+        )));
     }
-    crate::say!(
-        "{}: approved by {}{} (digest {}).",
-        path.display(),
-        render::clean(&by),
-        if signed { ", signed" } else { ", unsigned" },
-        digest
-    );
-    crate::say!(
-        "next: sync-access apply {}  (or more approvals first, if your policy asks)",
-        path.display()
-    );
-    Ok(ExitStatus::Success)
+    if already_approved(plan, approval) {
+        return Ok(None);
+    }
+    let mut approvals = plan.approvals.clone();
+    approvals.push(approval.clone());
+    Ok(Some(approvals))
+}
+
+/// What `approve` says once the file is written (or left as it was).
+struct Outcome {
+    by: String,
+    signed: bool,
+    digest: String,
+}
+
+impl Outcome {
+    fn of(approval: &Approval) -> Self {
+        Outcome {
+            by: approval.by.clone(),
+            signed: approval.signature.is_some(),
+            digest: approval.digest.clone(),
+        }
+    }
+
+    fn tell(self, path: &Path, written: Option<plan_file::Written>) -> Result<ExitStatus> {
+        let Some(written) = written else {
+            crate::say!(
+                "{}: already approved by {}; nothing written.",
+                path.display(),
+                render::clean(&self.by)
+            );
+            return Ok(ExitStatus::Success);
+        };
+        if let Some(note) = written.note(path) {
+            crate::say!("{}", render::clean(&note));
+        }
+        crate::say!(
+            "{}: approved by {}{} (digest {}).",
+            path.display(),
+            render::clean(&self.by),
+            if self.signed {
+                ", signed"
+            } else {
+                ", unsigned"
+            },
+            self.digest
+        );
+        crate::say!(
+            "next: sync-access apply {}  (or more approvals first, if your policy asks)",
+            path.display()
+        );
+        Ok(ExitStatus::Success)
+    }
 }
 
 /// The same person already approved this digest, at least as strongly: a

@@ -38,8 +38,8 @@ pub use digest::{changes_digest, digest_of, digest_of_plan};
 pub use load::{load, load_stdin, max_plan_bytes, parse, read_bytes, read_capped, Loaded};
 pub use spool::{ChangeSpool, SpoolTail, Spooled};
 pub use stream::{
-    load_without_changes, parse_for_approval, parse_without_changes, start_reading, Reading,
-    Scanned,
+    check_for_approval, load_without_changes, parse_for_approval, parse_without_changes,
+    start_reading, CheckedFile, Reading, Scanned,
 };
 pub use tenant_id::{is_valid_tenant_id, TENANT_ID_RULE};
 pub use text::{load_lean, load_lean_stdin, ChangesText, Lean};

@@ -165,6 +165,9 @@ pub(super) struct FileChunks<'f> {
     /// What was read after the last chunk's end.
     carry: Vec<u8>,
     done: bool,
+    /// Hashes every byte read, in the file's order, when asked
+    /// ([`FileChunks::hashing`]).
+    raw: Option<&'f mut blake3::Hasher>,
 }
 
 #[cfg(unix)]
@@ -176,6 +179,18 @@ impl<'f> FileChunks<'f> {
             to,
             carry: Vec::new(),
             done: false,
+            raw: None,
+        }
+    }
+
+    /// The same chunks, each byte read also hashed into `raw`, in order:
+    /// once the chunks are all read, `raw` has hashed the file's bytes
+    /// from `from` to `to`, exactly those that were read (`approve` tells
+    /// so, under its lock, whether the file still holds them).
+    pub(super) fn hashing(self, raw: &'f mut blake3::Hasher) -> Self {
+        FileChunks {
+            raw: Some(raw),
+            ..self
         }
     }
 
@@ -187,6 +202,9 @@ impl<'f> FileChunks<'f> {
         buffer.resize(old + n, 0);
         self.file
             .read_exact_at(&mut buffer[old..], self.at as u64)?;
+        if let Some(raw) = &mut self.raw {
+            raw.update(&buffer[old..]);
+        }
         self.at += n;
         Ok(())
     }

@@ -42,7 +42,7 @@ use super::load::{
 use super::parallel;
 use super::{Approval, Loaded, Options, Plan, Source, Summary, FORMAT};
 use crate::error::Result;
-use crate::plan_file::Edit;
+use crate::plan_file::{Edit, Seen};
 use crate::sync::{Change, Context, Finding};
 
 /// A plan read without its changes.
@@ -106,7 +106,7 @@ pub fn start_reading(path: &Path) -> Result<Reading> {
         let meta = file.metadata().map_err(io)?;
         let len = meta.len() as usize;
         if meta.is_file() && meta.len() <= super::max_plan_bytes() {
-            if let Some(split) = split_file(&file, len).map_err(io)? {
+            if let Some((split, _)) = split_file(&file, len).map_err(io)? {
                 return Ok(Reading {
                     plan: split.plan.clone(),
                     rest: Rest::Chunked {
@@ -383,9 +383,11 @@ fn read_chunks<'t>(
 /// members before and after `changes` are read and proved as
 /// [`parallel::layout`] proves them. `None` (and the caller reads the file
 /// whole) when the plan is not laid out as the tool lays it out, or
-/// anything is not surely fine. [`read_split`] reads the changes.
+/// anything is not surely fine. [`read_split`] reads the changes. The
+/// split comes with the file's text without its changes (`[]` in their
+/// place), as it was read.
 #[cfg(unix)]
-fn split_file(file: &std::fs::File, len: usize) -> std::io::Result<Option<Split>> {
+fn split_file(file: &std::fs::File, len: usize) -> std::io::Result<Option<(Split, String)>> {
     use memchr::memmem;
     use std::os::unix::fs::FileExt;
     let read = |at: usize, n: usize| -> std::io::Result<Vec<u8>> {
@@ -434,7 +436,7 @@ fn split_file(file: &std::fs::File, len: usize) -> std::io::Result<Option<Split>
     if !parallel::rest_is_surely_fine(&rest, open) {
         return Ok(None);
     }
-    Ok(split_of(&rest, open, close))
+    Ok(split_of(&rest, open, close).map(|split| (split, rest)))
 }
 
 /// The second half of [`scan_in_parallel`] of a file: its changes, read
@@ -471,7 +473,7 @@ fn scan_file_in_parallel(
     changes_digest: bool,
 ) -> std::io::Result<Option<Scanned>> {
     match split_file(file, len)? {
-        Some(split) => read_split(file, len, split, changes_digest),
+        Some((split, _)) => read_split(file, len, split, changes_digest),
         None => Ok(None),
     }
 }
@@ -590,47 +592,194 @@ impl Scanned {
     /// the last member, written as `plan` writes it; every other byte is
     /// kept, so that the changes are neither read again nor rewritten.
     pub fn approvals_edit(&self, bytes: &[u8], approvals: &[Approval]) -> Edit {
-        let pretty = serde_json::to_vec_pretty(approvals).expect("approvals serialise");
-        // The array is a member of the top-level object: one level deeper
-        // than serde_json indents it alone. JSON strings hold no raw
-        // newline, so every newline is the layout's.
-        let mut array = Vec::with_capacity(pretty.len() + pretty.len() / 8);
-        for &byte in &pretty {
-            array.push(byte);
-            if byte == b'\n' {
-                array.extend_from_slice(b"  ");
+        approvals_edit(self.approvals.clone(), bytes, |at| at, approvals)
+    }
+}
+
+/// [`Scanned::approvals_edit`] of a text that ends as the file does:
+/// `bytes`, whose position `at` is the file's `position(at)`.
+fn approvals_edit(
+    span: Option<Range<usize>>,
+    bytes: &[u8],
+    position: impl Fn(usize) -> usize,
+    approvals: &[Approval],
+) -> Edit {
+    let pretty = serde_json::to_vec_pretty(approvals).expect("approvals serialise");
+    // The array is a member of the top-level object: one level deeper
+    // than serde_json indents it alone. JSON strings hold no raw
+    // newline, so every newline is the layout's.
+    let mut array = Vec::with_capacity(pretty.len() + pretty.len() / 8);
+    for &byte in &pretty {
+        array.push(byte);
+        if byte == b'\n' {
+            array.extend_from_slice(b"  ");
+        }
+    }
+    match span {
+        Some(span) => Edit {
+            replace: span,
+            with: array,
+        },
+        None => {
+            // The file is one object with nothing but whitespace after.
+            let close = bytes
+                .iter()
+                .rposition(|&b| b == b'}')
+                .unwrap_or(bytes.len());
+            let end_of_last = bytes[..close]
+                .iter()
+                .rposition(|b| !b.is_ascii_whitespace())
+                .map_or(close, |p| p + 1);
+            let mut with = b",\n  \"approvals\": ".to_vec();
+            with.extend_from_slice(&array);
+            with.push(b'\n');
+            Edit {
+                replace: position(end_of_last)..position(close),
+                with,
             }
         }
-        match &self.approvals {
-            Some(span) => Edit {
-                replace: span.clone(),
-                with: array,
-            },
-            None => {
-                // The file is one object with nothing but whitespace after.
-                let close = bytes
-                    .iter()
-                    .rposition(|&b| b == b'}')
-                    .unwrap_or(bytes.len());
-                let end_of_last = bytes[..close]
-                    .iter()
-                    .rposition(|b| !b.is_ascii_whitespace())
-                    .map_or(close, |p| p + 1);
-                let mut with = b",\n  \"approvals\": ".to_vec();
-                with.extend_from_slice(&array);
-                with.push(b'\n');
-                Edit {
-                    replace: end_of_last..close,
-                    with,
-                }
-            }
-        }
+    }
+}
+
+/// A plan file checked for `approve` from the file, a chunk at a time, as
+/// `apply` reads it (issue 15: an approval never holds the 362 MiB of a
+/// million changes): what [`parse_for_approval`] says of its bytes, and
+/// which bytes those were.
+#[derive(Debug)]
+pub struct CheckedFile {
+    pub scanned: Scanned,
+    pub seen: Seen,
+    /// The file's text without its changes (`[]` where they were, from
+    /// `open`), and where its `]` was: to edit the approvals.
+    rest: String,
+    open: usize,
+    close: usize,
+}
+
+/// Checks the plan file `file` for `approve` without holding its bytes,
+/// as [`parse_for_approval`] checks them. `None` when it is not a regular
+/// file within the size limit laid out as the tool writes a plan, or
+/// anything in it is not surely fine: the caller then reads it whole,
+/// which says what is wrong.
+#[cfg(unix)]
+pub fn check_for_approval(file: &std::fs::File) -> std::io::Result<Option<CheckedFile>> {
+    use std::os::unix::fs::FileExt;
+    let meta = file.metadata()?;
+    if !meta.is_file() || meta.len() > super::max_plan_bytes() {
+        return Ok(None);
+    }
+    let len = meta.len() as usize;
+    let Some((split, rest)) = split_file(file, len)? else {
+        return Ok(None);
+    };
+    let (open, close) = (split.open, split.close);
+    // The bytes checked, in the file's order: the members before the
+    // changes and the `[`, the changes as they are read, the `]` and
+    // what follows.
+    let mut raw = blake3::Hasher::new();
+    raw.update(&rest.as_bytes()[..=open]);
+    let chunks = parallel::FileChunks::new(file, open + 1, close).hashing(&mut raw);
+    let Some(scanned) = read_chunks(split, chunks, false) else {
+        return Ok(None);
+    };
+    let mut more = [0u8; 1];
+    if file.read_at(&mut more, len as u64)? > 0 {
+        return Ok(None);
+    }
+    raw.update(&rest.as_bytes()[open + 1..]);
+    Ok(Some(CheckedFile {
+        scanned,
+        seen: Seen {
+            len: len as u64,
+            blake3: *raw.finalize().as_bytes(),
+        },
+        rest,
+        open,
+        close,
+    }))
+}
+
+/// Elsewhere, every plan file is read whole.
+#[cfg(not(unix))]
+pub fn check_for_approval(_: &std::fs::File) -> std::io::Result<Option<CheckedFile>> {
+    Ok(None)
+}
+
+impl CheckedFile {
+    /// [`Scanned::approvals_edit`] of the file checked.
+    pub fn approvals_edit(&self, approvals: &[Approval]) -> Edit {
+        let (open, moved) = (self.open, self.close - self.open - 1);
+        // Past the `[]`, a position in `rest` is `moved` bytes earlier
+        // than in the file.
+        let position = |at: usize| if at > open { at + moved } else { at };
+        approvals_edit(
+            self.scanned.approvals.clone(),
+            self.rest.as_bytes(),
+            position,
+            approvals,
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `approve` checks a plan laid out as the tool writes it from its
+    /// file, as it checks its bytes in memory, and knows which bytes it
+    /// checked; its edit of the approvals is the same edit, whether the
+    /// member is there or not.
+    #[test]
+    fn a_file_checked_for_approval_is_its_bytes_checked() {
+        let approval = Approval {
+            by: "reviewer@example.com".into(),
+            at: "2026-11-30T12:00:00Z".into(),
+            digest: "sha256:0".into(),
+            comment: None,
+            signature: None,
+        };
+        let demo = include_str!("../../plans/demo-plan.json");
+        let without = demo.replacen(",\n  \"approvals\": []", "", 1);
+        assert_ne!(without, demo);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        for text in [
+            demo.to_string(),
+            without,
+            include_str!("../../plans/demo-revert-plan.json").to_string(),
+        ] {
+            let bytes = text.as_bytes();
+            std::fs::write(&path, bytes).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            let checked = check_for_approval(&file).unwrap().expect("read in chunks");
+            let whole = parse_for_approval(bytes).unwrap();
+            assert_eq!(checked.scanned.loaded.plan, whole.loaded.plan);
+            assert_eq!(
+                checked.scanned.loaded.computed_digest,
+                whole.loaded.computed_digest
+            );
+            assert!(checked.scanned.loaded.digest_matches());
+            assert_eq!(checked.scanned.approvals, whole.approvals);
+            assert_eq!(checked.seen.len, bytes.len() as u64);
+            assert_eq!(checked.seen.blake3, *blake3::hash(bytes).as_bytes());
+            for approvals in [vec![], vec![approval.clone()]] {
+                assert_eq!(
+                    checked.approvals_edit(&approvals),
+                    whole.approvals_edit(bytes, &approvals)
+                );
+            }
+        }
+        // A change that does not read, or another layout: read whole.
+        for text in [
+            demo.replacen("\"add_binding\"", "\"add_binding\" x", 1),
+            serde_json::to_string(&serde_json::from_str::<serde_json::Value>(demo).unwrap())
+                .unwrap(),
+        ] {
+            std::fs::write(&path, &text).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            assert!(check_for_approval(&file).unwrap().is_none());
+        }
+    }
 
     /// A plan as the tool writes it is read on every core, cut into
     /// chunks, and reads as it does one change at a time; laid out

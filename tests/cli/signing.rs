@@ -918,6 +918,71 @@ fn names_and_writes() -> Vec<Trial> {
             Ok(())
         }),
         Trial::test(
+            "approve::an_approval_landing_while_one_waits_for_the_lock_is_kept",
+            || {
+                let db = store(None, "author@example.com");
+                // Another approval of the same plan, ready to land.
+                std::fs::copy(db.path("plan.json"), db.path("other.json")).unwrap();
+                raw_cmd(&db)
+                    .args([
+                        "approve",
+                        "--yes",
+                        "--by",
+                        "first@example.com",
+                        "other.json",
+                    ])
+                    .output()
+                    .unwrap();
+                let (waiting, held) = approve_waiting_for_the_lock(&db, "second@example.com");
+                // It lands while the second approve waits: the file the
+                // second one checked is gone.
+                std::fs::rename(db.path("other.json"), db.path("plan.json")).unwrap();
+                drop(held);
+                let out = waiting.finish();
+                assert_eq!(out.0, Some(0), "{}", out.1);
+                let names: Vec<Value> = approvals(&db).iter().map(|a| a["by"].clone()).collect();
+                assert_eq!(
+                    names,
+                    [json!("first@example.com"), json!("second@example.com")]
+                );
+                Ok(())
+            },
+        ),
+        Trial::test(
+            "approve::a_plan_edited_in_place_while_approve_waits_is_refused_and_left",
+            || {
+                let db = store(None, "author@example.com");
+                let (waiting, held) = approve_waiting_for_the_lock(&db, "second@example.com");
+                // Edited in place, the file the approve checked, to the
+                // same length (only the bytes tell): they are not the ones
+                // checked, and their digest is not theirs.
+                let planned = std::fs::read_to_string(db.path("plan.json")).unwrap();
+                let edited = planned.replacen("author@example.com", "auth0r@example.com", 1);
+                assert_eq!((edited.len(), edited != planned), (planned.len(), true));
+                std::fs::write(db.path("plan.json"), &edited).unwrap();
+                drop(held);
+                let (code, stderr) = waiting.finish();
+                assert_eq!(code, Some(4), "{stderr}");
+                assert!(stderr.contains("digest"), "{stderr}");
+                assert_eq!(
+                    std::fs::read_to_string(db.path("plan.json")).unwrap(),
+                    edited
+                );
+                let leftovers = std::fs::read_dir(db.dir.path())
+                    .unwrap()
+                    .filter(|e| {
+                        e.as_ref()
+                            .unwrap()
+                            .file_name()
+                            .to_string_lossy()
+                            .ends_with(".tmp")
+                    })
+                    .count();
+                assert_eq!(leftovers, 0);
+                Ok(())
+            },
+        ),
+        Trial::test(
             "approve::a_planted_temporary_link_leaves_its_target_untouched",
             || {
                 let db = store(None, "author@example.com");
@@ -1172,4 +1237,55 @@ pub fn single_trials() -> Vec<Trial> {
         }),
     ]);
     trials
+}
+
+/// An `approve --yes --by BY` of the store's plan.json that has checked the
+/// plan and waits for the plan file's lock, which the test holds (the
+/// second value: dropping it lets the approve go on).
+fn approve_waiting_for_the_lock(db: &TestDb, by: &str) -> (Waiting, std::fs::File) {
+    use std::io::BufRead;
+    let held = std::fs::File::open(db.path("plan.json")).unwrap();
+    rustix::fs::flock(&held, rustix::fs::FlockOperation::LockExclusive).unwrap();
+    let mut child = raw_cmd(db)
+        .args(["-v", "approve", "--yes", "--by", by, "plan.json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        let n = stderr.read_line(&mut line).unwrap();
+        said.push_str(&line);
+        if line.contains("taking the plan file's lock") {
+            break;
+        }
+        assert!(n > 0, "the approve ended before the lock: {said}");
+    }
+    (
+        Waiting {
+            child,
+            stderr,
+            said,
+        },
+        held,
+    )
+}
+
+struct Waiting {
+    child: std::process::Child,
+    stderr: std::io::BufReader<std::process::ChildStderr>,
+    said: String,
+}
+
+impl Waiting {
+    /// Its exit code and all it said on stderr.
+    fn finish(mut self) -> (Option<i32>, String) {
+        use std::io::Read;
+        self.stderr.read_to_string(&mut self.said).unwrap();
+        let status = self.child.wait().unwrap();
+        (status.code(), self.said)
+    }
 }
