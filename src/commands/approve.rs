@@ -26,9 +26,12 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     // chunk at a time, and copied under the lock with the approval spliced
     // in: its bytes are never held whole (issue 15). Any other is read
     // whole, which also says what is wrong with it.
-    let file = std::fs::File::open(path).map_err(io)?;
-    let checked = plan::check_for_approval(&file).map_err(io)?;
-    drop(file);
+    // Only a regular file is opened here: a FIFO would be opened twice.
+    let regular = std::fs::metadata(path).is_ok_and(|meta| meta.is_file());
+    let checked = match regular {
+        true => plan::check_for_approval(&std::fs::File::open(path).map_err(io)?).map_err(io)?,
+        false => None,
+    };
     match checked {
         Some(checked) => approve_from_file(args, checked),
         None => approve_whole(args),

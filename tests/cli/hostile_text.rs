@@ -365,40 +365,45 @@ fn fifos_and_stdin_are_read_through_the_cap() {
     let made = StdCommand::new("mkfifo").arg(&fifo).status().unwrap();
     assert!(made.success(), "mkfifo");
     // An endless plan: `{` then white space for ever, until the reader
-    // closes the FIFO.
-    let writer = {
-        let fifo = fifo.clone();
-        std::thread::spawn(move || {
-            let mut file = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
-            let _ = file.write_all(b"{");
-            let spaces = [b' '; 8192];
-            let mut written = 0u64;
-            // Bounded: 64 MiB is far past the limit the reader is given.
-            while written < 64 << 20 {
-                if file.write_all(&spaces).is_err() {
-                    return written;
+    // closes the FIFO; `approve`, which checks a regular file from the
+    // file, reads any other whole, through the same cap.
+    for command in ["show", "approve"] {
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                let mut file = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                let _ = file.write_all(b"{");
+                let spaces = [b' '; 8192];
+                let mut written = 0u64;
+                // Bounded: 64 MiB is far past the limit the reader is given.
+                while written < 64 << 20 {
+                    if file.write_all(&spaces).is_err() {
+                        return written;
+                    }
+                    written += spaces.len() as u64;
                 }
-                written += spaces.len() as u64;
-            }
-            written
-        })
-    };
-    Ran::of(
-        bare()
-            .env("SYNC_ACCESS_MAX_PLAN_BYTES", "100000")
-            .arg("show")
-            .arg(&fifo),
-    )
-    .expect_clean(4, "show FIFO")
-    .says(
-        "show FIFO",
-        "not a valid plan: over the limit of 100000 bytes",
-    );
-    let written = writer.join().unwrap();
-    assert!(
-        written < 64 << 20,
-        "the reader read the FIFO to its end ({written} bytes)"
-    );
+                written
+            })
+        };
+        let what = format!("{command} FIFO");
+        Ran::of(
+            bare()
+                .env("SYNC_ACCESS_MAX_PLAN_BYTES", "100000")
+                .args(
+                    [command, "--yes", "--by", "r@example.com"]
+                        [..if command == "show" { 1 } else { 4 }]
+                        .iter(),
+                )
+                .arg(&fifo),
+        )
+        .expect_clean(4, &what)
+        .says(&what, "not a valid plan: over the limit of 100000 bytes");
+        let written = writer.join().unwrap();
+        assert!(
+            (1 << 16..64 << 20).contains(&written),
+            "the reader read the FIFO to its end, or not up to the limit ({written} bytes)"
+        );
+    }
 
     // stdin: `show -`.
     let mut child = StdCommand::new(env!("CARGO_BIN_EXE_sync-access"))
