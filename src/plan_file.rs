@@ -141,15 +141,58 @@ impl Draft {
         })
     }
 
+    /// Copies the plan file at `path` to a new temporary file beside it,
+    /// in the kernel (its bytes never pass through this process), and
+    /// writes the copy to the disk: `approve` does it while it checks the
+    /// plan from the file, so that under the lock only what the copy must
+    /// still hold is told ([`update_checked`]). `None` when that fails,
+    /// or when `cancel` is set meanwhile (the plan was refused).
+    pub fn copy(path: &Path, cancel: &AtomicBool) -> Option<Draft> {
+        let (real, _) = resolve(path).ok()?;
+        let mut from = File::open(&real).ok()?;
+        let mut temp = new_temp(&real, path, false).ok()?;
+        let mut len = 0u64;
+        loop {
+            if cancel.load(Ordering::Relaxed) {
+                return None;
+            }
+            // A step at a time, to hear `cancel`; std's copy of one file
+            // to another is copy_file_range(2) on Linux.
+            let step = std::io::copy(&mut (&mut from).take(64 << 20), temp.as_file_mut()).ok()?;
+            if step == 0 {
+                break;
+            }
+            len += step;
+        }
+        temp.as_file().sync_data().ok()?;
+        Some(Draft {
+            temp,
+            real,
+            len: usize::try_from(len).ok()?,
+        })
+    }
+
     /// The new file: the draft cut where the edit starts, the edit and the
     /// bytes after it; then synced and renamed over `real`, as `replace`
     /// does.
     fn finish(
-        mut self,
+        self,
         shown: &Path,
         meta: &std::fs::Metadata,
         bytes: &[u8],
         edit: Edit,
+    ) -> Result<()> {
+        let tail = &bytes[edit.replace.end..];
+        self.finish_with(shown, meta, &edit, tail)
+    }
+
+    /// [`Draft::finish`] with `tail`, the bytes after the edit.
+    fn finish_with(
+        mut self,
+        shown: &Path,
+        meta: &std::fs::Metadata,
+        edit: &Edit,
+        tail: &[u8],
     ) -> Result<()> {
         let written = (|| {
             let file = self.temp.as_file_mut();
@@ -157,7 +200,7 @@ impl Draft {
             file.seek(SeekFrom::Start(edit.replace.start as u64))?;
             let mut out = std::io::BufWriter::with_capacity(1 << 20, &mut *file);
             out.write_all(&edit.with)?;
-            out.write_all(&bytes[edit.replace.end..])?;
+            out.write_all(tail)?;
             out.flush()?;
             drop(out);
             // The replaced file's permissions, exactly (no umask).
@@ -263,9 +306,14 @@ pub struct Seen {
 /// (another approval landed meanwhile), it is asked again with the locked
 /// file, to check it there; what it checks then is what is copied, or
 /// nothing is written.
+///
+/// `draft`, a copy of the file made before ([`Draft::copy`]), is finished
+/// instead of copying the file again when both still hold the bytes
+/// checked (each is read and hashed, the two at once).
 pub fn update_checked(
     path: &Path,
     force: bool,
+    mut draft: Option<Draft>,
     mut decide: impl FnMut(Option<&File>) -> Result<(Seen, Option<Edit>)>,
 ) -> Result<Option<Written>> {
     let (real, through_link) = resolve(path)?;
@@ -295,6 +343,20 @@ pub fn update_checked(
         if !same_length {
             continue;
         }
+        let draft = draft
+            .take()
+            .filter(|draft| draft.real == real && draft.len as u64 == seen.len);
+        if let (Some(draft), Some(meta)) = (draft, &meta) {
+            if let Some(tail) =
+                both_hold(&locked, draft.temp.as_file(), &seen, edit.replace.end).map_err(io)?
+            {
+                draft.finish_with(path, meta, &edit, &tail)?;
+                drop(locked);
+                return Ok(Some(Written { through_link }));
+            }
+            // Not the bytes checked (or a long tail): removed, and the
+            // file copied as if there were none.
+        }
         let mut temp = new_temp(&real, path, meta.is_none())?;
         let copied = (|| {
             if let Some(meta) = &meta {
@@ -321,6 +383,68 @@ pub fn update_checked(
         "{}: the file changed while it was being approved, under its lock (something writes it without taking the lock); nothing written",
         path.display()
     )))
+}
+
+/// Whether `file` and `draft` both hold exactly the bytes `seen` says,
+/// each read and hashed on a thread of its own: then the bytes of `file`
+/// from `from` on, as they were hashed (what follows an edit: a few bytes
+/// as the tool lays a plan out). `None` when either holds other bytes, or
+/// the bytes from `from` are more than a draft is finished with.
+fn both_hold(
+    file: &File,
+    draft: &File,
+    seen: &Seen,
+    from: usize,
+) -> std::io::Result<Option<Vec<u8>>> {
+    /// What follows the approvals in a plan is its closing brace.
+    const MAX_TAIL: usize = 1 << 20;
+    if seen.len - (from as u64) > MAX_TAIL as u64 {
+        return Ok(None);
+    }
+    std::thread::scope(|scope| {
+        let other = scope.spawn(|| hash_of(draft, seen.len, None));
+        let mut tail = Vec::new();
+        let mine = hash_of(file, seen.len, Some((from, &mut tail)));
+        let other = other
+            .join()
+            .map_err(|_| std::io::Error::other("the hasher failed"))?;
+        let same = |hash: Option<[u8; 32]>| hash == Some(seen.blake3);
+        Ok((same(mine?) && same(other?)).then_some(tail))
+    })
+}
+
+/// The hash of `file` when it is `len` bytes long (`None` otherwise),
+/// read from its start; `keep` gets the bytes from its position on.
+fn hash_of(
+    file: &File,
+    len: u64,
+    mut keep: Option<(usize, &mut Vec<u8>)>,
+) -> std::io::Result<Option<[u8; 32]>> {
+    use std::os::unix::fs::FileExt;
+    let mut hasher = blake3::Hasher::new();
+    let mut block = vec![0u8; 1 << 20];
+    let mut at = 0usize;
+    loop {
+        let n = match file.read_at(&mut block, at as u64) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            break;
+        }
+        if (at + n) as u64 > len {
+            return Ok(None);
+        }
+        hasher.update(&block[..n]);
+        if let Some((from, kept)) = &mut keep {
+            if at + n > *from {
+                kept.extend_from_slice(&block[(*from).max(at) - at..n]);
+            }
+        }
+        at += n;
+    }
+    Ok((at as u64 == len).then(|| *hasher.finalize().as_bytes()))
 }
 
 /// Copies `file` from its start to `out`, with `edit` made on the way, and
@@ -648,8 +772,12 @@ mod tests {
                 replace: range.clone(),
                 with: b"NEW".to_vec(),
             };
+            // With a draft copied beside it (finished when the edit is
+            // near the end), and without.
+            let draft = (range.start % 2 == 0)
+                .then(|| Draft::copy(&path, &AtomicBool::new(false)).unwrap());
             let mut asked = 0;
-            let written = update_checked(&path, false, |locked| {
+            let written = update_checked(&path, false, draft, |locked| {
                 asked += 1;
                 assert!(locked.is_none(), "the file held what was checked");
                 Ok((seen(&old), Some(edit.clone())))
@@ -668,12 +796,70 @@ mod tests {
         // Nothing to change, and the file as checked: it is not written.
         std::fs::write(&path, &old).unwrap();
         let before = std::fs::metadata(&path).unwrap().modified().unwrap();
-        let written = update_checked(&path, false, |_| Ok((seen(&old), None))).unwrap();
+        let written = update_checked(&path, false, None, |_| Ok((seen(&old), None))).unwrap();
         assert!(written.is_none());
         assert_eq!(
             std::fs::metadata(&path).unwrap().modified().unwrap(),
             before
         );
+    }
+
+    /// A draft is finished only when it and the file both hold the bytes
+    /// checked; else it is removed and the file copied (or checked again).
+    #[test]
+    fn a_copied_draft_is_finished_only_when_both_hold_the_bytes_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        let edit = Edit {
+            replace: 6..6,
+            with: b"NEW".to_vec(),
+        };
+        // The draft tampered with, the file tampered with, neither.
+        for tamper in ["draft", "file", "neither"] {
+            std::fs::write(&path, "{ old }").unwrap();
+            let draft = Draft::copy(&path, &AtomicBool::new(false)).unwrap();
+            assert_eq!(std::fs::read(draft.temp.path()).unwrap(), b"{ old }");
+            match tamper {
+                "draft" => std::fs::write(draft.temp.path(), "{ odd }").unwrap(),
+                "file" => std::fs::write(&path, "{ odd }").unwrap(),
+                _ => {}
+            }
+            let mut asked = Vec::new();
+            let written = update_checked(&path, false, Some(draft), |locked| {
+                asked.push(locked.is_some());
+                Ok((
+                    seen(if locked.is_some() {
+                        b"{ odd }"
+                    } else {
+                        b"{ old }"
+                    }),
+                    Some(edit.clone()),
+                ))
+            });
+            written.unwrap().unwrap();
+            let expected = match tamper {
+                "file" => "{ odd NEW}",
+                _ => "{ old NEW}",
+            };
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                expected,
+                "{tamper}"
+            );
+            assert_eq!(
+                asked.len(),
+                if tamper == "file" { 2 } else { 1 },
+                "{tamper}"
+            );
+            assert_eq!(
+                std::fs::read_dir(dir.path()).unwrap().count(),
+                1,
+                "{tamper}"
+            );
+        }
+        // Cancelled: nothing is left behind.
+        assert!(Draft::copy(&path, &AtomicBool::new(true)).is_none());
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     /// A file that holds other bytes than were checked (the same length:
@@ -691,7 +877,7 @@ mod tests {
         for shorter in [false, true] {
             std::fs::write(&path, if shorter { "{odd}" } else { "{ odd }" }).unwrap();
             let mut asked = Vec::new();
-            update_checked(&path, false, |locked| {
+            update_checked(&path, false, None, |locked| {
                 asked.push(locked.is_some());
                 let now = match locked {
                     None => seen(b"{ old }"),
@@ -715,7 +901,8 @@ mod tests {
         for edit in [Some(edit.clone()), None] {
             std::fs::write(&path, "{ odd }").unwrap();
             let refused =
-                update_checked(&path, false, |_| Ok((seen(b"{ old }"), edit.clone()))).unwrap_err();
+                update_checked(&path, false, None, |_| Ok((seen(b"{ old }"), edit.clone())))
+                    .unwrap_err();
             assert!(refused.to_string().contains("changed while"), "{refused}");
             assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ odd }");
             assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
@@ -726,9 +913,11 @@ mod tests {
             replace: 1..1,
             with: Vec::new(),
         };
-        assert!(
-            update_checked(&path, false, |_| Ok((seen(b"{ old }"), Some(edit.clone())))).is_err()
-        );
+        assert!(update_checked(&path, false, None, |_| Ok((
+            seen(b"{ old }"),
+            Some(edit.clone())
+        )))
+        .is_err());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "{ old }!");
         // An edit outside what was checked is refused.
         std::fs::write(&path, "{ old }").unwrap();
@@ -736,7 +925,7 @@ mod tests {
             replace: 3..99,
             with: Vec::new(),
         };
-        assert!(update_checked(&path, false, |_| Ok((
+        assert!(update_checked(&path, false, None, |_| Ok((
             seen(b"{ old }"),
             Some(outside.clone())
         )))

@@ -27,19 +27,42 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     // in: its bytes are never held whole (issue 15). Any other is read
     // whole, which also says what is wrong with it.
     // Only a regular file is opened here: a FIFO would be opened twice.
-    let regular = std::fs::metadata(path).is_ok_and(|meta| meta.is_file());
-    let checked = match regular {
-        true => plan::check_for_approval(&std::fs::File::open(path).map_err(io)?).map_err(io)?,
-        false => None,
-    };
-    match checked {
-        Some(checked) => approve_from_file(args, checked),
+    if !std::fs::metadata(path).is_ok_and(|meta| meta.is_file()) {
+        return approve_whole(args);
+    }
+    // While the plan is checked, the file is copied beside it (in the
+    // kernel), so that the lock below only finishes the copy. A plan
+    // refused takes its draft away. Not before a prompt: an interrupted
+    // one would leave the draft behind.
+    let refused = AtomicBool::new(false);
+    let (checked, draft) = std::thread::scope(|scope| {
+        let draft = (args.yes && !args.print_message)
+            .then(|| {
+                std::thread::Builder::new()
+                    .spawn_scoped(scope, || plan_file::Draft::copy(path, &refused))
+                    .ok()
+            })
+            .flatten();
+        let checked = std::fs::File::open(path)
+            .and_then(|file| plan::check_for_approval(&file))
+            .map_err(io);
+        if !matches!(checked, Ok(Some(_))) {
+            refused.store(true, Ordering::Relaxed);
+        }
+        (checked, draft.and_then(|draft| draft.join().ok().flatten()))
+    });
+    match checked? {
+        Some(checked) => approve_from_file(args, checked, draft),
         None => approve_whole(args),
     }
 }
 
 /// The approval of a plan checked from its file.
-fn approve_from_file(args: &ApproveArgs, checked: CheckedFile) -> Result<ExitStatus> {
+fn approve_from_file(
+    args: &ApproveArgs,
+    checked: CheckedFile,
+    draft: Option<plan_file::Draft>,
+) -> Result<ExitStatus> {
     let path = args.plan.as_path();
     let Some(approval) = prepare(args, &checked.scanned)? else {
         return Ok(ExitStatus::Success);
@@ -49,7 +72,7 @@ fn approve_from_file(args: &ApproveArgs, checked: CheckedFile) -> Result<ExitSta
     // still holds the bytes checked; else another approval may have
     // landed meanwhile, and the file is checked again there.
     tracing::info!("checked the plan; taking the plan file's lock");
-    let written = plan_file::update_checked(path, args.force, |locked| {
+    let written = plan_file::update_checked(path, args.force, draft, |locked| {
         let rechecked;
         let current = match locked {
             None => &checked,
