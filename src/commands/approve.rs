@@ -53,7 +53,11 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     });
     match checked? {
         Some(checked) => approve_from_file(args, checked, draft),
-        None => approve_whole(args),
+        None => {
+            // Read whole, the plan gets a draft of its own.
+            drop(draft);
+            approve_whole(args)
+        }
     }
 }
 
