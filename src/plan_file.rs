@@ -386,10 +386,11 @@ pub fn update_checked(
 }
 
 /// Whether `file` and `draft` both hold exactly the bytes `seen` says,
-/// each read and hashed on a thread of its own: then the bytes of `file`
-/// from `from` on, as they were hashed (what follows an edit: a few bytes
-/// as the tool lays a plan out). `None` when either holds other bytes, or
-/// the bytes from `from` are more than a draft is finished with.
+/// each read and hashed at once ([`copy_edited`] of each, unedited): then
+/// the bytes of `file` from `from` on, as they were hashed (what follows
+/// an edit: a few bytes as the tool lays a plan out). `None` when either
+/// holds other bytes, or the bytes from `from` are more than a draft is
+/// finished with.
 fn both_hold(
     file: &File,
     draft: &File,
@@ -402,49 +403,41 @@ fn both_hold(
         return Ok(None);
     }
     std::thread::scope(|scope| {
-        let other = scope.spawn(|| hash_of(draft, seen.len, None));
-        let mut tail = Vec::new();
-        let mine = hash_of(file, seen.len, Some((from, &mut tail)));
+        let other = scope.spawn(|| copy_edited(draft, &mut std::io::sink(), None, seen));
+        let mut tail = Tail {
+            at: 0,
+            from,
+            kept: Vec::new(),
+        };
+        let mine = copy_edited(file, &mut tail, None, seen);
         let other = other
             .join()
             .map_err(|_| std::io::Error::other("the hasher failed"))?;
-        let same = |hash: Option<[u8; 32]>| hash == Some(seen.blake3);
-        Ok((same(mine?) && same(other?)).then_some(tail))
+        Ok((mine? && other?).then_some(tail.kept))
     })
 }
 
-/// The hash of `file` when it is `len` bytes long (`None` otherwise),
-/// read from its start; `keep` gets the bytes from its position on.
-fn hash_of(
-    file: &File,
-    len: u64,
-    mut keep: Option<(usize, &mut Vec<u8>)>,
-) -> std::io::Result<Option<[u8; 32]>> {
-    use std::os::unix::fs::FileExt;
-    let mut hasher = blake3::Hasher::new();
-    let mut block = vec![0u8; 1 << 20];
-    let mut at = 0usize;
-    loop {
-        let n = match file.read_at(&mut block, at as u64) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        if n == 0 {
-            break;
+/// A writer that keeps what it is given from byte `from` on.
+struct Tail {
+    at: usize,
+    from: usize,
+    kept: Vec<u8>,
+}
+
+impl Write for Tail {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let end = self.at + bytes.len();
+        if end > self.from {
+            self.kept
+                .extend_from_slice(&bytes[self.from.saturating_sub(self.at)..]);
         }
-        if (at + n) as u64 > len {
-            return Ok(None);
-        }
-        hasher.update(&block[..n]);
-        if let Some((from, kept)) = &mut keep {
-            if at + n > *from {
-                kept.extend_from_slice(&block[(*from).max(at) - at..n]);
-            }
-        }
-        at += n;
+        self.at = end;
+        Ok(bytes.len())
     }
-    Ok((at as u64 == len).then(|| *hasher.finalize().as_bytes()))
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Copies `file` from its start to `out`, with `edit` made on the way, and
@@ -757,7 +750,7 @@ mod tests {
         let path = dir.path().join("plan.json");
         let old: Vec<u8> = (0..(5usize << 19) + 7).map(|i| (i % 251) as u8).collect();
         let block = 1usize << 20;
-        for range in [
+        for (range, with_draft) in [
             0..0,
             0..3,
             block - 2..block + 5,
@@ -765,7 +758,12 @@ mod tests {
             2 * block - 1..2 * block + 1,
             old.len() - 1..old.len(),
             old.len()..old.len(),
-        ] {
+            // What follows the edit is less than a block, across one's end.
+            old.len() - block + 2..old.len() - block + 3,
+        ]
+        .into_iter()
+        .flat_map(|range| [(range.clone(), false), (range, true)])
+        {
             std::fs::write(&path, &old).unwrap();
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
             let edit = Edit {
@@ -774,8 +772,7 @@ mod tests {
             };
             // With a draft copied beside it (finished when the edit is
             // near the end), and without.
-            let draft = (range.start % 2 == 0)
-                .then(|| Draft::copy(&path, &AtomicBool::new(false)).unwrap());
+            let draft = with_draft.then(|| Draft::copy(&path, &AtomicBool::new(false)).unwrap());
             let mut asked = 0;
             let written = update_checked(&path, false, draft, |locked| {
                 asked += 1;
