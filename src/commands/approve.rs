@@ -23,10 +23,10 @@ pub fn run(args: &ApproveArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
     let io = |e| Error::io(path, e);
     // A plan laid out as the tool writes it is checked from its file, a
-    // chunk at a time, and copied under the lock with the approval spliced
-    // in: its bytes are never held whole (issue 15). Any other is read
-    // whole, which also says what is wrong with it.
-    // Only a regular file is opened here: a FIFO would be opened twice.
+    // chunk at a time, and copied with the approval spliced in: its bytes
+    // are never held whole (issue 15). Any other is read whole, which also
+    // says what is wrong with it; so is anything but a regular file (a
+    // FIFO would be opened twice).
     if !std::fs::metadata(path).is_ok_and(|meta| meta.is_file()) {
         return approve_whole(args);
     }
