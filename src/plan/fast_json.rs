@@ -43,9 +43,15 @@ pub(crate) fn surely_fit(text: &str) -> bool {
 /// no escape in any string (an escaped string may be spelled otherwise
 /// in canonical form), numbers as they are.
 pub(crate) fn is_canonical_object(text: &str) -> bool {
-    let mut scanner = Scanner::new(text.as_bytes());
-    scanner.canonical = true;
+    let mut scanner = Scanner::canonical(text.as_bytes());
     scanner.peek() == Some(b'{') && scanner.value(0) && scanner.pos == scanner.text.len()
+}
+
+/// Whether `text`, one JSON value's text, is surely in canonical form
+/// already (see [`is_canonical_object`]).
+pub(crate) fn is_canonical_value(text: &[u8]) -> bool {
+    let mut scanner = Scanner::canonical(text);
+    scanner.value(0) && scanner.pos == text.len()
 }
 
 /// A reader of JSON bytes that only says whether they are surely fine.
@@ -109,6 +115,15 @@ impl<'t> Scanner<'t> {
             names: Vec::new(),
             sorted: Vec::new(),
             canonical: false,
+        }
+    }
+
+    /// A reader that also asks for canonical form (see
+    /// [`is_canonical_object`]).
+    pub(crate) fn canonical(text: &'t [u8]) -> Self {
+        Scanner {
+            canonical: true,
+            ..Scanner::new(text)
         }
     }
 
