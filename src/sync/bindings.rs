@@ -195,24 +195,23 @@ impl BindingIndex {
 
     /// The second pass: one row of the bindings table, in any order (each
     /// row the first pass saw, once). A legacy binding that can be copied
-    /// becomes a change in `out.changes`; one that cannot, a finding.
-    pub(super) fn judge(
+    /// gives its change, with the grant it copies; one that cannot, a
+    /// finding in `out`.
+    pub(super) fn judge<'r>(
         &mut self,
-        raw: &RawDoc,
+        raw: &'r RawDoc,
         deps: &Dependencies<'_, '_>,
         out: &mut SyncResult,
-    ) {
+    ) -> Option<(Change, Grant<'r>)> {
         // Malformed rows were dealt with in the first pass; the same
         // transaction reads the same bytes again.
         if self.malformed.contains(raw.key.as_str()) {
-            return;
+            return None;
         }
-        let Ok(binding) = documents::parse_readable_binding(raw) else {
-            return;
-        };
+        let binding = documents::parse_readable_binding(raw).ok()?;
         let header = &binding.header;
         if header.tenant_id.is_some() || header.deleted {
-            return;
+            return None;
         }
         let id = header.id.as_ref();
         if self.shared_ids.contains(id) {
@@ -220,7 +219,7 @@ impl BindingIndex {
                 .entry(id.into())
                 .or_default()
                 .push(header.key.into());
-            return;
+            return None;
         }
         if self.one_key_ids.contains(id) {
             let target = target_key(&self.tenant, id);
@@ -228,9 +227,10 @@ impl BindingIndex {
                 .entry(self.keys.normal(&target).into_owned())
                 .or_default()
                 .push((target, header.key.into()));
-            return;
+            return None;
         }
-        self.judge_binding(&binding, deps, out);
+        let change = self.judge_binding(&binding, deps, out)?;
+        Some((change, binding.grant))
     }
 
     /// After the second pass: the conflicts that name several bindings.
@@ -249,8 +249,14 @@ impl BindingIndex {
         }
     }
 
-    /// docs/rules.md §6, for one legacy binding whose id no other has.
-    fn judge_binding(&self, binding: &Binding, deps: &Dependencies<'_, '_>, out: &mut SyncResult) {
+    /// docs/rules.md §6, for one legacy binding whose id no other has: its
+    /// copy, or `None` and a finding in `out`.
+    fn judge_binding(
+        &self,
+        binding: &Binding,
+        deps: &Dependencies<'_, '_>,
+        out: &mut SyncResult,
+    ) -> Option<Change> {
         let tenant = self.tenant.as_str();
         let grant = &binding.grant;
         let finding = |reason: String| {
@@ -286,12 +292,12 @@ impl BindingIndex {
             .reason(Kind::Role);
         if let Some(reason) = subject.or(role) {
             out.skipped.push(finding(reason));
-            return;
+            return None;
         }
         if deps.role_outcomes.get(grant.role_id.as_ref()) == Some(&Outcome::Conflict) {
             out.conflicts
                 .push(finding(format!("role `{}` is in conflict", grant.role_id)));
-            return;
+            return None;
         }
         if grant.subject_type == SubjectType::Group
             && deps.group_outcomes.get(grant.external_id.as_ref()) == Some(&Outcome::Conflict)
@@ -300,11 +306,11 @@ impl BindingIndex {
                 "group `{}` is in conflict",
                 grant.external_id
             )));
-            return;
+            return None;
         }
         if self.tenant_grants.contains(grant) {
             *out.present.entry(Kind::Binding).or_default() += 1;
-            return;
+            return None;
         }
         let id = binding.header.id.as_ref();
         if let Some((_, existing)) = self.tenant_by_id.get(id) {
@@ -314,12 +320,12 @@ impl BindingIndex {
                     "tenant `{tenant}` already has binding `{id}` with another subject, role or namespace"
                 ))
             });
-            return;
+            return None;
         }
         let key = target_key(tenant, id);
         if let Some(reason) = self.holders.key_conflict(&key, Kind::Binding) {
             out.conflicts.push(finding(reason));
-            return;
+            return None;
         }
         let subject = match grant.subject_type {
             SubjectType::User => format!(
@@ -338,7 +344,7 @@ impl BindingIndex {
                     .unwrap_or_default()
             ),
         };
-        out.changes.push(Change::AddBinding {
+        Some(Change::AddBinding {
             key,
             value: Document::copy_readable_to_tenant(binding.raw, tenant)
                 .expect("a parsed document is a JSON object"),
@@ -348,6 +354,6 @@ impl BindingIndex {
                 .get(grant.role_id.as_ref())
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
-        });
+        })
     }
 }

@@ -170,7 +170,8 @@ impl ContextFacts {
         }
     }
 
-    /// One change of the plan, in any order.
+    /// One change of the plan, in any order; a binding's is told by
+    /// [`binding`](Self::binding).
     pub(super) fn change(&mut self, change: &Change, user_types: &UserTypes) {
         match change {
             Change::AddRole { value, .. } => {
@@ -179,27 +180,15 @@ impl ContextFacts {
                 }
             }
             Change::AddMembership { user_id, .. } => self.name_user(user_id, user_types),
-            Change::AddBinding { value, .. } => {
-                // Read in place: a map per binding, kept by the document,
-                // would cost the plan a gigabyte at a million bindings.
-                let (role, subject_type, external_id) = match value.binding_fields() {
-                    Some(f) => (f.role_id, f.subject_type, f.external_id),
-                    None => {
-                        let map = value.map();
-                        let field = |name: &str| map.get(name).and_then(Value::as_str);
-                        (field("roleId"), field("type"), field("externalId"))
-                    }
-                };
-                if let Some(role) = role {
-                    self.want(role);
-                }
-                if subject_type == Some("USER") {
-                    if let Some(id) = external_id {
-                        self.name_user(id, user_types);
-                    }
-                }
-            }
             _ => {}
+        }
+    }
+
+    /// The grant of a binding the plan copies, in any order.
+    pub(super) fn binding(&mut self, grant: &Grant, user_types: &UserTypes) {
+        self.want(&grant.role_id);
+        if grant.subject_type == SubjectType::User {
+            self.name_user(&grant.external_id, user_types);
         }
     }
 
