@@ -264,6 +264,8 @@ mod fast {
 /// recursion limit). The fast path skips members it does not read without
 /// that limit; [`Document::to_map`] and the slow path have it.
 const MAX_NESTING: usize = 127;
+// `unreadable` takes what is surely fit as nested within the limit.
+const _: () = assert!(crate::plan::SURELY_FIT_DEPTH <= MAX_NESTING);
 
 /// Whether the JSON `text` nests arrays and objects at most
 /// [`MAX_NESTING`] deep, so that serde_json can read it back as a `Value`.
@@ -289,6 +291,12 @@ fn unreadable(raw: &RawDoc) -> Option<Malformed> {
     };
     if let Some(why) = raw.undecodable {
         return Some(bare(why.to_string()));
+    }
+    // The common case in one scan: what is surely fit nests at most
+    // `fast_json::MAX_DEPTH` levels, within the limit; counting the
+    // levels first read every document twice.
+    if crate::plan::surely_fit(&raw.value) {
+        return None;
     }
     if !nesting_within_limit(&raw.value) {
         return Some(bare(format!(
