@@ -180,7 +180,7 @@ impl<D: Dialect> SqlStore<D> {
 }
 
 /// Rows a read visits between two turns of the other tasks of the runtime.
-const YIELD_EVERY_ROWS: usize = 256;
+pub(super) const YIELD_EVERY_ROWS: usize = 256;
 
 /// Runs one statement without parameters.
 pub(super) async fn execute<C>(conn: &mut C, sql: &str, doing: &str) -> Result<()>
