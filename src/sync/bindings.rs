@@ -128,10 +128,10 @@ impl BindingIndex {
             None if header.deleted => {}
             None => {
                 let id = header.id.as_ref();
-                if self.ids.contains(id) {
+                // One lookup per binding (a million in the first pass): an
+                // id already there is shared (its copy, not kept, is rare).
+                if !self.ids.insert(id.into()) {
                     self.shared_ids.insert(id.into());
-                } else {
-                    self.ids.insert(id.into());
                 }
                 let normal = self.keys.normal(id);
                 if normal != id {
