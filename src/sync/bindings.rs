@@ -128,8 +128,8 @@ impl BindingIndex {
             None if header.deleted => {}
             None => {
                 let id = header.id.as_ref();
-                // One lookup per binding (a million in the first pass): an
-                // id already there is shared (its copy, not kept, is rare).
+                // One lookup per binding (a million in the first pass):
+                // `insert` says whether the id was already there, i.e. shared.
                 if !self.ids.insert(id.into()) {
                     self.shared_ids.insert(id.into());
                 }
