@@ -25,7 +25,7 @@ use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
 use super::{canonical, digest, Plan};
-use crate::sync::{Change, Op};
+use crate::sync::{BindingCopy, Change, Op};
 
 /// Indentation of a change inside the plan file's `changes` array: serde_json's
 /// pretty writer, two spaces per level, at depth 2.
@@ -43,7 +43,7 @@ const READ_AHEAD: usize = 1 << 20;
 /// between the two is bounded.
 pub struct ChangeSpool {
     counts: [usize; Op::ALL.len()],
-    batch: Vec<Change>,
+    batch: Vec<Pending>,
     to: std::sync::mpsc::SyncSender<Message>,
     thread: std::thread::JoinHandle<SpoolFiles>,
 }
@@ -54,7 +54,24 @@ const BATCHES_WAITING: usize = 4;
 
 enum Message {
     Reserve(usize),
-    Changes(Vec<Change>),
+    Changes(Vec<Pending>),
+}
+
+/// A change on its way to the writer, or a binding's copy that the writer
+/// makes first ([`BindingCopy`]): a tenth of `plan` moved off the thread
+/// that reads the store.
+enum Pending {
+    Change(Change),
+    BindingCopy(BindingCopy),
+}
+
+impl Pending {
+    fn into_change(self) -> Change {
+        match self {
+            Pending::Change(change) => change,
+            Pending::BindingCopy(copy) => copy.into_change(),
+        }
+    }
 }
 
 /// What the spool's writer keeps: the two texts of each change, in
@@ -190,7 +207,7 @@ impl ChangeSpool {
                         Message::Reserve(n) => files.reserve(n),
                         Message::Changes(changes) => {
                             for change in changes {
-                                files.push(change);
+                                files.push(change.into_change());
                             }
                             files.publish();
                         }
@@ -210,7 +227,18 @@ impl ChangeSpool {
     /// reported by [`finish`](Self::finish); the change is still counted.
     pub fn push(&mut self, change: Change) {
         self.counts[change.op() as usize] += 1;
-        self.batch.push(change);
+        self.pend(Pending::Change(change));
+    }
+
+    /// [`push`](Self::push) of the copy's change, made on the writer's
+    /// thread.
+    pub fn push_binding_copy(&mut self, copy: BindingCopy) {
+        self.counts[Op::AddBinding as usize] += 1;
+        self.pend(Pending::BindingCopy(copy));
+    }
+
+    fn pend(&mut self, pending: Pending) {
+        self.batch.push(pending);
         if self.batch.len() == BATCH {
             let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
             // A writer that is gone panicked: `finish` says so.
@@ -693,6 +721,10 @@ impl<W: Write, F: FnOnce(&mut dyn Write) -> io::Result<()>> Write for Splice<'_,
 impl crate::sync::ChangeSink for ChangeSpool {
     fn push(&mut self, change: Change) {
         ChangeSpool::push(self, change)
+    }
+
+    fn push_binding_copy(&mut self, copy: BindingCopy) {
+        ChangeSpool::push_binding_copy(self, copy)
     }
 
     fn reserve(&mut self, additional: usize) {

@@ -222,9 +222,10 @@ impl Store {
         self.driver
             .visit_bindings(tenant, mode, &mut |raw| derivation.index_binding(&raw))
             .await?;
+        tracing::info!("indexed the bindings (first pass)");
         let mut judging = derivation.judge(sink);
         self.driver
-            .visit_bindings(tenant, mode, &mut |raw| judging.binding(&raw))
+            .visit_bindings(tenant, mode, &mut |raw| judging.binding(raw))
             .await?;
         let result = judging.finish();
         self.driver.end_read(mode).await?;

@@ -18,6 +18,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::rc::Rc;
+use std::sync::Arc;
 
 use super::context;
 use super::documents::{self, Binding, Grant, RawDoc};
@@ -27,11 +28,20 @@ use super::index::{
 };
 use super::keys::KeyRules;
 use super::rules::{Dependencies, Outcome};
-use super::{Change, Document, Finding, Kind, SubjectType, SyncResult};
+use super::{Finding, Kind, SubjectType, SyncResult};
+
+/// A legacy binding the second pass copies: its copy's key and what the
+/// review reads of it; the copy itself is made from the row's text
+/// ([`super::BindingCopy`]).
+pub(super) struct PlannedCopy {
+    pub(super) key: String,
+    pub(super) subject: String,
+    pub(super) role: String,
+}
 
 /// What the first pass over the bindings keeps.
 pub(super) struct BindingIndex {
-    tenant: String,
+    tenant: Arc<str>,
     /// `<tenant>_`: only keys that start so (in the store's normal
     /// spelling) can be a copy's target key, so only they are kept.
     prefix: String,
@@ -79,7 +89,7 @@ fn owned(grant: &Grant) -> Grant<'static> {
 impl BindingIndex {
     pub(super) fn new(tenant: &str, keys: KeyRules) -> Self {
         BindingIndex {
-            tenant: tenant.to_string(),
+            tenant: tenant.into(),
             prefix: format!("{tenant}_"),
             keys,
             holders: Holders::new(keys, 0),
@@ -141,7 +151,7 @@ impl BindingIndex {
                         .insert(id.into());
                 }
             }
-            Some(t) if t == self.tenant && !header.deleted => {
+            Some(t) if t == &*self.tenant && !header.deleted => {
                 let grant = Rc::new(owned(&binding.grant));
                 let canonical = target_key(&self.tenant, &header.id);
                 let replace = match self.tenant_by_id.get(header.id.as_ref()) {
@@ -164,6 +174,11 @@ impl BindingIndex {
             }
             Some(_) => {}
         }
+    }
+
+    /// The tenant, shared by every copy on its way to be made.
+    pub(super) fn tenant(&self) -> Arc<str> {
+        Arc::clone(&self.tenant)
     }
 
     /// How many distinct live legacy ids the first pass saw.
@@ -195,14 +210,14 @@ impl BindingIndex {
 
     /// The second pass: one row of the bindings table, in any order (each
     /// row the first pass saw, once). A legacy binding that can be copied
-    /// gives its change, with the grant it copies; one that cannot, a
+    /// gives its copy, with the grant it copies; one that cannot, a
     /// finding in `out`.
     pub(super) fn judge<'r>(
         &mut self,
         raw: &'r RawDoc,
         deps: &Dependencies<'_, '_>,
         out: &mut SyncResult,
-    ) -> Option<(Change, Grant<'r>)> {
+    ) -> Option<(PlannedCopy, Grant<'r>)> {
         // Malformed rows were dealt with in the first pass; the same
         // transaction reads the same bytes again.
         if self.malformed.contains(raw.key.as_str()) {
@@ -229,8 +244,8 @@ impl BindingIndex {
                 .push((target, header.key.into()));
             return None;
         }
-        let change = self.judge_binding(&binding, deps, out)?;
-        Some((change, binding.grant))
+        let copy = self.judge_binding(&binding, deps, out)?;
+        Some((copy, binding.grant))
     }
 
     /// After the second pass: the conflicts that name several bindings.
@@ -256,8 +271,8 @@ impl BindingIndex {
         binding: &Binding,
         deps: &Dependencies<'_, '_>,
         out: &mut SyncResult,
-    ) -> Option<Change> {
-        let tenant = self.tenant.as_str();
+    ) -> Option<PlannedCopy> {
+        let tenant: &str = &self.tenant;
         let grant = &binding.grant;
         let finding = |reason: String| {
             let mut finding = Finding::new(Kind::Binding, binding.header.key, reason);
@@ -344,10 +359,8 @@ impl BindingIndex {
                     .unwrap_or_default()
             ),
         };
-        Some(Change::AddBinding {
+        Some(PlannedCopy {
             key,
-            value: Document::copy_readable_to_tenant(binding.raw, tenant)
-                .expect("a parsed document is a JSON object"),
             subject,
             role: deps
                 .role_names

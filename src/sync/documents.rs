@@ -159,7 +159,6 @@ pub struct Grant<'a> {
 pub struct Binding<'a> {
     pub header: Header<'a>,
     pub grant: Grant<'a>,
-    pub raw: &'a str,
 }
 
 /// Why a document could not be read. `id` and `tenant_id` are filled in when
@@ -427,7 +426,6 @@ pub fn parse_readable_binding(raw: &RawDoc) -> Parsed<Binding<'_>> {
                     role_id: v.role_id,
                     namespace_id: v.namespace_id,
                 },
-                raw: &raw.value,
             });
         }
     }
@@ -739,7 +737,6 @@ mod slow {
                 role_id,
                 namespace_id,
             },
-            raw: &raw.value,
         })
     }
 }
@@ -975,7 +972,7 @@ mod nesting_tests {
                 let copied = match kind {
                     "group" => parse_group(&raw).map(|g| g.raw),
                     "role" => parse_role(&raw).map(|r| r.raw),
-                    "binding" => parse_binding(&raw).map(|b| b.raw),
+                    "binding" => parse_binding(&raw).map(|_| raw.value.as_str()),
                     _ => parse_user(&raw).map(|_| raw.value.as_str()),
                 };
                 match copied {

@@ -498,7 +498,7 @@ fn sync_in_passes(
     let mut changes = Vec::new();
     let mut judging = derivation.judge(&mut changes);
     for raw in second {
-        judging.binding(raw);
+        judging.binding(raw.clone());
     }
     let mut result = judging.finish();
     sort_changes(&mut changes);
@@ -516,6 +516,13 @@ pub fn sort_changes(changes: &mut [Change]) {
 pub trait ChangeSink {
     fn push(&mut self, change: Change);
 
+    /// A legacy binding's copy, judged but not yet made: a sink whose
+    /// changes go to a thread of their own makes it there
+    /// ([`BindingCopy::into_change`]), off the thread that reads the store.
+    fn push_binding_copy(&mut self, copy: BindingCopy) {
+        self.push(copy.into_change());
+    }
+
     /// About `additional` more changes will come: room for them now
     /// spares a million-entry index from growing by copies.
     fn reserve(&mut self, _additional: usize) {}
@@ -528,6 +535,34 @@ impl ChangeSink for Vec<Change> {
 
     fn reserve(&mut self, additional: usize) {
         Vec::reserve(self, additional)
+    }
+}
+
+/// The change that copies a legacy binding into the tenant, before its
+/// document is made: the rules decided it from the fields they read, and
+/// writing the copy's canonical text (docs/plan-format.md §10) from the
+/// legacy text is the same pure step wherever it runs. Making it was a
+/// ninth of `plan` on the thread that reads the store (perf), which the
+/// spool's thread can take on.
+#[derive(Debug)]
+pub struct BindingCopy {
+    key: String,
+    /// The legacy binding's text, read as an object by the rules.
+    legacy: String,
+    tenant: std::sync::Arc<str>,
+    subject: String,
+    role: String,
+}
+
+impl BindingCopy {
+    pub fn into_change(self) -> Change {
+        Change::AddBinding {
+            key: self.key,
+            value: Document::copy_readable_to_tenant(&self.legacy, &self.tenant)
+                .expect("a parsed document is a JSON object"),
+            subject: self.subject,
+            role: self.role,
+        }
     }
 }
 
@@ -673,14 +708,24 @@ pub struct Judging<'d, 's> {
 
 impl Judging<'_, '_> {
     /// One row of the bindings table again, in any order.
-    pub fn binding(&mut self, raw: &RawDoc) {
-        if let Some((change, grant)) = self.bindings.judge(raw, &self.deps, self.out) {
-            // What the review needs of the copy, from the fields just
-            // read: reading the copy's text again was a twentieth of
-            // `plan` (perf).
-            self.context.binding(&grant, &self.user_types);
-            self.sink.push(change);
-        }
+    pub fn binding(&mut self, raw: RawDoc) {
+        let copy = match self.bindings.judge(&raw, &self.deps, self.out) {
+            Some((copy, grant)) => {
+                // What the review needs of the copy, from the fields just
+                // read: reading the copy's text again was a twentieth of
+                // `plan` (perf).
+                self.context.binding(&grant, &self.user_types);
+                copy
+            }
+            None => return,
+        };
+        self.sink.push_binding_copy(BindingCopy {
+            key: copy.key,
+            legacy: raw.value,
+            tenant: self.bindings.tenant(),
+            subject: copy.subject,
+            role: copy.role,
+        });
     }
 
     fn hand_on(&mut self) {
