@@ -37,6 +37,33 @@ pub(crate) fn surely_fit(text: &str) -> bool {
     scanner.pos == scanner.text.len()
 }
 
+/// [`surely_fit`] of an object's text, in the same one scan giving the
+/// text of the values of the members `names` (each given at most once:
+/// the scan refuses a name given twice), `None` for one that is absent.
+/// `None` when `text` is not surely fit, or not an object.
+pub(crate) fn surely_fit_members<'t, const N: usize>(
+    text: &'t str,
+    names: [&str; N],
+) -> Option<[Option<&'t [u8]>; N]> {
+    let text = text.as_bytes();
+    let mut scanner = Scanner::new(text);
+    let mut values = [None; N];
+    scanner.ws();
+    // As `value(0)` reads an object: its members one level deep.
+    let fine = scanner.object_with(1, |scanner, member| {
+        let start = scanner.pos;
+        if !scanner.value(1) {
+            return false;
+        }
+        if let Some(i) = names.iter().position(|n| n.as_bytes() == member) {
+            values[i] = Some(&text[start..scanner.pos]);
+        }
+        true
+    });
+    scanner.ws();
+    (fine && scanner.pos == text.len()).then_some(values)
+}
+
 /// Whether `text`, one JSON object's text, is already in canonical form
 /// (`canonical::object` would give it back unchanged): no white space,
 /// members in strictly increasing order of their bytes at every depth,

@@ -35,7 +35,7 @@ use crate::error::{Error, Result};
 use crate::sync::{Change, Context, Finding, Op, SyncOptions, SyncResult};
 
 pub use digest::{changes_digest, digest_of, digest_of_plan};
-pub(crate) use fast_json::{surely_fit, MAX_DEPTH as SURELY_FIT_DEPTH};
+pub(crate) use fast_json::{surely_fit, surely_fit_members, MAX_DEPTH as SURELY_FIT_DEPTH};
 pub use load::{load, load_stdin, max_plan_bytes, parse, read_bytes, read_capped, Loaded};
 pub use spool::{ChangeSpool, SpoolTail, Spooled};
 pub use stream::{
