@@ -10,7 +10,7 @@ use crate::error::{Error, ErrorKind, ExitStatus, Result};
 use crate::plan::{self, ChangeSpool, Loaded, Spooled};
 use crate::render;
 use crate::signing::policy::{self, Flags, Policy};
-use crate::store::{Access, HistoryRecord, ReadMode, Store};
+use crate::store::{Access, HistoryRecord, Hold, ReadMode, Store};
 use crate::sync::{
     created_group_lists, into_writes, removals_for, revert, Change, ListPrior, MissingUser,
     Snapshot, Writes,
@@ -746,7 +746,12 @@ async fn write_sync(
         None,
     );
     let (snapshot, now) = store
-        .derive(&plan.sync_options(), ReadMode::InApply, &mut spool)
+        .derive(
+            &plan.sync_options(),
+            ReadMode::InApply,
+            Hold::Nothing,
+            &mut spool,
+        )
         .await
         .map_err(|e| run.not_applied(e))?;
     now.map_err(|e| run.sync_stale(&e))?;
@@ -860,7 +865,7 @@ async fn write_sync_beside(
     let options = plan.sync_options();
     let derive = async {
         let derived = reader
-            .derive(&options, ReadMode::ReadOnly, &mut spool)
+            .derive(&options, ReadMode::ReadOnly, Hold::Nothing, &mut spool)
             .await;
         // Joins the spool's writer: the tail hears its last changes. The
         // digest is taken while the last batches are still being written.

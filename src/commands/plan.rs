@@ -7,8 +7,14 @@ use crate::error::{Error, ExitStatus, Result};
 use crate::plan::{now_rfc3339, ChangeSpool, Plan, Provenance, Source, Spooled};
 use crate::plan_file;
 use crate::signing::{self, key::SigningKey};
-use crate::store::{Access, ReadMode};
+use crate::store::{Access, Hold, ReadMode};
 use crate::sync::SyncOptions;
+
+/// The bindings `plan` keeps between its two passes over them, at most
+/// (src/store/mod.rs, `Hold`): about a million rows of the documents Kestra
+/// writes, read from the database once; a larger table is read twice, in
+/// no more memory.
+const HOLD_BINDINGS: Hold = Hold::UpTo(256 << 20);
 
 /// Rows of "Needs attention" that `plan` shows on a terminal.
 const ATTENTION_ROWS: usize = 10;
@@ -49,15 +55,16 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
         created_at,
         created_by: super::who(args.created_by.as_deref(), "--created-by", key.as_ref())?,
     };
-    // The bindings are read twice and never held (src/sync/bindings.rs):
-    // the changes are derived while the store is read.
+    // The bindings are passed over twice, held between the passes only
+    // within `HOLD_BINDINGS` (src/sync/bindings.rs): the changes are
+    // derived while the store is read.
     progress.counted(
         "reading the store and deriving the changes",
         super::Counter::RowsRead,
         None,
     );
     let (_, derived) = store
-        .derive(&options, ReadMode::ReadOnly, &mut spool)
+        .derive(&options, ReadMode::ReadOnly, HOLD_BINDINGS, &mut spool)
         .await?;
     // A malformed tenant document is quoted: escaped.
     let result = derived.map_err(|e| Error::usage(crate::escape::field(&e.to_string())))?;

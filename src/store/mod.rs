@@ -192,15 +192,17 @@ impl Store {
     }
 
     /// Derives the changes of `options` as [`crate::sync::sync`] does, in
-    /// one consistent snapshot, without holding the bindings: they are read
-    /// twice (src/sync/bindings.rs). Every change goes to `sink`, in no
-    /// particular order. Returns the snapshot of every table but the
-    /// bindings, and the result without its changes, or why the rules
-    /// refused to make any.
+    /// one consistent snapshot, in two passes over the bindings
+    /// (src/sync/bindings.rs): the second judges the rows the first held,
+    /// when `hold` let it keep them all, else reads them all again. Every
+    /// change goes to `sink`, in no particular order. Returns the snapshot
+    /// of every table but the bindings, and the result without its
+    /// changes, or why the rules refused to make any.
     pub async fn derive(
         &mut self,
         options: &SyncOptions,
         mode: ReadMode,
+        hold: Hold,
         sink: &mut dyn ChangeSink,
     ) -> Result<(Snapshot, std::result::Result<SyncResult, SyncError>)> {
         let tenant = options.tenant.as_str();
@@ -219,14 +221,36 @@ impl Store {
                 return Ok((snapshot, Err(e)));
             }
         };
+        // The rows the first pass read, while they fit in `hold`: the
+        // second pass then judges them without reading them again.
+        let mut held = Some(Vec::new());
+        let mut held_bytes = 0usize;
         self.driver
-            .visit_bindings(tenant, mode, &mut |raw| derivation.index_binding(&raw))
+            .visit_bindings(tenant, mode, &mut |raw| {
+                derivation.index_binding(&raw);
+                if let Some(rows) = &mut held {
+                    held_bytes += held_size(&raw);
+                    if held_bytes <= hold.bytes() {
+                        rows.push(raw);
+                    } else {
+                        held = None;
+                    }
+                }
+            })
             .await?;
-        tracing::info!("indexed the bindings (first pass)");
+        tracing::info!(
+            held = held.as_ref().map_or(0, Vec::len),
+            "indexed the bindings (first pass)"
+        );
         let mut judging = derivation.judge(sink);
-        self.driver
-            .visit_bindings(tenant, mode, &mut |raw| judging.binding(raw))
-            .await?;
+        match held {
+            Some(rows) => rows.into_iter().for_each(|raw| judging.binding(raw)),
+            None => {
+                self.driver
+                    .visit_bindings(tenant, mode, &mut |raw| judging.binding(raw))
+                    .await?
+            }
+        }
         let result = judging.finish();
         self.driver.end_read(mode).await?;
         Ok((snapshot, Ok(result)))
@@ -409,4 +433,31 @@ impl Store {
             let _ = self.driver.drop_all(false).await;
         }
     }
+}
+
+/// How much of the bindings table [`Store::derive`] may hold between its
+/// two passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Nothing: the second pass reads every row again.
+    Nothing,
+    /// The rows the first pass read, while they take at most this many
+    /// bytes; past that, none of them (freed at once), and the second pass
+    /// reads them all again. Memory stays bounded whatever the table's
+    /// size, and a table that fits is read from the database once.
+    UpTo(usize),
+}
+
+impl Hold {
+    fn bytes(self) -> usize {
+        match self {
+            Hold::Nothing => 0,
+            Hold::UpTo(bytes) => bytes,
+        }
+    }
+}
+
+/// What holding `raw` costs: the row and its two texts' allocations.
+fn held_size(raw: &RawDoc) -> usize {
+    std::mem::size_of::<RawDoc>() + raw.key.capacity() + raw.value.capacity()
 }

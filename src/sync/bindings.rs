@@ -1,8 +1,10 @@
 //! Bindings, read in two passes (issue 15). A store holds ten bindings for
 //! every user; keeping their rows, their views and their changes all at
 //! once cost `plan` and `apply` about a kilobyte each. So the bindings are
-//! not part of the snapshot held in memory: the store reads them twice in
-//! the same transaction, and each pass sees one row at a time.
+//! not part of the snapshot held in memory: each pass sees one row at a
+//! time, and the store reads them again in the same transaction for the
+//! second unless it kept the first pass's rows within a budget
+//! (`store::Hold`).
 //!
 //! - The first pass ([`BindingIndex::index`]) keeps only what judging one
 //!   binding needs of all the others (docs/rules.md §6): which legacy ids
@@ -13,7 +15,7 @@
 //!
 //! What is kept is proportional to the legacy ids and to the tenant's own
 //! bindings, not to the documents: an id is a few bytes; the rows are
-//! read again.
+//! read again, or held by the store within its budget.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};

@@ -27,6 +27,10 @@ pub const SCENARIOS: &[Scenario] = &[
         rules_reproduce_golden,
     ),
     Scenario::new("plan_leaves_the_database_unchanged", plan_is_read_only),
+    Scenario::new(
+        "plan_derives_the_same_holding_the_bindings_or_reading_them_again",
+        held_or_read_again,
+    ),
     Scenario::new("plan_exit_codes_and_skip_conflicts", exit_codes),
     Scenario::new("plan_tenant_missing_created_or_deleted", tenants),
     Scenario::new(
@@ -102,6 +106,48 @@ fn rules_reproduce_golden(kind: Kind) {
     let plan = plan(&db, &["--created-by", "ops@example.com"], 3);
     assert_eq!(plan["applyable"], false);
     assert_golden(plan, &repo("tests/golden/rules-plan.json"));
+}
+
+/// `Store::derive` holds the bindings between its passes while they fit
+/// its budget, and reads them again otherwise: all of them held, none,
+/// and a budget that runs out part way give the same changes and
+/// findings.
+fn held_or_read_again(kind: Kind) {
+    use sync_access::store::{Hold, ReadMode};
+    use sync_access::sync::{sort_changes, Change, SyncOptions};
+    let db = TestDb::with_rows(kind, fixtures::rules());
+    let bindings = fixtures::rules().bindings;
+    let total: usize = bindings.iter().map(|b| b.key.len() + b.value.len()).sum();
+    assert!(bindings.len() > 4, "the fixture has bindings to hold");
+    let derive = |hold: Hold| {
+        runtime().block_on(async {
+            let target = sync_access::connect::Target::parse(&db.url).unwrap();
+            let mut store = Store::connect(&target, Access::ReadOnly, Duration::from_secs(10))
+                .await
+                .unwrap();
+            let mut changes: Vec<Change> = Vec::new();
+            let (_, result) = store
+                .derive(
+                    &SyncOptions::new("default"),
+                    ReadMode::ReadOnly,
+                    hold,
+                    &mut changes,
+                )
+                .await
+                .unwrap();
+            let mut result = result.unwrap();
+            sort_changes(&mut changes);
+            result.changes = changes;
+            result
+        })
+    };
+    let read_again = derive(Hold::Nothing);
+    assert!(!read_again.changes.is_empty(), "{read_again:#?}");
+    assert!(!read_again.conflicts.is_empty(), "{read_again:#?}");
+    // Every row held; about half of them, then none.
+    for hold in [Hold::UpTo(64 << 20), Hold::UpTo(total / 2)] {
+        assert_eq!(derive(hold), read_again, "{hold:?}");
+    }
 }
 
 /// What `plan`, `verify` and `history` connect with: the database itself
