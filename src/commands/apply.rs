@@ -738,7 +738,7 @@ async fn write_sync(
         return write_sync_beside(store, reader, run, &approved).await;
     }
     let plan = run.plan;
-    let mut spool = ChangeSpool::canonical_only(&std::env::temp_dir())
+    let mut spool = ChangeSpool::new(&std::env::temp_dir())
         .map_err(|e| run.not_applied(super::plan::spool_error(e)))?;
     run.progress.counted(
         "re-reading the store under the lock and re-deriving the changes",
@@ -841,8 +841,7 @@ async fn write_sync_beside(
         .read_tables(&plan.tenant, ReadMode::InApply)
         .await
         .map_err(|e| run.not_applied(e))?;
-    let (mut spool, tail) =
-        ChangeSpool::canonical_only_tailed(&std::env::temp_dir()).map_err(spool_error)?;
+    let (mut spool, tail) = ChangeSpool::tailed(&std::env::temp_dir()).map_err(spool_error)?;
     run.progress.counted(
         "re-deriving the changes under the lock, and writing them",
         super::Counter::RowsWritten,

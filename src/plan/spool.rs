@@ -1,11 +1,12 @@
 //! Where `plan` keeps its changes while it derives them (issue 15): not in
 //! memory. [`ChangeSpool::push`] hands each change to the spool's writer
-//! thread, which writes it at once, in both forms the plan needs later, to
-//! unlinked temporary files, and keeps only a small index entry (its order key, docs/plan-format.md §9, and where its texts
-//! are). The changes may come in any order: [`ChangeSpool::finish`] sorts
-//! the index, and [`Spooled`] then reads the texts back in the plan's order
-//! to seal the plan ([`Spooled::digest`]), write its file
-//! ([`Spooled::write_plan`]) and hash its changes
+//! thread, which writes its canonical text (docs/plan-format.md §10) at
+//! once to an unlinked temporary file, and keeps only a small index entry
+//! (its order key, §9, and where its text is). The changes may come in any
+//! order: [`ChangeSpool::finish`] sorts the index, and [`Spooled`] then
+//! reads the texts back in the plan's order to seal the plan
+//! ([`Spooled::digest`]), write its file ([`Spooled::write_plan`], which
+//! lays each text out as the file spells the change) and hash its changes
 //! ([`Spooled::changes_digest`]), each byte for byte what the same plan
 //! with its changes in memory gives (`digest_of_plan`, `Plan::write_pretty`,
 //! `changes_digest`).
@@ -15,7 +16,7 @@
 //! where that empty array is ([`Splice`]): the layout of everything else
 //! stays that of one writer.
 //!
-//! A tailed spool ([`ChangeSpool::canonical_only_tailed`]) also hands each
+//! A tailed spool ([`ChangeSpool::tailed`]) also hands each
 //! change back, read from its file as soon as it is written, in the order it
 //! was pushed: `apply` on PostgreSQL writes the changes while it still
 //! derives them.
@@ -37,10 +38,17 @@ const READ_AHEAD: usize = 1 << 20;
 
 /// The sink of a plan's changes: see the module's documentation.
 ///
-/// Turning a change into its two texts and writing them was a fifth of
-/// `plan` (measured with `perf`): on two cores, a thread of the spool's own
-/// does it while the caller derives the next ones. The changes cross in batches, a few at a time, so what waits
-/// between the two is bounded.
+/// Turning a change into its text and writing it was a fifth of `plan`
+/// (measured with `perf`): on two cores, a thread of the spool's own does
+/// it while the caller derives the next ones. The changes cross in
+/// batches, a few at a time, so what waits between the two is bounded.
+///
+/// One text per change, not also the plan file's: writing both kept the
+/// spool's thread busy twice as long as the caller's (`perf`, issue 15),
+/// a third of it in the kernel filing the bytes, and the caller waited on
+/// it. The file's layout is made from the canonical text as it is written
+/// ([`pretty_element`]), on the caller's thread, which by then has nothing
+/// else to do.
 pub struct ChangeSpool {
     counts: [usize; Op::ALL.len()],
     batch: Vec<Pending>,
@@ -74,13 +82,9 @@ impl Pending {
     }
 }
 
-/// What the spool's writer keeps: the two texts of each change, in
-/// unlinked temporary files, and the index.
+/// What the spool's writer keeps: the text of each change, in an unlinked
+/// temporary file, and the index.
 struct SpoolFiles {
-    /// Each change as the plan file spells it, indented as an element of
-    /// `changes`, one after the other; `None` when no plan file is written
-    /// from the spool (`apply`).
-    pretty: Option<Region>,
     /// Each change's canonical JSON (docs/plan-format.md §10).
     canonical: Region,
     index: Vec<Entry>,
@@ -105,14 +109,12 @@ struct Publisher {
     lengths: Vec<u32>,
 }
 
-/// One change: its order key and where its two texts are.
+/// One change: its order key and where its text is.
 struct Entry {
     key_at: usize,
-    pretty_at: u64,
     canonical_at: u64,
     key_len: u32,
     group_len: u32,
-    pretty_len: u32,
     canonical_len: u32,
     op: Op,
 }
@@ -155,28 +157,19 @@ fn from_canonical(e: canonical::Error) -> io::Error {
 }
 
 impl ChangeSpool {
-    /// A spool whose temporary files are in `dir` (unlinked from the start:
+    /// A spool whose temporary file is in `dir` (unlinked from the start:
     /// nothing is left behind, whatever happens).
     pub fn new(dir: &Path) -> io::Result<Self> {
-        Self::with_files(tempfile::tempfile_in(dir)?, tempfile::tempfile_in(dir)?)
+        Self::with_file(tempfile::tempfile_in(dir)?)
     }
 
-    /// A spool for `apply`: only the canonical form of each change, which
-    /// its digest and its writes are read from.
-    pub fn canonical_only(dir: &Path) -> io::Result<Self> {
-        let mut files = SpoolFiles::new(tempfile::tempfile_in(dir)?, tempfile::tempfile_in(dir)?);
-        files.pretty = None;
-        Self::writing_to(files)
-    }
-
-    /// [`canonical_only`](Self::canonical_only), and a [`SpoolTail`] that
-    /// reads each change back as soon as it is written, in the order it was
-    /// pushed: `apply` writes the changes while they are still derived.
-    pub fn canonical_only_tailed(dir: &Path) -> io::Result<(Self, SpoolTail)> {
+    /// [`new`](Self::new), and a [`SpoolTail`] that reads each change back
+    /// as soon as it is written, in the order it was pushed: `apply` writes
+    /// the changes while they are still derived.
+    pub fn tailed(dir: &Path) -> io::Result<(Self, SpoolTail)> {
         let canonical = tempfile::tempfile_in(dir)?;
         let read = canonical.try_clone()?;
-        let mut files = SpoolFiles::new(tempfile::tempfile_in(dir)?, canonical);
-        files.pretty = None;
+        let mut files = SpoolFiles::new(canonical);
         let (to, published) = std::sync::mpsc::channel();
         files.tail = Some(Publisher {
             to,
@@ -193,8 +186,8 @@ impl ChangeSpool {
         ))
     }
 
-    pub(super) fn with_files(pretty: File, canonical: File) -> io::Result<Self> {
-        Self::writing_to(SpoolFiles::new(pretty, canonical))
+    pub(super) fn with_file(canonical: File) -> io::Result<Self> {
+        Self::writing_to(SpoolFiles::new(canonical))
     }
 
     fn writing_to(mut files: SpoolFiles) -> io::Result<Self> {
@@ -270,9 +263,8 @@ impl ChangeSpool {
 }
 
 impl SpoolFiles {
-    fn new(pretty: File, canonical: File) -> Self {
+    fn new(canonical: File) -> Self {
         SpoolFiles {
-            pretty: Some(Region::new(pretty)),
             canonical: Region::new(canonical),
             index: Vec::new(),
             keys: Vec::new(),
@@ -326,25 +318,6 @@ impl SpoolFiles {
 
     fn write(&mut self, change: &Change) -> io::Result<()> {
         let (op, key, group) = change.sort_key();
-        let (pretty_at, pretty_len) = match &mut self.pretty {
-            None => (0, 0),
-            Some(pretty) => {
-                let pretty_at = pretty.len;
-                self.scratch.clear();
-                serde_json::to_writer_pretty(&mut self.scratch, change)?;
-                // The change alone is written at depth 0; in the file it is
-                // at depth 2. Its only line breaks are its layout's (a
-                // string's are escaped, a document is on one line).
-                for (i, line) in self.scratch.split(|b| *b == b'\n').enumerate() {
-                    if i > 0 {
-                        pretty.append(b"\n")?;
-                        pretty.append(ELEMENT_INDENT)?;
-                    }
-                    pretty.append(line)?;
-                }
-                (pretty_at, length(pretty.len - pretty_at)?)
-            }
-        };
         self.scratch.clear();
         canonical::to_writer(&mut self.scratch, change).map_err(from_canonical)?;
         let canonical_at = self.canonical.len;
@@ -357,11 +330,9 @@ impl SpoolFiles {
         self.keys.extend_from_slice(group);
         self.index.push(Entry {
             key_at,
-            pretty_at,
             canonical_at,
             key_len: length(key.len() as u64)?,
             group_len: length(group.len() as u64)?,
-            pretty_len,
             canonical_len: length(self.scratch.len() as u64)?,
             op,
         });
@@ -373,10 +344,6 @@ impl SpoolFiles {
         if let Some(e) = self.error {
             return Err(e);
         }
-        let pretty = match self.pretty {
-            Some(pretty) => Some(pretty.into_file()?),
-            None => None,
-        };
         let (canonical, canonical_len) = self.canonical.into_file()?;
         let keys = self.keys;
         let mut index = self.index;
@@ -398,7 +365,6 @@ impl SpoolFiles {
             ));
         }
         Ok(Spooled {
-            pretty,
             canonical: (canonical, canonical_len),
             index,
             counts: [0; Op::ALL.len()],
@@ -406,7 +372,7 @@ impl SpoolFiles {
     }
 }
 
-/// [`ChangeSpool::canonical_only_tailed`]: the changes as they are
+/// [`ChangeSpool::tailed`]: the changes as they are
 /// written, in the order they were pushed.
 pub struct SpoolTail {
     file: File,
@@ -445,17 +411,9 @@ impl Iterator for SpoolTail {
 /// The changes of a plan, ordered, in temporary files: read back one at a
 /// time.
 pub struct Spooled {
-    /// `None` from [`ChangeSpool::canonical_only`].
-    pretty: Option<(File, u64)>,
     canonical: (File, u64),
     index: Vec<Entry>,
     counts: [usize; Op::ALL.len()],
-}
-
-#[derive(Clone, Copy)]
-enum Form {
-    Pretty,
-    Canonical,
 }
 
 impl Spooled {
@@ -472,21 +430,12 @@ impl Spooled {
         self.index.is_empty()
     }
 
-    /// Gives each change's text in `form` to `f`, in the plan's order.
-    fn each(&self, form: Form, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
-        let (file, len) = match form {
-            Form::Pretty => self.pretty.as_ref().ok_or_else(|| {
-                io::Error::other("internal: a plan file written from a spool without it")
-            })?,
-            Form::Canonical => &self.canonical,
-        };
+    /// Gives each change's canonical text to `f`, in the plan's order.
+    fn each(&self, mut f: impl FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+        let (file, len) = &self.canonical;
         let mut reader = Reader::new(file, *len);
         for entry in &self.index {
-            let (at, n) = match form {
-                Form::Pretty => (entry.pretty_at, entry.pretty_len),
-                Form::Canonical => (entry.canonical_at, entry.canonical_len),
-            };
-            f(reader.read(at, n as usize)?)?;
+            f(reader.read(entry.canonical_at, entry.canonical_len as usize)?)?;
         }
         Ok(())
     }
@@ -499,7 +448,7 @@ impl Spooled {
         digest::try_sha256_of(|out| {
             let mut splice = Splice::new(out, b"\"changes\":[]", |out: &mut dyn Write| {
                 let mut first = true;
-                self.each(Form::Canonical, |text| {
+                self.each(|text| {
                     if !std::mem::take(&mut first) {
                         out.write_all(b",")?;
                     }
@@ -523,14 +472,17 @@ impl Spooled {
                 return Ok(());
             }
             let mut first = true;
-            self.each(Form::Pretty, |text| {
-                out.write_all(if std::mem::take(&mut first) {
+            let mut element = Vec::new();
+            self.each(|text| {
+                element.clear();
+                element.extend_from_slice(if std::mem::take(&mut first) {
                     b"\n"
                 } else {
                     b",\n"
-                })?;
-                out.write_all(ELEMENT_INDENT)?;
-                out.write_all(text)
+                });
+                element.extend_from_slice(ELEMENT_INDENT);
+                pretty_element(text, &mut element)?;
+                out.write_all(&element)
             })?;
             out.write_all(b"\n  ")
         });
@@ -543,7 +495,7 @@ impl Spooled {
     /// `apply` compares.
     pub fn changes_digest(&self) -> io::Result<String> {
         let mut hasher = digest::ChangesHasher::new();
-        self.each(Form::Canonical, |text| {
+        self.each(|text| {
             hasher.add_canonical(text);
             Ok(())
         })?;
@@ -587,13 +539,110 @@ impl Iterator for SpooledChanges<'_> {
 impl super::Changes for Spooled {
     fn each_change(&self, f: &mut dyn FnMut(&Change) -> bool) -> io::Result<()> {
         let mut more = true;
-        self.each(Form::Canonical, |text| {
+        self.each(|text| {
             if more {
                 let change: Change = serde_json::from_slice(text)?;
                 more = f(&change);
             }
             Ok(())
         })
+    }
+}
+
+/// The members of a change in the order the plan file writes them
+/// (`ChangeRecord`'s, src/plan/change.rs).
+const FILE_ORDER: [&[u8]; 10] = [
+    b"op",
+    b"key",
+    b"value",
+    b"user_id",
+    b"username",
+    b"group_id",
+    b"group_name",
+    b"membership",
+    b"subject",
+    b"role",
+];
+
+/// Appends to `out` the change whose canonical text is `canonical` as the
+/// plan file spells it inside `changes` (after its indent): what
+/// `serde_json::to_writer_pretty` writes for the change, each line
+/// indented by [`ELEMENT_INDENT`].
+///
+/// A change is one flat object whose members are strings and one document
+/// (`value`), which the file writes on one line in its canonical form
+/// (docs/plan-format.md §1), and serde_json writes a string the way the
+/// canonical form does (§10): so each member's text is the same in both,
+/// and only their order and the white space between them differ. The
+/// members are found with the fast reader; a text it is not sure of (a
+/// document nested deeper than it reads) is read as a change and written
+/// by serde_json, as the spool once wrote every change.
+fn pretty_element(canonical: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    let Some(members) = members_in_file_order(canonical) else {
+        let change: Change = serde_json::from_slice(canonical)?;
+        let mut pretty = Vec::new();
+        serde_json::to_writer_pretty(&mut pretty, &change)?;
+        // The change alone is written at depth 0; in the file it is at
+        // depth 2. Its only line breaks are its layout's (a string's are
+        // escaped, a document is on one line).
+        for (i, line) in pretty.split(|b| *b == b'\n').enumerate() {
+            if i > 0 {
+                out.push(b'\n');
+                out.extend_from_slice(ELEMENT_INDENT);
+            }
+            out.extend_from_slice(line);
+        }
+        return Ok(());
+    };
+    out.push(b'{');
+    let mut first = true;
+    for (name, text) in FILE_ORDER.iter().zip(members) {
+        let Some(text) = text else { continue };
+        out.extend_from_slice(if std::mem::take(&mut first) {
+            b"\n      \""
+        } else {
+            b",\n      \""
+        });
+        out.extend_from_slice(name);
+        out.extend_from_slice(b"\": ");
+        out.extend_from_slice(text);
+    }
+    out.extend_from_slice(b"\n    }");
+    Ok(())
+}
+
+/// The texts of the members of the flat object `canonical`, in
+/// [`FILE_ORDER`]; `None` when it is not surely one of a change's.
+pub(super) fn members_in_file_order(canonical: &[u8]) -> Option<[Option<&[u8]>; FILE_ORDER.len()]> {
+    let mut members = [None; FILE_ORDER.len()];
+    let mut scanner = super::fast_json::Scanner::new(canonical);
+    if !scanner.eat(b'{') || scanner.eat(b'}') {
+        return None;
+    }
+    loop {
+        let start = scanner.pos;
+        if scanner.peek() != Some(b'"') || !scanner.value(1) {
+            return None;
+        }
+        let name = &canonical[start + 1..scanner.pos - 1];
+        if !scanner.eat(b':') {
+            return None;
+        }
+        let start = scanner.pos;
+        if !scanner.value(1) {
+            return None;
+        }
+        let slot = FILE_ORDER.iter().position(|known| *known == name)?;
+        if members[slot]
+            .replace(&canonical[start..scanner.pos])
+            .is_some()
+        {
+            return None;
+        }
+        if scanner.eat(b',') {
+            continue;
+        }
+        return (scanner.eat(b'}') && scanner.pos == canonical.len()).then_some(members);
     }
 }
 
