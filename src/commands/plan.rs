@@ -11,11 +11,10 @@ use crate::store::{Access, Hold, ReadMode};
 use crate::sync::SyncOptions;
 
 /// The bindings `plan` keeps between its two passes over them, at most
-/// (src/store/mod.rs, `Hold`): about a million rows of the documents Kestra
-/// writes, read from the database once; a larger table is read twice, the
-/// rows kept so far freed when the budget runs out (BENCHMARKS.md, round
-/// 9: about 220 MiB more at 1M, under the 600 MiB target; 49 MiB more at
-/// 2M).
+/// (src/store/mod.rs, `Hold`; packed, src/store/held.rs): about 1.4
+/// million rows of the documents Kestra writes, read from the database
+/// once; a larger table is read twice, the rows kept so far freed when the
+/// budget runs out (BENCHMARKS.md, round 10).
 const HOLD_BINDINGS: Hold = Hold::UpTo(256 << 20);
 
 /// Rows of "Needs attention" that `plan` shows on a terminal.

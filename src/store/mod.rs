@@ -11,6 +11,7 @@
 //! backend's lock.
 
 mod driver;
+mod held;
 mod mysql;
 mod postgres;
 mod sql;
@@ -25,6 +26,7 @@ use crate::sync::{
     ChangeSink, Derivation, RawDoc, Removals, Snapshot, SyncError, SyncOptions, SyncResult, Writes,
 };
 use driver::Driver;
+use held::HeldRows;
 use sql::SqlStore;
 
 /// The IAM tables of docs/store.md §1, in the order they are checked and read.
@@ -223,28 +225,24 @@ impl Store {
         };
         // The rows the first pass read, while they fit in `hold`: the
         // second pass then judges them without reading them again.
-        let mut held = Some(Vec::new());
-        let mut held_bytes = 0usize;
+        let mut held = (hold.bytes() > 0).then(HeldRows::default);
         self.driver
             .visit_bindings(tenant, mode, &mut |raw| {
                 derivation.index_binding(&raw);
                 if let Some(rows) = &mut held {
-                    held_bytes += held_size(&raw);
-                    if held_bytes <= hold.bytes() {
-                        rows.push(raw);
-                    } else {
+                    if !rows.push(&raw) || rows.bytes() > hold.bytes() {
                         held = None;
                     }
                 }
             })
             .await?;
         tracing::info!(
-            held = held.as_ref().map_or(0, Vec::len),
+            held = held.as_ref().map_or(0, HeldRows::len),
             "indexed the bindings (first pass)"
         );
         let mut judging = derivation.judge(sink);
         match held {
-            Some(rows) => rows.into_iter().for_each(|raw| judging.binding(raw)),
+            Some(rows) => rows.drain(&mut |raw| judging.binding(raw)),
             None => {
                 self.driver
                     .visit_bindings(tenant, mode, &mut |raw| judging.binding(raw))
@@ -455,9 +453,4 @@ impl Hold {
             Hold::UpTo(bytes) => bytes,
         }
     }
-}
-
-/// What holding `raw` costs: the row and its two texts' allocations.
-fn held_size(raw: &RawDoc) -> usize {
-    std::mem::size_of::<RawDoc>() + raw.key.capacity() + raw.value.capacity()
 }
