@@ -195,6 +195,7 @@ pub(super) fn plan_memberships(
     deps: &Dependencies<'_, '_>,
     tenant: &str,
     out: &mut SyncResult,
+    change: &mut dyn FnMut(Change),
 ) {
     let membership_finding =
         |user: &User, group_id: &str, membership: Membership, reason: String| Finding {
@@ -246,7 +247,7 @@ pub(super) fn plan_memberships(
                         existing.as_str()
                     ))
                 }),
-                None => out.changes.push(Change::AddMembership {
+                None => change(Change::AddMembership {
                     key: user.header.key.to_string(),
                     user_id: user.header.id.to_string(),
                     username: user.username.to_string(),
