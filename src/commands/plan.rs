@@ -11,11 +11,13 @@ use crate::store::{Access, Hold, ReadMode};
 use crate::sync::SyncOptions;
 
 /// The bindings `plan` keeps between its two passes over them, at most
-/// (src/store/mod.rs, `Hold`; packed, src/store/held.rs): about 1.4
-/// million rows of the documents Kestra writes, read from the database
-/// once; a larger table is read twice, the rows kept so far freed when the
-/// budget runs out (BENCHMARKS.md, round 10).
-const HOLD_BINDINGS: Hold = Hold::UpTo(256 << 20);
+/// (src/store/mod.rs, `Hold`; packed, src/store/held.rs): about 1.2
+/// million rows of the documents Kestra writes (a million take 156 MiB),
+/// read from the database once; a larger table is read twice, the rows
+/// kept so far freed when the budget runs out. The budget is what a
+/// larger table's peak carries on top of its index at that moment
+/// (BENCHMARKS.md, round 10: 2M bindings peak 75 MiB above 1M).
+const HOLD_BINDINGS: Hold = Hold::UpTo(192 << 20);
 
 /// Rows of "Needs attention" that `plan` shows on a terminal.
 const ATTENTION_ROWS: usize = 10;
