@@ -680,7 +680,8 @@ impl<'s> Derivation<'s> {
             })
             .collect();
         // Each membership's change goes on as it is made: gathered first,
-        // 300k of them took 125 MiB at once (issue 15).
+        // 300k of them at 1M bindings were about 100 MiB of plan's peak
+        // (issue 15, BENCHMARKS.md round 10).
         let mut context = context::ContextFacts::default();
         plan_memberships(users, &deps, tenant, out, &mut |change| {
             context.change(&change, &user_types);
