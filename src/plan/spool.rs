@@ -550,7 +550,9 @@ impl super::Changes for Spooled {
 }
 
 /// The members of a change in the order the plan file writes them
-/// (`ChangeRecord`'s, src/plan/change.rs).
+/// (`ChangeRecord`'s, src/plan/change.rs): a twin of that declaration,
+/// held to it by the spool's tests, which lay out changes of every op both
+/// ways and compare the bytes.
 const FILE_ORDER: [&[u8]; 10] = [
     b"op",
     b"key",
