@@ -2,14 +2,13 @@
 //! packed: each row's two texts one after the other in large blocks, and a
 //! small entry per row (issue 15).
 //!
-//! Kept as the rows they were read as (two `String`s each), a million
-//! bindings took about 290 MiB and two allocations a row; packed they take
-//! their bytes and 24 bytes of entry, and the blocks are few. Every new
-//! page a process touches costs, on the virtual machines we measure on, as
-//! much as copying it several times over (`perf`: page clearing and first
-//! writes were a quarter of `plan`'s main thread), so holding less is also
-//! faster. The second pass gets each row back as a [`RawDoc`] again, one at
-//! a time, each block freed once it is read.
+//! Kept as the rows they were read as (two `String`s and a 64-byte row
+//! each), a million demo bindings took about 200 MiB by that count, more
+//! with the allocator's rounding, and two allocations a row; packed they
+//! take 156 MiB: their bytes and 24 bytes of entry, in few blocks. `plan`'s
+//! peak at 1M fell by about 50 MiB; its time stayed within the noise
+//! (BENCHMARKS.md, round 10). The second pass gets each row back as a
+//! [`RawDoc`] again, one at a time.
 
 use crate::sync::RawDoc;
 
