@@ -145,8 +145,12 @@ pub fn now_secs() -> u64 {
 
 /// Streams a command's output to stdout. A closed stdout (`| head`,
 /// `| true`) ends it quietly: the reader wanted no more, which is no error.
-pub fn stream_stdout(write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) -> Result<()> {
-    let mut out = std::io::stdout().lock();
+pub fn stream_stdout(
+    write: impl FnOnce(&mut (dyn Write + Send)) -> std::io::Result<()>,
+) -> Result<()> {
+    // Not locked: a lock stays with its thread, and `plan` writes from a
+    // thread of its own (Spooled::seal_and_write).
+    let mut out = std::io::stdout();
     match write(&mut out).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),

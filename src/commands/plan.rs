@@ -78,9 +78,7 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
         database: target.display(),
         identity,
     };
-    progress.phase(&format!("sealing {} changes", spooled.len()));
-    let plan =
-        Plan::spooled(result, &spooled, &options, None, source, provenance).map_err(spool_error)?;
+    let plan = Plan::spooled(result, &spooled, &options, None, source, provenance);
     finish(plan, &spooled, args, key.as_ref(), progress, to_terminal)
 }
 
@@ -104,9 +102,9 @@ pub(super) fn spool_error(e: std::io::Error) -> Error {
     )
 }
 
-/// Signs the sealed plan when asked, writes it, and says what it holds and
-/// what to do next: for plans and revert plans alike. The plan holds no
-/// changes: they are `spooled`.
+/// Seals the plan, signs it when asked, writes it, and says what it holds
+/// and what to do next: for plans and revert plans alike. The plan holds no
+/// changes: they are `spooled`, which seals the plan as it writes them.
 pub(super) fn finish(
     mut plan: Plan,
     spooled: &Spooled,
@@ -115,24 +113,52 @@ pub(super) fn finish(
     progress: super::Progress,
     to_terminal: bool,
 ) -> Result<ExitStatus> {
-    tracing::info!(digest = %plan.digest, "sealed the plan");
-    if let Some(key) = key {
-        progress.phase("signing the plan");
-        plan.author_signature = Some(key.sign(&signing::author_message(&plan))?);
-        tracing::info!(key = %key.fingerprint(), "signed the plan as its author");
-    }
-    if !to_terminal {
-        progress.phase("writing the plan");
-    }
-    let written = match &args.out {
-        Some(path) => Some(plan_file::write(path, args.force, |file| {
-            spooled.write_plan(&plan, file)
-        })?),
-        None if to_terminal => None,
-        None => {
-            super::stream_stdout(|out| spooled.write_plan(&plan, out))?;
-            None
+    // Once the digest is known; a failure to sign is told as itself, not
+    // as a failure to write.
+    let mut failed_to_sign = None;
+    let mut seal = |plan: &mut Plan| -> std::io::Result<()> {
+        tracing::info!(digest = %plan.digest, "sealed the plan");
+        if let Some(key) = key {
+            match key.sign(&signing::author_message(plan)) {
+                Ok(signature) => plan.author_signature = Some(signature),
+                Err(e) => {
+                    failed_to_sign = Some(e);
+                    return Err(std::io::Error::other("the plan could not be signed"));
+                }
+            }
+            tracing::info!(key = %key.fingerprint(), "signed the plan as its author");
         }
+        Ok(())
+    };
+    let phase = format!("sealing and writing {} changes", spooled.len());
+    let written = match &args.out {
+        Some(path) => {
+            progress.phase(&phase);
+            plan_file::write(path, args.force, |file| {
+                spooled.seal_and_write(&mut plan, &mut seal, file)
+            })
+            .map(Some)
+        }
+        None if to_terminal => {
+            progress.phase(&format!("sealing {} changes", spooled.len()));
+            spooled
+                .digest(&plan)
+                .map_err(spool_error)
+                .and_then(|digest| {
+                    plan.digest = digest;
+                    seal(&mut plan).map_err(spool_error)
+                })
+                .map(|()| None)
+        }
+        None => {
+            progress.phase(&phase);
+            super::stream_stdout(|out| spooled.seal_and_write(&mut plan, &mut seal, out))
+                .map(|()| None)
+        }
+    };
+    let written = match (written, failed_to_sign) {
+        (_, Some(e)) => return Err(e),
+        (written, None) => written?,
     };
     progress.finish();
     drop(progress);

@@ -90,7 +90,6 @@ pub async fn run(args: &PlanArgs, applied_path: &Path) -> Result<ExitStatus> {
         database: target.display(),
         identity,
     };
-    progress.phase(&format!("sealing {} removals", spooled.len()));
     let mut options = SyncOptions::new(&applied.tenant);
     options.skip_conflicts = args.skip_conflicts;
     let plan = Plan::spooled(
@@ -100,7 +99,6 @@ pub async fn run(args: &PlanArgs, applied_path: &Path) -> Result<ExitStatus> {
         Some(&applied.digest),
         source,
         provenance,
-    )
-    .map_err(super::plan::spool_error)?;
+    );
     super::plan::finish(plan, &spooled, args, key.as_ref(), progress, to_terminal)
 }

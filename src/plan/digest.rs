@@ -43,7 +43,7 @@ pub(super) fn try_sha256_of(
     Ok(hex_of(hasher))
 }
 
-fn hex_of(hasher: Sha256) -> String {
+pub(super) fn hex_of(hasher: Sha256) -> String {
     use std::fmt::Write as _;
     let mut hex = String::with_capacity(7 + 64);
     hex.push_str("sha256:");

@@ -212,8 +212,9 @@ impl Plan {
 
     /// Builds the plan whose changes are `spooled` and the rest `rest`
     /// (which holds no changes), a revert plan of the plan with digest
-    /// `reverts` if given, and seals it with its digest. The plan holds no
-    /// changes: `spooled` writes them (`Spooled::write_plan`).
+    /// `reverts` if given, not yet sealed: its digest comes from the spool
+    /// (`Spooled::seal_and_write`, which also writes the changes, or
+    /// `Spooled::digest`). The plan holds no changes.
     pub fn spooled(
         rest: SyncResult,
         spooled: &Spooled,
@@ -221,13 +222,12 @@ impl Plan {
         reverts: Option<&str>,
         source: Source,
         provenance: Provenance,
-    ) -> std::io::Result<Self> {
+    ) -> Self {
         assert!(rest.changes.is_empty(), "the changes are in the spool");
         let summary = Summary::counting(&rest, |op| spooled.count(op));
         let mut plan = Plan::unsealed(rest, summary, options, source, provenance);
         plan.reverts = reverts.map(str::to_string);
-        plan.digest = spooled.digest(&plan)?;
-        Ok(plan)
+        plan
     }
 
     fn unsealed(

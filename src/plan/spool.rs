@@ -4,16 +4,17 @@
 //! once to an unlinked temporary file, and keeps only a small index entry
 //! (its order key, §9, and where its text is). The changes may come in any
 //! order: [`ChangeSpool::finish`] sorts the index, and [`Spooled`] then
-//! reads the texts back in the plan's order to seal the plan
-//! ([`Spooled::digest`]), write its file ([`Spooled::write_plan`], which
-//! lays each text out as the file spells the change) and hash its changes
+//! reads the texts back in the plan's order to seal the plan and write its
+//! file in one pass ([`Spooled::seal_and_write`], which lays each text out
+//! as the file spells the change), or only to seal it
+//! ([`Spooled::digest`]), and to hash its changes
 //! ([`Spooled::changes_digest`]), each byte for byte what the same plan
 //! with its changes in memory gives (`digest_of_plan`, `Plan::write_pretty`,
 //! `changes_digest`).
 //!
 //! The plan file and the digest are made by the plan's own writers, over the
-//! plan without its changes (`"changes": []`), with the changes spliced in
-//! where that empty array is ([`Splice`]): the layout of everything else
+//! plan without its changes (`"changes": []`), with the changes put in
+//! where that empty array is ([`split_at`]): the layout of everything else
 //! stays that of one writer.
 //!
 //! A tailed spool ([`ChangeSpool::tailed`]) also hands each
@@ -25,6 +26,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+use sha2::{Digest as _, Sha256};
+
 use super::{canonical, digest, Plan};
 use crate::sync::{BindingCopy, Change, Op};
 
@@ -35,6 +38,41 @@ const ELEMENT_INDENT: &[u8] = b"    ";
 /// Bytes read ahead when the changes are read in the order they were
 /// written (the files are then read like a stream).
 const READ_AHEAD: usize = 1 << 20;
+
+/// Where a plan's changes go: in its canonical form (what the digest
+/// covers), and in its file, each an empty array that nothing before it
+/// can spell (a string's line breaks are escaped; `applyable` is the only
+/// member before `changes` in the canonical form).
+const SEALED_CHANGES: &[u8] = b"\"changes\":[]";
+const FILE_CHANGES: &[u8] = b"\n  \"changes\": []";
+
+/// The bytes of the file (and of the canonical form) handed to the plan's
+/// writer at once, and chunks that may wait for it.
+pub(super) const CHUNK: usize = 1 << 20;
+const CHUNKS_WAITING: usize = 2;
+
+/// What [`Spooled::seal_and_write`] hands its writer: canonical text to
+/// hash, and the file's bytes to write.
+#[derive(Default)]
+struct Chunk {
+    canonical: Vec<u8>,
+    pretty: Vec<u8>,
+}
+
+/// `text` cut inside the first `marker` (an empty array): up to and with
+/// its `[`, and from its `]` on.
+fn split_at<'t>(text: &'t [u8], marker: &[u8]) -> io::Result<(&'t [u8], &'t [u8])> {
+    let found = text
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .ok_or_else(|| {
+            io::Error::other(format!(
+                "the plan has no `{}` to put its changes in",
+                String::from_utf8_lossy(marker)
+            ))
+        })?;
+    Ok(text.split_at(found + marker.len() - 1))
+}
 
 /// The sink of a plan's changes: see the module's documentation.
 ///
@@ -445,50 +483,124 @@ impl Spooled {
     /// (its `summary` counting these changes, `reverts` if it has one).
     pub fn digest(&self, plan: &Plan) -> io::Result<String> {
         assert!(plan.changes.is_empty(), "the changes are in the spool");
-        digest::try_sha256_of(|out| {
-            let mut splice = Splice::new(out, b"\"changes\":[]", |out: &mut dyn Write| {
-                let mut first = true;
-                self.each(|text| {
-                    if !std::mem::take(&mut first) {
-                        out.write_all(b",")?;
-                    }
-                    out.write_all(text)
-                })
-            });
-            digest::write_sealed(&mut splice, plan)?;
-            Ok(splice.finish()?)
-        })
-        .map_err(from_canonical)
+        let mut sealed = Vec::new();
+        digest::write_sealed(&mut sealed, plan).map_err(from_canonical)?;
+        let (head, tail) = split_at(&sealed, SEALED_CHANGES)?;
+        let mut hasher = Sha256::new();
+        hasher.update(head);
+        let mut first = true;
+        self.each(|text| {
+            if !std::mem::take(&mut first) {
+                hasher.update(b",");
+            }
+            hasher.update(text);
+            Ok(())
+        })?;
+        hasher.update(tail);
+        Ok(digest::hex_of(hasher))
     }
 
-    /// Writes the plan file of `plan` (which holds no changes) with these
-    /// changes: the bytes `Plan::write_pretty` writes for the plan with
-    /// them.
-    pub fn write_plan(&self, plan: &Plan, out: impl Write) -> io::Result<()> {
+    /// Seals `plan` (which holds no changes, nor a digest yet) with these
+    /// changes and writes its file: the digest [`digest`](Self::digest)
+    /// gives, and the bytes `Plan::write_pretty` writes for the sealed
+    /// plan with them. `seal` is handed the plan once its digest is set,
+    /// before what follows the changes is written (an author's signature).
+    ///
+    /// One read of the spool makes both: the file holds the changes
+    /// before the digest, and nothing before the changes depends on it.
+    /// The canonical texts are hashed, and the file's bytes written, by a
+    /// thread of their own while this one lays out the next changes: the
+    /// seal and the write one after the other were a third of `plan` on
+    /// PostgreSQL, most of it the kernel filing new pages (issue 15).
+    pub fn seal_and_write<W: Write + Send + ?Sized>(
+        &self,
+        plan: &mut Plan,
+        seal: impl FnOnce(&mut Plan) -> io::Result<()>,
+        out: &mut W,
+    ) -> io::Result<()> {
         assert!(plan.changes.is_empty(), "the changes are in the spool");
-        let mut out = BufWriter::with_capacity(1 << 20, out);
-        let mut splice = Splice::new(&mut out, b"\n  \"changes\": []", |out: &mut dyn Write| {
-            if self.is_empty() {
-                return Ok(());
-            }
-            let mut first = true;
-            let mut element = Vec::new();
-            self.each(|text| {
-                element.clear();
-                element.extend_from_slice(if std::mem::take(&mut first) {
-                    b"\n"
-                } else {
-                    b",\n"
-                });
-                element.extend_from_slice(ELEMENT_INDENT);
-                pretty_element(text, &mut element)?;
-                out.write_all(&element)
-            })?;
-            out.write_all(b"\n  ")
-        });
-        plan.write_pretty(&mut splice)?;
-        splice.finish()?;
+        let mut sealed = Vec::new();
+        digest::write_sealed(&mut sealed, plan).map_err(from_canonical)?;
+        let (sealed_head, sealed_tail) = split_at(&sealed, SEALED_CHANGES)?;
+        let unsealed = plan.to_pretty_json();
+        let (file_head, _) = split_at(&unsealed, FILE_CHANGES)?;
+        let hasher = std::thread::scope(|scope| {
+            let (to, from) = std::sync::mpsc::sync_channel::<Chunk>(CHUNKS_WAITING);
+            let (back, recycled) = std::sync::mpsc::channel::<Chunk>();
+            let writing = &mut *out;
+            let writer = std::thread::Builder::new()
+                .name("plan writer".into())
+                .spawn_scoped(scope, move || -> io::Result<Sha256> {
+                    let mut hasher = Sha256::new();
+                    for chunk in from {
+                        hasher.update(&chunk.canonical);
+                        writing.write_all(&chunk.pretty)?;
+                        let _ = back.send(chunk);
+                    }
+                    Ok(hasher)
+                })?;
+            let sent = self.send_chunks(sealed_head, file_head, &to, &recycled);
+            drop(to);
+            let hasher = match writer.join() {
+                Ok(hasher) => hasher?,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            // A failure to write stopped the sending: that failure is the
+            // one to tell.
+            sent.map(|()| hasher)
+        })?;
+        let mut hasher = hasher;
+        hasher.update(sealed_tail);
+        plan.digest = digest::hex_of(hasher);
+        seal(plan)?;
+        let sealed_file = plan.to_pretty_json();
+        let (head, tail) = split_at(&sealed_file, FILE_CHANGES)?;
+        if head != file_head {
+            return Err(io::Error::other(
+                "sealing the plan changed what its file holds before the changes",
+            ));
+        }
+        out.write_all(tail)?;
         out.flush()
+    }
+
+    /// [`seal_and_write`](Self::seal_and_write)'s reading: the changes,
+    /// after the heads given, in chunks of both texts.
+    fn send_chunks(
+        &self,
+        sealed_head: &[u8],
+        file_head: &[u8],
+        to: &std::sync::mpsc::SyncSender<Chunk>,
+        recycled: &std::sync::mpsc::Receiver<Chunk>,
+    ) -> io::Result<()> {
+        let stopped = || io::Error::other("the plan's writer stopped");
+        let mut chunk = Chunk::default();
+        chunk.canonical.extend_from_slice(sealed_head);
+        chunk.pretty.extend_from_slice(file_head);
+        let mut first = true;
+        self.each(|text| {
+            if std::mem::take(&mut first) {
+                chunk.pretty.push(b'\n');
+            } else {
+                chunk.canonical.push(b',');
+                chunk.pretty.extend_from_slice(b",\n");
+            }
+            chunk.canonical.extend_from_slice(text);
+            chunk.pretty.extend_from_slice(ELEMENT_INDENT);
+            pretty_element(text, &mut chunk.pretty)?;
+            if chunk.pretty.len() >= CHUNK {
+                let mut next = recycled.try_recv().unwrap_or_default();
+                next.canonical.clear();
+                next.pretty.clear();
+                to.send(std::mem::replace(&mut chunk, next))
+                    .map_err(|_| stopped())?;
+            }
+            Ok(())
+        })?;
+        if !self.is_empty() {
+            chunk.pretty.extend_from_slice(b"\n  ");
+        }
+        to.send(chunk).map_err(|_| stopped())
     }
 
     /// [`changes_digest`](super::changes_digest) of these changes: what
@@ -576,10 +688,11 @@ const FILE_ORDER: [&[u8]; 10] = [
 /// (docs/plan-format.md §1), and serde_json writes a string the way the
 /// canonical form does (§10): so each member's text is the same in both,
 /// and only their order and the white space between them differ. The
-/// members are found with the fast reader; a text it is not sure of (a
-/// document nested deeper than it reads) is read as a change and written
-/// by serde_json, as the spool once wrote every change.
-fn pretty_element(canonical: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+/// members are found with the fast reader, but for the document, the last
+/// member of a canonical text; a text it is not sure of (one the canonical
+/// writer would not write) is read as a change and written by serde_json,
+/// as the spool once wrote every change.
+pub(super) fn pretty_element(canonical: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     let Some(members) = members_in_file_order(canonical) else {
         let change: Change = serde_json::from_slice(canonical)?;
         let mut pretty = Vec::new();
@@ -613,8 +726,10 @@ fn pretty_element(canonical: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     Ok(())
 }
 
-/// The texts of the members of the flat object `canonical`, in
-/// [`FILE_ORDER`]; `None` when it is not surely one of a change's.
+/// The texts of the members of the flat object `canonical`, a change's
+/// canonical text (docs/plan-format.md §10: its members sorted, so `value`
+/// last), in [`FILE_ORDER`]; `None` when it is not surely one of a
+/// change's.
 pub(super) fn members_in_file_order(canonical: &[u8]) -> Option<[Option<&[u8]>; FILE_ORDER.len()]> {
     let mut members = [None; FILE_ORDER.len()];
     let mut scanner = super::fast_json::Scanner::new(canonical);
@@ -631,6 +746,19 @@ pub(super) fn members_in_file_order(canonical: &[u8]) -> Option<[Option<&[u8]>; 
             return None;
         }
         let start = scanner.pos;
+        if name == b"value" {
+            // The document, which sorts after every other member, is the
+            // last: it runs to the closing brace. Not read through: it is
+            // most of the text, and the spool's texts are the canonical
+            // writer's own (a plan file read is checked elsewhere).
+            let end = canonical.len().checked_sub(1)?;
+            let slot = FILE_ORDER.iter().position(|known| *known == name)?;
+            if canonical[end] != b'}' || start >= end || members[slot].is_some() {
+                return None;
+            }
+            members[slot] = Some(&canonical[start..end]);
+            return Some(members);
+        }
         if !scanner.value(1) {
             return None;
         }
@@ -701,72 +829,6 @@ fn read_at(mut file: &File, buf: &mut [u8], at: u64) -> io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     file.seek(SeekFrom::Start(at))?;
     file.read_exact(buf)
-}
-
-/// A writer that passes what it is given to `out`, but for the first
-/// `marker` (an empty array, `[]`, at its end): `fill` writes the array's
-/// elements between its brackets.
-struct Splice<'m, W, F> {
-    out: W,
-    marker: &'m [u8],
-    /// What came before the marker was seen.
-    pending: Vec<u8>,
-    fill: Option<F>,
-}
-
-impl<'m, W: Write, F: FnOnce(&mut dyn Write) -> io::Result<()>> Splice<'m, W, F> {
-    fn new(out: W, marker: &'m [u8], fill: F) -> Self {
-        debug_assert!(marker.ends_with(b"[]"));
-        Splice {
-            out,
-            marker,
-            pending: Vec::new(),
-            fill: Some(fill),
-        }
-    }
-
-    /// Fails when the marker never came.
-    fn finish(mut self) -> io::Result<()> {
-        if self.fill.is_some() {
-            return Err(io::Error::other(format!(
-                "the plan has no `{}` to put its changes in",
-                String::from_utf8_lossy(self.marker)
-            )));
-        }
-        self.out.flush()
-    }
-}
-
-impl<W: Write, F: FnOnce(&mut dyn Write) -> io::Result<()>> Write for Splice<'_, W, F> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.fill.is_none() {
-            return self.out.write(buf);
-        }
-        let from = self.pending.len().saturating_sub(self.marker.len() - 1);
-        self.pending.extend_from_slice(buf);
-        if let Some(found) = self.pending[from..]
-            .windows(self.marker.len())
-            .position(|w| w == self.marker)
-        {
-            // Up to and with `[`; `]` and what follows after the elements.
-            let cut = from + found + self.marker.len() - 1;
-            self.out.write_all(&self.pending[..cut])?;
-            let fill = self.fill.take().expect("not spliced yet");
-            fill(&mut self.out)?;
-            self.out.write_all(&self.pending[cut..])?;
-            self.pending = Vec::new();
-        }
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        // Before the marker, what is pending is not written yet: the
-        // marker may still be cut across writes.
-        if self.fill.is_none() {
-            self.out.flush()?;
-        }
-        Ok(())
-    }
 }
 
 impl crate::sync::ChangeSink for ChangeSpool {

@@ -37,6 +37,18 @@ fn spool(plan: &Plan, seed: u64) -> (Spooled, Plan) {
     (spooled, head)
 }
 
+/// [`Spooled::seal_and_write`] of `head`, its digest forgotten first: the
+/// file's bytes and the digest.
+fn sealed_file(spooled: &Spooled, head: &Plan) -> (Vec<u8>, String) {
+    let mut plan = head.clone();
+    plan.digest.clear();
+    let mut written = Vec::new();
+    spooled
+        .seal_and_write(&mut plan, |_| Ok(()), &mut written)
+        .unwrap();
+    (written, plan.digest)
+}
+
 /// The spool gives the bytes and digests of the plan with its changes.
 fn assert_same(plan: &Plan, seed: u64) -> Result<(), TestCaseError> {
     let (spooled, head) = spool(plan, seed);
@@ -48,9 +60,12 @@ fn assert_same(plan: &Plan, seed: u64) -> Result<(), TestCaseError> {
         );
     }
     prop_assert_eq!(spooled.digest(&head).unwrap(), digest_of_plan(plan));
-    let mut written = Vec::new();
-    spooled.write_plan(&head, &mut written).unwrap();
-    let expected = plan.to_pretty_json();
+    let (written, digest) = sealed_file(&spooled, &head);
+    prop_assert_eq!(digest, digest_of_plan(plan));
+    // The file holds the digest the spool's seal gives.
+    let mut sealed = plan.clone();
+    sealed.digest = digest_of_plan(plan);
+    let expected = sealed.to_pretty_json();
     prop_assert!(
         written == expected,
         "the plan files differ:\n{}\n---\n{}",
@@ -82,10 +97,10 @@ fn the_demo_plans_spool_to_their_golden_bytes_and_digests() {
         }
         // The golden file is what `plan` writes (no approvals in it).
         let (spooled, head) = spool(&plan, 3);
-        let mut written = Vec::new();
-        spooled.write_plan(&head, &mut written).unwrap();
+        let (written, digest) = sealed_file(&spooled, &head);
         let path = format!("{}/plans/{name}", env!("CARGO_MANIFEST_DIR"));
         assert_eq!(written, std::fs::read(path).unwrap(), "{name}");
+        assert_eq!(digest, plan.digest, "{name}");
         assert_eq!(spooled.digest(&head).unwrap(), plan.digest, "{name}");
     }
 }
@@ -97,8 +112,7 @@ fn a_plan_without_changes_keeps_its_empty_array() {
     plan.digest = digest_of_plan(&plan);
     assert_same(&plan, 0).unwrap();
     let (spooled, head) = spool(&plan, 0);
-    let mut written = Vec::new();
-    spooled.write_plan(&head, &mut written).unwrap();
+    let (written, _) = sealed_file(&spooled, &head);
     assert!(String::from_utf8(written)
         .unwrap()
         .contains("\n  \"changes\": [],\n"));
@@ -162,22 +176,134 @@ fn a_spooled_plan_is_the_plan_new_makes() {
             spool.push(change);
         }
         let spooled = spool.finish().unwrap();
-        let plan = Plan::spooled(
+        let mut plan = Plan::spooled(
             rest,
             &spooled,
             &options,
             None,
             source.clone(),
             provenance.clone(),
-        )
-        .unwrap();
+        );
         let mut head = whole.clone();
         head.changes.clear();
-        assert_eq!(plan, head);
+        assert_eq!(plan.digest, "", "not sealed yet");
+        assert_eq!(spooled.digest(&plan).unwrap(), whole.digest);
         let mut written = Vec::new();
-        spooled.write_plan(&plan, &mut written).unwrap();
+        spooled
+            .seal_and_write(&mut plan, |_| Ok(()), &mut written)
+            .unwrap();
+        assert_eq!(plan, head);
         assert_eq!(written, whole.to_pretty_json());
     }
+}
+
+/// What the seal adds once the digest is known (an author's signature) is
+/// in the file; a seal that fails stops the write with its own error.
+#[test]
+fn the_seal_sees_the_digest_and_its_signature_is_written() {
+    let plan = golden("demo-plan.json");
+    let (spooled, mut head) = spool(&plan, 9);
+    head.digest.clear();
+    let mut written = Vec::new();
+    spooled
+        .seal_and_write(
+            &mut head,
+            |sealed| {
+                sealed.author_signature = Some(format!("signed {}", sealed.digest));
+                Ok(())
+            },
+            &mut written,
+        )
+        .unwrap();
+    let mut expected = plan.clone();
+    expected.author_signature = Some(format!("signed {}", plan.digest));
+    assert_eq!(written, expected.to_pretty_json());
+
+    let (spooled, mut head) = spool(&plan, 9);
+    let err = spooled
+        .seal_and_write(
+            &mut head,
+            |_| Err(std::io::Error::other("no key")),
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+    assert_eq!(err.to_string(), "no key");
+}
+
+/// A seal may only add what follows the changes: the file's start is
+/// written before the digest is known.
+#[test]
+fn a_seal_that_changes_the_start_of_the_file_fails() {
+    let plan = golden("demo-plan.json");
+    let (spooled, mut head) = spool(&plan, 2);
+    let err = spooled
+        .seal_and_write(
+            &mut head,
+            |sealed| {
+                sealed.created_by.push('!');
+                Ok(())
+            },
+            &mut Vec::new(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("before the changes"), "{err}");
+}
+
+/// A writer that fails partway: its own error is the one returned, not
+/// the stop it caused, however many chunks were on their way.
+#[test]
+fn a_failing_writer_is_the_error_told() {
+    struct FailsAfter(usize);
+    impl Write for FailsAfter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if buf.len() > self.0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::StorageFull,
+                    "disk full",
+                ));
+            }
+            self.0 -= buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut plan = golden("demo-plan.json");
+    // Many chunks' worth: the same changes under many keys.
+    let template = plan.changes.clone();
+    for i in 0..600 {
+        plan.changes.extend(template.iter().cloned().map(|mut c| {
+            rekey(&mut c, i);
+            c
+        }));
+    }
+    let (spooled, mut head) = spool(&plan, 4);
+    let size = plan.to_pretty_json().len();
+    assert!(size > 3 * super::spool::CHUNK, "{size} bytes");
+    for room in [0, 100, size / 2, size - 1] {
+        let err = spooled
+            .seal_and_write(&mut head, |_| Ok(()), &mut FailsAfter(room))
+            .unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{room}: {err}");
+    }
+}
+
+/// `change` under a key of its own for `i`.
+fn rekey(change: &mut Change, i: usize) {
+    let key = match change {
+        Change::CreateTenant { key, .. }
+        | Change::AddRole { key, .. }
+        | Change::AddGroup { key, .. }
+        | Change::AddMembership { key, .. }
+        | Change::AddBinding { key, .. }
+        | Change::RemoveBinding { key, .. }
+        | Change::RemoveMembership { key, .. }
+        | Change::RemoveGroup { key, .. }
+        | Change::RemoveRole { key, .. }
+        | Change::RemoveTenant { key, .. } => key,
+    };
+    key.push_str(&format!("-{i}"));
 }
 
 #[test]
@@ -344,10 +470,10 @@ fn apply_reads_back_the_changes_in_order_from_the_spool() {
     }
 }
 
-/// A document nested deeper than the fast reader reads is laid out by
-/// serde_json instead, to the same bytes.
+/// A document nested deeper than the fast reader reads is laid out fast
+/// all the same: the document, last, is not read through.
 #[test]
-fn a_change_the_fast_layout_is_not_sure_of_is_written_all_the_same() {
+fn a_deep_document_is_laid_out_to_the_same_bytes() {
     let mut plan = golden("demo-plan.json");
     let deep = (0..super::fast_json::MAX_DEPTH + 6).fold(json!("bottom"), |v, _| json!([v]));
     let Change::AddRole { value, .. } = plan
@@ -361,17 +487,42 @@ fn a_change_the_fast_layout_is_not_sure_of_is_written_all_the_same() {
     let mut with_deep = value.map().clone();
     with_deep.insert("deep".into(), deep);
     *value = crate::sync::Document::from_map(&with_deep);
-    let (deep, shallow): (Vec<String>, Vec<String>) = plan
-        .changes
-        .iter()
-        .map(canonical::to_string)
-        .partition(|t| t.contains("bottom"));
-    assert_eq!(deep.len(), 1);
-    assert!(members_in_file_order_of(&deep[0]).is_none());
-    assert!(shallow
-        .iter()
-        .all(|t| members_in_file_order_of(t).is_some()));
+    let texts: Vec<String> = plan.changes.iter().map(canonical::to_string).collect();
+    assert_eq!(texts.iter().filter(|t| t.contains("bottom")).count(), 1);
+    assert!(texts.iter().all(|t| members_in_file_order_of(t).is_some()));
     assert_same(&plan, 3).unwrap();
+}
+
+/// A text the canonical writer would not write (its members out of
+/// order, or with room between them) is read as a change and laid out by
+/// serde_json: to the bytes of its canonical text's layout.
+#[test]
+fn a_text_the_fast_layout_is_not_sure_of_is_written_all_the_same() {
+    let plan = golden("demo-plan.json");
+    for change in &plan.changes {
+        let text = canonical::to_string(change);
+        let mut fast = Vec::new();
+        super::spool::pretty_element(text.as_bytes(), &mut fast).unwrap();
+        let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let members = value.as_object().unwrap();
+        // The members in reverse (`value` first) and spaced out.
+        let reversed = format!(
+            "{{ {} }}",
+            members
+                .iter()
+                .rev()
+                .map(|(name, v)| format!("{}: {}", json!(name), canonical::to_string(v)))
+                .collect::<Vec<_>>()
+                .join(" , ")
+        );
+        assert!(members_in_file_order_of(&reversed).is_none(), "{reversed}");
+        let mut slow = Vec::new();
+        super::spool::pretty_element(reversed.as_bytes(), &mut slow).unwrap();
+        assert_eq!(
+            String::from_utf8(slow).unwrap(),
+            String::from_utf8(fast).unwrap()
+        );
+    }
 }
 
 fn members_in_file_order_of(text: &str) -> Option<()> {
