@@ -826,6 +826,18 @@ fn write_string(text: &str, out: &mut String) -> Option<()> {
     Some(())
 }
 
+/// Appends the canonical text of the string `text`: serde_json's, as the
+/// writer gives it.
+pub(crate) fn push_string(text: &str, out: &mut Vec<u8>) {
+    if text.bytes().any(|b| b < 0x20 || b == b'"' || b == b'\\') {
+        serde_json::to_writer(&mut *out, text).expect("a string serialises to memory");
+    } else {
+        out.push(b'"');
+        out.extend_from_slice(text.as_bytes());
+        out.push(b'"');
+    }
+}
+
 /// Appends the canonical text of one JSON value's text.
 fn canonical_value(text: &str, out: &mut String) -> Option<()> {
     match text.as_bytes().first()? {

@@ -238,7 +238,7 @@ impl ChangeSpool {
                         Message::Reserve(n) => files.reserve(n),
                         Message::Changes(changes) => {
                             for change in changes {
-                                files.push(change.into_change());
+                                files.push(change);
                             }
                             files.publish();
                         }
@@ -340,11 +340,26 @@ impl SpoolFiles {
         }
     }
 
-    fn push(&mut self, change: Change) {
-        if self.error.is_none() {
-            if let Err(e) = self.write(&change) {
-                self.error = Some(e);
+    fn push(&mut self, pending: Pending) {
+        if self.error.is_some() {
+            return;
+        }
+        self.scratch.clear();
+        let written = match pending {
+            Pending::BindingCopy(copy) if copy.write_canonical(&mut self.scratch).is_some() => {
+                self.record(Op::AddBinding, copy.key().as_bytes(), b"")
             }
+            pending => {
+                self.scratch.clear();
+                let change = pending.into_change();
+                let (op, key, group) = change.sort_key();
+                canonical::to_writer(&mut self.scratch, &change)
+                    .map_err(from_canonical)
+                    .and_then(|()| self.record(op, key, group))
+            }
+        };
+        if let Err(e) = written {
+            self.error = Some(e);
         }
     }
 
@@ -354,10 +369,9 @@ impl SpoolFiles {
         self.keys.reserve(additional.saturating_mul(24));
     }
 
-    fn write(&mut self, change: &Change) -> io::Result<()> {
-        let (op, key, group) = change.sort_key();
-        self.scratch.clear();
-        canonical::to_writer(&mut self.scratch, change).map_err(from_canonical)?;
+    /// Writes the change whose canonical text is in `scratch`, and indexes
+    /// it under its order key.
+    fn record(&mut self, op: Op, key: &[u8], group: &[u8]) -> io::Result<()> {
         let canonical_at = self.canonical.len;
         self.canonical.append(&self.scratch)?;
         if let Some(tail) = &mut self.tail {

@@ -3414,3 +3414,73 @@ proptest! {
         }
     }
 }
+
+/// A legacy binding's text as a store may hold it: members in any order,
+/// spaced or not, some escaped, some nested, a `tenantId` already there.
+fn legacy_binding_text() -> impl Strategy<Value = String> {
+    let member = (
+        prop_oneof![
+            Just("id".to_string()),
+            Just("type".to_string()),
+            Just("externalId".to_string()),
+            Just("roleId".to_string()),
+            Just("tenantId".to_string()),
+            Just("deleted".to_string()),
+            "[a-zA-Z\"\\\\\u{e9}]{1,6}",
+        ],
+        prop_oneof![
+            any::<String>().prop_map(Value::String),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            Just(json!({"z": [1, 2.5, null], "a": {"b": "c\n"}})),
+        ],
+    );
+    (proptest::collection::vec(member, 0..8), any::<bool>()).prop_map(|(members, spaced)| {
+        let map: Map<String, Value> = members.into_iter().collect();
+        if spaced {
+            serde_json::to_string_pretty(&map).unwrap()
+        } else {
+            serde_json::to_string(&map).unwrap()
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    /// The spool writes a binding's copy straight from its parts: the
+    /// bytes of the change the copy makes, in canonical form.
+    #[test]
+    fn a_binding_copy_writes_the_canonical_text_of_its_change(
+        key in any::<String>(),
+        legacy in legacy_binding_text(),
+        tenant in any::<String>(),
+        subject in any::<String>(),
+        role in any::<String>(),
+    ) {
+        let copy = BindingCopy {
+            key,
+            legacy,
+            tenant: tenant.into(),
+            subject,
+            role,
+        };
+        let mut written = Vec::new();
+        prop_assert!(copy.write_canonical(&mut written).is_some());
+        prop_assert_eq!(copy.key(), copy.key.as_str());
+        let expected = crate::plan::canonical::to_vec(&copy.into_change());
+        prop_assert_eq!(String::from_utf8(written).unwrap(), String::from_utf8(expected).unwrap());
+    }
+}
+
+#[test]
+fn a_binding_copy_of_a_text_that_is_no_object_writes_nothing() {
+    let copy = BindingCopy {
+        key: "b".into(),
+        legacy: "[1]".into(),
+        tenant: "t".into(),
+        subject: "s".into(),
+        role: "r".into(),
+    };
+    assert!(copy.write_canonical(&mut Vec::new()).is_none());
+}
