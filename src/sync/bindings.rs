@@ -18,7 +18,9 @@
 //! read again, or held by the store within its budget.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -95,15 +97,15 @@ impl BindingIndex {
             prefix: format!("{tenant}_"),
             keys,
             holders: Holders::new(keys, 0),
-            ids: HashSet::new(),
-            shared_ids: HashSet::new(),
-            respelled: HashMap::new(),
-            malformed: HashSet::new(),
-            one_key_ids: HashSet::new(),
-            tenant_grants: HashSet::new(),
-            tenant_by_id: HashMap::new(),
+            ids: HashSet::default(),
+            shared_ids: HashSet::default(),
+            respelled: HashMap::default(),
+            malformed: HashSet::default(),
+            one_key_ids: HashSet::default(),
+            tenant_grants: HashSet::default(),
+            tenant_by_id: HashMap::default(),
             shared_id_keys: BTreeMap::new(),
-            one_key_docs: HashMap::new(),
+            one_key_docs: HashMap::default(),
         }
     }
 

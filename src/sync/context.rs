@@ -4,7 +4,9 @@
 //! does not add, the type of the users it names). Pure, like the rules; the
 //! plan carries all of it, so that a review never needs the database.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::HashMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -3,8 +3,8 @@
 //! key, and whether an id is live, deleted, malformed or missing. Building
 //! them reports the documents that cannot be read as skipped.
 
+use super::{HashMap, HashSet};
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
 
 use super::context::{self, Difference};
 use super::documents::{self, Group, Malformed, Parsed, Role, User};
@@ -80,7 +80,7 @@ impl<'a> UserIndex<'a> {
     pub(super) fn new(snapshot: &'a Snapshot, out: &mut SyncResult) -> Self {
         let mut index = UserIndex {
             live: Vec::with_capacity(snapshot.users.len()),
-            by_id: HashMap::with_capacity(snapshot.users.len()),
+            by_id: HashMap::with_capacity_and_hasher(snapshot.users.len(), Default::default()),
             ids: Ids::default(),
             deleted: Vec::new(),
         };
@@ -183,14 +183,15 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
     ) -> Self {
         let mut scope: Scope<'a, T> = Scope {
             legacy: Vec::with_capacity(rows.len()),
-            duplicates: HashSet::new(),
+            duplicates: HashSet::default(),
             ids: Ids::default(),
             tenant_docs: Vec::new(),
-            tenant_by_id: HashMap::new(),
+            tenant_by_id: HashMap::default(),
             holders: Holders::new(keys, rows.len()),
             keys,
         };
-        let mut seen: HashMap<Cow<'a, str>, usize> = HashMap::with_capacity(rows.len());
+        let mut seen: HashMap<Cow<'a, str>, usize> =
+            HashMap::with_capacity_and_hasher(rows.len(), Default::default());
         for raw in rows {
             match parse(raw) {
                 Ok(doc) => {
@@ -259,7 +260,7 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
         if seen.len() < scope.legacy.len() {
             // Two legacy documents would be copied to the same key: neither
             // can be chosen without a human.
-            let mut keys: HashMap<&str, Vec<&str>> = HashMap::new();
+            let mut keys: HashMap<&str, Vec<&str>> = HashMap::default();
             for doc in &scope.legacy {
                 let id = doc.header().id.as_ref();
                 if seen[id] > 1 {
@@ -296,7 +297,7 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
     /// what the store ignores (`ops` and `ops `): the store takes them for
     /// one key, so neither can be copied without a human (§10, §11).
     fn one_key_to_the_database(&mut self, tenant: &str, kind: Kind, out: &mut SyncResult) {
-        let mut by_key: HashMap<String, Vec<(String, &str)>> = HashMap::new();
+        let mut by_key: HashMap<String, Vec<(String, &str)>> = HashMap::default();
         for doc in &self.legacy {
             let header = doc.header();
             let target = target_key(tenant, &header.id);
@@ -325,9 +326,9 @@ impl<'a, T: Scoped<'a>> Scope<'a, T> {
 impl<'a> Holders<'a> {
     pub(super) fn new(keys: KeyRules, capacity: usize) -> Self {
         Holders {
-            by_key: HashMap::with_capacity(capacity),
+            by_key: HashMap::with_capacity_and_hasher(capacity, Default::default()),
             keys,
-            spellings: HashMap::new(),
+            spellings: HashMap::default(),
         }
     }
 

@@ -26,7 +26,14 @@ mod rules;
 mod tests;
 pub(crate) mod writes;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+/// The maps and sets of the derivation, which hold and look up a million
+/// ids and keys: hashed with foldhash, seeded afresh in each process,
+/// instead of std's SipHash, which was a twentieth of plan's first pass
+/// (perf, issue 15).
+pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use serde::{Deserialize, Serialize};
 

@@ -2,8 +2,8 @@
 //! (§3.1), roles and groups copied (§3.2, §3.3), memberships (§3.4) and
 //! bindings (§3.5). Each rule appends to the one [`SyncResult`].
 
+use super::HashMap;
 use std::borrow::Cow;
-use std::collections::HashMap;
 
 use serde_json::{Map, Value};
 
@@ -94,7 +94,7 @@ pub(super) fn copy_documents<'a, T: Named<'a>>(
     out: &mut SyncResult,
     same: impl Fn(&T, &T) -> bool,
 ) -> HashMap<String, Outcome> {
-    let mut tenant_names: HashMap<&str, &str> = HashMap::new();
+    let mut tenant_names: HashMap<&str, &str> = HashMap::default();
     for doc in &scope.tenant_docs {
         let id = doc.header().id.as_ref();
         // Keep the smallest id per name so the reason is stable.
@@ -107,7 +107,7 @@ pub(super) fn copy_documents<'a, T: Named<'a>>(
             })
             .or_insert(id);
     }
-    let mut outcomes = HashMap::with_capacity(scope.legacy.len());
+    let mut outcomes = HashMap::with_capacity_and_hasher(scope.legacy.len(), Default::default());
     for id in &scope.duplicates {
         outcomes.insert(id.to_string(), Outcome::Conflict);
     }
