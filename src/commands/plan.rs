@@ -152,8 +152,17 @@ pub(super) fn finish(
         }
         None => {
             progress.phase(&phase);
-            super::stream_stdout(|out| spooled.seal_and_write(&mut plan, &mut seal, out))
-                .map(|()| None)
+            super::stream_stdout(|out| spooled.seal_and_write(&mut plan, &mut seal, out)).and_then(
+                |()| {
+                    // A reader gone before the changes were all written
+                    // (`| head`) stopped the seal: what is said of the plan
+                    // still names its digest.
+                    if plan.digest.is_empty() {
+                        plan.digest = spooled.digest(&plan).map_err(spool_error)?;
+                    }
+                    Ok(None)
+                },
+            )
         }
     };
     let written = match (written, failed_to_sign) {

@@ -13,6 +13,10 @@ pub const SCENARIOS: &[Scenario] = &[
         apply_into_a_closed_pipe,
     ),
     Scenario::new(
+        "review::plan_into_a_closed_pipe_still_names_its_digest",
+        plan_into_a_closed_pipe,
+    ),
+    Scenario::new(
         "review::show_live_uses_the_tenants_current_access",
         show_live,
     ),
@@ -76,6 +80,42 @@ fn apply_into_a_closed_pipe(kind: Kind) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// `sync-access plan | head`: the reader is gone before the plan is
+/// written, which stops its seal; exit 0, and the summary on stderr names
+/// the digest the whole plan has.
+fn plan_into_a_closed_pipe(kind: Kind) {
+    let db = demo(kind);
+    let saved = db.dir.path().join("whole.json");
+    db.cmd()
+        .env("SOURCE_DATE_EPOCH", "1")
+        .args(["plan", "--created-by", "ops@example.com", "-o"])
+        .arg(&saved)
+        .assert()
+        .success();
+    let digest = crate::support::read_json(&saved)["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sync-access"))
+        .env("DATABASE_URL", &db.url)
+        .env("SOURCE_DATE_EPOCH", "1")
+        .env_remove("RUST_LOG")
+        .current_dir(db.dir.path())
+        .args(["plan", "--created-by", "ops@example.com"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let named = format!("Plan {} for tenant", &digest["sha256:".len()..][..12]);
+    assert!(stderr.contains(&named), "{named} in: {stderr}");
 }
 
 fn show_live(kind: Kind) {
