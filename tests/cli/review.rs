@@ -38,24 +38,13 @@ fn demo(kind: Kind) -> TestDb {
 fn apply_into_a_closed_pipe(kind: Kind) {
     let db = demo(kind);
     let path = approved_plan(&db, &[]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sync-access"))
-        .env("DATABASE_URL", &db.url)
-        .env("SYNC_ACCESS_USER", "tester@example.com")
-        .env_remove("RUST_LOG")
-        .current_dir(db.dir.path())
-        .arg("apply")
-        .arg(&path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
     // Closed before the binary can have connected, let alone committed.
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let (code, stderr) = into_a_closed_pipe(
+        &db,
+        &["apply".as_ref(), path.as_os_str()],
+        &[("SYNC_ACCESS_USER", "tester@example.com")],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.contains("note: done, but this report could not be printed (stdout was closed)"),
         "the closed pipe was met, and said: {stderr}"
@@ -63,23 +52,9 @@ fn apply_into_a_closed_pipe(kind: Kind) {
     assert!(stderr.contains("Applied plan"), "{stderr}");
     assert_eq!(db.history_rows(), 1, "applied, once");
     // `verify … | true` too.
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sync-access"))
-        .env("DATABASE_URL", &db.url)
-        .current_dir(db.dir.path())
-        .arg("verify")
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (code, stderr) = into_a_closed_pipe(&db, &["verify".as_ref(), path.as_os_str()], &[]);
+    assert_eq!(code, Some(0));
+    assert!(stderr.is_empty(), "{stderr}");
 }
 
 /// `sync-access plan | head`: the reader is gone before the plan is
@@ -98,12 +73,33 @@ fn plan_into_a_closed_pipe(kind: Kind) {
         .as_str()
         .unwrap()
         .to_string();
+    let (code, stderr) = into_a_closed_pipe(
+        &db,
+        &[
+            "plan".as_ref(),
+            "--created-by".as_ref(),
+            "ops@example.com".as_ref(),
+        ],
+        &[("SOURCE_DATE_EPOCH", "1")],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let named = format!("Plan {} for tenant", &digest["sha256:".len()..][..12]);
+    assert!(stderr.contains(&named), "{named} in: {stderr}");
+}
+
+/// `sync-access ARGS | true` on `db`, with `env`: stdout closed before the
+/// binary can write to it. Its exit code and stderr, which tells no panic.
+fn into_a_closed_pipe(
+    db: &TestDb,
+    args: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sync-access"))
         .env("DATABASE_URL", &db.url)
-        .env("SOURCE_DATE_EPOCH", "1")
+        .envs(env.iter().copied())
         .env_remove("RUST_LOG")
         .current_dir(db.dir.path())
-        .args(["plan", "--created-by", "ops@example.com"])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -111,11 +107,9 @@ fn plan_into_a_closed_pipe(kind: Kind) {
         .unwrap();
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "{stderr}");
-    let named = format!("Plan {} for tenant", &digest["sha256:".len()..][..12]);
-    assert!(stderr.contains(&named), "{named} in: {stderr}");
+    (out.status.code(), stderr)
 }
 
 fn show_live(kind: Kind) {
