@@ -1,8 +1,9 @@
 //! `apply`: plan file -> validation -> store under lock -> the same sync
-//! function -> comparison -> writes, all in one transaction.
+//! function -> writes, compared before the commit, all in one transaction.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cli::ApplyArgs;
@@ -712,17 +713,21 @@ async fn attempt(
     Ok(Attempt::Written { rows })
 }
 
-/// An ordinary plan: the sync rules again, compared, then the inserts and
-/// user documents. Returns the rows written and the `groupList`s created
-/// (JSON, for the history: what a revert restores).
+/// An ordinary plan: the sync rules again, written as they are derived,
+/// and compared before the commit. Returns the rows written and the
+/// `groupList`s created (JSON, for the history: what a revert restores).
 ///
-/// Nothing of the store's size is held (issue 15): the bindings are read
-/// twice under the lock (src/sync/bindings.rs), and the changes go to a
-/// temporary file (src/plan/spool.rs) whose digest is compared with the
-/// approved one before anything is written; they are then read back and
-/// written in batches. Where the store can share the apply's snapshot
-/// with a second connection, [`write_sync_beside`] writes them as they are
-/// derived instead, and compares before the commit.
+/// Nothing of the store's size is held but the binding rows, within
+/// [`HOLD_BINDINGS`] (issue 15): the changes go to a temporary file
+/// (src/plan/spool.rs), read back as they are written, turned into rows
+/// and written in batches, while the derivation goes on. Their digest is
+/// compared with the approved one once they are all derived, before the
+/// commit: a difference rolls the writes back with the rest
+/// (docs/store.md §3). Where the store can share the apply's snapshot with
+/// a second connection (PostgreSQL), the derivation reads there
+/// ([`write_sync_beside`]); elsewhere it reads the bindings on this
+/// connection first, and its second pass judges the rows it held while
+/// this connection writes.
 async fn write_sync(
     store: &mut Store,
     run: &Run<'_>,
@@ -738,93 +743,50 @@ async fn write_sync(
         return write_sync_beside(store, reader, run, &approved).await;
     }
     let plan = run.plan;
-    let mut spool = ChangeSpool::new(&std::env::temp_dir())
-        .map_err(|e| run.not_applied(super::plan::spool_error(e)))?;
+    let spool_error = |e| run.not_applied(super::plan::spool_error(e));
+    let (spool, tail) = ChangeSpool::tailed(&std::env::temp_dir()).map_err(spool_error)?;
     run.progress.counted(
         "re-reading the store under the lock and re-deriving the changes",
         super::Counter::RowsRead,
         None,
     );
-    let (snapshot, now) = store
-        .derive(
+    let (snapshot, deriving) = store
+        .derive_on_thread(
             &plan.sync_options(),
             ReadMode::InApply,
-            Hold::Nothing,
-            &mut spool,
+            hold_bindings(),
+            spool,
+            // The digest is taken while the last batches are written.
+            |spool: ChangeSpool| {
+                spool.finish().and_then(|spooled| {
+                    let digest = spooled.changes_digest()?;
+                    Ok((spooled, digest))
+                })
+            },
         )
         .await
         .map_err(|e| run.not_applied(e))?;
-    now.map_err(|e| run.sync_stale(&e))?;
-    let spooled = spool
-        .finish()
-        .map_err(|e| run.not_applied(super::plan::spool_error(e)))?;
-    tracing::info!(changes = spooled.len(), "re-derived the changes");
-    run.progress
-        .phase("comparing the changes with the approved ones");
-    let digest = spooled
-        .changes_digest()
-        .map_err(|e| run.not_applied(super::plan::spool_error(e)))?;
-    if digest != check.pass().await?.approved {
-        let now = spooled
-            .changes()
-            .collect::<std::io::Result<Vec<Change>>>()
-            .map_err(|e| run.not_applied(super::plan::spool_error(e)))?;
-        return Err(run.differs(&now));
-    }
-    run.progress
-        .counted("writing", super::Counter::RowsWritten, None);
-    // One thread reads the changes back and turns them into rows while the
-    // database writes the batch before: on two cores, the reading is
-    // hidden behind the writing.
-    let tenant = plan.tenant.clone();
-    let (batches, written) = std::sync::mpsc::sync_channel(1);
-    let reader = std::thread::Builder::new()
-        .name("apply-batches".into())
-        .spawn(move || read_batches(&spooled, &snapshot, &tenant, &batches))
-        .map_err(|e| run.not_applied(Error::io_on("a thread to read the changes back", e)))?;
-    let mut created = BTreeMap::new();
-    let mut rows = 0;
-    let mut failed = None;
-    // The reader stops at its first failure, or when this end is dropped.
-    for batch in written.iter() {
-        let (writes, lists, _) = match batch {
-            Ok(batch) => batch,
-            Err(e) => {
-                failed = Some(run.batch_error(e));
-                break;
-            }
-        };
-        if let Err(e) = store.write(&writes).await {
-            failed = Some(run.not_applied(e));
-            break;
-        }
-        created.extend(lists);
-        rows += writes.len();
-    }
-    drop(written);
-    // A reader that stopped short (a panic) must not pass for the end of
-    // the changes: nothing is committed then.
-    let finished = reader.join().unwrap_or(false);
-    if let Some(e) = failed {
-        return Err(e);
-    }
-    if !finished {
-        return Err(run.not_applied(Error::io_on(
-            "the changes' temporary file",
-            std::io::Error::other("reading the changes back stopped short"),
-        )));
-    }
-    tracing::info!(rows, "wrote the changes");
-    let created = serde_json::to_string(&created).expect("a map of strings serialises");
-    Ok((rows, Some(created)))
+    tracing::info!("read the bindings under the lock; writing beside the second pass");
+    // Nothing is written before the plan passes.
+    let approved = check.pass().await?.approved.clone();
+    run.progress.counted(
+        "re-deriving the changes and writing them",
+        super::Counter::RowsWritten,
+        None,
+    );
+    let (batcher, mut ready) = spawn_batcher(tail, snapshot, &plan.tenant, run)?;
+    let written = write_ready(store, &mut ready, run).await;
+    drop(ready);
+    let batched = batcher.join();
+    // The derivation's end: the tail ended with it, unless the writes
+    // stopped first.
+    let (derived, finished) = deriving.join().map_err(|e| run.not_applied(e))?;
+    compared(run, derived, finished, &approved, batched, written)
 }
 
 /// [`write_sync`] where the store can share the apply's snapshot with a
 /// second connection (PostgreSQL): the changes are derived on `reader`
-/// while they are written on `store`, as each leaves the derivation, and
-/// the approved digest is compared once they are all derived, before the
-/// commit. The writes are the derived changes themselves; a difference
-/// leaves them uncommitted, rolled back with the rest (docs/store.md §3).
+/// while they are written on `store`, as each leaves the derivation.
 /// On PostgreSQL the server's inserts take twice the derivation's time:
 /// side by side, the derivation costs nothing more.
 async fn write_sync_beside(
@@ -848,19 +810,7 @@ async fn write_sync_beside(
         None,
     );
     tracing::info!("deriving on a second connection at the apply's snapshot, beside the writes");
-    // One thread reads the changes back as they are spooled and turns them
-    // into rows while the database writes the batch before; this one
-    // derives, and sends the writes as they are ready.
-    let tenant = plan.tenant.clone();
-    let (batches, mut ready) = tokio::sync::mpsc::channel(1);
-    let batcher = std::thread::Builder::new()
-        .name("apply-batches".into())
-        .spawn(move || {
-            send_batches(tail, &snapshot, &tenant, &mut |batch| {
-                batches.blocking_send(batch).is_ok()
-            })
-        })
-        .map_err(|e| run.not_applied(Error::io_on("a thread to read the changes back", e)))?;
+    let (batcher, mut ready) = spawn_batcher(tail, Arc::new(snapshot), &plan.tenant, run)?;
     let options = plan.sync_options();
     let derive = async {
         let derived = reader
@@ -874,28 +824,88 @@ async fn write_sync_beside(
         });
         (derived, finished)
     };
-    let write = async {
-        let mut created = BTreeMap::new();
-        let (mut rows, mut changes) = (0, 0);
-        while let Some(batch) = ready.recv().await {
-            let (writes, lists, n) = batch.map_err(|e| run.batch_error(e))?;
-            store.write(&writes).await.map_err(|e| run.not_applied(e))?;
-            rows += writes.len();
-            changes += n;
-            created.extend(lists);
-        }
-        Ok::<_, Error>((rows, changes, created))
-    };
-    let ((derived, finished), written) = tokio::join!(derive, write);
-    // The batcher stops at its first failure, when the tail ends, or when
-    // nobody listens.
+    let ((derived, finished), written) = tokio::join!(derive, write_ready(store, &mut ready, run));
     drop(ready);
     let batched = batcher.join();
     drop(reader);
-    // What the derivation says comes first: a database that changed since
-    // the plan is stale, whatever the writes met.
-    let (_, now) = derived.map_err(|e| run.not_applied(e))?;
-    now.map_err(|e| run.sync_stale(&e))?;
+    let (_, derived) = derived.map_err(|e| run.not_applied(e))?;
+    compared(run, derived, finished, approved, batched, written)
+}
+
+/// The binding rows `apply` keeps between its two passes, in bytes, where
+/// the second pass goes on beside the writes: what `plan` keeps
+/// (src/commands/plan.rs), about 1.2 million rows; a larger table is read
+/// twice, and written once both passes are read.
+const HOLD_BINDINGS: usize = 192 << 20;
+
+/// [`HOLD_BINDINGS`], or fewer bytes when the environment variable
+/// `SYNC_ACCESS_APPLY_HOLD` says so: the tests hold nothing, to read the
+/// bindings twice.
+fn hold_bindings() -> Hold {
+    let bytes = std::env::var("SYNC_ACCESS_APPLY_HOLD")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .map_or(HOLD_BINDINGS, |n| n.min(HOLD_BINDINGS));
+    Hold::UpTo(bytes)
+}
+
+/// What the writes came to: rows written, changes written, and the
+/// `groupList`s created.
+type Written = (usize, usize, BTreeMap<String, ListPrior>);
+
+/// The batches of rows a [`spawn_batcher`] thread makes, as they are ready.
+type Ready = tokio::sync::mpsc::Receiver<Result<Batch, BatchError>>;
+
+/// A thread that reads the changes back from `tail` as they are spooled
+/// and turns them into rows, batch by batch, while the database writes
+/// the batch before; `true` from it when every change was sent.
+fn spawn_batcher(
+    tail: plan::SpoolTail,
+    snapshot: Arc<Snapshot>,
+    tenant: &str,
+    run: &Run<'_>,
+) -> Result<(std::thread::JoinHandle<bool>, Ready)> {
+    let tenant = tenant.to_string();
+    let (batches, ready) = tokio::sync::mpsc::channel(1);
+    let batcher = std::thread::Builder::new()
+        .name("apply-batches".into())
+        .spawn(move || {
+            send_batches(tail, &snapshot, &tenant, &mut |batch| {
+                batches.blocking_send(batch).is_ok()
+            })
+        })
+        .map_err(|e| run.not_applied(Error::io_on("a thread to read the changes back", e)))?;
+    Ok((batcher, ready))
+}
+
+/// Writes the batches as they come, until they end or one fails.
+async fn write_ready(store: &mut Store, ready: &mut Ready, run: &Run<'_>) -> Result<Written> {
+    let mut created = BTreeMap::new();
+    let (mut rows, mut changes) = (0, 0);
+    while let Some(batch) = ready.recv().await {
+        let (writes, lists, n) = batch.map_err(|e| run.batch_error(e))?;
+        store.write(&writes).await.map_err(|e| run.not_applied(e))?;
+        rows += writes.len();
+        changes += n;
+        created.extend(lists);
+    }
+    Ok((rows, changes, created))
+}
+
+/// The end of [`write_sync`]: the derivation's word first (a database that
+/// changed since the plan is stale, whatever the writes met), then the
+/// derived changes against the approved ones, then the writes: all of
+/// them, or why not.
+fn compared(
+    run: &Run<'_>,
+    derived: std::result::Result<crate::sync::SyncResult, crate::sync::SyncError>,
+    finished: std::io::Result<(Spooled, String)>,
+    approved: &str,
+    batched: std::thread::Result<bool>,
+    written: Result<Written>,
+) -> Result<(usize, Option<String>)> {
+    let spool_error = |e| run.not_applied(super::plan::spool_error(e));
+    derived.map_err(|e| run.sync_stale(&e))?;
     let (spooled, digest) = finished.map_err(spool_error)?;
     tracing::info!(changes = spooled.len(), "re-derived the changes");
     if digest != approved {
@@ -950,29 +960,6 @@ enum BatchError {
 /// A batch's rows, the `groupList`s it creates, and how many changes it
 /// holds.
 type Batch = (Writes, BTreeMap<String, ListPrior>, usize);
-
-/// Reads the spooled changes back in order and sends their rows, batch by
-/// batch, until the first failure or until nobody listens; `true` when
-/// every change was sent.
-fn read_batches(
-    spooled: &Spooled,
-    snapshot: &Snapshot,
-    tenant: &str,
-    out: &std::sync::mpsc::SyncSender<Result<Batch, BatchError>>,
-) -> bool {
-    let mut changes = spooled.changes();
-    // A thousand at a time: what `send_batches` takes.
-    let chunks = std::iter::from_fn(|| {
-        let chunk: std::io::Result<Vec<Change>> = changes.by_ref().take(1024).collect();
-        match chunk {
-            Ok(chunk) if chunk.is_empty() => None,
-            chunk => Some(chunk),
-        }
-    });
-    send_batches(chunks, snapshot, tenant, &mut |batch| {
-        out.send(batch).is_ok()
-    })
-}
 
 /// Turns changes, given a few at a time, into rows, in batches of
 /// [`write_batch`] changes, and hands each to `send` until the first

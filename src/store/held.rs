@@ -72,6 +72,16 @@ impl HeldRows {
         true
     }
 
+    /// Keeps `raw` in `held` while they all take at most `budget` bytes;
+    /// past that, frees them all at once and keeps `None`.
+    pub(super) fn keep(held: &mut Option<HeldRows>, raw: &RawDoc, budget: usize) {
+        if let Some(rows) = held {
+            if !rows.push(raw) || rows.bytes() > budget {
+                *held = None;
+            }
+        }
+    }
+
     /// Gives each row to `visit`, in the order they were kept.
     pub(super) fn drain(self, visit: &mut dyn FnMut(RawDoc)) {
         let mut entries = self.entries.into_iter();

@@ -18,6 +18,7 @@ mod sql;
 mod sqlite;
 mod sqlite_rows;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::connect::{Backend, Target};
@@ -229,11 +230,7 @@ impl Store {
         self.driver
             .visit_bindings(tenant, mode, &mut |raw| {
                 derivation.index_binding(&raw);
-                if let Some(rows) = &mut held {
-                    if !rows.push(&raw) || rows.bytes() > hold.bytes() {
-                        held = None;
-                    }
-                }
+                HeldRows::keep(&mut held, &raw, hold.bytes());
             })
             .await?;
         tracing::info!(
@@ -252,6 +249,67 @@ impl Store {
         let result = judging.finish();
         self.driver.end_read(mode).await?;
         Ok((snapshot, Ok(result)))
+    }
+
+    /// [`Store::derive`] on a thread of its own, which takes `sink` along
+    /// and ends with `finish(sink)`, its result the thread's (a spool's
+    /// tail, say, ends only when the spool is finished):
+    /// this connection reads the rows and hands them over, and is free
+    /// again once both passes are read, while the derivation may still be
+    /// judging the rows the first pass held. `apply` writes on it then,
+    /// where no second connection can share its snapshot (SQLite, MySQL,
+    /// MariaDB): its second pass, from memory, goes on beside the writes.
+    /// The reading and the rules also run side by side, on two cores.
+    pub async fn derive_on_thread<S, F, R>(
+        &mut self,
+        options: &SyncOptions,
+        mode: ReadMode,
+        hold: Hold,
+        sink: S,
+        finish: F,
+    ) -> Result<(Arc<Snapshot>, Deriving<R>)>
+    where
+        S: ChangeSink + Send + 'static,
+        F: FnOnce(S) -> R + Send + 'static,
+        R: Send + 'static,
+    {
+        let tenant = options.tenant.as_str();
+        let snapshot = Arc::new(self.driver.begin_read(tenant, mode).await?);
+        tracing::info!(
+            users = snapshot.users.len(),
+            groups = snapshot.groups.len(),
+            roles = snapshot.roles.len(),
+            ?mode,
+            "read every table but the bindings"
+        );
+        let (rows, passes) = std::sync::mpsc::sync_channel(ROW_CHUNKS_WAITING);
+        let (tell_second_pass, second_pass_needed) = std::sync::mpsc::sync_channel(1);
+        let thread = {
+            let (snapshot, options) = (Arc::clone(&snapshot), options.clone());
+            std::thread::Builder::new()
+                .name("derive".into())
+                .spawn(move || {
+                    let (derived, sink) =
+                        derive_passes(&snapshot, &options, hold, &passes, &tell_second_pass, sink)?;
+                    Some((derived, finish(sink)))
+                })
+                .map_err(|e| Error::io_on("a thread to derive the changes", e))?
+        };
+        let mut rows = RowSender::new(rows);
+        self.driver
+            .visit_bindings(tenant, mode, &mut |raw| rows.send(raw))
+            .await?;
+        rows.end_of_pass();
+        // No answer: the rules refused before the first row, and the
+        // derivation has ended (`Deriving::join` says why).
+        if second_pass_needed.recv() == Ok(true) {
+            self.driver
+                .visit_bindings(tenant, mode, &mut |raw| rows.send(raw))
+                .await?;
+            rows.end_of_pass();
+        }
+        self.driver.end_read(mode).await?;
+        Ok((snapshot, Deriving { thread }))
     }
 
     /// Whether [`Store::begin_apply`] would change the schema outside the
@@ -274,7 +332,7 @@ impl Store {
     /// while it writes them on this one (docs/store.md §3). `None` where
     /// the backend cannot share a snapshot (SQLite, MySQL and MariaDB), or
     /// when the second connection cannot be had (the apply then derives
-    /// first and writes after, on one connection).
+    /// on its one connection, [`Store::derive_on_thread`]).
     pub async fn reader_beside_apply(
         &mut self,
         target: &Target,
@@ -286,7 +344,7 @@ impl Store {
         let mut reader = match Store::connect(target, Access::ReadOnly, timeout).await {
             Ok(reader) => reader,
             Err(e) => {
-                tracing::info!(error = %e, "no second connection: deriving before writing");
+                tracing::info!(error = %e, "no second connection: deriving on this one");
                 return Ok(None);
             }
         };
@@ -451,6 +509,134 @@ impl Hold {
         match self {
             Hold::Nothing => 0,
             Hold::UpTo(bytes) => bytes,
+        }
+    }
+}
+
+/// Chunks of binding rows on their way to the derivation's thread, and how
+/// many may wait for it: a few thousand rows in flight, never the table.
+const ROW_CHUNK: usize = 1024;
+const ROW_CHUNKS_WAITING: usize = 4;
+
+/// What the reading connection tells the derivation's thread.
+enum Pass {
+    Rows(Vec<RawDoc>),
+    /// Every row of this pass was sent.
+    End,
+}
+
+/// The reading end of [`Store::derive_on_thread`]: rows in chunks, until
+/// the derivation stops listening (the rules refused before the first row).
+struct RowSender {
+    to: std::sync::mpsc::SyncSender<Pass>,
+    chunk: Vec<RawDoc>,
+    listening: bool,
+}
+
+impl RowSender {
+    fn new(to: std::sync::mpsc::SyncSender<Pass>) -> Self {
+        RowSender {
+            to,
+            chunk: Vec::with_capacity(ROW_CHUNK),
+            listening: true,
+        }
+    }
+
+    fn send(&mut self, raw: RawDoc) {
+        if !self.listening {
+            return;
+        }
+        self.chunk.push(raw);
+        if self.chunk.len() == ROW_CHUNK {
+            let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(ROW_CHUNK));
+            self.listening = self.to.send(Pass::Rows(chunk)).is_ok();
+        }
+    }
+
+    fn end_of_pass(&mut self) {
+        if self.listening && !self.chunk.is_empty() {
+            let chunk = std::mem::take(&mut self.chunk);
+            self.listening = self.to.send(Pass::Rows(chunk)).is_ok();
+        }
+        if self.listening {
+            self.listening = self.to.send(Pass::End).is_ok();
+        }
+    }
+}
+
+/// What the derivation's thread gives back: the rules' result, or why they
+/// refused, and the sink (or what was made of it); `None` when the rows
+/// stopped coming before the end of a pass (the read failed, and its
+/// error is the one told).
+type Derived<S> = Option<(std::result::Result<SyncResult, SyncError>, S)>;
+
+/// A derivation that [`Store::derive_on_thread`] left running.
+pub struct Deriving<S> {
+    thread: std::thread::JoinHandle<Derived<S>>,
+}
+
+impl<S> Deriving<S> {
+    /// Waits for the derivation's end: the rules' result, or why they
+    /// refused, and what `finish` made of the sink.
+    pub fn join(self) -> Result<(std::result::Result<SyncResult, SyncError>, S)> {
+        match self.thread.join() {
+            Ok(Some(derived)) => Ok(derived),
+            // Both passes were read to their end before this was handed out.
+            Ok(None) => Err(Error::io_on(
+                "the derivation's thread",
+                std::io::Error::other("the binding rows stopped short"),
+            )),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
+/// The derivation's thread of [`Store::derive_on_thread`]: the two passes
+/// of [`Store::derive`] over the rows `passes` brings, the second from the
+/// rows held when they all fit in `hold` (`second_pass_needed` hears
+/// which), then the result and the sink.
+fn derive_passes<S: ChangeSink>(
+    snapshot: &Snapshot,
+    options: &SyncOptions,
+    hold: Hold,
+    passes: &std::sync::mpsc::Receiver<Pass>,
+    second_pass_needed: &std::sync::mpsc::SyncSender<bool>,
+    mut sink: S,
+) -> Derived<S> {
+    let mut derivation = match Derivation::new(snapshot, options) {
+        Ok(derivation) => derivation,
+        Err(e) => return Some((Err(e), sink)),
+    };
+    let mut held = (hold.bytes() > 0).then(HeldRows::default);
+    each_row_of_a_pass(passes, &mut |raw| {
+        derivation.index_binding(&raw);
+        HeldRows::keep(&mut held, &raw, hold.bytes());
+    })?;
+    tracing::info!(
+        held = held.as_ref().map_or(0, HeldRows::len),
+        "indexed the bindings (first pass)"
+    );
+    // The reader waits for this answer: it cannot fail but by its end.
+    let _ = second_pass_needed.send(held.is_none());
+    let mut judging = derivation.judge(&mut sink);
+    match held {
+        Some(rows) => rows.drain(&mut |raw| judging.binding(raw)),
+        None => each_row_of_a_pass(passes, &mut |raw| judging.binding(raw))?,
+    }
+    let result = judging.finish();
+    Some((Ok(result), sink))
+}
+
+/// Gives `visit` each row of one pass; `None` when the rows stop before
+/// the pass's end.
+fn each_row_of_a_pass(
+    passes: &std::sync::mpsc::Receiver<Pass>,
+    visit: &mut dyn FnMut(RawDoc),
+) -> Option<()> {
+    loop {
+        match passes.recv().ok()? {
+            Pass::Rows(rows) => rows.into_iter().for_each(&mut *visit),
+            Pass::End => return Some(()),
         }
     }
 }
