@@ -258,11 +258,18 @@ async fn open_and_apply(
         ));
     }
     let not_applied = |e: Error| not_applied(path, e);
+    let connect_timeout = super::connect_timeout(&args.connection, &target);
     // Beginning an apply may create or alter the history table, which on
-    // MySQL and MariaDB commits at once: then the plan passes first, so
-    // that a refused plan never changes the database.
+    // MySQL and MariaDB commits at once. A missing table is created on a
+    // second connection before the first write, by when the plan has
+    // passed; otherwise the plan passes first. Either way, a refused plan
+    // never changes the database.
+    let mut history_maker = None;
     if store.begin_apply_commits_ddl().await? {
-        check.pass().await?;
+        history_maker = store.history_maker(&target, connect_timeout).await?;
+        if history_maker.is_none() {
+            check.pass().await?;
+        }
     }
     progress.phase("waiting for the lock");
     let outcome = tokio::select! {
@@ -278,16 +285,18 @@ async fn open_and_apply(
             return Err(refused_meanwhile(check).await);
         }
         outcome = async {
-            store
-                .begin_apply(Duration::from_secs(args.lock_timeout))
-                .await
-                .map_err(not_applied)?;
+            let lock_timeout = Duration::from_secs(args.lock_timeout);
+            match history_maker {
+                Some(maker) => store.begin_apply_with_history_on(lock_timeout, maker).await,
+                None => store.begin_apply(lock_timeout).await,
+            }
+            .map_err(not_applied)?;
             let run = Run {
                 plan,
                 path,
                 progress,
                 target: &target,
-                connect_timeout: super::connect_timeout(&args.connection, &target),
+                connect_timeout,
             };
             attempt(&mut store, &run, check, undone, &applied_by).await
         } => outcome,

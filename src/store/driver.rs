@@ -65,6 +65,15 @@ pub(crate) trait Driver {
     /// `lock_timeout`, then fails as locked.
     async fn begin_apply(&mut self, lock_timeout: Duration) -> Result<()>;
 
+    /// [`Driver::begin_apply`] without the history table, which
+    /// [`Driver::create_history_table`] makes on another connection: only
+    /// where DDL commits (MySQL, MariaDB).
+    async fn begin_apply_without_history(&mut self, lock_timeout: Duration) -> Result<()>;
+
+    /// Creates the history table, as this release writes it, when it is
+    /// missing; outside any transaction.
+    async fn create_history_table(&mut self) -> Result<()>;
+
     /// Inserts rows in batches, inside the apply transaction. A key that is
     /// already taken fails as stale, naming the key.
     async fn insert(&mut self, table: Table, rows: &[RawDoc]) -> Result<()>;

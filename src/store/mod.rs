@@ -105,6 +105,9 @@ pub struct HistoryRecord {
 /// `Driver` contract (`driver.rs`).
 pub struct Store {
     driver: Box<dyn Driver>,
+    /// A second connection that creates the history table before the
+    /// apply's first write ([`Store::begin_apply_with_history_on`]).
+    history_maker: Option<Box<dyn Driver>>,
 }
 
 impl Store {
@@ -125,7 +128,10 @@ impl Store {
             })
         };
         match tokio::time::timeout(timeout, connecting).await {
-            Ok(driver) => Ok(Store { driver: driver? }),
+            Ok(driver) => Ok(Store {
+                driver: driver?,
+                history_maker: None,
+            }),
             Err(_) => Err(Error::connection(format!(
                 "could not connect to {} within {}: {}",
                 target.display(),
@@ -326,6 +332,59 @@ impl Store {
         self.driver.begin_apply(lock_timeout).await
     }
 
+    /// Where [`Store::begin_apply`] would create the history table outside
+    /// the apply transaction (MySQL and MariaDB, where DDL commits) because
+    /// it is missing: a second connection to `target` to create it on
+    /// instead, before the apply's first write. The apply then need not
+    /// wait for the plan's check before it reads: a plan refused still
+    /// leaves the database as it was. `None` where DDL is transactional,
+    /// the table is there (an older one is altered by `begin_apply`, after
+    /// the check), or a second connection cannot be had.
+    pub async fn history_maker(
+        &mut self,
+        target: &Target,
+        timeout: Duration,
+    ) -> Result<Option<Store>> {
+        if self.driver.transactional_ddl() || self.history_table_exists().await? {
+            return Ok(None);
+        }
+        match Store::connect(target, Access::ReadWrite, timeout).await {
+            Ok(maker) => Ok(Some(maker)),
+            Err(e) => {
+                tracing::info!(error = %e, "no second connection for the history table: the plan passes first");
+                Ok(None)
+            }
+        }
+    }
+
+    /// [`Store::begin_apply`] without the history table, which `maker`
+    /// ([`Store::history_maker`]) creates before the first write: the
+    /// caller writes nothing before the plan has passed.
+    pub async fn begin_apply_with_history_on(
+        &mut self,
+        lock_timeout: Duration,
+        maker: Store,
+    ) -> Result<()> {
+        self.driver
+            .begin_apply_without_history(lock_timeout)
+            .await?;
+        // Another apply may have made it while this one waited for the lock.
+        if !self.history_table_exists().await? {
+            self.history_maker = Some(maker.driver);
+        }
+        Ok(())
+    }
+
+    /// Creates the history table on its own connection, if it was left to
+    /// one, before the apply transaction's first write.
+    async fn make_history(&mut self) -> Result<()> {
+        if let Some(mut maker) = self.history_maker.take() {
+            maker.create_history_table().await?;
+            tracing::info!("created the history table on a second connection");
+        }
+        Ok(())
+    }
+
     /// A second connection to `target` whose read-only transaction sees
     /// exactly what this one's open apply transaction saw when it took its
     /// locks, and never its writes: the apply derives the changes on it
@@ -376,6 +435,7 @@ impl Store {
     /// Writes inside the apply transaction; any failure leaves it to be
     /// rolled back.
     pub async fn write(&mut self, writes: &Writes) -> Result<()> {
+        self.make_history().await?;
         for (table, rows) in [
             (Table::Tenants, &writes.tenants),
             (Table::Roles, &writes.roles),
@@ -393,12 +453,14 @@ impl Store {
     }
 
     pub async fn record(&mut self, record: &HistoryRecord) -> Result<()> {
+        self.make_history().await?;
         self.driver.record(record).await
     }
 
     /// A revert's writes inside the apply transaction: bindings, then user
     /// documents, groups, roles and the tenant, the reverse of `write`.
     pub async fn remove(&mut self, removals: &Removals) -> Result<()> {
+        self.make_history().await?;
         if !removals.bindings.is_empty() {
             self.driver
                 .delete(Table::Bindings, &removals.bindings)

@@ -38,23 +38,57 @@ impl MySql {
         }
     }
 
+    /// `begin_apply`: the apply lock, then the transaction.
+    async fn lock_and_begin(
+        &mut self,
+        conn: &mut MySqlConnection,
+        lock_timeout: Duration,
+        with_history: bool,
+    ) -> Result<()> {
+        let secs = lock_timeout.as_secs().max(1);
+
+        let got: Option<i64> = sqlx::query_scalar(&format!("SELECT GET_LOCK({LOCK_NAME}, ?)"))
+            .bind(secs as i64)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| db_error("taking the apply lock", e))?;
+        if got != Some(1) {
+            return Err(Error::locked(format!(
+                "another sync-access apply holds the lock on this database (waited {secs}s)"
+            )));
+        }
+        self.holds_lock = true;
+        let started = Self::start_apply_transaction(conn, secs, with_history).await;
+        if started.is_err() {
+            self.release_lock(conn).await;
+        }
+        started
+    }
+
     /// What `begin_apply` does once it holds the apply lock. DDL commits
     /// implicitly here, so the history table is created before the
-    /// transaction starts; under the lock, no other apply races for it.
-    async fn start_apply_transaction(conn: &mut MySqlConnection, secs: u64) -> Result<()> {
-        let tables = strings(conn, Self::TABLE_NAMES, &[])
-            .await
-            .map_err(|e| db_error("listing tables", e))?;
-        if !tables.iter().any(|t| t == HISTORY_TABLE) {
-            execute(conn, Self::HISTORY_DDL, "creating the history table").await?;
+    /// transaction starts (`with_history`), or by another connection
+    /// later; under the lock, no other apply races for it.
+    async fn start_apply_transaction(
+        conn: &mut MySqlConnection,
+        secs: u64,
+        with_history: bool,
+    ) -> Result<()> {
+        if with_history {
+            let tables = strings(conn, Self::TABLE_NAMES, &[])
+                .await
+                .map_err(|e| db_error("listing tables", e))?;
+            if !tables.iter().any(|t| t == HISTORY_TABLE) {
+                execute(conn, Self::HISTORY_DDL, "creating the history table").await?;
+            }
+            // DDL commits here too: under the lock, before the transaction.
+            add_revert_columns(
+                conn,
+                Self::HISTORY_COLUMN_NAMES,
+                &Self::HISTORY_REVERT_COLUMNS,
+            )
+            .await?;
         }
-        // DDL commits here too: under the lock, before the transaction.
-        add_revert_columns(
-            conn,
-            Self::HISTORY_COLUMN_NAMES,
-            &Self::HISTORY_REVERT_COLUMNS,
-        )
-        .await?;
         execute(
             conn,
             &format!("SET SESSION innodb_lock_wait_timeout = {secs}"),
@@ -248,23 +282,15 @@ impl Dialect for MySql {
         conn: &mut MySqlConnection,
         lock_timeout: Duration,
     ) -> Result<()> {
-        let secs = lock_timeout.as_secs().max(1);
-        let got: Option<i64> = sqlx::query_scalar(&format!("SELECT GET_LOCK({LOCK_NAME}, ?)"))
-            .bind(secs as i64)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(|e| db_error("taking the apply lock", e))?;
-        if got != Some(1) {
-            return Err(Error::locked(format!(
-                "another sync-access apply holds the lock on this database (waited {secs}s)"
-            )));
-        }
-        self.holds_lock = true;
-        let started = Self::start_apply_transaction(conn, secs).await;
-        if started.is_err() {
-            self.release_lock(conn).await;
-        }
-        started
+        self.lock_and_begin(conn, lock_timeout, true).await
+    }
+
+    async fn begin_apply_without_history(
+        &mut self,
+        conn: &mut MySqlConnection,
+        lock_timeout: Duration,
+    ) -> Result<()> {
+        self.lock_and_begin(conn, lock_timeout, false).await
     }
 
     async fn insert_batch(

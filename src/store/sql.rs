@@ -114,6 +114,19 @@ pub(super) trait Dialect: Sized + 'static {
     /// the history table created when it is missing.
     async fn begin_apply(&mut self, conn: &mut Conn<Self>, lock_timeout: Duration) -> Result<()>;
 
+    /// [`Dialect::begin_apply`] with the history table left to another
+    /// connection ([`super::Store::history_maker`]): only where creating
+    /// it would commit the transaction (MySQL, MariaDB).
+    async fn begin_apply_without_history(
+        &mut self,
+        _conn: &mut Conn<Self>,
+        _lock_timeout: Duration,
+    ) -> Result<()> {
+        Err(Error::usage(
+            "internal: this backend creates the history table in the apply transaction",
+        ))
+    }
+
     /// The apply transaction's snapshot, exported for a second connection
     /// to read in ([`super::Store::reader_beside_apply`]), or `None` where
     /// the backend cannot share one.
@@ -697,6 +710,19 @@ where
             return Err(Error::usage("internal: apply on a read-only connection"));
         }
         self.dialect.begin_apply(&mut self.conn, lock_timeout).await
+    }
+
+    async fn begin_apply_without_history(&mut self, lock_timeout: Duration) -> Result<()> {
+        if self.access == Access::ReadOnly {
+            return Err(Error::usage("internal: apply on a read-only connection"));
+        }
+        self.dialect
+            .begin_apply_without_history(&mut self.conn, lock_timeout)
+            .await
+    }
+
+    async fn create_history_table(&mut self) -> Result<()> {
+        execute(&mut self.conn, D::HISTORY_DDL, "creating the history table").await
     }
 
     async fn insert(&mut self, table: Table, rows: &[RawDoc]) -> Result<()> {

@@ -60,6 +60,16 @@ pub const SCENARIOS: &[Scenario] = &[
             _ => Err("only PostgreSQL shares an apply's snapshot with a second connection"),
         },
     ),
+    Scenario::only(
+        "apply_creates_a_missing_history_table_once_the_plan_passed_with_one_connection_or_two",
+        history_with_one_connection_or_two,
+        |kind| match kind {
+            Kind::MySql => Ok(()),
+            _ => {
+                Err("only MySQL and MariaDB create the history table outside the apply transaction")
+            }
+        },
+    ),
 ];
 
 const APPROVER: &str = "security@example.com";
@@ -1070,6 +1080,15 @@ fn apply_in_batches(kind: Kind) {
     );
     let ran = run(&whole, &["-v", "apply"], &path);
     ran.expect_code(0);
+    // MySQL and MariaDB create the missing history table on a second
+    // connection, once the plan has passed: the apply read meanwhile.
+    assert_eq!(
+        ran.stderr
+            .contains("created the history table on a second connection"),
+        kind == Kind::MySql,
+        "{ran:?}"
+    );
+    assert_eq!(whole.history_rows(), 1);
     // PostgreSQL derives on a second connection, and holds nothing there.
     assert!(ran.stderr.contains("(first pass) held="), "{ran:?}");
     assert_eq!(
@@ -1167,8 +1186,53 @@ fn beside_the_writes(kind: Kind) {
     assert_eq!(one.dump(), beside.dump());
 }
 
-/// A PostgreSQL role that may hold one connection at a time, with what an
-/// apply needs of `db`; dropped with everything granted to it.
+/// On MySQL and MariaDB, the first apply creates the missing history
+/// table on a second connection once the plan has passed
+/// (src/store/mod.rs, `history_maker`), reading meanwhile; a user allowed
+/// one connection gets none, and the plan passes first, the table then
+/// created before the apply transaction. Both write and record the same.
+fn history_with_one_connection_or_two(kind: Kind) {
+    let two = TestDb::with_rows(kind, fixtures::rules());
+    let path = approved_rules_plan(&two);
+    let ran = run(&two, &["-v", "apply"], &path);
+    ran.expect_code(0);
+    assert!(
+        ran.stderr
+            .contains("created the history table on a second connection"),
+        "{ran:?}"
+    );
+    assert_eq!(two.history_rows(), 1);
+
+    let one = TestDb::with_rows(kind, fixtures::rules());
+    let role = OneConnectionRole::new(&one);
+    let path = approved_rules_plan(&one);
+    let ran: Ran = one
+        .cmd()
+        .env("DATABASE_URL", &role.url)
+        .args(["-v", "apply"])
+        .arg(&path)
+        .output()
+        .unwrap()
+        .into();
+    ran.expect_code(0);
+    assert!(
+        ran.stderr
+            .contains("no second connection for the history table"),
+        "{ran:?}"
+    );
+    assert!(
+        !ran.stderr
+            .contains("created the history table on a second connection"),
+        "{ran:?}"
+    );
+    assert_eq!(one.history_rows(), 1);
+    assert_eq!(one.dump(), two.dump());
+    run(&one, &["verify"], &path).expect_code(0);
+}
+
+/// A PostgreSQL role, or a MySQL user, that may hold one connection at a
+/// time, with what an apply needs of `db`; dropped with everything
+/// granted to it.
 struct OneConnectionRole<'d> {
     db: &'d TestDb,
     name: String,
@@ -1178,12 +1242,25 @@ struct OneConnectionRole<'d> {
 impl<'d> OneConnectionRole<'d> {
     fn new(db: &'d TestDb) -> Self {
         let name = format!("sa_one_connection_{}", std::process::id());
-        db.exec(&format!("DROP ROLE IF EXISTS {name}"));
-        db.exec(&format!(
-            "CREATE ROLE {name} LOGIN CONNECTION LIMIT 1; \
-             GRANT ALL ON SCHEMA public TO {name}; \
-             GRANT ALL ON ALL TABLES IN SCHEMA public TO {name}"
-        ));
+        match db.kind {
+            Kind::MySql => {
+                let database = db.url.rsplit('/').next().expect("a database in the URL");
+                let database = database.split('?').next().unwrap_or(database);
+                db.exec(&format!("DROP USER IF EXISTS '{name}'@'%'"));
+                db.exec(&format!(
+                    "CREATE USER '{name}'@'%' WITH MAX_USER_CONNECTIONS 1"
+                ));
+                db.exec(&format!("GRANT ALL ON `{database}`.* TO '{name}'@'%'"));
+            }
+            _ => {
+                db.exec(&format!("DROP ROLE IF EXISTS {name}"));
+                db.exec(&format!(
+                    "CREATE ROLE {name} LOGIN CONNECTION LIMIT 1; \
+                     GRANT ALL ON SCHEMA public TO {name}; \
+                     GRANT ALL ON ALL TABLES IN SCHEMA public TO {name}"
+                ));
+            }
+        }
         // The test database's URL, as this role: no password (trust).
         let scheme_end = db.url.find("://").expect("a URL") + 3;
         let host_start = db.url[scheme_end..]
@@ -1197,7 +1274,11 @@ impl<'d> OneConnectionRole<'d> {
 impl Drop for OneConnectionRole<'_> {
     fn drop(&mut self) {
         let name = &self.name;
-        self.db
-            .exec(&format!("DROP OWNED BY {name}; DROP ROLE IF EXISTS {name}"));
+        match self.db.kind {
+            Kind::MySql => self.db.exec(&format!("DROP USER IF EXISTS '{name}'@'%'")),
+            _ => self
+                .db
+                .exec(&format!("DROP OWNED BY {name}; DROP ROLE IF EXISTS {name}")),
+        }
     }
 }
