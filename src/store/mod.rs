@@ -216,13 +216,7 @@ impl Store {
     ) -> Result<(Snapshot, std::result::Result<SyncResult, SyncError>)> {
         let tenant = options.tenant.as_str();
         let snapshot = self.driver.begin_read(tenant, mode).await?;
-        tracing::info!(
-            users = snapshot.users.len(),
-            groups = snapshot.groups.len(),
-            roles = snapshot.roles.len(),
-            ?mode,
-            "read every table but the bindings"
-        );
+        read_all_but_the_bindings(&snapshot, mode);
         let mut derivation = match Derivation::new(&snapshot, options) {
             Ok(derivation) => derivation,
             Err(e) => {
@@ -281,13 +275,7 @@ impl Store {
     {
         let tenant = options.tenant.as_str();
         let snapshot = Arc::new(self.driver.begin_read(tenant, mode).await?);
-        tracing::info!(
-            users = snapshot.users.len(),
-            groups = snapshot.groups.len(),
-            roles = snapshot.roles.len(),
-            ?mode,
-            "read every table but the bindings"
-        );
+        read_all_but_the_bindings(&snapshot, mode);
         let (rows, passes) = std::sync::mpsc::sync_channel(ROW_CHUNKS_WAITING);
         let (tell_second_pass, second_pass_needed) = std::sync::mpsc::sync_channel(1);
         let thread = {
@@ -573,6 +561,17 @@ impl Hold {
             Hold::UpTo(bytes) => bytes,
         }
     }
+}
+
+/// The log line of a snapshot read but for its bindings.
+fn read_all_but_the_bindings(snapshot: &Snapshot, mode: ReadMode) {
+    tracing::info!(
+        users = snapshot.users.len(),
+        groups = snapshot.groups.len(),
+        roles = snapshot.roles.len(),
+        ?mode,
+        "read every table but the bindings"
+    );
 }
 
 /// Chunks of binding rows on their way to the derivation's thread, and how

@@ -1167,17 +1167,7 @@ fn beside_the_writes(kind: Kind) {
     run(&beside, &["verify"], &path).expect_code(0);
 
     let one = TestDb::with_rows(kind, fixtures::rules());
-    let role = OneConnectionRole::new(&one);
-    let path = approved_rules_plan(&one);
-    let ran: Ran = one
-        .cmd()
-        .env("DATABASE_URL", &role.url)
-        .args(["-v", "apply"])
-        .arg(&path)
-        .output()
-        .unwrap()
-        .into();
-    ran.expect_code(0);
+    let (ran, _) = apply_with_one_connection(&one);
     assert!(ran.stderr.contains("no second connection"), "{ran:?}");
     assert!(
         !ran.stderr.contains("deriving on a second connection"),
@@ -1204,17 +1194,7 @@ fn history_with_one_connection_or_two(kind: Kind) {
     assert_eq!(two.history_rows(), 1);
 
     let one = TestDb::with_rows(kind, fixtures::rules());
-    let role = OneConnectionRole::new(&one);
-    let path = approved_rules_plan(&one);
-    let ran: Ran = one
-        .cmd()
-        .env("DATABASE_URL", &role.url)
-        .args(["-v", "apply"])
-        .arg(&path)
-        .output()
-        .unwrap()
-        .into();
-    ran.expect_code(0);
+    let (ran, path) = apply_with_one_connection(&one);
     assert!(
         ran.stderr
             .contains("no second connection for the history table"),
@@ -1228,6 +1208,23 @@ fn history_with_one_connection_or_two(kind: Kind) {
     assert_eq!(one.history_rows(), 1);
     assert_eq!(one.dump(), two.dump());
     run(&one, &["verify"], &path).expect_code(0);
+}
+
+/// The rules fixture's plan, approved, then applied with `-v` by a role
+/// or user of `db` that may hold one connection at a time; it applies.
+fn apply_with_one_connection(db: &TestDb) -> (Ran, PathBuf) {
+    let role = OneConnectionRole::new(db);
+    let path = approved_rules_plan(db);
+    let ran: Ran = db
+        .cmd()
+        .env("DATABASE_URL", &role.url)
+        .args(["-v", "apply"])
+        .arg(&path)
+        .output()
+        .unwrap()
+        .into();
+    ran.expect_code(0);
+    (ran, path)
 }
 
 /// A PostgreSQL role, or a MySQL user, that may hold one connection at a
