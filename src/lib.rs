@@ -17,6 +17,7 @@ pub mod connect;
 pub mod demo;
 pub mod error;
 pub mod escape;
+pub(crate) mod handback;
 pub mod plan;
 pub(crate) mod plan_file;
 pub(crate) mod progress;

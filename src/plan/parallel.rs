@@ -286,24 +286,28 @@ pub(super) fn read_changes<'p, 't>(
         let stop = &stop;
         let mut parts = Vec::with_capacity(workers);
         let mut inboxes = Vec::with_capacity(workers);
+        let mut returns = Vec::with_capacity(workers);
         for _ in 0..workers {
             // One part waits for the hasher while the next is read.
             let (done, part) = mpsc::sync_channel::<Option<Part>>(1);
+            // A part's buffers, once hashed, go back to its worker to be
+            // filled again: freed and made anew, each chunk's megabyte was
+            // fresh memory for the kernel to clear (`perf`, issue 15).
+            let (give_back, spares) = mpsc::sync_channel::<(Vec<u8>, Vec<usize>)>(2);
             let (inbox, to_read) = mpsc::sync_channel::<(Chunk<'t>, End)>(1);
             // A thread the system refuses drops its sender: the chunks
             // are then not all read, and the caller reads in order.
             let _ = std::thread::Builder::new().spawn_scoped(scope, move || {
                 let mut writer = canonical::Reusing::default();
-                let mut spare: Option<(Vec<u8>, Vec<usize>)> = None;
                 for (chunk, end) in to_read {
                     if stop.load(Ordering::Relaxed) {
                         return;
                     }
                     // Canonical text is shorter than the plan's: a
                     // buffer of a chunk's size seldom grows.
-                    let (mut buffer, mut at) = spare
-                        .take()
-                        .unwrap_or_else(|| (Vec::with_capacity(CHUNK + CHUNK / 4), Vec::new()));
+                    let (mut buffer, mut at) = spares
+                        .try_recv()
+                        .unwrap_or_else(|_| (Vec::with_capacity(CHUNK + CHUNK / 4), Vec::new()));
                     buffer.clear();
                     at.clear();
                     let mut part = Part {
@@ -320,6 +324,7 @@ pub(super) fn read_changes<'p, 't>(
             });
             parts.push(part);
             inboxes.push(inbox);
+            returns.push(give_back);
         }
         // The chunks, dealt to the workers in turn; how many were dealt,
         // and whether the last was.
@@ -357,6 +362,7 @@ pub(super) fn read_changes<'p, 't>(
                     op_starts.push((op, at));
                 }
             }
+            let _ = returns[tallied % workers].try_send((part.text, part.ends));
             if !tally.append(part.tally) {
                 break false;
             }

@@ -357,9 +357,12 @@ impl ChangesText<'_> {
         std::thread::scope(|scope| {
             let (to, batches) =
                 std::sync::mpsc::sync_channel::<io::Result<Vec<(usize, Change)>>>(4);
+            // The batches `f` is done with go back to the reader, which
+            // frees their changes where it made them (crate::handback).
+            let (give_back, batches_to_fill) = crate::handback::channel(READ_AHEAD_BATCH);
             let reader = std::thread::Builder::new().name("read-ahead".into());
             let spawned = reader.spawn_scoped(scope, move || {
-                let mut batch = Vec::with_capacity(READ_AHEAD_BATCH);
+                let mut batch = batches_to_fill.next();
                 let walked = text.walk::<Read>(from, &mut |at, read| {
                     if until.is_some_and(|end| at.start >= end) {
                         return Ok(false);
@@ -376,7 +379,7 @@ impl ChangesText<'_> {
                     if batch.len() < READ_AHEAD_BATCH {
                         return Ok(true);
                     }
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(READ_AHEAD_BATCH));
+                    let full = std::mem::replace(&mut batch, batches_to_fill.next());
                     // Nobody listens: `f` had enough.
                     Ok(to.send(Ok(full)).is_ok())
                 });
@@ -395,11 +398,13 @@ impl ChangesText<'_> {
                 )));
             }
             for batch in batches {
-                for (at, change) in batch? {
-                    if !f(at, &change) {
+                let batch = batch?;
+                for (at, change) in &batch {
+                    if !f(*at, change) {
                         return Ok(());
                     }
                 }
+                give_back.give_back(batch);
             }
             Ok(())
         })
