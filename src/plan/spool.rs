@@ -91,6 +91,8 @@ pub struct ChangeSpool {
     counts: [usize; Op::ALL.len()],
     batch: Vec<Pending>,
     to: std::sync::mpsc::SyncSender<Message>,
+    /// The next batch to fill: one the writer is done with, or a new one.
+    batches: crate::handback::Batches<Pending>,
     thread: std::thread::JoinHandle<SpoolFiles>,
 }
 
@@ -112,10 +114,10 @@ enum Pending {
 }
 
 impl Pending {
-    fn into_change(self) -> Change {
+    fn change(&self) -> std::borrow::Cow<'_, Change> {
         match self {
-            Pending::Change(change) => change,
-            Pending::BindingCopy(copy) => copy.into_change(),
+            Pending::Change(change) => std::borrow::Cow::Borrowed(change),
+            Pending::BindingCopy(copy) => std::borrow::Cow::Owned(copy.to_change()),
         }
     }
 }
@@ -230,6 +232,9 @@ impl ChangeSpool {
 
     fn writing_to(mut files: SpoolFiles) -> io::Result<Self> {
         let (to, from) = std::sync::mpsc::sync_channel::<Message>(BATCHES_WAITING);
+        // The batches written go back to the caller, which frees their
+        // changes on the thread that made them (crate::handback).
+        let (give_back, batches) = crate::handback::channel(BATCH);
         let thread = std::thread::Builder::new()
             .name("spool".into())
             .spawn(move || {
@@ -237,10 +242,11 @@ impl ChangeSpool {
                     match message {
                         Message::Reserve(n) => files.reserve(n),
                         Message::Changes(changes) => {
-                            for change in changes {
+                            for change in &changes {
                                 files.push(change);
                             }
                             files.publish();
+                            give_back.give_back(changes);
                         }
                     }
                 }
@@ -248,8 +254,9 @@ impl ChangeSpool {
             })?;
         Ok(ChangeSpool {
             counts: [0; Op::ALL.len()],
-            batch: Vec::with_capacity(BATCH),
+            batch: batches.next(),
             to,
+            batches,
             thread,
         })
     }
@@ -271,7 +278,7 @@ impl ChangeSpool {
     fn pend(&mut self, pending: Pending) {
         self.batch.push(pending);
         if self.batch.len() == BATCH {
-            let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+            let batch = std::mem::replace(&mut self.batch, self.batches.next());
             // A writer that is gone panicked: `finish` says so.
             let _ = self.to.send(Message::Changes(batch));
         }
@@ -340,7 +347,7 @@ impl SpoolFiles {
         }
     }
 
-    fn push(&mut self, pending: Pending) {
+    fn push(&mut self, pending: &Pending) {
         if self.error.is_some() {
             return;
         }
@@ -351,7 +358,7 @@ impl SpoolFiles {
             }
             pending => {
                 self.scratch.clear();
-                let change = pending.into_change();
+                let change = pending.change();
                 let (op, key, group) = change.sort_key();
                 canonical::to_writer(&mut self.scratch, &change)
                     .map_err(from_canonical)

@@ -278,18 +278,29 @@ impl Store {
         read_all_but_the_bindings(&snapshot, mode);
         let (rows, passes) = std::sync::mpsc::sync_channel(ROW_CHUNKS_WAITING);
         let (tell_second_pass, second_pass_needed) = std::sync::mpsc::sync_channel(1);
+        // The first pass's chunks come back once read, to be freed and
+        // filled again on this thread, which made their rows
+        // (crate::handback).
+        let (give_back, chunks) = crate::handback::channel(ROW_CHUNK);
         let thread = {
             let (snapshot, options) = (Arc::clone(&snapshot), options.clone());
             std::thread::Builder::new()
                 .name("derive".into())
                 .spawn(move || {
-                    let (derived, sink) =
-                        derive_passes(&snapshot, &options, hold, &passes, &tell_second_pass, sink)?;
+                    let (derived, sink) = derive_passes(
+                        &snapshot,
+                        &options,
+                        hold,
+                        &passes,
+                        &give_back,
+                        &tell_second_pass,
+                        sink,
+                    )?;
                     Some((derived, finish(sink)))
                 })
                 .map_err(|e| Error::io_on("a thread to derive the changes", e))?
         };
-        let mut rows = RowSender::new(rows);
+        let mut rows = RowSender::new(rows, chunks);
         self.driver
             .visit_bindings(tenant, mode, &mut |raw| rows.send(raw))
             .await?;
@@ -590,15 +601,21 @@ enum Pass {
 /// the derivation stops listening (the rules refused before the first row).
 struct RowSender {
     to: std::sync::mpsc::SyncSender<Pass>,
+    /// The next chunk to fill: one the derivation has read, or a new one.
+    chunks: crate::handback::Batches<RawDoc>,
     chunk: Vec<RawDoc>,
     listening: bool,
 }
 
 impl RowSender {
-    fn new(to: std::sync::mpsc::SyncSender<Pass>) -> Self {
+    fn new(
+        to: std::sync::mpsc::SyncSender<Pass>,
+        chunks: crate::handback::Batches<RawDoc>,
+    ) -> Self {
         RowSender {
             to,
-            chunk: Vec::with_capacity(ROW_CHUNK),
+            chunk: chunks.next(),
+            chunks,
             listening: true,
         }
     }
@@ -609,7 +626,7 @@ impl RowSender {
         }
         self.chunk.push(raw);
         if self.chunk.len() == ROW_CHUNK {
-            let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(ROW_CHUNK));
+            let chunk = std::mem::replace(&mut self.chunk, self.chunks.next());
             self.listening = self.to.send(Pass::Rows(chunk)).is_ok();
         }
     }
@@ -661,6 +678,7 @@ fn derive_passes<S: ChangeSink>(
     options: &SyncOptions,
     hold: Hold,
     passes: &std::sync::mpsc::Receiver<Pass>,
+    give_back: &crate::handback::GiveBack<RawDoc>,
     second_pass_needed: &std::sync::mpsc::SyncSender<bool>,
     mut sink: S,
 ) -> Derived<S> {
@@ -669,10 +687,13 @@ fn derive_passes<S: ChangeSink>(
         Err(e) => return Some((Err(e), sink)),
     };
     let mut held = (hold.bytes() > 0).then(HeldRows::default);
-    each_row_of_a_pass(passes, &mut |raw| {
-        derivation.index_binding(&raw);
-        HeldRows::keep(&mut held, &raw, hold.bytes());
-    })?;
+    while let Pass::Rows(rows) = passes.recv().ok()? {
+        for raw in &rows {
+            derivation.index_binding(raw);
+            HeldRows::keep(&mut held, raw, hold.bytes());
+        }
+        give_back.give_back(rows);
+    }
     tracing::info!(
         held = held.as_ref().map_or(0, HeldRows::len),
         "indexed the bindings (first pass)"

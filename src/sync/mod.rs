@@ -590,6 +590,17 @@ impl BindingCopy {
         Some(())
     }
 
+    /// [`into_change`](Self::into_change) of a copy that stays where it is.
+    pub fn to_change(&self) -> Change {
+        Change::AddBinding {
+            key: self.key.clone(),
+            value: Document::copy_readable_to_tenant(&self.legacy, &self.tenant)
+                .expect("a parsed document is a JSON object"),
+            subject: self.subject.clone(),
+            role: self.role.clone(),
+        }
+    }
+
     pub fn into_change(self) -> Change {
         Change::AddBinding {
             key: self.key,
