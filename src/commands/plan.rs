@@ -48,7 +48,7 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
     // a terminal gets the review's top and how to save the plan.
     let to_terminal = args.out.is_none() && std::io::stdout().is_terminal();
     // Before the long read: the changes will have somewhere to go.
-    let mut spool = new_spool()?;
+    let spool = new_spool()?;
     let progress = super::Progress::on_terminal();
     progress.phase("connecting");
     let (target, mut store) = super::open_store(&args.connection, Access::ReadOnly).await?;
@@ -66,12 +66,21 @@ pub async fn run(args: &PlanArgs) -> Result<ExitStatus> {
         super::Counter::RowsRead,
         None,
     );
-    let (_, derived) = store
-        .derive(&options, ReadMode::ReadOnly, HOLD_BINDINGS, &mut spool)
+    // On a thread of its own: the connection decodes the rows while the
+    // rules index and judge them, on the other core.
+    let (_, deriving) = store
+        .derive_on_thread(
+            &options,
+            ReadMode::ReadOnly,
+            HOLD_BINDINGS,
+            spool,
+            finish_spool,
+        )
         .await?;
+    let (derived, spooled) = deriving.join()?;
     // A malformed tenant document is quoted: escaped.
     let result = derived.map_err(|e| Error::usage(crate::escape::field(&e.to_string())))?;
-    let spooled = finish_spool(spool)?;
+    let spooled = spooled?;
     tracing::info!(changes = spooled.len(), "derived the changes");
     let source = Source {
         backend: store.backend().as_str().to_string(),
