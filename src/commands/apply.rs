@@ -458,17 +458,10 @@ async fn commit(
     }
 }
 
-/// Rolls the open transaction back, waiting a little; a connection busy
-/// with a statement that does not end is closed instead, and the server
-/// rolls back what it had not committed.
-async fn roll_back_or_close(mut store: Store) {
-    if tokio::time::timeout(ROLLBACK_WAIT, store.rollback())
-        .await
-        .is_err()
-    {
-        tracing::info!("the rollback did not answer in time: closing the connection");
-    }
-    drop(store);
+/// Ends the apply abandoned mid-statement: nothing was committed
+/// (Store::abandon).
+async fn roll_back_or_close(store: Store) {
+    store.abandon(ROLLBACK_WAIT).await;
 }
 
 fn interrupted(path: &Path, kind: ErrorKind) -> Error {

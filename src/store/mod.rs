@@ -494,6 +494,26 @@ impl Store {
         self.driver.rollback().await
     }
 
+    /// Ends a session whose statement in flight was abandoned (its future
+    /// dropped: an apply interrupted, or refused while it ran), nothing
+    /// committed. sqlx's MySQL connection does not know where the answer
+    /// to an abandoned statement ends: the next statement's reply reads
+    /// the rest of it, and sqlx panics decoding it (seen here: ROLLBACK
+    /// after a refusal; sqlx issues 2512, 4139). That connection is
+    /// closed, and the server rolls back and frees the lock itself. The
+    /// others (SQLite's worker, PostgreSQL's protocol) finish the abandoned
+    /// statement first: they roll back, within `wait`; a connection busy
+    /// with a statement that does not end is closed instead.
+    pub async fn abandon(mut self, wait: Duration) {
+        if self.backend() == Backend::MySql {
+            tracing::info!("closing the connection: the server rolls back");
+            return;
+        }
+        if tokio::time::timeout(wait, self.rollback()).await.is_err() {
+            tracing::info!("the rollback did not answer in time: closing the connection");
+        }
+    }
+
     /// Creates the five IAM tables with the reference DDL (demo and tests).
     pub async fn create_iam_tables(&mut self) -> Result<()> {
         self.driver.create_iam_tables().await

@@ -773,6 +773,11 @@ async fn release(holder: Holder) {
 
 /// `apply` as a child process, started without waiting for it.
 fn spawn_apply(db: &TestDb, plan: &Path) -> std::process::Child {
+    spawn_apply_with(db, plan, &[])
+}
+
+/// [`spawn_apply`] with more arguments.
+fn spawn_apply_with(db: &TestDb, plan: &Path, args: &[&str]) -> std::process::Child {
     std::process::Command::new(env!("CARGO_BIN_EXE_sync-access"))
         .env("DATABASE_URL", &db.url)
         .env("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)
@@ -780,6 +785,7 @@ fn spawn_apply(db: &TestDb, plan: &Path) -> std::process::Child {
         .env_remove("RUST_LOG")
         .current_dir(db.dir.path())
         .args(["apply", "--lock-timeout", "60"])
+        .args(args)
         .arg(plan)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -815,6 +821,27 @@ fn locking(kind: Kind) {
     ran.refused(4, "tampered.json", "digest mismatch");
     assert_eq!(db.dump(), before);
     assert_eq!(db.history_rows(), 0);
+    if kind == Kind::MySql {
+        // The statement taking the lock was abandoned mid-answer: MySQL's
+        // session is closed, not sent a ROLLBACK that would read the rest
+        // of that answer (sqlx panicked decoding it: Store::abandon).
+        let holder = rt.block_on(hold_lock(&db));
+        let ran: Ran = spawn_apply_with(&db, &tampered, &["-v"])
+            .wait_with_output()
+            .unwrap()
+            .into();
+        rt.block_on(release(holder));
+        ran.expect_code(4);
+        assert!(
+            ran.stderr.contains("digest mismatch")
+                && ran
+                    .stderr
+                    .contains("closing the connection: the server rolls back")
+                && !ran.stderr.contains("panicked"),
+            "{ran:#?}"
+        );
+        assert_eq!(db.dump(), before);
+    }
 
     // Someone else is writing the IAM tables: the same bounded wait.
     let holder = rt.block_on(hold_rows(&db));
