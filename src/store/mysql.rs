@@ -233,10 +233,23 @@ impl Dialect for MySql {
         format!("CAST({} AS CHAR)", Self::quote(column))
     }
 
+    /// The column itself, not `CAST(... AS CHAR)`: the cast was a third
+    /// of the server's time sending the bindings (MariaDB 10.11, 1M rows:
+    /// 1.24 s against 0.81 s). The reference layout's `utf8mb4_bin`
+    /// columns carry the BINARY flag, which sqlx's `String` refuses:
+    /// [`MySql::raw_doc`] reads their bytes instead.
+    fn doc_column(column: &str) -> String {
+        Self::quote(column)
+    }
+
+    /// The bytes the server sends (text in the connection's character
+    /// set, utf8mb4; a JSON column's text on MySQL 8; a binary column's
+    /// bytes as they are), checked as UTF-8 here: a row that is not is
+    /// named as malformed ([`RawDoc::from_bytes`]), as on SQLite.
     fn raw_doc(row: &MySqlRow) -> std::result::Result<RawDoc, sqlx::Error> {
-        Ok(RawDoc::new(
-            row.try_get::<String, _>(0)?,
-            row.try_get::<String, _>(1)?,
+        Ok(RawDoc::from_bytes(
+            row.try_get_unchecked::<&[u8], _>(0)?.to_vec(),
+            row.try_get_unchecked::<&[u8], _>(1)?.to_vec(),
         ))
     }
 

@@ -78,6 +78,12 @@ pub(super) trait Dialect: Sized + 'static {
     /// A column read as text.
     fn text(column: &str) -> String;
 
+    /// A column of `SELECT key, value` as [`Dialect::raw_doc`] reads it:
+    /// by default, as text.
+    fn doc_column(column: &str) -> String {
+        Self::text(column)
+    }
+
     /// A row of `SELECT key, value`: read as text, or where the backend
     /// keeps bytes that are not UTF-8 (SQLite), as bytes, so that one bad
     /// row is named as malformed instead of failing the read
@@ -524,8 +530,8 @@ where
     ) -> Result<()> {
         let mut sql = format!(
             "SELECT {}, {} FROM {}",
-            D::text("key"),
-            D::text("value"),
+            D::doc_column("key"),
+            D::doc_column("value"),
             D::quote(table.name())
         );
         let prefix = format!("{tenant}_");
