@@ -11,6 +11,7 @@
 //! gaps, and each user's access before the plan is known.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::rc::Rc;
 
 use super::model::{reaches, BindingRow, Named, NamedBuf, Row, Selector};
 use crate::plan::Changes;
@@ -129,7 +130,9 @@ struct Grant {
 
 #[derive(Debug, Clone)]
 struct Join {
-    group: NamedBuf,
+    /// Shared by every join to the group (a few thousand groups, hundreds
+    /// of thousands of joins: one allocation per group, not two per join).
+    group: Rc<NamedBuf>,
     membership: Membership,
     new: bool,
 }
@@ -160,8 +163,12 @@ pub struct Listed<'a> {
 /// are; a user's gains are computed when printed, those bindings read
 /// again then.
 pub struct Report {
-    users: HashMap<String, PerUser>,
-    group_grants: HashMap<String, Vec<Grant>>,
+    /// A million changes are counted here on the render's main thread:
+    /// foldhash, not SipHash (crate::sync::HashMap).
+    users: crate::sync::HashMap<String, PerUser>,
+    group_grants: crate::sync::HashMap<String, Vec<Grant>>,
+    /// Each group joined, once ([`Join::group`]).
+    joined_groups: crate::sync::HashMap<NamedBuf, Rc<NamedBuf>>,
     new_groups: HashSet<String>,
     show_joins: bool,
     show_roles: bool,
@@ -209,8 +216,9 @@ impl Report {
         };
         let show_joins = show_joins && filter.role.is_none() && filter.namespace.is_none();
         let mut report = Report {
-            users: HashMap::new(),
-            group_grants: HashMap::new(),
+            users: Default::default(),
+            group_grants: Default::default(),
+            joined_groups: Default::default(),
             new_groups: HashSet::new(),
             show_joins,
             show_roles,
@@ -230,10 +238,10 @@ impl Report {
                 entry.name = t.user_names.get(user).cloned();
                 for (group, membership) in joins {
                     entry.joins.push(Join {
-                        group: NamedBuf::of(&Named::new(
+                        group: Rc::new(NamedBuf::of(&Named::new(
                             group,
                             t.group_names.get(group).map(String::as_str),
-                        )),
+                        ))),
                         membership: *membership,
                         new: false,
                     });
@@ -276,9 +284,10 @@ impl Report {
                 self.new_groups.insert(group.id.to_string());
             }
             Row::Membership(m) => {
+                let group = self.joined_group(&m.group);
                 let user = self.user(m.user);
                 user.joins.push(Join {
-                    group: NamedBuf::of(&m.group),
+                    group,
                     membership: m.membership,
                     new: true,
                 });
@@ -345,6 +354,17 @@ impl Report {
     }
 
     /// The user `who`, named as first seen.
+    /// The group `named`, shared by its joins.
+    fn joined_group(&mut self, named: &Named) -> Rc<NamedBuf> {
+        let group = NamedBuf::of(named);
+        if let Some(shared) = self.joined_groups.get(&group) {
+            return Rc::clone(shared);
+        }
+        let shared = Rc::new(group.clone());
+        self.joined_groups.insert(group, Rc::clone(&shared));
+        shared
+    }
+
     fn user(&mut self, who: Named) -> &mut PerUser {
         if !self.users.contains_key(who.id) {
             self.users.insert(who.id.to_string(), PerUser::default());
@@ -409,7 +429,7 @@ impl Report {
         for j in &user.joins {
             for g in self.group_grants.get(&j.group.id).into_iter().flatten() {
                 if (j.new || g.new) && self.keeps(g) {
-                    through_groups.insert((&j.group, &g.key, &g.role, g.namespace.as_deref()));
+                    through_groups.insert((&*j.group, &g.key, &g.role, g.namespace.as_deref()));
                 }
             }
         }
