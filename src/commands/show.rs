@@ -17,37 +17,49 @@ const DEFAULT_LIMIT: usize = 50;
 pub async fn run(args: &ShowArgs) -> Result<ExitStatus> {
     let path = args.plan.as_path();
     let started = std::time::Instant::now();
-    // The plan is checked and its digest computed as `load` does, but its
-    // changes are not kept: the renderers read them again from the bytes,
-    // one at a time (issue 15).
-    let lean = if path == Path::new("-") {
-        plan::load_lean_stdin()?
-    } else {
-        plan::load_lean(path)?
-    };
-    let changes = lean.changes()?;
-    let loaded = &lean.loaded;
     let name = if path == Path::new("-") {
         "stdin".to_string()
     } else {
         path.display().to_string()
     };
+    let options = options(args, &name);
+    // The plan is checked and its digest computed as `load` does, but its
+    // changes are not kept: the renderers read them again from the bytes,
+    // one at a time (issue 15). A file's are counted for the review while
+    // they are checked, where the review allows.
+    let (lean, counted) = if path == Path::new("-") {
+        (plan::load_lean_stdin()?, None)
+    } else {
+        match render::count_while_checking(plan::read_bytes(path)?, &options, args.live) {
+            Ok((lean, counted)) => (lean, counted),
+            Err(bytes) => (plan::lean_of(path, bytes)?, None),
+        }
+    };
+    let changes = lean.changes()?;
+    let loaded = &lean.loaded;
     tracing::info!(elapsed = ?started.elapsed(), changes = loaded.plan.summary.changes(), "plan loaded");
     let tenant = if args.live {
         Some(live_tenant(args, &name, &loaded.plan).await?)
     } else {
         None
     };
-    let options = options(args, &name);
-    super::stream_stdout(|out| {
-        render::show_changes(
+    super::stream_stdout(|out| match counted {
+        Some(counted) => render::show_counted(
+            out,
+            &loaded.plan,
+            &changes,
+            &loaded.computed_digest,
+            &options,
+            counted,
+        ),
+        None => render::show_changes(
             out,
             &loaded.plan,
             &changes,
             &loaded.computed_digest,
             &options,
             tenant.as_ref(),
-        )
+        ),
     })?;
     tracing::info!(elapsed = ?started.elapsed(), "plan rendered");
     if !loaded.digest_matches() {

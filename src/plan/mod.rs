@@ -37,13 +37,14 @@ use crate::sync::{Change, Context, Finding, Op, SyncOptions, SyncResult};
 pub use digest::{changes_digest, digest_of, digest_of_plan};
 pub(crate) use fast_json::{surely_fit, surely_fit_members, MAX_DEPTH as SURELY_FIT_DEPTH};
 pub use load::{load, load_stdin, max_plan_bytes, parse, read_bytes, read_capped, Loaded};
+pub use parallel::{ChangeBatch, Watch};
 pub use spool::{ChangeSpool, SpoolTail, Spooled};
 pub use stream::{
-    check_for_approval, load_without_changes, parse_for_approval, parse_without_changes,
-    start_reading, CheckedFile, Reading, Scanned,
+    check_for_approval, header_of, load_without_changes, parse_for_approval, parse_watching,
+    parse_without_changes, start_reading, CheckedFile, Reading, Scanned,
 };
 pub use tenant_id::{is_valid_tenant_id, TENANT_ID_RULE};
-pub use text::{load_lean, load_lean_stdin, ChangesText, Lean};
+pub use text::{lean_of, lean_watching, load_lean, load_lean_stdin, ChangesText, Lean};
 
 pub const FORMAT: &str = "sync-access/plan/v1";
 

@@ -125,6 +125,9 @@ pub(super) fn chunk_count(text: &str, layout: &Layout) -> usize {
 struct Part<'p> {
     text: Vec<u8>,
     ends: Vec<usize>,
+    /// The changes read, with where each starts in the plan's text, when
+    /// a watcher asked for them ([`read_changes`]).
+    changes: Vec<(usize, Change)>,
     ops: OpStarts,
     tally: Tally<'p>,
 }
@@ -272,12 +275,19 @@ impl Iterator for FileChunks<'_> {
 ///
 /// The chunks are made on a thread of their own (a file is read there, a
 /// slice at a time): a few are in flight at a time, never the whole plan.
+///
+/// A `watch`er is given each chunk's changes as they were read, in order,
+/// with where each starts in the plan's text, and gives them back once
+/// done with them, in the order it was given them (each is freed on the
+/// worker that made it: crate::handback).
 pub(super) fn read_changes<'p, 't>(
     chunks: impl Iterator<Item = Chunk<'t>> + Send,
     plan: &'p Plan,
     ends: bool,
     mut sink: impl FnMut(&[u8], &[usize]),
+    mut watch: Option<&mut Watch<'_>>,
 ) -> Option<(Tally<'p>, OpStarts)> {
+    let keep = watch.is_some();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let stop = AtomicBool::new(false);
     let mut tally = Tally::new(plan);
@@ -287,6 +297,10 @@ pub(super) fn read_changes<'p, 't>(
         let mut parts = Vec::with_capacity(workers);
         let mut inboxes = Vec::with_capacity(workers);
         let mut returns = Vec::with_capacity(workers);
+        let mut change_returns = Vec::with_capacity(workers);
+        // How many batches of changes the watcher gave back: the next
+        // one was made by the worker of the chunk of that rank.
+        let mut given_back = 0usize;
         for _ in 0..workers {
             // One part waits for the hasher while the next is read.
             let (done, part) = mpsc::sync_channel::<Option<Part>>(1);
@@ -294,6 +308,7 @@ pub(super) fn read_changes<'p, 't>(
             // filled again: freed and made anew, each chunk's megabyte was
             // fresh memory for the kernel to clear (`perf`, issue 15).
             let (give_back, spares) = mpsc::sync_channel::<(Vec<u8>, Vec<usize>)>(2);
+            let (give_back_changes, spare_changes) = mpsc::sync_channel::<Vec<(usize, Change)>>(4);
             let (inbox, to_read) = mpsc::sync_channel::<(Chunk<'t>, End)>(1);
             // A thread the system refuses drops its sender: the chunks
             // are then not all read, and the caller reads in order.
@@ -310,13 +325,16 @@ pub(super) fn read_changes<'p, 't>(
                         .unwrap_or_else(|_| (Vec::with_capacity(CHUNK + CHUNK / 4), Vec::new()));
                     buffer.clear();
                     at.clear();
+                    let mut changes = spare_changes.try_recv().unwrap_or_default();
+                    changes.clear();
                     let mut part = Part {
                         text: buffer,
                         ends: at,
+                        changes,
                         ops: OpStarts::new(),
                         tally: Tally::new(plan),
                     };
-                    let read = read_chunk(&chunk, end, ends, &mut writer, &mut part);
+                    let read = read_chunk(&chunk, end, ends, keep, &mut writer, &mut part);
                     if done.send(read.then_some(part)).is_err() || !read {
                         return;
                     }
@@ -325,6 +343,7 @@ pub(super) fn read_changes<'p, 't>(
             parts.push(part);
             inboxes.push(inbox);
             returns.push(give_back);
+            change_returns.push(give_back_changes);
         }
         // The chunks, dealt to the workers in turn; how many were dealt,
         // and whether the last was.
@@ -362,6 +381,17 @@ pub(super) fn read_changes<'p, 't>(
                     op_starts.push((op, at));
                 }
             }
+            match &mut watch {
+                Some(watch) => {
+                    if let Some(done) = watch(part.changes) {
+                        let _ = change_returns[given_back % workers].try_send(done);
+                        given_back += 1;
+                    }
+                }
+                None => {
+                    let _ = change_returns[tallied % workers].try_send(part.changes);
+                }
+            }
             let _ = returns[tallied % workers].try_send((part.text, part.ends));
             if !tally.append(part.tally) {
                 break false;
@@ -378,6 +408,13 @@ pub(super) fn read_changes<'p, 't>(
     })?;
     Some((tally, op_starts))
 }
+
+/// Changes, each with where it starts in a plan's text.
+pub type ChangeBatch = Vec<(usize, Change)>;
+
+/// A watcher of [`read_changes`]: given each chunk's changes, it gives
+/// back the oldest batch it is done with, if any.
+pub type Watch<'w> = dyn FnMut(ChangeBatch) -> Option<ChangeBatch> + 'w;
 
 /// How a chunk ends.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -396,6 +433,7 @@ fn read_chunk(
     chunk: &Chunk,
     end: End,
     ends: bool,
+    keep: bool,
     writer: &mut canonical::Reusing,
     part: &mut Part,
 ) -> bool {
@@ -433,6 +471,9 @@ fn read_chunk(
         }
         part.text.push(b',');
         part.tally.add(&change);
+        if keep {
+            part.changes.push((chunk.base + start, change));
+        }
         scanner.ws();
         if last && scanner.pos == range.end {
             return true;

@@ -287,16 +287,60 @@ fn scan_in_order(bytes: &[u8], changes_digest: bool) -> std::result::Result<Scan
 /// and then [`scan`] reads it one change at a time and says why. What is
 /// read, and the digests, are the same.
 fn scan_in_parallel(bytes: &[u8], changes_digest: bool) -> Option<Scanned> {
+    let (text, layout, split) = split_text(bytes)?;
+    read_chunks(
+        split,
+        parallel::chunks_of(text, &layout),
+        changes_digest,
+        None,
+    )
+}
+
+/// The text of a plan laid out as the tool lays it out, where its changes
+/// are, and what the other members say, read without the changes (`[]`
+/// in their place).
+fn split_text(bytes: &[u8]) -> Option<(&str, parallel::Layout, Split)> {
     let text = std::str::from_utf8(bytes).ok()?;
     let layout = parallel::layout(text)?;
-    // The other members, read without the changes: `[]` in their place.
     let changes = layout.open..layout.close + 1;
     let mut rest = String::with_capacity(text.len() - changes.len() + 2);
     rest.push_str(&text[..changes.start]);
     rest.push_str("[]");
     rest.push_str(&text[changes.end..]);
     let split = split_of(&rest, layout.open, layout.close)?;
-    read_chunks(split, parallel::chunks_of(text, &layout), changes_digest)
+    Some((text, layout, split))
+}
+
+/// The members of a plan laid out as the tool lays it out, but its
+/// changes: what [`parse_watching`] will check them against. `None` for
+/// any other plan.
+pub fn header_of(bytes: &[u8]) -> Option<Plan> {
+    split_text(bytes).map(|(_, _, split)| split.plan)
+}
+
+/// [`parse_for_approval`] of a plan laid out as the tool lays it out,
+/// each change given to `watch` as it is checked, in the plan's order, in
+/// batches, with where it starts in the text of the `changes` array (as
+/// [`super::ChangesText`] tells where a change is): `show` reads them
+/// there rather than reading every change twice (issue 15). `watch` gives
+/// the batches back, oldest first, to be freed where they were made. `None` when the plan
+/// is not surely fine as read on every core; then what `watch` was given
+/// is not the plan's, and [`parse_for_approval`] says what is wrong.
+pub fn parse_watching(bytes: &[u8], watch: &mut super::Watch<'_>) -> Option<Scanned> {
+    let (text, layout, split) = split_text(bytes)?;
+    let open = layout.open;
+    let mut relative = |mut batch: super::ChangeBatch| {
+        for (at, _) in &mut batch {
+            *at -= open;
+        }
+        watch(batch)
+    };
+    read_chunks(
+        split,
+        parallel::chunks_of(text, &layout),
+        false,
+        Some(&mut relative),
+    )
 }
 
 /// A plan split where its changes start and end: what the members around
@@ -348,14 +392,18 @@ fn read_chunks<'t>(
     split: Split,
     chunks: impl Iterator<Item = parallel::Chunk<'t>> + Send,
     changes_digest: bool,
+    watch: Option<&mut parallel::Watch<'_>>,
 ) -> Option<Scanned> {
     let Split {
         plan, approvals, ..
     } = split;
     let mut sealed = SealedHasher::new(&plan);
     let mut hasher = changes_digest.then(ChangesHasher::new);
-    let (tally, op_starts) =
-        parallel::read_changes(chunks, &plan, changes_digest, |part, ends| {
+    let (tally, op_starts) = parallel::read_changes(
+        chunks,
+        &plan,
+        changes_digest,
+        |part, ends| {
             sealed.add(part);
             if let Some(hasher) = &mut hasher {
                 let mut start = 0;
@@ -364,7 +412,9 @@ fn read_chunks<'t>(
                     start = end + 1;
                 }
             }
-        })?;
+        },
+        watch,
+    )?;
     check_consistency(&plan, &tally).ok()?;
     Some(Scanned {
         changes_digest: hasher.map(ChangesHasher::finish).unwrap_or_default(),
@@ -454,7 +504,7 @@ fn read_split(
 ) -> std::io::Result<Option<Scanned>> {
     use std::os::unix::fs::FileExt;
     let chunks = parallel::FileChunks::new(file, split.open + 1, split.close);
-    let Some(scanned) = read_chunks(split, chunks, changes_digest) else {
+    let Some(scanned) = read_chunks(split, chunks, changes_digest, None) else {
         return Ok(None);
     };
     // Nothing after the bytes it had when it was looked at.
@@ -679,7 +729,7 @@ pub fn check_for_approval(file: &std::fs::File) -> std::io::Result<Option<Checke
     let mut raw = blake3::Hasher::new();
     raw.update(&rest.as_bytes()[..=open]);
     let chunks = parallel::FileChunks::new(file, open + 1, close).hashing(&mut raw);
-    let Some(scanned) = read_chunks(split, chunks, false) else {
+    let Some(scanned) = read_chunks(split, chunks, false, None) else {
         return Ok(None);
     };
     let mut more = [0u8; 1];

@@ -61,6 +61,26 @@ pub fn load_lean(path: &Path) -> Result<Lean> {
     Ok(Lean::of(bytes, scanned))
 }
 
+/// The plan of `bytes` (a file's, read whole), checked as [`load_lean`]
+/// checks it, each change given to `watch` as it is checked
+/// ([`super::parse_watching`]). The bytes back when the plan is not
+/// surely fine read so: then [`load_lean`]'s reading says what is wrong.
+pub fn lean_watching(
+    bytes: Vec<u8>,
+    watch: &mut super::Watch<'_>,
+) -> std::result::Result<Lean, Vec<u8>> {
+    match super::parse_watching(&bytes, watch) {
+        Some(scanned) => Ok(Lean::of(bytes, scanned)),
+        None => Err(bytes),
+    }
+}
+
+/// [`load_lean`] of bytes read already.
+pub fn lean_of(path: &Path, bytes: Vec<u8>) -> Result<Lean> {
+    let scanned = parse_for_approval(&bytes).map_err(|why| refused(path, why))?;
+    Ok(Lean::of(bytes, scanned))
+}
+
 /// [`super::load_stdin`], keeping the bytes rather than the changes.
 pub fn load_lean_stdin() -> Result<Lean> {
     let limit = super::max_plan_bytes();

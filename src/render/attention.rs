@@ -129,7 +129,7 @@ fn user_risk(users: &HashMap<&str, &str>, id: &str) -> Option<Risk> {
     }
 }
 
-fn context_users(plan: &Plan) -> HashMap<&str, &str> {
+pub(super) fn context_users(plan: &Plan) -> HashMap<&str, &str> {
     plan.context
         .users
         .iter()
@@ -219,36 +219,42 @@ impl StreamedFacts {
         let users = context_users(plan);
         let mut out = StreamedFacts::default();
         let mut each = |change: &Change| {
-            match change {
-                Change::AddRole { value, key } => {
-                    let (id, admin) = role_facts(key, value);
-                    out.roles.push((id.to_string(), admin));
-                }
-                Change::AddMembership {
-                    user_id,
-                    username,
-                    group_id,
-                    ..
-                } => {
-                    let (first, total, risks) = out.joiners.entry(group_id.clone()).or_default();
-                    if first.len() < joiners {
-                        first.push((user_id.clone(), username.clone()));
-                    }
-                    *total += 1;
-                    if let Some(risk) = user_risk(&users, user_id) {
-                        if !risks.contains(&risk) {
-                            risks.push(risk);
-                            risks.sort_unstable();
-                        }
-                    }
-                }
-                _ => {}
-            }
+            out.add(change, joiners, &users);
             true
         };
         changes.each_change_of(Op::AddRole, &mut each)?;
         changes.each_change_of(Op::AddMembership, &mut each)?;
         Ok(out)
+    }
+
+    /// Gathers the facts of one change, given in the plan's order;
+    /// `users` are the plan's context's ([`context_users`]).
+    pub fn add(&mut self, change: &Change, joiners: usize, users: &HashMap<&str, &str>) {
+        match change {
+            Change::AddRole { value, key } => {
+                let (id, admin) = role_facts(key, value);
+                self.roles.push((id.to_string(), admin));
+            }
+            Change::AddMembership {
+                user_id,
+                username,
+                group_id,
+                ..
+            } => {
+                let (first, total, risks) = self.joiners.entry(group_id.clone()).or_default();
+                if first.len() < joiners {
+                    first.push((user_id.clone(), username.clone()));
+                }
+                *total += 1;
+                if let Some(risk) = user_risk(users, user_id) {
+                    if !risks.contains(&risk) {
+                        risks.push(risk);
+                        risks.sort_unstable();
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 
     pub fn facts<'a>(&'a self, plan: &'a Plan) -> Facts<'a> {

@@ -24,7 +24,7 @@ pub use json::write_json_line;
 pub use model::Filter;
 #[cfg(test)]
 pub use show::show;
-pub use show::{show_changes, Format, ShowOptions};
+pub use show::{count_while_checking, show_changes, show_counted, Format, ShowOptions};
 
 use crate::plan::Plan;
 use crate::store::HistoryRecord;

@@ -398,6 +398,15 @@ impl<'a> Selector<'a> {
         })
     }
 
+    /// The filter, when it needs nothing from the plan's changes (no
+    /// `--user`, which reads the memberships first).
+    pub fn without_changes(filter: &'a Filter) -> Option<Self> {
+        filter
+            .user
+            .is_none()
+            .then_some(Selector { filter, user: None })
+    }
+
     pub fn user(&self) -> Option<&UserScope> {
         self.user.as_ref()
     }

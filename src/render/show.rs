@@ -15,7 +15,7 @@ use super::json;
 use super::model::{by_reason, each_row, Filter, Named, Row, Selection, Selector};
 use crate::connect::redact;
 use crate::plan::{Changes, Plan};
-use crate::sync::{Finding, Kind, Op, SubjectType};
+use crate::sync::{Change, Finding, Kind, Op, SubjectType};
 
 /// Reasons listed in the summary at most; the conflicts and skipped tables
 /// list every entry.
@@ -99,6 +99,92 @@ pub fn show_changes(
     }
 }
 
+/// What `show` counted of a plan while it was checked
+/// ([`count_while_checking`]): its review's pass over the changes, made.
+pub struct CountedEarly {
+    gathered: StreamedFacts,
+    counted: Counted,
+}
+
+/// Checks the plan of `bytes` (a file's, read whole) as `plan::load_lean`
+/// does, and makes the review's pass over its changes as they are checked,
+/// on this thread, while the check runs on others: every change is read
+/// once, not once to check it and again to review it (issue 15). The
+/// review's pass is `None` when the changes came in another order than a
+/// plan's. `Err(bytes)` where the pass needs more than the changes in
+/// their order (`--user`, `--live`, JSON), or the plan is not laid out as
+/// the tool lays it out, or not surely fine read so: `plan::lean_of`
+/// reads it then, and says what is wrong.
+pub fn count_while_checking(
+    bytes: Vec<u8>,
+    options: &ShowOptions,
+    live: bool,
+) -> Result<(crate::plan::Lean, Option<CountedEarly>), Vec<u8>> {
+    let selector = Selector::without_changes(&options.filter)
+        .filter(|_| !live && options.format != Format::Json);
+    let (Some(selector), Some(header)) = (selector, crate::plan::header_of(&bytes)) else {
+        return Err(bytes);
+    };
+    std::thread::scope(|scope| {
+        let (to_counter, batches) = std::sync::mpsc::sync_channel(2);
+        let (give_back, given_back) = std::sync::mpsc::sync_channel(8);
+        let checker = scope.spawn(move || {
+            crate::plan::lean_watching(bytes, &mut |batch| {
+                // A counter that is gone has panicked: its panic is told.
+                let _ = to_counter.send(batch);
+                given_back.try_recv().ok()
+            })
+        });
+        let counted = count_streamed(
+            &header,
+            &selector,
+            options.limit,
+            &mut batches.iter(),
+            &mut |batch| {
+                // Too many waiting: freed here.
+                let _ = give_back.try_send(batch);
+            },
+        );
+        let lean = match checker.join() {
+            Ok(lean) => lean?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let early = counted.map(|(gathered, counted)| CountedEarly { gathered, counted });
+        Ok((lean, early))
+    })
+}
+
+/// [`show_changes`] of a plan whose review's pass was made while it was
+/// checked ([`count_while_checking`]).
+pub fn show_counted(
+    out: &mut dyn Write,
+    plan: &Plan,
+    changes: &dyn Changes,
+    computed_digest: &str,
+    options: &ShowOptions,
+    early: CountedEarly,
+) -> io::Result<()> {
+    let Some(selector) = Selector::without_changes(&options.filter) else {
+        return show_changes(out, plan, changes, computed_digest, options, None);
+    };
+    let facts = early.gathered.facts(plan);
+    let mut printer = match options.format {
+        Format::Markdown => Printer::markdown(out, options.fit_comment),
+        _ => Printer::terminal(out, options.style),
+    };
+    review_counted(
+        &mut printer,
+        plan,
+        changes,
+        computed_digest,
+        options,
+        None,
+        (&selector, &facts),
+        early.counted,
+    )?;
+    printer.finish(&options.everything)
+}
+
 /// The first error met while a table read its rows (a lazy table's rows
 /// cannot fail), told once the table is printed.
 #[derive(Default)]
@@ -125,6 +211,136 @@ pub fn review(
     options: &ShowOptions,
     tenant: Option<&Tenant>,
 ) -> io::Result<()> {
+    let selector = Selector::new(changes, &options.filter)?;
+    let gathered = StreamedFacts::gather(plan, changes, SHOWN_JOINERS)?;
+    let facts = gathered.facts(plan);
+    let mut counted = Counted::start(&selector, tenant, options.limit);
+    changes.each_change_at(&mut |at, change| {
+        counted.add(at, change, &selector, &facts);
+        true
+    })?;
+    review_counted(
+        out,
+        plan,
+        changes,
+        computed_digest,
+        options,
+        tenant,
+        (&selector, &facts),
+        counted,
+    )
+}
+
+/// What [`review`] counts in one pass over the changes, for the sections
+/// it prints. With a limit, where the first rows of each table are is
+/// kept, so that a table of a few rows does not walk the plan again.
+pub struct Counted {
+    limit: Option<usize>,
+    selection: Selection,
+    report: Report,
+    attention: usize,
+    attention_first: Vec<usize>,
+}
+
+impl Counted {
+    pub fn start(selector: &Selector, tenant: Option<&Tenant>, limit: Option<usize>) -> Self {
+        Counted {
+            limit,
+            selection: Selection::keeping(limit),
+            report: Report::start(selector, tenant),
+            attention: 0,
+            attention_first: Vec::new(),
+        }
+    }
+
+    /// Counts the change at `at`, in the plan's order.
+    pub fn add(&mut self, at: usize, change: &Change, selector: &Selector, facts: &Facts) {
+        self.selection.add_at(at, change, selector);
+        self.report.add(at, change);
+        if attention::needs_attention(change, selector, facts) {
+            self.attention += 1;
+            if self.limit.is_some_and(|l| self.attention_first.len() < l) {
+                self.attention_first.push(at);
+            }
+        }
+    }
+}
+
+/// Whether the facts that judge a change ([`StreamedFacts`]) can all be
+/// known before it in a plan's order: those of the roles and memberships
+/// that come first, and judge the bindings after them.
+fn comes_before_facts_are_needed(op: Op) -> bool {
+    matches!(
+        op,
+        Op::CreateTenant | Op::AddRole | Op::AddGroup | Op::AddMembership
+    )
+}
+
+/// [`review`]'s counting over the changes handed on as the plan is
+/// checked (`plan::parse_watching`), batch after batch: `show` reads every
+/// change once, not twice (issue 15). The facts are gathered from the
+/// roles and memberships as they come, which in a plan's order come
+/// before the bindings they judge; a membership is judged by what the
+/// plan's context says of its user alone. Each batch is given back once
+/// counted. `None` when a change comes out of that order: then the caller
+/// counts again ([`review`]).
+pub fn count_streamed(
+    plan: &Plan,
+    selector: &Selector,
+    limit: Option<usize>,
+    batches: &mut dyn Iterator<Item = Vec<(usize, Change)>>,
+    give_back: &mut dyn FnMut(Vec<(usize, Change)>),
+) -> Option<(StreamedFacts, Counted)> {
+    let mut counted = Counted::start(selector, None, limit);
+    let mut gathered = StreamedFacts::default();
+    let users = attention::context_users(plan);
+    let none_yet = StreamedFacts::default();
+    let of_users_alone = none_yet.facts(plan);
+    // The batch where the first change judged by the facts is, and where.
+    let mut rest = None;
+    'gathering: for batch in &mut *batches {
+        for (i, (at, change)) in batch.iter().enumerate() {
+            if !comes_before_facts_are_needed(change.op()) {
+                rest = Some((batch, i));
+                break 'gathering;
+            }
+            gathered.add(change, SHOWN_JOINERS, &users);
+            counted.add(*at, change, selector, &of_users_alone);
+        }
+        give_back(batch);
+    }
+    let facts = gathered.facts(plan);
+    let mut in_order = true;
+    let mut judge = |batch: &[(usize, Change)]| {
+        for (at, change) in batch {
+            in_order &= !comes_before_facts_are_needed(change.op());
+            counted.add(*at, change, selector, &facts);
+        }
+    };
+    if let Some((batch, i)) = rest {
+        judge(&batch[i..]);
+        give_back(batch);
+    }
+    for batch in batches {
+        judge(&batch);
+        give_back(batch);
+    }
+    drop(facts);
+    in_order.then_some((gathered, counted))
+}
+
+/// [`review`] once its pass over the changes was made.
+#[allow(clippy::too_many_arguments)]
+pub fn review_counted(
+    out: &mut Printer,
+    plan: &Plan,
+    changes: &dyn Changes,
+    computed_digest: &str,
+    options: &ShowOptions,
+    tenant: Option<&Tenant>,
+    (selector, facts): (&Selector, &Facts),
+    counted: Counted,
+) -> io::Result<()> {
     let limit = options.limit;
     if computed_digest != plan.digest {
         out.block(mismatch_warning(plan, computed_digest))?;
@@ -132,37 +348,24 @@ pub fn review(
     for block in header(plan, computed_digest) {
         out.block(block)?;
     }
-    let selector = Selector::new(changes, &options.filter)?;
-    let gathered = StreamedFacts::gather(plan, changes, SHOWN_JOINERS)?;
-    let facts = gathered.facts(plan);
-    // One pass over the changes counts what the sections below need.
-    // With a limit, where the first rows of each table are is kept, so
-    // that a table of a few rows does not walk the plan again.
-    let mut selection = Selection::keeping(limit);
-    let mut report = Report::start(&selector, tenant);
-    let (mut attention, mut attention_first) = (0usize, Vec::new());
-    changes.each_change_at(&mut |at, change| {
-        selection.add_at(at, change, &selector);
-        report.add(at, change);
-        if attention::needs_attention(change, &selector, &facts) {
-            attention += 1;
-            if limit.is_some_and(|l| attention_first.len() < l) {
-                attention_first.push(at);
-            }
-        }
-        true
-    })?;
-    let report = report.finish(&selector, tenant.is_some());
-    let total = attention::count(plan, &selector, &facts, attention);
+    let Counted {
+        selection,
+        report,
+        attention,
+        attention_first,
+        ..
+    } = counted;
+    let report = report.finish(selector, tenant.is_some());
+    let total = attention::count(plan, selector, facts, attention);
     let first = limit.map(|_| attention_first.as_slice());
-    attention_section(out, plan, changes, first, &selector, &facts, total, limit)?;
+    attention_section(out, plan, changes, first, selector, facts, total, limit)?;
     out.block(Block::Heading("Summary".into()))?;
     out.block(Block::Table(summary_table(plan, limit)))?;
 
     if !options.filter.is_empty() {
         out.block(Block::Para(filter_note(plan, &options.filter, &selection)))?;
     }
-    findings(out, plan, &selector, limit)?;
+    findings(out, plan, selector, limit)?;
     if limit.is_some_and(|l| selection.bindings() > l) {
         spread(out, &selection, limit)?;
     }
@@ -178,7 +381,7 @@ pub fn review(
     }
     for (op, total) in &selection.totals {
         let first = selection.first_of(*op, limit);
-        changes_table(out, changes, first, &selector, *op, *total, limit)?;
+        changes_table(out, changes, first, selector, *op, *total, limit)?;
     }
     if report.total_users > 0 || selection.matched > 0 || tenant.is_some() {
         access_section(out, plan, changes, &report, options, tenant.is_some())?;
@@ -1555,6 +1758,163 @@ mod tests {
             }
         }
         assert_eq!(compared, 4 * 3 * 8 * 4 * 2 * 2 * 2 * 2);
+    }
+
+    /// `show` whose review's pass was made while the plan was checked
+    /// (count_while_checking) is `show` of the plan in memory, byte for
+    /// byte, for every option it takes; the others (`--user`, `--live`,
+    /// JSON) and a plan laid out otherwise are handed back, to be read as
+    /// before. The unit tests cut a plan into chunks of a few hundred
+    /// bytes: the changes come in many batches.
+    #[test]
+    fn show_counted_while_checked_is_show_from_memory() {
+        let plans: Vec<Plan> = vec![
+            demo(),
+            serde_json::from_str(include_str!("../../plans/demo-revert-plan.json")).unwrap(),
+            serde_json::from_str(include_str!("../../tests/golden/rules-plan.json")).unwrap(),
+            crowded_group(),
+        ];
+        let filters = [
+            Filter::default(),
+            Filter {
+                role: Some("Admin".into()),
+                ..Filter::default()
+            },
+            Filter {
+                namespace: Some("company.finance".into()),
+                ..Filter::default()
+            },
+            Filter {
+                op: Some(Op::AddMembership),
+                ..Filter::default()
+            },
+            Filter {
+                op: Some(Op::RemoveBinding),
+                ..Filter::default()
+            },
+        ];
+        let mut compared = 0;
+        for plan in plans {
+            let bytes = plan.to_pretty_json();
+            for format in [Format::Table, Format::Markdown] {
+                for filter in &filters {
+                    for limit in [None, Some(1), Some(50)] {
+                        for diff in [false, true] {
+                            let options = ShowOptions {
+                                format,
+                                diff,
+                                limit,
+                                filter: filter.clone(),
+                                style: Style {
+                                    width: if diff { Some(90) } else { None },
+                                    color: limit == Some(1),
+                                },
+                                fit_comment: limit.is_none(),
+                                everything: "everything".into(),
+                            };
+                            let mut expected = Vec::new();
+                            show(&mut expected, &plan, &plan.digest, &options, None).unwrap();
+                            let (lean, counted) =
+                                count_while_checking(bytes.clone(), &options, false)
+                                    .unwrap_or_else(|_| panic!("counted: {format:?} {filter:?}"));
+                            let counted = counted.expect("the plan's order");
+                            assert_eq!(lean.loaded.computed_digest, plan.digest);
+                            let mut streamed = Vec::new();
+                            show_counted(
+                                &mut streamed,
+                                &lean.loaded.plan,
+                                &lean.changes().unwrap(),
+                                &lean.loaded.computed_digest,
+                                &options,
+                                counted,
+                            )
+                            .unwrap();
+                            assert!(
+                                streamed == expected,
+                                "{format:?} {filter:?} {limit:?} diff {diff}:\n{}\n---\n{}",
+                                String::from_utf8_lossy(&streamed),
+                                String::from_utf8_lossy(&expected)
+                            );
+                            compared += 1;
+                        }
+                    }
+                }
+            }
+            // Handed back, the bytes as they were.
+            let mut options = ShowOptions {
+                format: Format::Json,
+                diff: false,
+                limit: None,
+                filter: Filter::default(),
+                style: Style::default(),
+                fit_comment: false,
+                everything: String::new(),
+            };
+            let back =
+                |options: &ShowOptions, live: bool, bytes: Vec<u8>| match count_while_checking(
+                    bytes.clone(),
+                    options,
+                    live,
+                ) {
+                    Err(given) => assert!(given == bytes),
+                    Ok(_) => panic!("counted while checked: {:?} live {live}", options.format),
+                };
+            back(&options, false, bytes.clone());
+            options.format = Format::Table;
+            back(&options, true, bytes.clone());
+            options.filter.user = Some("alice".into());
+            back(&options, false, bytes.clone());
+            options.filter.user = None;
+            let compact = serde_json::to_vec(&plan).unwrap();
+            back(&options, false, compact);
+        }
+        assert_eq!(compared, 4 * 2 * 5 * 3 * 2);
+    }
+
+    /// Changes that come out of a plan's order (a binding before the
+    /// memberships that judge it) are not counted while checked: the
+    /// review counts them afterwards, as before.
+    #[test]
+    fn changes_out_of_order_are_not_counted_while_checked() {
+        let plan = crowded_group();
+        let filter = Filter::default();
+        let selector = Selector::without_changes(&filter).unwrap();
+        let changes: Vec<(usize, Change)> = plan.changes.iter().cloned().enumerate().collect();
+        let first_binding = changes
+            .iter()
+            .position(|(_, c)| c.op() == Op::AddBinding)
+            .unwrap();
+        let in_order = vec![changes.clone()];
+        let mut given_back = 0;
+        let counted = count_streamed(
+            &plan,
+            &selector,
+            Some(10),
+            &mut in_order.into_iter(),
+            &mut |_| given_back += 1,
+        );
+        assert!(counted.is_some());
+        assert_eq!(given_back, 1);
+        let mut swapped = changes;
+        let membership = swapped
+            .iter()
+            .position(|(_, c)| c.op() == Op::AddMembership)
+            .unwrap();
+        let moved = swapped.remove(membership);
+        swapped.insert(first_binding, moved);
+        let batches = vec![
+            swapped[..first_binding].to_vec(),
+            swapped[first_binding..].to_vec(),
+        ];
+        let counted = count_streamed(
+            &plan,
+            &selector,
+            Some(10),
+            &mut batches.into_iter(),
+            &mut |_| given_back += 1,
+        );
+        assert!(counted.is_none());
+        assert_eq!(given_back, 3);
     }
 
     #[test]
