@@ -323,9 +323,10 @@ pub fn header_of(bytes: &[u8]) -> Option<Plan> {
 /// batches, with where it starts in the text of the `changes` array (as
 /// [`super::ChangesText`] tells where a change is): `show` reads them
 /// there rather than reading every change twice (issue 15). `watch` gives
-/// the batches back, oldest first, to be freed where they were made. `None` when the plan
-/// is not surely fine as read on every core; then what `watch` was given
-/// is not the plan's, and [`parse_for_approval`] says what is wrong.
+/// the batches back, oldest first, to be freed where they were made.
+/// `None` when the plan is not surely fine as read on every core; then
+/// what `watch` was given is not the plan's, and [`parse_for_approval`]
+/// says what is wrong.
 pub fn parse_watching(bytes: &[u8], watch: &mut super::Watch<'_>) -> Option<Scanned> {
     let (text, layout, split) = split_text(bytes)?;
     let open = layout.open;

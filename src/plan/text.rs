@@ -56,15 +56,13 @@ impl Lean {
 
 /// [`super::load`] of `path`, keeping the bytes rather than the changes.
 pub fn load_lean(path: &Path) -> Result<Lean> {
-    let bytes = read_bytes(path)?;
-    let scanned = parse_for_approval(&bytes).map_err(|why| refused(path, why))?;
-    Ok(Lean::of(bytes, scanned))
+    lean_of(path, read_bytes(path)?)
 }
 
-/// The plan of `bytes` (a file's, read whole), checked as [`load_lean`]
+/// The plan of `bytes` (a file's, read whole), checked as [`lean_of`]
 /// checks it, each change given to `watch` as it is checked
 /// ([`super::parse_watching`]). The bytes back when the plan is not
-/// surely fine read so: then [`load_lean`]'s reading says what is wrong.
+/// surely fine read so: then [`lean_of`]'s reading says what is wrong.
 pub fn lean_watching(
     bytes: Vec<u8>,
     watch: &mut super::Watch<'_>,
@@ -75,7 +73,7 @@ pub fn lean_watching(
     }
 }
 
-/// [`load_lean`] of bytes read already.
+/// [`load_lean`] of bytes read already (from the file at `path`).
 pub fn lean_of(path: &Path, bytes: Vec<u8>) -> Result<Lean> {
     let scanned = parse_for_approval(&bytes).map_err(|why| refused(path, why))?;
     Ok(Lean::of(bytes, scanned))

@@ -106,7 +106,7 @@ pub struct CountedEarly {
     counted: Counted,
 }
 
-/// Checks the plan of `bytes` (a file's, read whole) as `plan::load_lean`
+/// Checks the plan of `bytes` (a file's, read whole) as `plan::lean_of`
 /// does, and makes the review's pass over its changes as they are checked,
 /// on this thread, while the check runs on others: every change is read
 /// once, not once to check it and again to review it (issue 15). The
