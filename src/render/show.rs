@@ -1686,6 +1686,21 @@ mod tests {
         }
     }
 
+    /// `show`'s output `streamed` is `expected`, byte for byte; else both
+    /// are told, with the options that made them.
+    fn assert_same(streamed: &[u8], expected: &[u8], options: &ShowOptions) {
+        assert!(
+            streamed == expected,
+            "{:?} {:?} {:?} diff {}:\n{}\n---\n{}",
+            options.format,
+            options.filter,
+            options.limit,
+            options.diff,
+            String::from_utf8_lossy(streamed),
+            String::from_utf8_lossy(expected)
+        );
+    }
+
     /// The filters the comparisons try.
     fn filters_to_show() -> Vec<Filter> {
         vec![
@@ -1761,12 +1776,7 @@ mod tests {
                                             tenant,
                                         )
                                         .unwrap();
-                                        assert!(
-                                            streamed == expected,
-                                            "{format:?} {filter:?} {limit:?} diff {diff}:\n{}\n---\n{}",
-                                            String::from_utf8_lossy(&streamed),
-                                            String::from_utf8_lossy(&expected)
-                                        );
+                                        assert_same(&streamed, &expected, &options);
                                         compared += 1;
                                     }
                                 }
@@ -1817,12 +1827,7 @@ mod tests {
                                 counted,
                             )
                             .unwrap();
-                            assert!(
-                                streamed == expected,
-                                "{format:?} {filter:?} {limit:?} diff {diff}:\n{}\n---\n{}",
-                                String::from_utf8_lossy(&streamed),
-                                String::from_utf8_lossy(&expected)
-                            );
+                            assert_same(&streamed, &expected, &options);
                             compared += 1;
                         }
                     }

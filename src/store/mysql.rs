@@ -11,9 +11,9 @@ use sqlx::mysql::{MySqlConnection, MySqlDatabaseError, MySqlRow};
 use sqlx::{Connection, Executor, QueryBuilder, Row};
 
 use super::sql::{
-    add_revert_columns, connect_error, db_error, execute, insert_values, strings, Dialect, Failure,
+    connect_error, db_error, ensure_history_table, execute, insert_values, Dialect, Failure,
 };
-use super::{Access, Table, HISTORY_TABLE};
+use super::{Access, Table};
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
 use crate::sync::{KeyRules, RawDoc, StoreKeys};
@@ -75,15 +75,11 @@ impl MySql {
         with_history: bool,
     ) -> Result<()> {
         if with_history {
-            let tables = strings(conn, Self::TABLE_NAMES, &[])
-                .await
-                .map_err(|e| db_error("listing tables", e))?;
-            if !tables.iter().any(|t| t == HISTORY_TABLE) {
-                execute(conn, Self::HISTORY_DDL, "creating the history table").await?;
-            }
-            // DDL commits here too: under the lock, before the transaction.
-            add_revert_columns(
+            // DDL commits here: under the lock, before the transaction.
+            ensure_history_table(
                 conn,
+                Self::TABLE_NAMES,
+                Self::HISTORY_DDL,
                 Self::HISTORY_COLUMN_NAMES,
                 &Self::HISTORY_REVERT_COLUMNS,
             )

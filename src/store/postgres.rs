@@ -12,8 +12,8 @@ use sqlx::error::DatabaseError;
 use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::{Connection, Executor, Row};
 
-use super::sql::{add_revert_columns, connect_error, db_error, execute, strings, Dialect, Failure};
-use super::{Access, Table, HISTORY_TABLE};
+use super::sql::{connect_error, db_error, ensure_history_table, execute, Dialect, Failure};
+use super::{Access, Table};
 use crate::connect::{Backend, Target};
 use crate::error::{Error, Result};
 use crate::sync::RawDoc;
@@ -391,16 +391,10 @@ impl Dialect for Postgres {
             }
             Err(e) => return Err(db_error("taking the apply lock", e)),
         }
-        // Even with IF NOT EXISTS, CREATE TABLE needs the CREATE privilege
-        // on the schema: ask only when the table is really missing.
-        let tables = strings(conn, Self::TABLE_NAMES, &[])
-            .await
-            .map_err(|e| db_error("listing tables", e))?;
-        if !tables.iter().any(|t| t == HISTORY_TABLE) {
-            execute(conn, Self::HISTORY_DDL, "creating the history table").await?;
-        }
-        add_revert_columns(
+        ensure_history_table(
             conn,
+            Self::TABLE_NAMES,
+            Self::HISTORY_DDL,
             Self::HISTORY_COLUMN_NAMES,
             &Self::HISTORY_REVERT_COLUMNS,
         )

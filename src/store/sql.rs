@@ -263,6 +263,34 @@ where
     Ok(())
 }
 
+/// Creates the history table (`ddl`) when `tables`, a query listing the
+/// schema's tables, does not name it, then adds the revert columns it
+/// lacks ([`add_revert_columns`]). Even with `IF NOT EXISTS`, `CREATE
+/// TABLE` needs the CREATE privilege on the schema: it is asked for only
+/// when the table is really missing.
+pub(super) async fn ensure_history_table<C, DB: Database>(
+    conn: &mut C,
+    tables: &str,
+    ddl: &str,
+    columns: &str,
+    revert_columns: &[(&str, &str)],
+) -> Result<()>
+where
+    for<'c> &'c mut C: Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    usize: ColumnIndex<DB::Row>,
+{
+    let present = strings(conn, tables, &[])
+        .await
+        .map_err(|e| db_error("listing tables", e))?;
+    if !present.iter().any(|t| t == HISTORY_TABLE) {
+        execute(conn, ddl, "creating the history table").await?;
+    }
+    add_revert_columns(conn, columns, revert_columns).await
+}
+
 /// Inserts a batch with one multi-row `INSERT ... VALUES`.
 pub(super) async fn insert_values<D: Dialect>(
     conn: &mut Conn<D>,
