@@ -1,7 +1,7 @@
 //! `show`: render a plan for review; with `--live`, beside the tenant's
 //! current access, read from the database.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal};
 use std::path::Path;
 
 use crate::cli::{OpArg, ShowArgs, ShowFormat};
@@ -23,17 +23,10 @@ pub async fn run(args: &ShowArgs) -> Result<ExitStatus> {
         path.display().to_string()
     };
     let options = options(args, &name);
-    // The plan is checked and its digest computed as `load` does, but its
-    // changes are not kept: the renderers read them again from the bytes,
-    // one at a time (issue 15). A file's are counted for the review while
-    // they are checked, where the review allows.
     let (lean, counted) = if path == Path::new("-") {
         (plan::load_lean_stdin()?, None)
     } else {
-        match render::count_while_checking(plan::read_bytes(path)?, &options, args.live) {
-            Ok((lean, counted)) => (lean, counted),
-            Err(bytes) => (plan::lean_of(path, bytes)?, None),
-        }
+        check(path, &options, args.live)?
     };
     let changes = lean.changes()?;
     let loaded = &lean.loaded;
@@ -43,24 +36,43 @@ pub async fn run(args: &ShowArgs) -> Result<ExitStatus> {
     } else {
         None
     };
-    super::stream_stdout(|out| match counted {
-        Some(counted) => render::show_counted(
-            out,
-            &loaded.plan,
-            &changes,
-            &loaded.computed_digest,
-            &options,
-            counted,
-        ),
-        None => render::show_changes(
-            out,
-            &loaded.plan,
-            &changes,
-            &loaded.computed_digest,
-            &options,
-            tenant.as_ref(),
-        ),
-    })?;
+    let mut changed = None;
+    super::stream_stdout(|out| {
+        let shown = match counted {
+            Some(counted) => render::show_counted(
+                out,
+                &loaded.plan,
+                &*changes,
+                &loaded.computed_digest,
+                &options,
+                counted,
+            ),
+            None => render::show_changes(
+                out,
+                &loaded.plan,
+                &*changes,
+                &loaded.computed_digest,
+                &options,
+                tenant.as_ref(),
+            ),
+        };
+        // A file that no longer holds what was checked is the plan's
+        // fault, not stdout's.
+        shown.map_err(|e| match e.get_ref().and_then(|e| e.downcast_ref()) {
+            Some(plan::ChangedSinceChecked { bytes }) => {
+                changed = Some(bytes.clone());
+                io::Error::other("the plan file changed")
+            }
+            None => e,
+        })
+    })
+    .or_else(|e| changed.clone().map_or(Err(e), |_| Ok(())))?;
+    if let Some(bytes) = changed {
+        return Err(Error::refused(format!(
+            "{name}: changed while it was shown (bytes {}..{} no longer hold what was checked): what was printed is not a review of any plan; show it again",
+            bytes.start, bytes.end
+        )));
+    }
     tracing::info!(elapsed = ?started.elapsed(), "plan rendered");
     if !loaded.digest_matches() {
         return Err(Error::refused(format!(
@@ -68,6 +80,31 @@ pub async fn run(args: &ShowArgs) -> Result<ExitStatus> {
         )));
     }
     Ok(ExitStatus::Success)
+}
+
+/// The plan file at `path`, checked as `load` checks it, without keeping
+/// its changes: they are read again from the file when rendered (issue
+/// 15). A file's are counted for the review while they are checked, where
+/// the review allows ([`render::counts_while_checking`]).
+fn check(
+    path: &Path,
+    options: &ShowOptions,
+    live: bool,
+) -> Result<(plan::Lean, Option<render::CountedEarly>)> {
+    if let Some(split) = plan::split_plan_file(path)? {
+        let header = split.header().clone();
+        let checked = if render::counts_while_checking(options, live) {
+            render::count_while_checking(&header, options, |watch| split.check_watching(watch))
+        } else {
+            (split.check_watching(&mut Some), None)
+        };
+        if let (Some(lean), counted) = (checked.0.map_err(|e| Error::io(path, e))?, checked.1) {
+            return Ok((lean, counted));
+        }
+    }
+    // Not laid out as the tool writes a plan, or not surely fine so read:
+    // read whole, which says what is wrong.
+    Ok((plan::load_lean(path)?, None))
 }
 
 /// The tenant's current access, read in one read-only snapshot.

@@ -40,11 +40,13 @@ pub use load::{load, load_stdin, max_plan_bytes, parse, read_bytes, read_capped,
 pub use parallel::{ChangeBatch, Watch};
 pub use spool::{ChangeSpool, SpoolTail, Spooled};
 pub use stream::{
-    check_for_approval, header_of, load_without_changes, parse_for_approval, parse_watching,
-    parse_without_changes, start_reading, CheckedFile, Reading, Scanned,
+    check_for_approval, load_without_changes, parse_for_approval, parse_without_changes,
+    split_plan_file, start_reading, CheckedFile, Reading, Scanned, SplitFile,
 };
 pub use tenant_id::{is_valid_tenant_id, TENANT_ID_RULE};
-pub use text::{lean_of, lean_watching, load_lean, load_lean_stdin, ChangesText, Lean};
+pub use text::{
+    lean_of, load_lean, load_lean_stdin, ChangedSinceChecked, ChangesInFile, ChangesText, Lean,
+};
 
 pub const FORMAT: &str = "sync-access/plan/v1";
 

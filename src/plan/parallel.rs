@@ -171,6 +171,18 @@ pub(super) struct FileChunks<'f> {
     /// Hashes every byte read, in the file's order, when asked
     /// ([`FileChunks::hashing`]).
     raw: Option<&'f mut blake3::Hasher>,
+    /// The seal of every chunk made, when asked ([`FileChunks::sealing`]).
+    seals: Option<&'f mut Vec<Seal>>,
+}
+
+/// Which bytes of a plan file a chunk held, and what they hash to: what
+/// was checked, to be read again from the file and proved the same
+/// (`show`, which renders the changes it checked without holding them).
+#[derive(Debug, Clone)]
+pub(crate) struct Seal {
+    pub base: usize,
+    pub len: usize,
+    pub hash: blake3::Hash,
 }
 
 #[cfg(unix)]
@@ -183,6 +195,32 @@ impl<'f> FileChunks<'f> {
             carry: Vec::new(),
             done: false,
             raw: None,
+            seals: None,
+        }
+    }
+
+    /// The same chunks, each sealed into `seals` as it is made, in order.
+    pub(super) fn sealing(self, seals: &'f mut Vec<Seal>) -> Self {
+        FileChunks {
+            seals: Some(seals),
+            ..self
+        }
+    }
+
+    /// The chunk of `buffer`, which starts at byte `base`, sealed when
+    /// asked.
+    fn chunk(&mut self, buffer: Vec<u8>, base: usize, last: bool) -> Chunk<'static> {
+        if let Some(seals) = &mut self.seals {
+            seals.push(Seal {
+                base,
+                len: buffer.len(),
+                hash: blake3::hash(&buffer),
+            });
+        }
+        Chunk {
+            text: std::borrow::Cow::Owned(buffer),
+            base,
+            last,
         }
     }
 
@@ -236,11 +274,7 @@ impl Iterator for FileChunks<'_> {
                 if let Some(found) = seam.find(&buffer[search..]) {
                     let end = search + found + 2;
                     self.carry = buffer.split_off(end);
-                    return Some(Chunk {
-                        text: std::borrow::Cow::Owned(buffer),
-                        base,
-                        last: false,
-                    });
+                    return Some(self.chunk(buffer, base, false));
                 }
                 // A seam may start in the last bytes searched.
                 search = buffer
@@ -250,11 +284,7 @@ impl Iterator for FileChunks<'_> {
             }
             if self.at == self.to {
                 self.done = true;
-                return Some(Chunk {
-                    text: std::borrow::Cow::Owned(buffer),
-                    base,
-                    last: true,
-                });
+                return Some(self.chunk(buffer, base, true));
             }
             if self.read_more(&mut buffer, STEP).is_err() {
                 self.done = true;

@@ -40,6 +40,7 @@ use super::load::{
     check_consistency, check_format, check_text, invalid, read_bytes, refused, Tally,
 };
 use super::parallel;
+use super::text::Lean;
 use super::{Approval, Loaded, Options, Plan, Source, Summary, FORMAT};
 use crate::error::Result;
 use crate::plan_file::{Edit, Seen};
@@ -311,37 +312,84 @@ fn split_text(bytes: &[u8]) -> Option<(&str, parallel::Layout, Split)> {
     Some((text, layout, split))
 }
 
-/// The members of a plan laid out as the tool lays it out, but its
-/// changes: what [`parse_watching`] will check them against. `None` for
-/// any other plan.
-pub fn header_of(bytes: &[u8]) -> Option<Plan> {
-    split_text(bytes).map(|(_, _, split)| split.plan)
+/// A plan file laid out as the tool lays it out, split where its changes
+/// start and end, whose members around them are read and proved
+/// ([`split_plan_file`]): its changes are read next, each checked and
+/// given to a watcher ([`SplitFile::check_watching`]).
+#[cfg(unix)]
+pub struct SplitFile {
+    file: std::fs::File,
+    len: usize,
+    split: Split,
 }
 
-/// [`parse_for_approval`] of a plan laid out as the tool lays it out,
-/// each change given to `watch` as it is checked, in the plan's order, in
-/// batches, with where it starts in the text of the `changes` array (as
-/// [`super::ChangesText`] tells where a change is): `show` reads them
-/// there rather than reading every change twice (issue 15). `watch` gives
-/// the batches back, oldest first, to be freed where they were made.
-/// `None` when the plan is not surely fine as read on every core; then
-/// what `watch` was given is not the plan's, and [`parse_for_approval`]
-/// says what is wrong.
-pub fn parse_watching(bytes: &[u8], watch: &mut super::Watch<'_>) -> Option<Scanned> {
-    let (text, layout, split) = split_text(bytes)?;
-    let open = layout.open;
-    let mut relative = |mut batch: super::ChangeBatch| {
-        for (at, _) in &mut batch {
-            *at -= open;
+/// The plan file at `path`, split ([`SplitFile`]); `None` when it is not
+/// a regular file within the size limit laid out as the tool writes a
+/// plan: the caller then reads it whole, which says what is wrong.
+#[cfg(unix)]
+pub fn split_plan_file(path: &Path) -> Result<Option<SplitFile>> {
+    let io = |e| crate::error::Error::io(path, e);
+    let file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    if !meta.is_file() || meta.len() > super::max_plan_bytes() {
+        return Ok(None);
+    }
+    let len = meta.len() as usize;
+    Ok(split_file(&file, len)
+        .map_err(io)?
+        .map(|(split, _)| SplitFile { file, len, split }))
+}
+
+/// Elsewhere, every plan file is read whole.
+#[cfg(not(unix))]
+pub enum SplitFile {}
+
+#[cfg(not(unix))]
+pub fn split_plan_file(_: &Path) -> Result<Option<SplitFile>> {
+    Ok(None)
+}
+
+#[cfg(unix)]
+impl SplitFile {
+    /// The members of the plan but its changes: what its changes will be
+    /// checked against.
+    pub fn header(&self) -> &Plan {
+        &self.split.plan
+    }
+
+    /// [`parse_for_approval`] of the file, read a chunk at a time as
+    /// `approve` reads it, never whole (issue 15: `show` of 2M changes held
+    /// their 724 MiB), each change given to `watch` as it is checked, in
+    /// the plan's order, in batches, with where it starts in the text of
+    /// the `changes` array (as [`super::ChangesText`] tells where a change
+    /// is). `watch` gives the batches back, oldest first, to be freed where
+    /// they were made. The plan comes with its changes to be read again
+    /// from the file, each chunk proved to hold the bytes that were checked
+    /// ([`super::text::ChangesInFile`]). `None` when the plan is not surely
+    /// fine so read: then what `watch` was given is not the plan's, and
+    /// [`parse_for_approval`] says what is wrong.
+    pub fn check_watching(self, watch: &mut super::Watch<'_>) -> std::io::Result<Option<Lean>> {
+        use std::os::unix::fs::FileExt;
+        let SplitFile { file, len, split } = self;
+        let open = split.open;
+        let mut seals = Vec::new();
+        let chunks = parallel::FileChunks::new(&file, open + 1, split.close).sealing(&mut seals);
+        let mut relative = |mut batch: super::ChangeBatch| {
+            for (at, _) in &mut batch {
+                *at -= open;
+            }
+            watch(batch)
+        };
+        let Some(scanned) = read_chunks(split, chunks, false, Some(&mut relative)) else {
+            return Ok(None);
+        };
+        let mut more = [0u8; 1];
+        if file.read_at(&mut more, len as u64)? > 0 {
+            return Ok(None);
         }
-        watch(batch)
-    };
-    read_chunks(
-        split,
-        parallel::chunks_of(text, &layout),
-        false,
-        Some(&mut relative),
-    )
+        let changes = super::text::ChangesInFile::new(file, open, seals);
+        Ok(Some(Lean::in_file(scanned.loaded, changes)))
+    }
 }
 
 /// A plan split where its changes start and end: what the members around

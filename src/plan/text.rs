@@ -15,62 +15,71 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use super::load::{read_capped_into, refused};
-use super::parallel::OpStarts;
+use super::parallel::{OpStarts, Seal};
 use super::{parse_for_approval, read_bytes, Changes, Loaded};
 use crate::error::{Error, Result};
 use crate::sync::{Change, Document, Membership, Op};
 
 /// A plan read and checked as [`super::load`] does, without its changes,
-/// and the bytes it was read from, which hold them.
+/// and where they are read again.
 pub struct Lean {
-    pub bytes: Vec<u8>,
     /// The plan without its changes (`summary` counts them) and the digest
     /// its content hashes to.
     pub loaded: Loaded,
-    /// Where each op's changes start in `bytes`, when the check learnt it.
-    op_starts: Option<OpStarts>,
+    changes: Where,
+}
+
+/// Where a [`Lean`] plan's changes are read again.
+enum Where {
+    /// The bytes the plan was read from, and where each op's changes start
+    /// in them, when the check learnt it.
+    Bytes {
+        bytes: Vec<u8>,
+        op_starts: Option<OpStarts>,
+    },
+    /// The plan's file, proved to hold what was checked.
+    File(ChangesInFile),
 }
 
 impl Lean {
     fn of(bytes: Vec<u8>, scanned: super::Scanned) -> Self {
         Lean {
-            bytes,
             loaded: scanned.loaded,
-            op_starts: scanned.op_starts,
+            changes: Where::Bytes {
+                bytes,
+                op_starts: scanned.op_starts,
+            },
         }
     }
 
-    /// The plan's changes, read from [`Lean::bytes`] when asked for.
-    pub fn changes(&self) -> Result<ChangesText<'_>> {
-        let changes = ChangesText::of_plan(&self.bytes)
+    pub(super) fn in_file(loaded: Loaded, changes: ChangesInFile) -> Self {
+        Lean {
+            loaded,
+            changes: Where::File(changes),
+        }
+    }
+
+    /// The plan's changes, read from its bytes or its file when asked for.
+    pub fn changes(&self) -> Result<Box<dyn Changes + '_>> {
+        let (bytes, op_starts) = match &self.changes {
+            Where::Bytes { bytes, op_starts } => (bytes, op_starts),
+            Where::File(changes) => return Ok(Box::new(changes)),
+        };
+        let changes = ChangesText::of_plan(bytes)
             .map_err(|e| Error::refused(format!("not a valid plan: {e}")))?;
-        Ok(match &self.op_starts {
+        Ok(Box::new(match op_starts {
             Some(starts) => {
-                let base = changes.text.as_ptr() as usize - self.bytes.as_ptr() as usize;
+                let base = changes.text.as_ptr() as usize - bytes.as_ptr() as usize;
                 changes.knowing_op_starts(starts, base)
             }
             None => changes,
-        })
+        }))
     }
 }
 
 /// [`super::load`] of `path`, keeping the bytes rather than the changes.
 pub fn load_lean(path: &Path) -> Result<Lean> {
     lean_of(path, read_bytes(path)?)
-}
-
-/// The plan of `bytes` (a file's, read whole), checked as [`lean_of`]
-/// checks it, each change given to `watch` as it is checked
-/// ([`super::parse_watching`]). The bytes back when the plan is not
-/// surely fine read so: then [`lean_of`]'s reading says what is wrong.
-pub fn lean_watching(
-    bytes: Vec<u8>,
-    watch: &mut super::Watch<'_>,
-) -> std::result::Result<Lean, Vec<u8>> {
-    match super::parse_watching(&bytes, watch) {
-        Some(scanned) => Ok(Lean::of(bytes, scanned)),
-        None => Err(bytes),
-    }
 }
 
 /// [`load_lean`] of bytes read already (from the file at `path`).
@@ -457,6 +466,164 @@ impl Changes for ChangesText<'_> {
     }
 }
 
+/// A plan's changes read again from its file (`show`, issue 15): what
+/// was checked is not held, only the seal of each chunk of the changes
+/// read to check them ([`super::parallel::Seal`]), and every chunk read
+/// again is proved to hold the same bytes, or refused: what is rendered
+/// is what was checked, whatever writes to the file meanwhile.
+pub struct ChangesInFile {
+    file: std::fs::File,
+    /// Where the array's `[` is in the file: a change's position is
+    /// counted from there, as in [`ChangesText`].
+    open: usize,
+    seals: Vec<Seal>,
+    /// The last chunk read, by its rank: the positions a renderer asks for
+    /// come in increasing order, often several from one chunk.
+    last: RefCell<Option<(usize, String)>>,
+}
+
+/// Why a chunk of a plan's changes read again is refused: the file does
+/// not hold what was checked any more.
+#[derive(Debug)]
+pub struct ChangedSinceChecked {
+    pub bytes: Range<usize>,
+}
+
+impl std::fmt::Display for ChangedSinceChecked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "changed while it was shown: bytes {}..{} no longer hold what was checked",
+            self.bytes.start, self.bytes.end
+        )
+    }
+}
+
+impl std::error::Error for ChangedSinceChecked {}
+
+impl ChangesInFile {
+    pub(super) fn new(file: std::fs::File, open: usize, seals: Vec<Seal>) -> Self {
+        ChangesInFile {
+            file,
+            open,
+            seals,
+            last: RefCell::new(None),
+        }
+    }
+
+    /// The text of chunk `rank`, read from the file and proved to be what
+    /// was checked.
+    fn read_chunk(&self, rank: usize) -> io::Result<String> {
+        let seal = &self.seals[rank];
+        let changed = || {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                ChangedSinceChecked {
+                    bytes: seal.base..seal.base + seal.len,
+                },
+            )
+        };
+        let mut bytes = vec![0u8; seal.len];
+        match read_exact_at(&self.file, &mut bytes, seal.base as u64) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Err(changed()),
+            Err(e) => return Err(e),
+        }
+        if blake3::hash(&bytes) != seal.hash {
+            return Err(changed());
+        }
+        // Checked as UTF-8 when it was read first; cut between changes.
+        String::from_utf8(bytes).map_err(|_| changed())
+    }
+
+    /// Each change of `text` (a chunk's: whole changes, each followed by
+    /// a comma but perhaps the last) from byte `from`, read as `T`, with
+    /// where it is in the chunk, until `f` says `false`.
+    fn walk_chunk<'t, T: Deserialize<'t>>(
+        text: &'t str,
+        from: usize,
+        f: &mut dyn FnMut(usize, T) -> io::Result<bool>,
+    ) -> io::Result<bool> {
+        let bytes = text.as_bytes();
+        let mut at = from;
+        loop {
+            while at < bytes.len() && (bytes[at].is_ascii_whitespace() || bytes[at] == b',') {
+                at += 1;
+            }
+            if at == bytes.len() {
+                return Ok(true);
+            }
+            let mut stream = serde_json::Deserializer::from_str(&text[at..]).into_iter::<T>();
+            let item = match stream.next() {
+                Some(Ok(item)) => item,
+                Some(Err(e)) => return Err(broken(e)),
+                None => return Err(broken("a chunk ends inside a change")),
+            };
+            if !f(at, item)? {
+                return Ok(false);
+            }
+            at += stream.byte_offset();
+        }
+    }
+}
+
+/// Reads `buffer.len()` bytes of `file` from byte `at`.
+fn read_exact_at(file: &std::fs::File, buffer: &mut [u8], at: u64) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileExt;
+        file.read_exact_at(buffer, at)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut file = file;
+        file.seek(SeekFrom::Start(at))?;
+        file.read_exact(buffer)
+    }
+}
+
+impl Changes for &ChangesInFile {
+    fn each_change(&self, f: &mut dyn FnMut(&Change) -> bool) -> io::Result<()> {
+        self.each_change_at(&mut |_, change| f(change))
+    }
+
+    fn each_change_at(&self, f: &mut dyn FnMut(usize, &Change) -> bool) -> io::Result<()> {
+        for (rank, seal) in self.seals.iter().enumerate() {
+            let text = self.read_chunk(rank)?;
+            let more = ChangesInFile::walk_chunk::<Read>(&text, 0, &mut |at, read| {
+                let change = read.change().map_err(broken)?;
+                Ok(f(seal.base + at - self.open, &change))
+            })?;
+            if !more {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Each change read where it is, from its chunk, the others not read.
+    fn changes_at(&self, positions: &[usize], f: &mut dyn FnMut(&Change)) -> io::Result<()> {
+        for &position in positions {
+            let at = self.open + position;
+            let rank = self.seals.partition_point(|s| s.base + s.len <= at);
+            let Some(seal) = self.seals.get(rank).filter(|s| s.base <= at) else {
+                return Err(broken(format!("no change at {position}")));
+            };
+            let mut last = self.last.borrow_mut();
+            if !last.as_ref().is_some_and(|(read, _)| *read == rank) {
+                *last = Some((rank, self.read_chunk(rank)?));
+            }
+            let text = last.as_ref().map_or("", |(_, text)| text.as_str());
+            ChangesInFile::walk_chunk::<Read>(text, at - seal.base, &mut |_, read| {
+                f(&read.change().map_err(broken)?);
+                Ok(false)
+            })?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,7 +660,13 @@ mod tests {
                 // found by a walk (another layout).
                 let lean = Lean::of(bytes.clone(), parse_for_approval(&bytes).unwrap());
                 assert_eq!(
-                    lean.op_starts.is_some(),
+                    matches!(
+                        lean.changes,
+                        Where::Bytes {
+                            op_starts: Some(_),
+                            ..
+                        }
+                    ),
                     bytes == plan.to_pretty_json(),
                     "where the ops start is learnt by the parallel check"
                 );
@@ -563,6 +736,100 @@ mod tests {
                 .unwrap();
                 assert_eq!(seen, 2.min(plan.changes.len()));
             }
+        }
+    }
+
+    /// Read again from the plan's file (cut into many chunks in the unit
+    /// tests), the changes are where the check said, as read from its
+    /// bytes; a chunk that no longer holds what was checked, or is gone,
+    /// is refused, whatever the rest of the file holds.
+    #[cfg(unix)]
+    #[test]
+    fn the_changes_read_again_from_the_file_are_those_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        for plan in plans() {
+            let bytes = plan.to_pretty_json();
+            std::fs::write(&path, &bytes).unwrap();
+            let split = crate::plan::split_plan_file(&path).unwrap().expect("split");
+            assert_eq!(split.header().digest, plan.digest);
+            let mut watched = Vec::new();
+            let lean = split
+                .check_watching(&mut |batch| {
+                    watched.extend(batch.iter().cloned());
+                    Some(batch)
+                })
+                .unwrap()
+                .expect("checked");
+            assert!(matches!(lean.changes, Where::File(_)));
+            assert_eq!(lean.loaded.computed_digest, plan.digest);
+            let in_memory = lean_of(&path, bytes.clone()).unwrap();
+            let (file, text) = (lean.changes().unwrap(), in_memory.changes().unwrap());
+            let mut at = Vec::new();
+            file.each_change_at(&mut |p, c| {
+                at.push((p, c.clone()));
+                true
+            })
+            .unwrap();
+            let mut expected = Vec::new();
+            text.each_change_at(&mut |p, c| {
+                expected.push((p, c.clone()));
+                true
+            })
+            .unwrap();
+            assert_eq!(at, expected);
+            assert_eq!(watched, expected, "watched where they are read again");
+            let odd: Vec<usize> = at.iter().map(|(p, _)| *p).skip(1).step_by(2).collect();
+            let mut again = Vec::new();
+            file.changes_at(&odd, &mut |c| again.push(c.clone()))
+                .unwrap();
+            let odd_changes: Vec<Change> =
+                plan.changes.iter().skip(1).step_by(2).cloned().collect();
+            assert_eq!(again, odd_changes);
+            for op in Op::ALL {
+                let mut of_op = Vec::new();
+                file.each_change_of(op, &mut |c| {
+                    of_op.push(c.clone());
+                    true
+                })
+                .unwrap();
+                let expected: Vec<&Change> = plan.changes.iter().filter(|c| c.op() == op).collect();
+                assert_eq!(of_op.iter().collect::<Vec<_>>(), expected, "{op:?}");
+            }
+            let Where::File(in_file) = &lean.changes else {
+                unreachable!()
+            };
+            assert!(in_file.seals.len() > 2, "cut into chunks");
+            // The last change's chunk altered in place, a byte the same
+            // length; then the file cut short.
+            let (last, _) = at.last().unwrap();
+            let byte = in_file.open + last + 2;
+            let mut altered = bytes.clone();
+            altered[byte] = if altered[byte] == b'k' { b'j' } else { b'k' };
+            std::fs::write(&path, &altered).unwrap();
+            let refused = |e: io::Error| {
+                let changed = e
+                    .get_ref()
+                    .and_then(|e| e.downcast_ref::<ChangedSinceChecked>());
+                assert!(changed.is_some_and(|c| c.bytes.contains(&byte)), "{e}");
+            };
+            // The first changes, in chunks not altered, still read.
+            let mut first = Vec::new();
+            file.changes_at(&[at[0].0], &mut |c| first.push(c.clone()))
+                .unwrap();
+            assert_eq!(first, plan.changes[..1]);
+            refused(file.changes_at(&[*last], &mut |_| {}).unwrap_err());
+            let mut walked = 0;
+            refused(
+                file.each_change(&mut |_| {
+                    walked += 1;
+                    true
+                })
+                .unwrap_err(),
+            );
+            assert!(walked < plan.changes.len());
+            std::fs::write(&path, &bytes[..byte]).unwrap();
+            refused(file.changes_at(&[*last], &mut |_| {}).unwrap_err());
         }
     }
 

@@ -24,7 +24,10 @@ pub use json::write_json_line;
 pub use model::Filter;
 #[cfg(test)]
 pub use show::show;
-pub use show::{count_while_checking, show_changes, show_counted, Format, ShowOptions};
+pub use show::{
+    count_while_checking, counts_while_checking, show_changes, show_counted, CountedEarly, Format,
+    ShowOptions,
+};
 
 use crate::plan::Plan;
 use crate::store::HistoryRecord;

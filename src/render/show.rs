@@ -106,37 +106,41 @@ pub struct CountedEarly {
     counted: Counted,
 }
 
-/// Checks the plan of `bytes` (a file's, read whole) as `plan::lean_of`
-/// does, and makes the review's pass over its changes as they are checked,
-/// on this thread, while the check runs on others: every change is read
-/// once, not once to check it and again to review it (issue 15). The
-/// review's pass is `None` when the changes came in another order than a
-/// plan's. `Err(bytes)` where the pass needs more than the changes in
-/// their order (`--user`, `--live`, JSON), or the plan is not laid out as
-/// the tool lays it out, or not surely fine read so: `plan::lean_of`
-/// reads it then, and says what is wrong.
-pub fn count_while_checking(
-    bytes: Vec<u8>,
+/// Whether `show` makes the review's pass over the changes while the plan
+/// is checked ([`count_while_checking`]): not where it needs more than the
+/// changes in their order (`--user`, `--live`, JSON).
+pub fn counts_while_checking(options: &ShowOptions, live: bool) -> bool {
+    !live && options.format != Format::Json && Selector::without_changes(&options.filter).is_some()
+}
+
+/// Runs `check`, which checks the plan of `header` (its members but the
+/// changes) and gives each change to its watcher as it is checked, on
+/// another thread, and makes the review's pass over those changes on this
+/// one: every change is read once, not once to check it and again to
+/// review it (issue 15). The review's pass is `None` when the changes came
+/// in another order than a plan's, or the review needs more than the
+/// changes ([`counts_while_checking`]); it is the plan's only if `check`
+/// says the plan was checked so.
+pub fn count_while_checking<R: Send>(
+    header: &Plan,
     options: &ShowOptions,
-    live: bool,
-) -> Result<(crate::plan::Lean, Option<CountedEarly>), Vec<u8>> {
-    let selector = Selector::without_changes(&options.filter)
-        .filter(|_| !live && options.format != Format::Json);
-    let (Some(selector), Some(header)) = (selector, crate::plan::header_of(&bytes)) else {
-        return Err(bytes);
+    check: impl FnOnce(&mut crate::plan::Watch<'_>) -> R + Send,
+) -> (R, Option<CountedEarly>) {
+    let Some(selector) = Selector::without_changes(&options.filter) else {
+        return (check(&mut Some), None);
     };
     std::thread::scope(|scope| {
         let (to_counter, batches) = std::sync::mpsc::sync_channel(2);
         let (give_back, given_back) = std::sync::mpsc::sync_channel(8);
         let checker = scope.spawn(move || {
-            crate::plan::lean_watching(bytes, &mut |batch| {
+            check(&mut |batch| {
                 // A counter that is gone has panicked: its panic is told.
                 let _ = to_counter.send(batch);
                 given_back.try_recv().ok()
             })
         });
         let counted = count_streamed(
-            &header,
+            header,
             &selector,
             options.limit,
             &mut batches.iter(),
@@ -145,12 +149,12 @@ pub fn count_while_checking(
                 let _ = give_back.try_send(batch);
             },
         );
-        let lean = match checker.join() {
-            Ok(lean) => lean?,
+        let checked = match checker.join() {
+            Ok(checked) => checked,
             Err(panic) => std::panic::resume_unwind(panic),
         };
         let early = counted.map(|(gathered, counted)| CountedEarly { gathered, counted });
-        Ok((lean, early))
+        (checked, early)
     })
 }
 
@@ -1803,25 +1807,31 @@ mod tests {
             .filter(|f| f.user.is_none())
             .collect();
         let mut compared = 0;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
         for plan in plans_to_show() {
-            let bytes = plan.to_pretty_json();
+            std::fs::write(&path, plan.to_pretty_json()).unwrap();
             for format in [Format::Table, Format::Markdown] {
                 for filter in &filters {
                     for limit in [None, Some(1), Some(3), Some(50)] {
                         for diff in [false, true] {
                             let options = show_options(format, filter, limit, diff);
+                            assert!(counts_while_checking(&options, false));
                             let mut expected = Vec::new();
                             show(&mut expected, &plan, &plan.digest, &options, None).unwrap();
-                            let (lean, counted) =
-                                count_while_checking(bytes.clone(), &options, false)
-                                    .unwrap_or_else(|_| panic!("counted: {format:?} {filter:?}"));
+                            let split = crate::plan::split_plan_file(&path).unwrap().unwrap();
+                            let header = split.header().clone();
+                            let (lean, counted) = count_while_checking(&header, &options, |w| {
+                                split.check_watching(w)
+                            });
+                            let lean = lean.unwrap().expect("checked");
                             let counted = counted.expect("the plan's order");
                             assert_eq!(lean.loaded.computed_digest, plan.digest);
                             let mut streamed = Vec::new();
                             show_counted(
                                 &mut streamed,
                                 &lean.loaded.plan,
-                                &lean.changes().unwrap(),
+                                &*lean.changes().unwrap(),
                                 &lean.loaded.computed_digest,
                                 &options,
                                 counted,
@@ -1833,7 +1843,7 @@ mod tests {
                     }
                 }
             }
-            // Handed back, the bytes as they were.
+            // Not counted while checked: where the review needs more.
             let mut options = ShowOptions {
                 format: Format::Json,
                 diff: false,
@@ -1843,23 +1853,15 @@ mod tests {
                 fit_comment: false,
                 everything: String::new(),
             };
-            let back =
-                |options: &ShowOptions, live: bool, bytes: Vec<u8>| match count_while_checking(
-                    bytes.clone(),
-                    options,
-                    live,
-                ) {
-                    Err(given) => assert!(given == bytes),
-                    Ok(_) => panic!("counted while checked: {:?} live {live}", options.format),
-                };
-            back(&options, false, bytes.clone());
+            assert!(!counts_while_checking(&options, false));
             options.format = Format::Table;
-            back(&options, true, bytes.clone());
+            assert!(counts_while_checking(&options, false));
+            assert!(!counts_while_checking(&options, true));
             options.filter.user = Some("alice".into());
-            back(&options, false, bytes.clone());
-            options.filter.user = None;
-            let compact = serde_json::to_vec(&plan).unwrap();
-            back(&options, false, compact);
+            assert!(!counts_while_checking(&options, false));
+            // Laid out otherwise: not split, read whole.
+            std::fs::write(&path, serde_json::to_vec(&plan).unwrap()).unwrap();
+            assert!(crate::plan::split_plan_file(&path).unwrap().is_none());
         }
         assert_eq!(compared, 4 * 2 * 6 * 4 * 2);
     }
