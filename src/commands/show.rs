@@ -91,19 +91,22 @@ fn check(
     options: &ShowOptions,
     live: bool,
 ) -> Result<(plan::Lean, Option<render::CountedEarly>)> {
-    if let Some(split) = plan::split_plan_file(path)? {
-        let header = split.header().clone();
-        let checked = if render::counts_while_checking(options, live) {
-            render::count_while_checking(&header, options, |watch| split.check_watching(watch))
-        } else {
-            (split.check_watching(&mut Some), None)
-        };
-        if let (Some(lean), counted) = (checked.0.map_err(|e| Error::io(path, e))?, checked.1) {
-            return Ok((lean, counted));
-        }
+    let split = match plan::split_plan_file(path)? {
+        Ok(split) => split,
+        // Not laid out as the tool writes a plan (or not a regular file):
+        // read whole, which says what is wrong.
+        Err(file) => return Ok((plan::lean_of(path, plan::read_bytes_of(path, file)?)?, None)),
+    };
+    let header = split.header().clone();
+    let checked = if render::counts_while_checking(options, live) {
+        render::count_while_checking(&header, options, |watch| split.check_watching(watch))
+    } else {
+        (split.check_watching(&mut Some), None)
+    };
+    if let (Some(lean), counted) = (checked.0.map_err(|e| Error::io(path, e))?, checked.1) {
+        return Ok((lean, counted));
     }
-    // Not laid out as the tool writes a plan, or not surely fine so read:
-    // read whole, which says what is wrong.
+    // Not surely fine read so: read whole, which says what is wrong.
     Ok((plan::load_lean(path)?, None))
 }
 

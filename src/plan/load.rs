@@ -69,9 +69,16 @@ pub(super) fn refused(path: &Path, why: String) -> Error {
 
 /// A plan file's bytes, read through the size limit, not yet validated.
 pub fn read_bytes(path: &Path) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    read_bytes_of(path, file)
+}
+
+/// [`read_bytes`] of `file`, opened from `path` already: a pipe or a
+/// device is not opened twice (the second open of a FIFO waits for a
+/// writer that has gone).
+pub fn read_bytes_of(path: &Path, file: std::fs::File) -> Result<Vec<u8>> {
     let refuse = |msg: String| refused(path, msg);
     let limit = max_plan_bytes();
-    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let meta = file.metadata().map_err(|e| Error::io(path, e))?;
     if meta.is_file() && meta.len() > limit {
         return Err(refuse(format!(

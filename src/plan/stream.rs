@@ -323,21 +323,24 @@ pub struct SplitFile {
     split: Split,
 }
 
-/// The plan file at `path`, split ([`SplitFile`]); `None` when it is not
-/// a regular file within the size limit laid out as the tool writes a
-/// plan: the caller then reads it whole, which says what is wrong.
+/// The plan file at `path`, split ([`SplitFile`]); the file opened, when
+/// it is not a regular file within the size limit laid out as the tool
+/// writes a plan: the caller then reads it whole
+/// ([`super::load::read_bytes_of`], never opening a pipe twice), which
+/// says what is wrong.
 #[cfg(unix)]
-pub fn split_plan_file(path: &Path) -> Result<Option<SplitFile>> {
+pub fn split_plan_file(path: &Path) -> Result<std::result::Result<SplitFile, std::fs::File>> {
     let io = |e| crate::error::Error::io(path, e);
     let file = std::fs::File::open(path).map_err(io)?;
     let meta = file.metadata().map_err(io)?;
     if !meta.is_file() || meta.len() > super::max_plan_bytes() {
-        return Ok(None);
+        return Ok(Err(file));
     }
     let len = meta.len() as usize;
-    Ok(split_file(&file, len)
-        .map_err(io)?
-        .map(|(split, _)| SplitFile { file, len, split }))
+    Ok(match split_file(&file, len).map_err(io)? {
+        Some((split, _)) => Ok(SplitFile { file, len, split }),
+        None => Err(file),
+    })
 }
 
 /// Elsewhere, every plan file is read whole.
@@ -345,8 +348,9 @@ pub fn split_plan_file(path: &Path) -> Result<Option<SplitFile>> {
 pub enum SplitFile {}
 
 #[cfg(not(unix))]
-pub fn split_plan_file(_: &Path) -> Result<Option<SplitFile>> {
-    Ok(None)
+pub fn split_plan_file(path: &Path) -> Result<std::result::Result<SplitFile, std::fs::File>> {
+    let file = std::fs::File::open(path).map_err(|e| crate::error::Error::io(path, e))?;
+    Ok(Err(file))
 }
 
 #[cfg(unix)]
