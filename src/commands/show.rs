@@ -37,7 +37,7 @@ pub async fn run(args: &ShowArgs) -> Result<ExitStatus> {
         None
     };
     let mut changed = None;
-    super::stream_stdout(|out| {
+    let shown = super::stream_stdout(|out| {
         let shown = match counted {
             Some(counted) => render::show_counted(
                 out,
@@ -65,14 +65,14 @@ pub async fn run(args: &ShowArgs) -> Result<ExitStatus> {
             }
             None => e,
         })
-    })
-    .or_else(|e| changed.clone().map_or(Err(e), |_| Ok(())))?;
+    });
     if let Some(bytes) = changed {
         return Err(Error::refused(format!(
             "{name}: changed while it was shown (bytes {}..{} no longer hold what was checked): what was printed is not a review of any plan; show it again",
             bytes.start, bytes.end
         )));
     }
+    shown?;
     tracing::info!(elapsed = ?started.elapsed(), "plan rendered");
     if !loaded.digest_matches() {
         return Err(Error::refused(format!(
@@ -98,16 +98,16 @@ fn check(
         Err(file) => return Ok((plan::lean_of(path, plan::read_bytes_of(path, file)?)?, None)),
     };
     let header = split.header().clone();
-    let checked = if render::counts_while_checking(options, live) {
+    let (checked, counted) = if render::counts_while_checking(options, live) {
         render::count_while_checking(&header, options, |watch| split.check_watching(watch))
     } else {
         (split.check_watching(&mut Some), None)
     };
-    if let (Some(lean), counted) = (checked.0.map_err(|e| Error::io(path, e))?, checked.1) {
-        return Ok((lean, counted));
+    match checked.map_err(|e| Error::io(path, e))? {
+        Some(lean) => Ok((lean, counted)),
+        // Not surely fine read so: read whole, which says what is wrong.
+        None => Ok((plan::load_lean(path)?, None)),
     }
-    // Not surely fine read so: read whole, which says what is wrong.
-    Ok((plan::load_lean(path)?, None))
 }
 
 /// The tenant's current access, read in one read-only snapshot.
