@@ -81,6 +81,27 @@ pub(crate) fn is_canonical_value(text: &[u8]) -> bool {
     scanner.value(0) && scanner.pos == text.len()
 }
 
+/// The end of the string at `pos` in `text` (just past its closing
+/// quote) when it is plain: no escape, no control character, so that its
+/// text between the quotes is the string and its canonical form is the
+/// text itself. `None` otherwise, or when there is no string at `pos`.
+pub(crate) fn plain_string_end(text: &[u8], pos: usize) -> Option<usize> {
+    if text.get(pos) != Some(&b'"') {
+        return None;
+    }
+    let run = plain_run(&text[pos + 1..])?;
+    (text[pos + 1 + run] == b'"').then_some(pos + run + 2)
+}
+
+/// The end of the object at `pos` in `text`, read as a value `depth`
+/// containers deep, when it is in canonical form (see
+/// [`is_canonical_object`]); `None` otherwise.
+pub(crate) fn canonical_object_end(text: &[u8], pos: usize, depth: usize) -> Option<usize> {
+    let mut scanner = Scanner::canonical(text);
+    scanner.pos = pos;
+    (scanner.peek() == Some(b'{') && scanner.value(depth)).then_some(scanner.pos)
+}
+
 /// A reader of JSON bytes that only says whether they are surely fine.
 pub(crate) struct Scanner<'t> {
     text: &'t [u8],

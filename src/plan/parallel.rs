@@ -20,6 +20,7 @@ use std::sync::mpsc;
 use memchr::memmem;
 
 use super::canonical;
+use super::change::read_as_written;
 use super::fast_json::Scanner;
 use super::load::Tally;
 use super::Plan;
@@ -480,19 +481,28 @@ fn read_chunk(
     }
     loop {
         let start = scanner.pos;
-        // Inside the plan's object and its `changes` array.
-        if !scanner.value(2) {
-            return false;
-        }
-        let Ok(change) = serde_json::from_str::<Change>(&text[start..scanner.pos]) else {
-            return false;
+        let change = match read_as_written(text, start, &mut part.text) {
+            Some((change, end)) => {
+                scanner.pos = end;
+                change
+            }
+            None => {
+                // Inside the plan's object and its `changes` array.
+                if !scanner.value(2) {
+                    return false;
+                }
+                let Ok(change) = serde_json::from_str::<Change>(&text[start..scanner.pos]) else {
+                    return false;
+                };
+                if writer
+                    .write(&mut part.text, &change.in_canonical_order())
+                    .is_err()
+                {
+                    return false;
+                }
+                change
+            }
         };
-        if writer
-            .write(&mut part.text, &change.in_canonical_order())
-            .is_err()
-        {
-            return false;
-        }
         if ends {
             part.ends.push(part.text.len());
         }

@@ -866,6 +866,14 @@ impl Document {
         Document::from_text(text.to_owned())
     }
 
+    /// A document whose text `text` is known to be canonical already
+    /// ([`crate::plan::canonical::is_object_canonical`]): what serde's
+    /// reading of a plan's document gives, without asking again.
+    pub(crate) fn canonical_as_read(text: &serde_json::value::RawValue) -> Document {
+        debug_assert!(crate::plan::canonical::is_object_canonical(text.get()));
+        Document::from_text(text.to_owned())
+    }
+
     /// The document's members, parsed once and kept.
     pub fn map(&self) -> &Map<String, Value> {
         self.parsed.get_or_init(|| Box::new(self.to_map()))
