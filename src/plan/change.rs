@@ -16,25 +16,25 @@ use crate::sync::{Change, Document, Membership, Op};
     deny_unknown_fields,
     bound(deserialize = "S: Deserialize<'de>, D: Deserialize<'de>")
 )]
-struct ChangeRecord<S, D> {
-    op: Op,
-    key: S,
+pub(super) struct ChangeRecord<S, D> {
+    pub(super) op: Op,
+    pub(super) key: S,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    value: Option<D>,
+    pub(super) value: Option<D>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    user_id: Option<S>,
+    pub(super) user_id: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    username: Option<S>,
+    pub(super) username: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    group_id: Option<S>,
+    pub(super) group_id: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    group_name: Option<S>,
+    pub(super) group_name: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    membership: Option<Membership>,
+    pub(super) membership: Option<Membership>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    subject: Option<S>,
+    pub(super) subject: Option<S>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    role: Option<S>,
+    pub(super) role: Option<S>,
 }
 
 /// [`ChangeRecord`]'s fields in canonical order (by their bytes), so
@@ -160,8 +160,9 @@ impl<'de> Deserialize<'de> for Change {
 
 /// The change a record spells, or why it spells none: which members its
 /// `op` needs and which it must not have. The one statement of a change's
-/// shape, for serde and for [`read_as_written`].
-fn change_of(r: ChangeRecord<String, Document>) -> Result<Change, String> {
+/// shape, for serde, for [`read_as_written`] and for the changes `show`
+/// reads again (`text::Read`).
+pub(super) fn change_of(r: ChangeRecord<String, Document>) -> Result<Change, String> {
     let op = r.op.as_str();
     let need =
         |field: Option<String>, name: &str| field.ok_or_else(|| format!("`{op}` needs `{name}`"));

@@ -128,9 +128,9 @@ fn stdin_file_size() -> Option<u64> {
 }
 
 /// A change of a plan that was checked already, as it is read again: its
-/// members, none checked again, and its document as it is written (the
-/// renderers read its members; it is not brought to canonical form again,
-/// which costs more than the rest of the reading).
+/// members, and its document as it is written (the renderers read its
+/// members; it is not brought to canonical form again, which costs more
+/// than the rest of the reading).
 #[derive(Deserialize)]
 struct Read<'a> {
     op: Op,
@@ -154,48 +154,20 @@ struct Read<'a> {
 }
 
 impl Read<'_> {
+    /// The change, by the rules every reading of a change follows
+    /// ([`super::change::change_of`]), its document kept as it is written.
     fn change(self) -> std::result::Result<Change, String> {
-        let op = self.op;
-        let missing = |name: &str| format!("`{}` needs `{name}`", op.as_str());
-        let value = || {
-            self.value
-                .map(Document::as_read)
-                .ok_or_else(|| missing("value"))
-        };
-        let shape = op.undone().unwrap_or(op);
-        let addition = match shape {
-            Op::CreateTenant => Change::CreateTenant {
-                value: value()?,
-                key: self.key,
-            },
-            Op::AddRole => Change::AddRole {
-                value: value()?,
-                key: self.key,
-            },
-            Op::AddGroup => Change::AddGroup {
-                value: value()?,
-                key: self.key,
-            },
-            Op::AddBinding => Change::AddBinding {
-                value: value()?,
-                key: self.key,
-                subject: self.subject.ok_or_else(|| missing("subject"))?,
-                role: self.role.ok_or_else(|| missing("role"))?,
-            },
-            Op::AddMembership => Change::AddMembership {
-                key: self.key,
-                user_id: self.user_id.ok_or_else(|| missing("user_id"))?,
-                username: self.username.ok_or_else(|| missing("username"))?,
-                group_id: self.group_id.ok_or_else(|| missing("group_id"))?,
-                group_name: self.group_name.ok_or_else(|| missing("group_name"))?,
-                membership: self.membership.ok_or_else(|| missing("membership"))?,
-            },
-            _ => return Err(format!("`{}` is not a change", op.as_str())),
-        };
-        Ok(if op.is_removal() {
-            addition.removal()
-        } else {
-            addition
+        super::change::change_of(super::change::ChangeRecord {
+            op: self.op,
+            key: self.key,
+            value: self.value.map(Document::as_read),
+            user_id: self.user_id,
+            username: self.username,
+            group_id: self.group_id,
+            group_name: self.group_name,
+            membership: self.membership,
+            subject: self.subject,
+            role: self.role,
         })
     }
 }
